@@ -1,0 +1,35 @@
+# The two commands everything starts from: `make run` and `make test`.
+# Each bootstraps .venv idempotently: it reinstalls only when pyproject.toml or constraints.txt changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.arena-install-stamp
+EXTRAS := test,offline-weights,postgres
+
+.PHONY: venv run test lint bench
+
+venv:
+	@want="$$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"; \
+	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
+		echo "Installing FID Arena into $(VENV) (pinned by constraints.txt)..."; \
+		[ -x $(PY) ] || $(PYTHON) -m venv $(VENV) || exit 1; \
+		$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]" && \
+		echo "$$want" > $(STAMP); \
+	else \
+		echo "$(VENV) is up to date."; \
+	fi
+
+run: venv
+	$(VENV)/bin/arena serve --demo
+
+test: venv
+	$(PY) -m ruff check .
+	$(PY) -m pytest -n 2 --dist loadfile
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+bench: venv
+	$(PY) bench/scoring.py
+	$(PY) bench/submissions.py

@@ -1,0 +1,1 @@
+"""Conditional GAN baselines, one shared trainer and the sample generator."""

@@ -1,0 +1,79 @@
+"""One place for every setting: environment variables with the prefix ARENA_ (or a .env file)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Tokens nobody may run a real competition with: empty, or copied from an example.
+INSECURE_ADMIN_TOKENS = {"", "changeme", "change-me", "admin", "secret", "password"}
+
+
+class InsecureSettingsError(ValueError):
+    """A setting is unsafe outside the demo (for example a default admin token)."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ARENA_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("./arena-data"), description="Competitions, uploads, caches and the SQLite DB.")
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: SQLite at {data_dir}/arena.db. PostgreSQL: postgresql+psycopg://..."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Scoring device; auto picks CUDA if present.")
+    precision: Literal["exact", "tf32", "fp16"] = Field(
+        "exact", description="exact = fp32 with TF32 off (default); tf32/fp16 are faster, see docs/BENCHMARKS.md."
+    )
+    fid_weights: Path | None = Field(None, description="Path to pt_inception-2015-12-05-6726825d.pth (optional).")
+    admin_token: str = Field("", description="Organizer bearer token; required outside --demo.")
+    secret_key: str = Field("", description="Signs session cookies; generated per process when empty.")
+    max_upload_bytes: int = Field(200 * 1024 * 1024, description="Uploads larger than this get HTTP 413.")
+    max_zip_entries: int = Field(10_000, description="Most entries a submission zip may hold.")
+    max_uncompressed_bytes: int = Field(512 * 1024 * 1024, description="Most bytes a submission may inflate to.")
+    max_compression_ratio: int = Field(200, description="Highest compression ratio of one zip entry (zip bombs).")
+    max_image_pixels: int = Field(4096 * 4096, description="Largest declared PNG size, checked before decoding.")
+    worker_heartbeat_seconds: float = Field(5.0, description="How often a worker reports that it is alive.")
+    worker_timeout_seconds: float = Field(120.0, description="A job of a worker silent this long is requeued.")
+    max_attempts: int = Field(3, description="Scoring attempts before a submission is marked failed.")
+    host: str = Field("127.0.0.1", description="Address `arena serve` binds to.")
+    port: int = Field(8000, description="Port `arena serve` listens on.")
+    public_url: str | None = Field(None, description="URL shown to teams (CLI hints); default http://host:port.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'arena.db').resolve()}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _session_secret(self) -> Settings:
+        if not self.secret_key:
+            self.secret_key = secrets.token_urlsafe(32)
+        return self
+
+    def require_secure(self) -> None:
+        """Refuse to serve a real competition with a guessable admin token."""
+        if self.admin_token.strip().lower() in INSECURE_ADMIN_TOKENS or len(self.admin_token) < 16:
+            raise InsecureSettingsError(
+                "ARENA_ADMIN_TOKEN is empty or too weak. Set a random one of at least 16 characters, e.g.\n"
+                '  export ARENA_ADMIN_TOKEN="$(python -c "import secrets; print(secrets.token_urlsafe(32))")"\n'
+                "or run `arena serve --demo`, which generates one and prints it."
+            )
+
+    def with_demo_admin_token(self) -> Settings:
+        """In --demo, keep a strong configured token or generate one (printed by `arena serve`)."""
+        try:
+            self.require_secure()
+            return self
+        except InsecureSettingsError:
+            return self.model_copy(update={"admin_token": secrets.token_urlsafe(24)})
+
+
+def get_settings() -> Settings:
+    return Settings()
