@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-data_app = typer.Typer(help="Create competition data: a procedural demo or a prepared real dataset.", no_args_is_help=True)
+data_app = typer.Typer(help="Create competition data: a procedural demo or a prepared dataset.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
