@@ -264,7 +264,7 @@ def create_submission(
     """
     now = now or utcnow()
     begin_write(session)
-    locked_team = session.scalar(select(Team).where(Team.id == team.id).with_for_update())
+    locked_team = session.scalar(select(Team).where(Team.id == team.id).with_for_update(of=Team))
     assert locked_team is not None
     _check_may_submit(session=session, competition=competition, team=locked_team, sha256=sha256, now=now)
     submission = Submission(
