@@ -34,11 +34,10 @@ def transition(
     worker_id: str | None = None,
 ) -> None:
     """Change a loaded submission's status and record why (the caller commits)."""
-    session.add(
-        SubmissionEvent(
-            submission_id=submission.id, from_status=submission.status, to_status=to, reason=reason,
-            worker_id=worker_id, created_at=now,
-        )
+    # Appended through the relationship so a submission already loaded in this session shows it too.
+    submission.events.append(
+        SubmissionEvent(from_status=submission.status, to_status=to, reason=reason, worker_id=worker_id,
+                        created_at=now)
     )
     submission.status = to
     submission.updated_at = now
@@ -122,11 +121,9 @@ def claim_next_submission(*, session: Session, worker_id: str, now: datetime | N
         return None
     submission = lock_submission(session, claimed_id)
     assert submission is not None
-    session.add(
-        SubmissionEvent(
-            submission_id=claimed_id, from_status=S.queued, to_status=S.scoring, worker_id=worker_id, created_at=now,
-            reason=f"claimed by worker {worker_id} (attempt {submission.attempts})",
-        )
+    submission.events.append(
+        SubmissionEvent(from_status=S.queued, to_status=S.scoring, worker_id=worker_id, created_at=now,
+                        reason=f"claimed by worker {worker_id} (attempt {submission.attempts})")
     )
     session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(current_submission_id=claimed_id))
     session.commit()

@@ -272,10 +272,9 @@ def create_submission(
         message=message.strip(), status=SubmissionStatus.queued, attempts=0, created_at=now, updated_at=now,
         selected_final=False,
     )
+    submission.events.append(SubmissionEvent(from_status=None, to_status=SubmissionStatus.queued,
+                                             reason=f"uploaded by team '{team.name}' and validated", created_at=now))
     session.add(submission)
-    session.flush()
-    session.add(SubmissionEvent(submission_id=submission.id, from_status=None, to_status=SubmissionStatus.queued,
-                                reason=f"uploaded by team '{team.name}' and validated", created_at=now))
     try:
         session.commit()
     except IntegrityError:
