@@ -6,6 +6,7 @@ import math
 import threading
 
 import numpy as np
+import pytest
 from PIL import Image
 from sqlalchemy import select
 
@@ -15,6 +16,9 @@ from server.worker import Worker
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
 
 
+# 20 real scorings cost about a minute of CPU per database: SQLite here (two workers fighting for its one write
+# lock); the claim race itself runs on both databases in test_queue.py, the SIGKILL recovery in test_worker_process.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_two_workers_score_twenty_submissions_exactly_once(make_app, scorer):
     arena = make_app(competition={"daily_limit": 20})
     _, token = arena.create_team("a")
