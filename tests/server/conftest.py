@@ -15,6 +15,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from server.api import create_app
+from server.competition import Competition
 from server.db import Database
 from tests.utils.inception import install_random_fid_weights
 from tests.utils.server_factories import ArenaApp, Clock, fresh_database, make_settings, make_test_competition
@@ -80,13 +81,29 @@ def scorer(fid_torch_home: Path) -> Any:
     return Scorer(device="cpu", precision="exact")
 
 
+@pytest.fixture(scope="session")
+def scoring_competition(tmp_path_factory: pytest.TempPathFactory, scorer: Any) -> Iterator[Competition]:
+    """One competition with its references built once: its reference cache is ~400 MB (float64 2048x2048
+    matrices) and building it costs seconds, so every scoring test links to this directory."""
+    competition = make_test_competition(tmp_path_factory.mktemp("scoring"), daily_limit=50)
+    scorer.prepare(competition, progress=False)
+    yield competition
+    shutil.rmtree(competition.references_dir, ignore_errors=True)
+
+
 @pytest.fixture
 def make_app(data_dir: Path, database_url: str) -> Iterator[Callable[..., ArenaApp]]:
-    """make_app(competition={...config}, **settings overrides) -> ArenaApp with a TestClient and a clock."""
+    """make_app(competition={...config} | a Competition to link, **settings overrides) -> ArenaApp with a clock."""
     made: list[ArenaApp] = []
 
-    def factory(competition: dict[str, Any] | None = None, **overrides: Any) -> ArenaApp:
-        comp = make_test_competition(data_dir, **(competition or {}))
+    def factory(competition: dict[str, Any] | Competition | None = None, **overrides: Any) -> ArenaApp:
+        if isinstance(competition, Competition):
+            link = data_dir / "competitions" / competition.slug
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(competition.root.resolve(), target_is_directory=True)
+            comp = competition
+        else:
+            comp = make_test_competition(data_dir, **(competition or {}))
         settings = make_settings(data_dir, database_url, **overrides)
         database = fresh_database(database_url)
         clock = Clock()

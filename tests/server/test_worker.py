@@ -19,12 +19,11 @@ from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
 # 20 real scorings cost about a minute of CPU per database: SQLite here (two workers fighting for its one write
 # lock); the claim race itself runs on both databases in test_queue.py, the SIGKILL recovery in test_worker_process.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_two_workers_score_twenty_submissions_exactly_once(make_app, scorer):
-    arena = make_app(competition={"daily_limit": 20})
+def test_two_workers_score_twenty_submissions_exactly_once(make_app, scorer, scoring_competition):
+    arena = make_app(competition=scoring_competition)
     _, token = arena.create_team("a")
     for seed in range(20):
         assert arena.upload(token, submission_zip(arena.competition, seed=seed)).status_code == 202
-    scorer.prepare(arena.competition, progress=False)  # build the reference cache once, outside the race
     workers = [Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id=f"w{i}")
                for i in (1, 2)]
     threads = [threading.Thread(target=w.run, kwargs={"exit_when_idle": True}) for w in workers]
@@ -42,8 +41,8 @@ def test_two_workers_score_twenty_submissions_exactly_once(make_app, scorer):
         assert {s.worker_id for s in submissions} == {"w1", "w2"}  # both took part, none twice
 
 
-def test_api_round_trip_through_the_real_scoring_pipeline(make_app, scorer):
-    arena = make_app()
+def test_api_round_trip_through_the_real_scoring_pipeline(make_app, scorer, scoring_competition):
+    arena = make_app(competition=scoring_competition)
     team = arena.client.post(f"/api/competitions/{arena.slug}/teams", json={"name": "gan", "members": ["A"]}).json()
     upload = arena.upload(team["token"], submission_zip(arena.competition, seed=7)).json()
     worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")
@@ -68,29 +67,5 @@ def test_api_round_trip_through_the_real_scoring_pipeline(make_app, scorer):
     board = arena.client.get(f"/api/competitions/{arena.slug}/leaderboard").json()
     assert [(e["rank"], e["team_name"], e["submission_id"]) for e in board["entries"]] == [(1, "gan", upload["id"])]
     assert board["entries"][0]["score"] == detail["score_public"]
-    organizer = arena.client.get(f"/api/admin/submissions/{upload['id']}/rescore", headers=bearer(ADMIN_TOKEN))
-    assert organizer.status_code == 405  # rescoring is a POST
-    rescored = arena.client.post(f"/api/admin/submissions/{upload['id']}/rescore", json={"reason": "new refs"},
-                                 headers=bearer(ADMIN_TOKEN)).json()
-    assert rescored["status"] == "queued"
-    assert worker.run(exit_when_idle=True) == 1
-    again = arena.client.get(upload["status_url"], headers=bearer(ADMIN_TOKEN)).json()
-    assert again["status"] == "scored" and again["score_public"] == detail["score_public"]  # same file, same score
-    assert again["score_private"] is not None  # the organizer sees the private split
-
-
-def test_copied_training_images_are_flagged(make_app, scorer):
-    arena = make_app()
-    _, token = arena.create_team("copycat")
-    import io
-
-    from submissions import pack
-
-    buffer = io.BytesIO()
-    pack({cls: np.stack([np.asarray(Image.open(p)) for p in arena.competition.train_files(cls)[:2]])
-          for cls in arena.competition.classes}, buffer, arena.competition.classes)
-    sid = arena.upload(token, buffer.getvalue()).json()["id"]
-    Worker(database=arena.database, settings=arena.settings, scorer=scorer).run(exit_when_idle=True)
-    detail = arena.client.get(f"/api/submissions/{sid}", headers=bearer(token)).json()
-    assert detail["status"] == "scored" and detail["penalized"] is True
-    assert all(c["memorization_distance"] < 1e-6 for c in detail["class_scores"].values())
+    organizer = arena.client.get(upload["status_url"], headers=bearer(ADMIN_TOKEN)).json()
+    assert organizer["score_private"] == sum(c["fid_private"] for c in organizer["class_scores"].values())
