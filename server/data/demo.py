@@ -14,15 +14,15 @@ PNG bytes and dataset hash.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from server.competition import Competition, CompetitionConfig
-from server.data.writer import CompetitionWriter, encode_png, public_test_names
+from server.competition import Competition
+from server.data.writer import CompetitionWriter, competition_config, encode_png, public_test_names
 
 DEMO_CLASSES = ("with_mask", "without_mask")
 DEMO_TITLE = "Demo: synthetic faces with and without masks"
@@ -112,7 +112,7 @@ class FaceParams:
         self.grain = u(1.0, 5.0)
         self.with_mask = with_mask
         self.mask_style = choice(3, [0.45, 0.25, 0.30])  # surgical, cup, cloth
-        shade_kind = choice(3, [0.55, 0.20, 0.25])  # light, mid, dark
+        shade_kind = choice(3, [0.65, 0.20, 0.15])  # light (surgical white or blue), mid, dark
         self.mask_shade = np.choose(shade_kind, [u(185, 248), u(110, 175), u(18, 75)])
         self.mask_texture = choice(4, [0.35, 0.25, 0.15, 0.25])  # pleats, weave noise, dots, plain
         self.mask_top = u(-0.08, 0.06)
@@ -284,10 +284,15 @@ def _ear_loops(
 
 def generate_faces(n: int, *, seed: int, with_mask: bool, stream: int = 0) -> np.ndarray:
     """n faces (uint8, n x 64 x 64), the same for the same (seed, with_mask, stream)."""
-    rng = np.random.default_rng([seed, int(with_mask), stream])
-    params = FaceParams(rng, n, with_mask)
-    batches = [render_faces(_slice(params, start, min(start + BATCH, n))) for start in range(0, n, BATCH)]
+    batches = list(iter_face_batches(n, seed=seed, with_mask=with_mask, stream=stream))
     return np.concatenate(batches) if batches else np.zeros((0, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+
+
+def iter_face_batches(n: int, *, seed: int, with_mask: bool, stream: int = 0) -> Iterator[np.ndarray]:
+    """generate_faces in batches of up to BATCH images (bounded memory, smooth progress)."""
+    params = FaceParams(np.random.default_rng([seed, int(with_mask), stream]), n, with_mask)
+    for start in range(0, n, BATCH):
+        yield render_faces(_slice(params, start, min(start + BATCH, n)))
 
 
 def _slice(params: FaceParams, start: int, stop: int) -> FaceParams:
@@ -312,7 +317,7 @@ def make_demo_competition(
     progress: bool = True,
 ) -> Competition:
     """Write a complete demo competition directory at `out` (or keep an identical one) and load it."""
-    config = CompetitionConfig(
+    config = competition_config(
         slug=slug,
         title=title,
         description=DEMO_DESCRIPTION,
@@ -344,7 +349,8 @@ def _write_part(
 ) -> None:
     names = [f"{cls}-{part}-{index:05d}.png" for index in range(count)]
     public = public_test_names(names, seed=seed, fraction=public_fraction) if part == "test" else set()
-    faces = generate_faces(count, seed=seed, with_mask=cls == "with_mask", stream=stream)
+    batches = iter_face_batches(count, seed=seed, with_mask=cls == "with_mask", stream=stream)
+    faces = (face for batch in batches for face in batch)
     for name, face in zip(names, faces, strict=True):
         split = "train" if part == "train" else ("public" if name in public else "private")
         writer.add(part, cls, name, split, encode_png(face))

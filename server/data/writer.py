@@ -57,6 +57,17 @@ def public_test_names(names: list[str], *, seed: int, fraction: float) -> set[st
     return set(ranked[:count])
 
 
+def competition_config(**settings: object) -> CompetitionConfig:
+    """A CompetitionConfig, or a DataPreparationError that names the bad option and its rule."""
+    try:
+        return CompetitionConfig(**settings)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise DataPreparationError(
+            f"Invalid competition settings: {exc}\nFix: --slug takes lowercase letters, digits and dashes; "
+            "--image-size at least 8; --images-per-class at least 1; --public-fraction strictly between 0 and 1."
+        ) from exc
+
+
 def check_output_dir(out: Path, config: CompetitionConfig) -> None:
     """Fail before any work if `out` holds anything but nothing or the same competition config."""
     if out.exists() and not out.is_dir():
