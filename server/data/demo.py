@@ -30,9 +30,9 @@ DEMO_DESCRIPTION = (
     "Procedurally generated 64x64 grayscale faces (`arena data demo`), a quick stand-in for the "
     "Face-Mask-Classification-20000-Dataset. Generate 'with_mask' and 'without_mask' faces; lower summed FID wins."
 )
-# Small enough that data plus reference statistics (InceptionV3 features of all train and test images) are ready in
-# about three minutes on 2 CPU cores; see the README for the measurement.
-DEFAULT_TRAIN_PER_CLASS = 400
+# Small enough that data plus reference statistics (InceptionV3 features of all 1,000 train and test images, at
+# 7-9 images/s on 2 idle CPU cores) are ready in about 2-2.5 minutes; measured by bench/demo_data.py.
+DEFAULT_TRAIN_PER_CLASS = 300
 DEFAULT_TEST_PER_CLASS = 200
 DEFAULT_IMAGES_PER_CLASS = 200
 IMAGE_SIZE = 64

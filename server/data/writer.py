@@ -109,7 +109,7 @@ class CompetitionWriter:
     """
 
     def __init__(self, out: Path, config: CompetitionConfig) -> None:
-        self.out = Path(out)
+        self.out = Path(out).resolve()  # so that `.` has a name and a parent for the staging folder
         self.config = config
         self.staging = self.out.parent / f".{self.out.name}.partial-{os.getpid()}"
         self.entries: list[ManifestEntry] = []
@@ -140,14 +140,22 @@ class CompetitionWriter:
         write_config(self.staging, self.config)
         write_manifest(self.staging, manifest)
         write_preview(self.staging, Competition.load(self.staging))
-        if (self.out / CONFIG_FILE).is_file():
+        if not (self.out / CONFIG_FILE).is_file():
+            try:
+                self._install()
+            except OSError:
+                if not (self.out / CONFIG_FILE).is_file():
+                    raise
+                # Another process (say a second `arena serve --demo`) installed it first: fine if identical.
+        if self.staging.exists():
             self._keep_identical(manifest)
-        else:
-            if self.out.is_dir():
-                self.out.rmdir()  # empty: check_output_dir refused anything else
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            self.staging.rename(self.out)
         return Competition.load(self.out)
+
+    def _install(self) -> None:
+        if self.out.is_dir():
+            self.out.rmdir()  # empty: check_output_dir refused anything else
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.staging.rename(self.out)
 
     def _keep_identical(self, manifest: Manifest) -> None:
         existing = Competition.load(self.out).manifest.dataset_hash
