@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from server.competition import Competition
+from server.competition import Competition, Split
 from server.data.writer import CompetitionWriter, competition_config, encode_png, public_test_names
 
 DEMO_CLASSES = ("with_mask", "without_mask")
@@ -251,7 +251,7 @@ def _mask(
     style = p.mask_style
     # Top edge over the nose bridge: straight (surgical), peaked (cup), gently arched (cloth).
     top = p.mask_top + np.choose(style, [0.05 * lx**2, 0.35 * np.abs(lx), 0.2 * lx**2])
-    width = np.float32([1.06, 0.9, 1.02])[style]
+    width = np.array([1.06, 0.9, 1.02], dtype=np.float32)[style]
     body = np.maximum(top - ly, np.abs(lx) - width)
     # Lower outline: follows the jaw (surgical, cloth) or a rounded cup.
     jaw = _head_distance(p, lx * 0.96, (ly - 0.02) / p.mask_bottom)
@@ -352,6 +352,6 @@ def _write_part(
     batches = iter_face_batches(count, seed=seed, with_mask=cls == "with_mask", stream=stream)
     faces = (face for batch in batches for face in batch)
     for name, face in zip(names, faces, strict=True):
-        split = "train" if part == "train" else ("public" if name in public else "private")
+        split: Split = "train" if part == "train" else ("public" if name in public else "private")
         writer.add(part, cls, name, split, encode_png(face))
         advance(1)

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from server.competition import Competition
+from server.competition import Competition, Split
 from server.data.errors import DataPreparationError
 from server.data.writer import CompetitionWriter, competition_config, encode_png, public_test_names
 
@@ -203,7 +203,7 @@ def load_competition_image(path: Path, size: int) -> np.ndarray:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UnusableImage(f"not a readable image ({type(exc).__name__}: {exc})") from exc
-    return np.asarray(gray.resize((size, size), Image.BICUBIC, reducing_gap=None))
+    return np.asarray(gray.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None))
 
 
 def to_grayscale(image: Image.Image) -> Image.Image:
@@ -266,8 +266,7 @@ def _write_images(
         cls: public_test_names(names, seed=seed, fraction=public_fraction) for cls, names in test_names.items()
     }
     for image in usable:
-        if image.part == "train":
-            split = "train"
-        else:
+        split: Split = "train"
+        if image.part == "test":
             split = "public" if image.name in public[image.cls] else "private"
         writer.add(image.part, image.cls, image.name, split, encoded[image.path])

@@ -132,7 +132,8 @@ class CompetitionWriter:
         path = self.staging / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(png)
-        self.entries.append(ManifestEntry(path=rel, cls=cls, split=split, sha256=hashlib.sha256(png).hexdigest()))
+        digest = hashlib.sha256(png).hexdigest()
+        self.entries.append(ManifestEntry.model_validate({"path": rel, "class": cls, "split": split, "sha256": digest}))
 
     def finish(self) -> Competition:
         """Write manifest, config and preview, then install the directory (or keep an identical existing one)."""
@@ -184,7 +185,7 @@ def write_preview(
         for index, path in enumerate(competition.train_files(cls)[: rows_per_class * columns]):
             row, column = divmod(index, columns)
             with Image.open(path) as image:
-                tile = image.convert("L").resize((size, size), Image.NEAREST)
+                tile = image.convert("L").resize((size, size), Image.Resampling.NEAREST)
             sheet.paste(tile, (gap + column * (size + gap), top + label_height + row * (size + gap)))
     path = root / PREVIEW_FILE
     sheet.save(path)
