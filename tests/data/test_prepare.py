@@ -12,30 +12,7 @@ from PIL import Image
 from server.competition import Competition
 from server.data import DataPreparationError, prepare_competition
 from server.data.prepare import load_competition_image
-
-CLASSES = ("with_mask", "without_mask")
-
-
-def write_image(path: Path, size: int = 80, *, mode: str = "L", seed: int = 0) -> Path:
-    """A random image of the given PIL mode (L, RGB, RGBA, I;16) written as PNG."""
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if mode == "I;16":
-        Image.fromarray(rng.integers(0, 65536, (size, size), dtype=np.uint16)).save(path)
-    else:
-        channels = len(Image.new(mode, (1, 1)).getbands())
-        pixels = rng.integers(0, 256, (size, size, channels), dtype=np.uint8)
-        Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode=mode).save(path)
-    return path
-
-
-def make_tree(root: Path, train: int = 4, test: int = 6, size: int = 80, classes=CLASSES) -> Path:
-    """root/train/<class>/*.png and root/test/<class>/*.png, like the Face-Mask-Classification clone."""
-    for c, cls in enumerate(classes):
-        for part, count in (("train", train), ("test", test)):
-            for i in range(count):
-                write_image(root / part / cls / f"{cls}-{part}-{i:03d}.png", size, seed=c * 1000 + i + 100 * len(part))
-    return root
+from tests.data.trees import CLASSES, make_tree, write_image
 
 
 def prepare(source: Path, out: Path, **options):
