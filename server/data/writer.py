@@ -159,7 +159,14 @@ class CompetitionWriter:
         self.staging.rename(self.out)
 
     def _keep_identical(self, manifest: Manifest) -> None:
-        existing = Competition.load(self.out).manifest.dataset_hash
+        check_output_dir(self.out, self.config)  # again: a concurrent run may have installed other settings
+        try:
+            existing = Competition.load(self.out).manifest.dataset_hash
+        except ValueError as exc:
+            raise DataPreparationError(
+                f"{self.out}: the output directory holds a competition config but no valid manifest ({exc}); "
+                "refusing to overwrite it. Fix: choose another --out directory, or delete this one."
+            ) from exc
         if existing != manifest.dataset_hash:
             raise DataPreparationError(
                 f"{self.out}: the output directory already holds a competition with the same settings but other "

@@ -236,6 +236,13 @@ def test_never_overwrites_a_different_competition(tmp_path):
     assert len(Competition.load(tmp_path / "out").train_files("with_mask")) == 4
 
 
+def test_refuses_an_output_with_a_broken_manifest(tmp_path):
+    source = make_tree(tmp_path / "src")
+    prepare(source, tmp_path / "out")
+    (tmp_path / "out" / "manifest.json").write_text("{not json")
+    assert_refused(source, tmp_path / "out", "no valid manifest", str(tmp_path / "out"))
+
+
 def test_never_writes_into_a_foreign_directory(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "thesis.tex").write_text("precious")
