@@ -139,8 +139,9 @@ def _embedded_worker(worker: Worker) -> None:
     try:
         prepare_references(worker)
         worker.run()
-    except Exception:
-        logging.getLogger("arena.worker").exception("the embedded worker stopped; the API keeps serving")
+    except Exception as exc:  # e.g. missing FID weights: the message names the fix
+        logging.getLogger("arena.worker").error(
+            "the embedded scoring worker stopped (the API keeps serving; uploads wait in the queue): %s", exc)
 
 
 def _stop_embedded(worker: Worker, thread: threading.Thread, grace: float) -> None:
