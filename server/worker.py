@@ -68,8 +68,8 @@ class Worker:
         with self.database.session() as session:
             register_worker(session=session, worker_id=self.worker_id, device=self.settings.device)
         stop_beating = threading.Event()
-        beating = threading.Thread(target=self._heartbeat_loop, args=(stop_beating,), name=f"heartbeat-{self.worker_id}",
-                                   daemon=True)
+        beating = threading.Thread(target=self._heartbeat_loop, args=(stop_beating,), daemon=True,
+                                   name=f"heartbeat-{self.worker_id}")
         beating.start()
         done = 0
         try:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from server.competition import Competition
+from server.config import Settings
 from server.db import CompetitionRow, Submission, SubmissionEvent, Team
 from server.db.crud import Quota
 
@@ -43,11 +44,19 @@ class CompetitionPublic(BaseModel):
     private_revealed: bool
     baseline_rules: str
     team_rules: str
+    # The server's limits, so clients (`arena submit`) check a zip locally exactly as the server will.
+    max_upload_bytes: int
+    max_entries: int
+    max_uncompressed_bytes: int
+    max_compression_ratio: int
+    max_image_pixels: int
 
     @classmethod
-    def build(cls, row: CompetitionRow, competition: Competition) -> CompetitionPublic:
+    def build(cls, row: CompetitionRow, competition: Competition, settings: Settings) -> CompetitionPublic:
         return cls(**competition.config.model_dump(exclude={"slug", "title"}), slug=row.slug, title=row.title,
-                   private_revealed=row.private_revealed_at is not None)
+                   private_revealed=row.private_revealed_at is not None, max_upload_bytes=settings.max_upload_bytes,
+                   max_entries=settings.max_zip_entries, max_uncompressed_bytes=settings.max_uncompressed_bytes,
+                   max_compression_ratio=settings.max_compression_ratio, max_image_pixels=settings.max_image_pixels)
 
 
 class CompetitionsPublic(BaseModel):

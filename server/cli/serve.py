@@ -56,6 +56,11 @@ def open_database(settings: Settings) -> Database:
 # -- serve and worker ----------------------------------------------------------------------------------------------
 
 
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "running upgrade" lines on every start are noise
+
+
 def ensure_demo_competition(settings: Settings) -> None:
     from server.data import make_demo_competition
     from server.db.crud import competitions_dir
@@ -89,7 +94,9 @@ def print_banner(settings: Settings, *, demo: bool, worker: bool) -> None:
         "-d '{\"name\": \"my-team\", \"members\": [\"Ada\"]}'",
         f"  arena team create {slug} my-team --member Ada --server {url}",
         "Then submit a zip:",
-        f"  arena submit FILE.zip --server {url} --competition {slug} --token TEAM_TOKEN",
+        f"  arena submit FILE.zip --server {url} --competition {slug} --token TEAM_TOKEN --wait",
+        "A valid zip in a minute (training images, so the memorization check will flag it):",
+        f"  arena submission sample --competition {settings.data_dir / 'competitions' / slug} --out sample.zip",
         "Embedded scoring worker: " + ("on" if worker else "off (run `arena worker`)"),
         "",
     ]
@@ -111,7 +118,7 @@ def serve_command(
     from server.config import InsecureSettingsError
     from server.worker import Worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     settings = load_settings(data_dir, host=host, port=port)
     if demo:
         settings = settings.with_demo_admin_token()
@@ -161,7 +168,7 @@ def worker_command(
     """Run a standalone scoring worker (one per GPU; many can share one PostgreSQL database)."""
     from server.worker import Worker, install_signal_handlers
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    configure_logging()
     settings = load_settings(data_dir, device=device)
     worker = Worker(database=open_database(settings), settings=settings)
     install_signal_handlers(worker)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from server.api.deps import AdminDep, CompetitionDep, NowDep, SessionDep
+from server.api.deps import AdminDep, CompetitionDep, NowDep, SessionDep, SettingsDep
 from server.api.routes.submissions import to_public
 from server.api.routes.teams import with_token
 from server.api.schemas import (
@@ -83,11 +83,11 @@ def admin_rescore_all(competition: CompetitionDep, body: Reason, _: AdminDep, se
 
 
 @router.post("/competitions/{slug}/reveal", response_model=CompetitionPublic)
-def admin_reveal(competition: CompetitionDep, body: Reveal, _: AdminDep, session: SessionDep,
-                 now: NowDep) -> CompetitionPublic:
+def admin_reveal(competition: CompetitionDep, body: Reveal, _: AdminDep, session: SessionDep, now: NowDep,
+                 settings: SettingsDep) -> CompetitionPublic:
     """Show the private board to everyone (or hide it again with revealed=false)."""
     row = reveal_private_board(session=session, competition=competition, revealed=body.revealed, now=now)
-    return CompetitionPublic.build(row, load_competition(row))
+    return CompetitionPublic.build(row, load_competition(row), settings)
 
 
 @router.get("/competitions/{slug}/teams", response_model=TeamsPublic)
