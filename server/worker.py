@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
 from server.db import Database, Submission, utcnow
-from server.db.crud import load_competition
+from server.db.crud import list_competitions, load_competition
 from server.queue import (
     ScoreFields,
     claim_next_submission,
@@ -63,8 +63,11 @@ class Worker:
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
 
-    def run(self, *, exit_when_idle: bool = False, max_jobs: int | None = None) -> int:
-        """Process jobs until stopped (or idle / max_jobs for tests and benchmarks). Returns the jobs processed."""
+    def run(self, *, exit_when_idle: bool = False, max_jobs: int | None = None, prepare: bool = False) -> int:
+        """Process jobs until stopped (or idle / max_jobs for tests and benchmarks). Returns the jobs processed.
+
+        prepare=True first builds or loads every competition's references (progress bar), already heartbeating.
+        """
         with self.database.session() as session:
             register_worker(session=session, worker_id=self.worker_id, device=self.settings.device)
         stop_beating = threading.Event()
@@ -73,6 +76,8 @@ class Worker:
         beating.start()
         done = 0
         try:
+            if prepare:
+                self.prepare_references()
             while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
                 self.requeue_silent_workers()
                 if self.run_once():
@@ -87,6 +92,14 @@ class Worker:
             with self.database.session() as session:
                 stop_worker(session=session, worker_id=self.worker_id)
         return done
+
+    def prepare_references(self) -> None:
+        """Build or load every registered competition's reference cache now, not on its first submission."""
+        with self.database.session() as session:
+            rows = list_competitions(session=session)
+        for row in rows:
+            log.info("preparing scoring references for '%s'", row.slug)
+            self.scorer.prepare(load_competition(row))
 
     def _heartbeat_loop(self, stop_beating: threading.Event) -> None:
         while not stop_beating.wait(self.settings.worker_heartbeat_seconds):

@@ -71,17 +71,6 @@ def ensure_demo_competition(settings: Settings) -> None:
         make_demo_competition(root, progress=True)
 
 
-def prepare_references(worker: Worker) -> None:
-    """Build or load every competition's reference cache now (with a progress bar), not on the first upload."""
-    from server.db.crud import list_competitions, load_competition
-
-    with worker.database.session() as session:
-        rows = list_competitions(session=session)
-    for row in rows:
-        typer.echo(f"Preparing scoring references for '{row.slug}'...")
-        worker.scorer.prepare(load_competition(row))
-
-
 def print_banner(settings: Settings, *, demo: bool, worker: bool) -> None:
     url = settings.resolved_public_url
     slug = "demo" if demo else "SLUG"
@@ -144,8 +133,7 @@ def serve_command(
 
 def _embedded_worker(worker: Worker) -> None:
     try:
-        prepare_references(worker)
-        worker.run()
+        worker.run(prepare=True)
     except Exception as exc:  # e.g. missing FID weights: the message names the fix
         logging.getLogger("arena.worker").error(
             "the embedded scoring worker stopped (the API keeps serving; uploads wait in the queue): %s", exc)
@@ -174,8 +162,7 @@ def worker_command(
     install_signal_handlers(worker)
     where = settings.resolved_database_url.split("@")[-1]  # never print a password
     typer.echo(f"Worker {worker.worker_id} on {where} (device {settings.device})")
-    prepare_references(worker)
-    done = worker.run(exit_when_idle=exit_when_idle)
+    done = worker.run(exit_when_idle=exit_when_idle, prepare=True)
     typer.echo(f"Worker {worker.worker_id} stopped after {done} submission(s).")
 
 
