@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -126,6 +127,10 @@ def serve_command(
         thread = threading.Thread(target=_embedded_worker, args=(worker,), name="arena-worker", daemon=True)
         thread.start()
     print_banner(settings, demo=demo, worker=worker is not None)
+    # uvicorn re-raises SIGTERM/SIGINT once it has shut down; ignoring them here lets the worker finish or requeue
+    # its job below instead of the process dying with it.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
     if worker is not None and thread is not None:
         _stop_embedded(worker, thread, settings.worker_shutdown_grace_seconds)
@@ -140,10 +145,22 @@ def _embedded_worker(worker: Worker) -> None:
 
 
 def _stop_embedded(worker: Worker, thread: threading.Thread, grace: float) -> None:
+    """Let the current job finish (up to the grace period, or until the next SIGTERM/SIGINT), else requeue it."""
+    from server.worker import WorkerInterrupted
+
     worker.stop.set()
+
+    def give_up(*_: Any) -> None:
+        raise WorkerInterrupted()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, give_up)
     if worker.current is not None:
-        typer.echo(f"Finishing submission {worker.current} (up to {grace:.0f} s)...")
-    thread.join(timeout=grace)
+        typer.echo(f"Finishing submission {worker.current} (up to {grace:.0f} s; Ctrl+C again to requeue it now)...")
+    try:
+        thread.join(timeout=grace)
+    except WorkerInterrupted:
+        pass
     if thread.is_alive():
         worker.abandon_current("server stopped before the job finished; back in the queue")
 
