@@ -19,9 +19,9 @@ from datetime import datetime
 from typing import Literal
 from weakref import WeakKeyDictionary
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only, raiseload
 
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utcnow
 from server.db.crud import load_competition
@@ -53,6 +53,14 @@ class Leaderboard(BaseModel):
     generated_at: datetime
     entries: list[LeaderboardEntry]
 
+    # Rendered once per cached board: readers get the same bytes until the board changes.
+    _rendered: dict[str, bytes] = PrivateAttr(default_factory=dict)
+
+    def rendered(self, fmt: Literal["json", "csv"]) -> bytes:
+        if fmt not in self._rendered:
+            self._rendered[fmt] = self.model_dump_json().encode() if fmt == "json" else leaderboard_csv(self).encode()
+        return self._rendered[fmt]
+
 
 # Per engine, so tests and tools that open several databases in one process never share boards.
 _cache: WeakKeyDictionary[Engine, dict[tuple[int, Board], tuple[int, Leaderboard]]] = WeakKeyDictionary()
@@ -83,9 +91,14 @@ def _sort_key(score: float, submission: Submission) -> tuple[float, datetime, in
     return (score, submission.created_at, submission.id)
 
 
+RANKING_COLUMNS = (Submission.id, Submission.team_id, Submission.created_at, Submission.score_public,
+                   Submission.score_private, Submission.selected_final, Submission.penalized, Submission.class_scores)
+
+
 def _counted_submissions(session: Session, competition_id: int) -> dict[int, list[Submission]]:
     rows = session.scalars(
         select(Submission)
+        .options(raiseload(Submission.events), load_only(*RANKING_COLUMNS))
         .join(Team, Team.id == Submission.team_id)
         .where(
             Submission.competition_id == competition_id, Submission.status == SubmissionStatus.scored,

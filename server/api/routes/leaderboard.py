@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from server.api.deps import CallerDep, CompetitionDep, SessionDep
-from server.ranking import Board, Leaderboard, leaderboard, leaderboard_csv
+from server.ranking import Board, Leaderboard, leaderboard
 
 router = APIRouter(tags=["leaderboard"])
 
@@ -18,6 +18,6 @@ def read_leaderboard(competition: CompetitionDep, caller: CallerDep, session: Se
     """The public board, or the private one once revealed (organizers always); JSON or CSV."""
     result = leaderboard(session=session, competition=competition, board=board, is_admin=caller.is_admin)
     if format == "csv":
-        return Response(leaderboard_csv(result), media_type="text/csv", headers={
+        return Response(result.rendered("csv"), media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{competition.slug}-{board}-leaderboard.csv"'})
-    return result
+    return Response(result.rendered("json"), media_type="application/json")
