@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import time
 from datetime import datetime
 from typing import Literal
 from weakref import WeakKeyDictionary
@@ -64,6 +65,8 @@ class Leaderboard(BaseModel):
 
 # Per engine, so tests and tools that open several databases in one process never share boards.
 _cache: WeakKeyDictionary[Engine, dict[tuple[int, Board], tuple[int, Leaderboard]]] = WeakKeyDictionary()
+# When each board was last confirmed current (monotonic seconds), by competition slug.
+_checked: WeakKeyDictionary[Engine, dict[tuple[str, Board], tuple[float, Leaderboard]]] = WeakKeyDictionary()
 
 
 def private_board_visible(competition: CompetitionRow, *, is_admin: bool) -> bool:
@@ -84,7 +87,20 @@ def leaderboard(*, session: Session, competition: CompetitionRow, board: Board =
     if cached is None or cached[0] != version:
         cached = (version, _compute(session, competition, board, revealed=revealed_at is not None))
         boards[(competition.id, board)] = cached
+    _checked.setdefault(session.get_bind().engine, {})[(competition.slug, board)] = (time.monotonic(), cached[1])
     return cached[1]
+
+
+def recently_checked_board(engine: Engine, slug: str, board: Board, max_age: float) -> Leaderboard | None:
+    """The board `leaderboard()` confirmed current at most `max_age` seconds ago, without touching the database.
+
+    Lets the API answer most reads from memory (a board at most max_age seconds old); None means: call
+    `leaderboard()`. Visibility still applies: check `revealed` before serving a private board.
+    """
+    checked = _checked.get(engine, {}).get((slug, board))
+    if checked is None or time.monotonic() - checked[0] > max_age:
+        return None
+    return checked[1]
 
 
 def _sort_key(score: float, submission: Submission) -> tuple[float, datetime, int]:

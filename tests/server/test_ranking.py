@@ -19,7 +19,7 @@ from server.db.crud import (
 )
 from server.errors import Conflict, Forbidden
 from server.queue import ScoreFields, claim_next_submission, finish_scored
-from server.ranking import leaderboard, leaderboard_csv
+from server.ranking import leaderboard, leaderboard_csv, recently_checked_board
 from tests.utils.server_factories import START, add_scored, make_test_competition
 
 
@@ -169,3 +169,13 @@ def test_board_follows_a_score_the_worker_stores(board, data_dir):
                          timings={}, device="cpu", precision="exact", scorer_version="t", weights_sha256="0")
     assert finish_scored(session=session, submission_id=queued.id, worker_id="w1", scores=scores, now=START)
     assert ranks(leaderboard(session=session, competition=row)) == [("a", 1, 5.0)]
+
+
+def test_recently_checked_boards_are_served_from_memory_only_within_max_age(board, database):
+    session, row, team = board()
+    add_scored(session, team("a"), public=10.0, private=10.0, created_at=START)
+    assert recently_checked_board(database.engine, row.slug, "public", max_age=60) is None  # never checked
+    checked = leaderboard(session=session, competition=row)
+    assert recently_checked_board(database.engine, row.slug, "public", max_age=60) is checked
+    assert recently_checked_board(database.engine, row.slug, "public", max_age=-1) is None  # too old
+    assert recently_checked_board(database.engine, row.slug, "private", max_age=60) is None

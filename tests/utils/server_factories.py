@@ -51,6 +51,7 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Settin
     values: dict[str, Any] = {
         "data_dir": data_dir, "database_url": database_url, "admin_token": ADMIN_TOKEN, "device": "cpu",
         "worker_poll_seconds": 0.05, "worker_heartbeat_seconds": 0.5, "retry_backoff_seconds": 0.0,
+        "leaderboard_max_age_seconds": 0.0,
         **overrides,
     }
     return Settings(**values)
