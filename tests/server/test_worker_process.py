@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from server.db.crud import get_submission
 from server.db.models import WorkerRow
 from tests.utils.server_factories import submission_zip
@@ -41,6 +43,7 @@ def wait_for(arena, submission_id: int, status: str, process: subprocess.Popen, 
     raise AssertionError(f"submission {submission_id} never reached {status}: {process.communicate()[0]}")
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_job_is_requeued_and_scored_once(make_app, fid_torch_home, scoring_competition):
     arena = make_app(competition=scoring_competition)
     _, token = arena.create_team("a")
