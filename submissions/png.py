@@ -84,7 +84,8 @@ def decode_gray(data: bytes, name: str) -> np.ndarray | Problem:
 
 def _to_gray(image: Image.Image, name: str) -> np.ndarray | Problem:
     if "transparency" in image.info:
-        return _problem("wrong_mode", name, f"{image.mode} PNG with transparency (tRNS)", "save it without transparency")
+        found = f"{image.mode} PNG with transparency (tRNS chunk)"
+        return _problem("wrong_mode", name, found, "save it without transparency")
     if image.mode == "L":
         return np.asarray(image)
     if image.mode == "RGB":

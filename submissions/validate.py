@@ -191,7 +191,8 @@ def _check_directory(infos: list[zipfile.ZipInfo], spec: SubmissionSpec, problem
     total = sum(info.file_size for info in infos)
     if total > spec.max_uncompressed_bytes:
         found = f"entries declare {total} bytes uncompressed, more than the cap of {spec.max_uncompressed_bytes}"
-        problems.add("total_size_over_cap", label, found, "a submission of PNG images is far smaller; remove extra files")
+        fix = "a submission of PNG images is far smaller; remove extra files"
+        problems.add("total_size_over_cap", label, found, fix)
     seen: dict[str, str] = {}
     for info in infos:
         _check_entry(info, spec, problems)
