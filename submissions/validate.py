@@ -20,7 +20,7 @@ import struct
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
@@ -179,10 +179,15 @@ def _normalized(name: str) -> str:
     return name.replace("\\", "/")
 
 
+def _parts(name: str) -> tuple[str, ...]:
+    """Path components of a normalized entry name; str.split because pathlib is slow for 10,000 entries."""
+    return tuple(part for part in name.split("/") if part not in ("", "."))
+
+
 def _unsafe_reason(name: str) -> str | None:
     if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
         return "an absolute path"
-    if ".." in PurePosixPath(name).parts:
+    if ".." in _parts(name):
         return "a '..' component"
     return None
 
@@ -229,7 +234,7 @@ def _check_entry(info: zipfile.ZipInfo, spec: SubmissionSpec, problems: _Problem
 
 
 def _is_ignored(name: str) -> bool:
-    parts = PurePosixPath(name).parts
+    parts = _parts(name)
     if not parts:
         return True
     return bool(IGNORED_FOLDERS & set(parts)) or parts[-1] in IGNORED_NAMES or parts[-1].startswith("._")
@@ -249,8 +254,7 @@ def _wrapper_prefix(paths: list[tuple[str, ...]], classes: set[str]) -> tuple[st
 def _check_layout(infos: list[zipfile.ZipInfo], spec: SubmissionSpec, problems: _Problems,
                   report: ValidationReport) -> dict[str, list[zipfile.ZipInfo]]:
     """Group image entries by class from their names; report unknown folders, stray files and wrong counts."""
-    entries = [(PurePosixPath(_normalized(i.filename)).parts, i) for i in infos if not _is_ignored(
-        _normalized(i.filename))]
+    entries = [(_parts(name), info) for info in infos if not _is_ignored(name := _normalized(info.filename))]
     files = [(parts, info) for parts, info in entries if not info.is_dir()]
     classes = set(spec.classes)
     prefix = _wrapper_prefix([parts for parts, _ in files], classes)
