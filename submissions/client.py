@@ -175,8 +175,9 @@ def explain_http_error(response: httpx.Response, *, now: datetime | None = None)
     else:
         text = f"Unexpected answer HTTP {status}."
     label = f"HTTP {status}" + (f" {code}" if code else "")
-    return SubmitError(f"{label}: {text}{said if status != 422 or report is None else ''}", status_code=status,
-                       report=report)
+    if report is None:  # a printed report already says everything the server's message would
+        text += said
+    return SubmitError(f"{label}: {text}", status_code=status, report=report)
 
 
 def _in_words(when: datetime, now: datetime | None) -> str:
@@ -226,9 +227,8 @@ class ArenaClient:
     def __init__(self, server: str, token: str | None = None, *, http: httpx.Client | None = None,
                  timeout: float = 120.0):
         self.server = _server_key(server)
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = http or httpx.Client(timeout=timeout)
-        self.headers = headers
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         url = path if path.startswith("http") else f"{self.server}{path}"
@@ -282,12 +282,10 @@ class ArenaClient:
             time.sleep(poll_seconds)
 
 
-def _score_report(submission: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for key in ("report", "score_report", "scores", "score"):
-        value = submission.get(key)
-        if isinstance(value, Mapping) and "classes" in value:
-            return value
-    return submission if "classes" in submission else None
+def _class_scores(submission: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Per-class scores: `class_scores` in the API's SubmissionPublic, `classes` in a ScoreReport dump."""
+    scores = submission.get("class_scores") or submission.get("classes")
+    return scores if isinstance(scores, Mapping) and scores else None
 
 
 def _number(value: Any) -> str:
@@ -297,16 +295,17 @@ def _number(value: Any) -> str:
 def format_score_table(submission: Mapping[str, Any]) -> str:
     """Per-class FID (public, private when revealed), memorization distance and the totals, as a text table."""
     status = submission.get("status", "?")
-    report = _score_report(submission)
-    if report is None:
-        reason = submission.get("error") or submission.get("reason") or ""
+    classes = _class_scores(submission)
+    if classes is None:
+        reason = submission.get("error") or ""
         return f"Submission {submission.get('id', '?')}: {status}" + (f" ({reason})" if reason else "")
     rows = [("class", "FID public", "FID private", "memorization d", "eps", "penalized")]
-    for cls, score in report["classes"].items():
+    for cls, score in classes.items():
         rows.append((cls, _number(score.get("fid_public")), _number(score.get("fid_private")),
                      _number(score.get("memorization_distance")), _number(score.get("memorization_eps")),
                      "YES" if score.get("penalized") else "no"))
-    rows.append(("total", _number(report.get("score_public")), _number(report.get("score_private")), "", "", ""))
+    rows.append(("total", _number(submission.get("score_public")), _number(submission.get("score_private")), "", "",
+                 ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

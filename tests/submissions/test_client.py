@@ -120,16 +120,14 @@ def test_broken_config_file_is_named(tmp_path):
         resolve_token("http://a", None, environ={}, path=config)
 
 
+# The API's SubmissionPublic for a team before the private reveal: private fields are left out.
 SCORED = {
-    "id": 7, "status": "scored",
-    "report": {
-        "classes": {
-            "with_mask": {"fid_public": 101.25, "fid_private": None, "memorization_distance": 0.21,
-                          "memorization_eps": 0.03, "penalized": False},
-            "without_mask": {"fid_public": 3000.0, "fid_private": None, "memorization_distance": 0.0,
-                             "memorization_eps": 0.03, "penalized": True},
-        },
-        "score_public": 3101.25, "score_private": None,
+    "id": 7, "status": "scored", "score_public": 3101.25, "score_private": None,
+    "class_scores": {
+        "with_mask": {"fid_public": 101.25, "memorization_distance": 0.21, "memorization_eps": 0.03,
+                      "penalized": False},
+        "without_mask": {"fid_public": 3000.0, "memorization_distance": 0.0, "memorization_eps": 0.03,
+                         "penalized": True},
     },
 }
 
@@ -154,8 +152,9 @@ def stand_in_app(seen: dict):
 
     @app.get("/api/competitions")
     def competitions():
-        return [{"slug": "face-mask", "title": "Masks", "classes": ["with_mask", "without_mask"],
-                 "images_per_class": 3, "image_size": 16, "mode": "L"}]
+        listing = [{"slug": "face-mask", "title": "Masks", "classes": ["with_mask", "without_mask"],
+                    "images_per_class": 3, "image_size": 16, "mode": "L", "daily_limit": 5}]
+        return {"data": listing, "count": 1}
 
     @app.post("/api/competitions/{slug}/submissions", status_code=202)
     async def submit(slug: str, file: UploadFile = File(...), message: str = Form(""),
@@ -184,7 +183,7 @@ def test_client_requests_follow_the_rest_contract(tmp_path: Path):
                     "authorization": "Bearer tok123"}
     statuses: list[str] = []
     final = client.wait(7, poll_seconds=0, on_status=lambda s: statuses.append(s["status"]))
-    assert statuses == ["queued", "running", "scored"] and final["report"]["score_public"] == 3101.25
+    assert statuses == ["queued", "running", "scored"] and final["score_public"] == 3101.25
     with pytest.raises(SubmitError, match="No competition 'nope'.*face-mask"):
         client.spec("nope")
 
