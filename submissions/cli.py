@@ -88,11 +88,13 @@ def sample(
         if not files:
             raise _fail(f"{competition}: no training images of class {cls} in the manifest.")
         picks = rng.choice(len(files), spec.images_per_class, replace=len(files) < spec.images_per_class)
-        decoded = [decode_gray(files[i].read_bytes(), str(files[i])) for i in picks]
-        for item in decoded:
-            if isinstance(item, Problem):
-                raise _fail(item.message)
-        images[cls] = np.stack(decoded)
+        arrays = []
+        for i in picks:
+            decoded = decode_gray(files[i].read_bytes(), str(files[i]))
+            if isinstance(decoded, Problem):
+                raise _fail(decoded.message)
+            arrays.append(decoded)
+        images[cls] = np.stack(arrays)
     try:
         pack(images, out, spec, progress=True)
     except PackError as exc:

@@ -53,10 +53,10 @@ class ValidationReport(BaseModel):
 
     valid: bool = True
     problems: list[Problem] = Field(default_factory=list)
-    truncated: bool = Field(False, description="More problems exist than max_problems; only the first are listed.")
+    truncated: bool = Field(default=False, description="Checking stopped at max_problems; more may exist.")
     entries: int = 0
     counts: dict[str, int] = Field(default_factory=dict, description="Images found per class folder.")
-    root: str = Field("", description="Wrapper folders above the class folders, e.g. 'results/custom/'.")
+    root: str = Field(default="", description="Wrapper folders above the class folders, e.g. 'results/custom/'.")
     sha256: str = ""
     size_bytes: int = 0
 

@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import numpy as np
 
@@ -351,7 +351,7 @@ def _decode_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, spec: ImageSp
     return decode_gray(data, info.filename)
 
 
-def _read_bounded(entry: zipfile.ZipExtFile) -> bytes:
+def _read_bounded(entry: BinaryIO | IO[bytes]) -> bytes:
     chunks = []
     while chunk := entry.read(CHUNK_BYTES):
         chunks.append(chunk)
