@@ -28,6 +28,7 @@ class PngHeader(NamedTuple):
 class ImageSpec(NamedTuple):
     size: int
     max_pixels: int
+    max_file_bytes: int
 
 
 def parse_header(head: bytes) -> PngHeader | str:
@@ -45,8 +46,9 @@ def _problem(rule: str, name: str, found: str, fix: str) -> Problem:
     return Problem(rule=rule, file=name, found=found, fix=fix)
 
 
-def check_header(head: bytes, name: str, spec: ImageSpec) -> Problem | None:
-    """Every rule that the first 33 bytes can settle, in rule order; decoding only starts when this passes."""
+def check_header(head: bytes, file_size: int, name: str, spec: ImageSpec) -> Problem | None:
+    """Every rule that the first 33 bytes and the file size can settle, in rule order; decoding (and reading the
+    rest of the entry) only starts when this passes."""
     save_as = "save it as an 8-bit grayscale PNG (PIL: Image.fromarray(uint8_array, mode='L').save(path))"
     if not head.startswith(PNG_SIGNATURE):
         found = f"not a PNG (first bytes {head[:8]!r})"
@@ -58,6 +60,9 @@ def check_header(head: bytes, name: str, spec: ImageSpec) -> Problem | None:
     if width * height > spec.max_pixels:
         found = f"declares {width}x{height} pixels, more than the cap of {spec.max_pixels}"
         return _problem("image_too_large", name, found, f"resize it to {spec.size}x{spec.size}")
+    if file_size > spec.max_file_bytes:
+        found = f"{file_size} bytes, more than the {spec.max_file_bytes} a {spec.size}x{spec.size} PNG can need"
+        return _problem("image_too_large", name, found, f"{save_as}, without large metadata chunks")
     if (width, height) != (spec.size, spec.size):
         found = f"{width}x{height} pixels, expected {spec.size}x{spec.size}"
         return _problem("wrong_size", name, found, f"generate or resize images to {spec.size}x{spec.size}")

@@ -24,7 +24,8 @@ RULES: dict[str, str] = {
     "wrong_count": "Each class folder holds exactly images_per_class images.",
     "corrupt_zip": "Every entry must inflate cleanly with a matching CRC.",
     "not_png": "Every image is a PNG file (checked by its signature, not its name).",
-    "image_too_large": "The declared PNG dimensions stay under max_image_pixels (checked before decoding).",
+    "image_too_large": "Declared PNG dimensions under max_image_pixels, file size under max_image_file_bytes "
+    "(both checked before decoding).",
     "wrong_size": "Every image is image_size x image_size pixels.",
     "wrong_mode": "Every image is 8-bit grayscale: no 16-bit, no alpha or transparency, no coloured palette.",
     "not_grayscale": "RGB images are accepted only when all three channels are equal.",

@@ -36,6 +36,14 @@ class SubmissionSpec(BaseModel):
     max_image_pixels: int = Field(DEFAULT_MAX_IMAGE_PIXELS, ge=1)
     max_problems: int = Field(DEFAULT_MAX_PROBLEMS, ge=1)
 
+    @property
+    def max_image_file_bytes(self) -> int:
+        """Largest PNG file accepted: 8 bytes per pixel covers uncompressed RGB plus metadata; 1 MiB at least.
+
+        Checked before an entry is read, so an entry whose directory record understates its compression (a ratio
+        of 1 declared for a deflate bomb) can't be inflated into memory either."""
+        return max(2**20, 8 * self.image_size * self.image_size)
+
     @classmethod
     def from_competition(cls, competition: Competition | CompetitionConfig, **limit_overrides: Any) -> SubmissionSpec:
         config = competition.config if isinstance(competition, Competition) else competition

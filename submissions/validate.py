@@ -21,7 +21,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
@@ -313,7 +313,7 @@ def _check_class_count(cls: str, by_class: dict[str, list[zipfile.ZipInfo]], fol
 
 def _decode_images(archive: zipfile.ZipFile, files: dict[str, list[zipfile.ZipInfo]], spec: SubmissionSpec,
                    problems: _Problems) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    image_spec = ImageSpec(spec.image_size, spec.max_image_pixels)
+    image_spec = ImageSpec(spec.image_size, spec.max_image_pixels, spec.max_image_file_bytes)
     images: dict[str, np.ndarray] = {}
     for cls, infos in files.items():
         stack = np.zeros((len(infos), spec.image_size, spec.image_size), dtype=np.uint8)
@@ -339,20 +339,15 @@ def _decode_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, spec: ImageSp
     try:
         with archive.open(info) as entry:
             head = entry.read(HEADER_BYTES)
-            problem = check_header(head, info.filename, spec)
+            problem = check_header(head, info.file_size, info.filename, spec)
             if problem is not None:
                 return problem
-            # zipfile never inflates past the declared size, which stage 2 capped: a lying header can't blow memory.
-            data = head + _read_bounded(entry)
+            # zipfile never inflates past the declared size, which check_header capped: a lying header can't blow
+            # memory.
+            data = head + entry.read()
     except Exception as exc:  # noqa: BLE001 - CRC errors, bad deflate streams, unsupported methods
         return Problem(rule="corrupt_zip", file=info.filename,
                        found=f"the entry cannot be inflated ({type(exc).__name__}: {str(exc)[:120]})",
                        fix="re-create the zip; the archive is truncated or damaged")
     return decode_gray(data, info.filename)
 
-
-def _read_bounded(entry: BinaryIO | IO[bytes]) -> bytes:
-    chunks = []
-    while chunk := entry.read(CHUNK_BYTES):
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -86,6 +86,7 @@ BAD_ZIPS = [
     ("too many", make_zip([*good_entries(), ("without_mask/9.png", png())]), {}, "wrong_count"),
     ("jpeg named png", replace_image(IMG, b"\xff\xd8\xff\xe0" + b"\0" * 100), {}, "not_png"),
     ("pixel bomb header", replace_image(IMG, png_header_only(100_000, 100_000)), {}, "image_too_large"),
+    ("oversized png file", replace_image(IMG, png() + b"\0" * 2**20), {}, "image_too_large"),
     ("wrong size", replace_image(IMG, png(gray(size=SIZE * 2))), {}, "wrong_size"),
     ("16-bit", replace_image(IMG, png(gray().astype(np.uint16) * 257)), {}, "wrong_mode"),
     ("1-bit", replace_image(IMG, png(mode="1")), {}, "wrong_mode"),
