@@ -95,26 +95,24 @@ def error_parts(response: httpx.Response) -> tuple[str, str, Any]:
 
 
 def quota_reset(response: httpx.Response, detail: Any = None, *, now: datetime | None = None) -> datetime | None:
-    """When a 429's quota resets: Retry-After (seconds or HTTP date), X-RateLimit-Reset (epoch or ISO), or detail."""
-    now = now or datetime.now(UTC)
-    retry_after = response.headers.get("Retry-After")
-    if retry_after:
-        if retry_after.strip().isdigit():
-            return datetime.fromtimestamp(now.timestamp() + int(retry_after), UTC)
-        try:
-            return email.utils.parsedate_to_datetime(retry_after).astimezone(UTC)
-        except (TypeError, ValueError):
-            pass
+    """When a 429's quota resets. Absolute times win (X-RateLimit-Reset, a reset time in the detail, an HTTP-date
+    Retry-After) because they don't depend on the client's clock; Retry-After in seconds is the fallback."""
     candidates = [response.headers.get("X-RateLimit-Reset")]
     if isinstance(detail, dict):
-        candidates += [detail.get(k) for k in ("resets_at", "reset_at", "quota_resets_at", "reset")]
+        candidates += [detail.get(k) for k in ("resets_at", "reset_at")]
         if isinstance(detail.get("quota"), dict):
             candidates += [detail["quota"].get(k) for k in ("resets_at", "reset_at")]
     for value in candidates:
         when = _parse_time(value)
         if when is not None:
             return when
-    return None
+    retry_after = (response.headers.get("Retry-After") or "").strip()
+    if retry_after.isdigit():
+        return datetime.fromtimestamp((now or datetime.now(UTC)).timestamp() + int(retry_after), UTC)
+    try:
+        return email.utils.parsedate_to_datetime(retry_after).astimezone(UTC)
+    except (TypeError, ValueError):
+        return None
 
 
 def _parse_time(value: Any) -> datetime | None:

@@ -82,6 +82,9 @@ def test_422_without_a_report_still_explains():
         ({}, {"resets_at": "2026-11-28T00:00:00Z"}, datetime(2026, 11, 28, tzinfo=UTC)),
         ({}, {"quota": {"used": 5, "limit": 5, "resets_at": "2026-11-28T00:00:00+00:00"}},
          datetime(2026, 11, 28, tzinfo=UTC)),
+        # the server sends both; the absolute time wins because it does not depend on the client's clock
+        ({"Retry-After": "60", "X-RateLimit-Reset": str(int(datetime(2026, 11, 28, tzinfo=UTC).timestamp()))}, None,
+         datetime(2026, 11, 28, tzinfo=UTC)),
     ],
 )
 def test_429_says_when_the_quota_resets(headers, detail, expected):
