@@ -165,8 +165,9 @@ def main() -> None:
     }
     print(f"{'case':32} {'zip MB':>7} {'wall s':>7} {'cpu s':>7} {'RSS +MB':>8} {'traced MB':>9}  outcome")
     for name, r in results.items():
-        print(f"{name:32} {r['size_mb']:7.2f} {r['wall_s']:7.3f} {r['cpu_s']:7.3f} {r.get('rss_growth_mb', 0):8.1f} "
-              f"{r.get('tracemalloc_peak_mb', 0):9.1f}  {', '.join(r['rules'])}")
+        memory = [f"{r[k]:.1f}" if k in r else "-" for k in ("rss_growth_mb", "tracemalloc_peak_mb")]
+        print(f"{name:32} {r['size_mb']:7.2f} {r['wall_s']:7.3f} {r['cpu_s']:7.3f} {memory[0]:>8} {memory[1]:>9}  "
+              f"{', '.join(r['rules'])}")
     print(f"machine: {os.cpu_count()} CPUs, 1-min load average {report['machine']['loadavg_1min']:.1f}")
     out = ROOT / "bench" / "results" / "submissions.json"
     out.parent.mkdir(parents=True, exist_ok=True)
