@@ -87,9 +87,8 @@ def validate_zip(source: Source, spec: SubmissionSpec, *, name: str | None = Non
     report = ValidationReport()
     with contextlib.ExitStack() as stack:
         label = name or _source_label(source)
-        stream = _open_source(source, stack, problems, label)
+        stream = _open_source(source, stack, problems, label, report)
         if stream is not None:
-            report.sha256, report.size_bytes = _digest(stream)
             images, names = _validate_archive(stream, spec, problems, report, label, stack)
     report.problems, report.truncated = problems.items, problems.truncated
     report.valid = not problems.items
@@ -105,23 +104,28 @@ def _source_label(source: Source) -> str:
     return Path(str(getattr(source, "name", "submission.zip"))).name
 
 
-def _open_source(source: Source, stack: contextlib.ExitStack, problems: _Problems, label: str) -> BinaryIO | None:
-    """A seekable binary stream over the zip, or None after recording why there is none."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        return io.BytesIO(bytes(source))
+def _open_source(source: Source, stack: contextlib.ExitStack, problems: _Problems, label: str,
+                 report: ValidationReport) -> BinaryIO | None:
+    """A seekable binary stream over the zip (its sha256 and size noted in the report), or None after recording
+    why there is none."""
     try:
-        if isinstance(source, str | Path):
-            return stack.enter_context(open(source, "rb"))  # noqa: SIM115 - closed by the ExitStack
-        if source.seekable():
-            source.seek(0)
-            return source
-        return io.BytesIO(source.read())
+        if isinstance(source, bytes | bytearray | memoryview):
+            stream: BinaryIO = io.BytesIO(bytes(source))
+        elif isinstance(source, str | Path):
+            stream = stack.enter_context(open(source, "rb"))  # noqa: SIM115 - closed by the ExitStack
+        elif source.seekable():
+            stream = source
+        else:
+            stream = io.BytesIO(source.read())
+        report.sha256, report.size_bytes = _digest(stream)
+        return stream
     except (OSError, ValueError, AttributeError) as exc:
         problems.add("not_a_zip", label, f"cannot be read ({exc})", "check the path and that the file is readable")
         return None
 
 
 def _digest(stream: BinaryIO) -> tuple[str, int]:
+    stream.seek(0)
     digest, size = hashlib.sha256(), 0
     while chunk := stream.read(CHUNK_BYTES):
         digest.update(chunk)
