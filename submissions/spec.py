@@ -69,7 +69,8 @@ class SubmissionSpec(BaseModel):
     def describe(self) -> str:
         """The rules in words, for `arena submission spec` and the upload page."""
         size = f"{self.image_size}x{self.image_size}"
-        layout = "\n".join(f"    {c}/  {self.images_per_class} PNG files" for c in self.classes)
+        width = max(len(c) for c in self.classes) + 1
+        layout = "\n".join(f"    {c + '/':<{width}}  {self.images_per_class} PNG files" for c in self.classes)
         rules = "\n".join(f"  {rule:<27} {text}" for rule, text in RULES.items())
         return (
             f"A zip with one folder per class, each holding exactly {self.images_per_class} PNG images of "
