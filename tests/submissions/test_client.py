@@ -194,3 +194,12 @@ def test_client_requests_follow_the_rest_contract(tmp_path: Path):
 def test_unreachable_server_is_explained():
     with pytest.raises(SubmitError, match="Cannot reach http://127.0.0.1:9"):
         ArenaClient("http://127.0.0.1:9", "t", timeout=2).competitions()
+
+
+def test_upload_progress_reaches_the_file_size(tmp_path: Path, capsys):
+    zip_path = tmp_path / "sub.zip"
+    zip_path.write_bytes(bytes(300_000))
+    client = ArenaClient("http://testserver", "tok", http=TestClient(stand_in_app({})))
+    client.upload(zip_path, "face-mask", progress=True)
+    progress = capsys.readouterr().err
+    assert "uploading" in progress and "100%" in progress and "300k/300k" in progress
