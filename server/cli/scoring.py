@@ -60,13 +60,16 @@ def weights_import(
 
 
 @weights_app.command("verify")
-def weights_verify(device: str = typer.Option("cpu", help=DEVICE_HELP)) -> None:
+def weights_verify(
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    samples: int = typer.Option(2, min=1, help="Random 299x299 inputs to compare."),
+) -> None:
     """Check the loaded network against fid-helper's TorchScript (max abs <= 1e-5) and the stored fingerprint."""
     from server.scoring import FeatureExtractor
     from server.scoring.weights import FINGERPRINT_TOLERANCE, VERIFY_TOLERANCE, verify_weights
 
     extractor = FeatureExtractor(device=device)  # type: ignore[arg-type]
-    result = verify_weights(extractor)
+    result = verify_weights(extractor, n_random=samples)
     typer.echo(f"weights      {extractor.weights.path} ({extractor.weights.source}, sha256 {extractor.weights_sha256})")
     typer.echo(f"vs fid-helper max |diff| {result.max_abs_difference:.3g} (limit {VERIFY_TOLERANCE:g})")
     typer.echo(f"fingerprint  max |diff| {result.fingerprint_difference:.3g} (limit {FINGERPRINT_TOLERANCE:g})")
