@@ -15,10 +15,10 @@ from tests.utils.competition import make_competition, random_images
 def scored(tmp_path_factory, real_torch_home):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TORCH_HOME", str(real_torch_home))
-        competition = make_competition(tmp_path_factory.mktemp("real"), train_per_class=6, test_per_class=6)
-        copies = {cls: np.stack([np.asarray(Image.open(p)) for p in competition.train_files(cls)[:4]])
+        competition = make_competition(tmp_path_factory.mktemp("real"), train_per_class=4, test_per_class=4)
+        copies = {cls: np.stack([np.asarray(Image.open(p)) for p in competition.train_files(cls)[:3]])
                   for cls in competition.classes}
-        noisy = {cls: noisy_blobs(4, seed=200 + i, brightness=80 + 100 * i)
+        noisy = {cls: noisy_blobs(3, seed=200 + i, brightness=80 + 100 * i)
                  for i, cls in enumerate(competition.classes)}
         scorer = Scorer(device="cpu", allow_download=False)
         first = scorer.score(competition, noisy)
