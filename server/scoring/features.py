@@ -178,13 +178,12 @@ class FeatureExtractor:
             def decode(paths: list[Path]) -> np.ndarray:
                 return stack_same_size(list(decoders.map(decode_png, paths)), paths)
 
-            pending = prefetch.submit(decode, batches[0]) if batches else None
+            pending = [prefetch.submit(decode, batch) for batch in batches[:1]]
             for index in range(len(batches)):
                 started = time.perf_counter()
-                images = pending.result()
+                images = pending.pop().result()
                 self.timings["decode"] += time.perf_counter() - started
-                if index + 1 < len(batches):
-                    pending = prefetch.submit(decode, batches[index + 1])
+                pending += [prefetch.submit(decode, batch) for batch in batches[index + 1 : index + 2]]
                 yield images
 
     @staticmethod

@@ -17,6 +17,7 @@ import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -27,13 +28,14 @@ from server.scoring.memorization import auto_eps, normalized
 
 CACHE_FILE = "fid-references.npz"
 SUMMARY_FILE = "fid-references.json"
-SPLITS = ("public", "private", "all")
+TestSplit = Literal["public", "private", "all"]
+SPLITS: tuple[TestSplit, ...] = ("public", "private", "all")
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class ClassReferences:
-    stats: dict[str, ReferenceStats]  # by split
+    stats: dict[TestSplit, ReferenceStats]
     memory: np.ndarray  # normalized float32 features of train + test
     auto_eps: float
 
@@ -135,7 +137,7 @@ def save_references(path: Path, metadata: dict, classes: dict[str, ClassReferenc
             }
         arrays |= {f"{cls}/memory": refs.memory, f"{cls}/auto_eps": np.array(refs.auto_eps)}
     summary = {**metadata, "auto_eps": {cls: refs.auto_eps for cls, refs in classes.items()}}
-    _atomic(path, lambda handle: np.savez(handle, **arrays))
+    _atomic(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
     _atomic(path.with_name(SUMMARY_FILE), lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -67,6 +68,9 @@ class Scorer:
             allow_download=settings.fid_weights_download if allow_download is None else allow_download,
         )
         self._references: dict[tuple[str, str], References] = {}
+        # One scoring at a time per Scorer: the server's start-up prepare() and its worker thread share it, and
+        # the precision flags are process-wide.
+        self._lock = threading.RLock()
 
     @property
     def device(self) -> str:
@@ -75,12 +79,17 @@ class Scorer:
     def prepare(self, competition: Competition, progress: bool = True) -> References:
         """Load the competition's reference cache, building it (with a progress bar) when missing or stale."""
         key = (str(competition.root.resolve()), competition.manifest.dataset_hash)
-        if key not in self._references:
-            self._references[key] = load_or_build_references(competition, self.extractor, progress)
-        return self._references[key]
+        with self._lock:
+            if key not in self._references:
+                self._references[key] = load_or_build_references(competition, self.extractor, progress)
+            return self._references[key]
 
     def score(self, competition: Competition, images: dict[str, np.ndarray], progress: bool = False) -> ScoreReport:
         """Per-class FID (public, private, all) with the MiFID penalty; totals are sums over classes."""
+        with self._lock:
+            return self._score(competition, images, progress)
+
+    def _score(self, competition: Competition, images: dict[str, np.ndarray], progress: bool) -> ScoreReport:
         started = time.perf_counter()
         check_images(competition, images)
         references = self.prepare(competition, progress)
