@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from server.scoring import ScoreReport, fid_of_images
 from server.scoring.memorization import memorization_distance, normalized, penalize
@@ -69,3 +70,21 @@ def test_memorization_distance_uses_absolute_cosine():
 def test_penalty_divides_by_the_distance_below_eps(raw, distance, eps, expected):
     value, applied = penalize(raw, distance, eps)
     assert applied == expected[1] and value == pytest.approx(expected[0])
+
+
+def test_arena_score_images_folder_prints_the_report(random_competition, random_weights, tmp_path):
+    from typer.testing import CliRunner
+
+    from server.cli import app
+
+    competition, scorer = random_competition
+    images = generated(competition)
+    for cls, arrays in images.items():
+        (tmp_path / cls).mkdir()
+        for i, image in enumerate(arrays):
+            Image.fromarray(image, mode="L").save(tmp_path / cls / f"{i}.png")
+    result = CliRunner().invoke(app, ["score", "--images", str(tmp_path), "--competition", str(competition.root),
+                                      "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = ScoreReport.model_validate_json(result.output)
+    assert report.score_all == pytest.approx(scorer.score(competition, images).score_all, rel=1e-9)
