@@ -33,10 +33,10 @@ def _root(
 
 def _register() -> None:
     # Each area registers its own commands; the order here is the order in `arena --help`.
-    from server.cli import data
+    from server.cli import data, scoring
     from submissions import cli as submissions_cli
 
-    for module in (data, submissions_cli):
+    for module in (data, scoring, submissions_cli):
         module.register(app)
 
 
