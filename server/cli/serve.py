@@ -180,6 +180,7 @@ def worker_command(
     where = settings.resolved_database_url.split("@")[-1]  # never print a password
     typer.echo(f"Worker {worker.worker_id} on {where} (device {settings.device})")
     done = worker.run(exit_when_idle=exit_when_idle, prepare=True)
+    signal.setitimer(signal.ITIMER_REAL, 0)  # a pending grace-period alarm must not fire during exit
     typer.echo(f"Worker {worker.worker_id} stopped after {done} submission(s).")
 
 

@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -212,8 +212,8 @@ class Quota:
 
 def quota_status(*, session: Session, team: Team, daily_limit: int, now: datetime | None = None) -> Quota:
     """Accepted submissions of this UTC day; failed (system) and cancelled runs give their slot back."""
-    now = now or utcnow()
-    day_start = datetime.combine(now.date(), time(0), tzinfo=now.tzinfo)
+    now = (now or utcnow()).astimezone(UTC)
+    day_start = datetime.combine(now.date(), time(0), tzinfo=UTC)
     used = session.scalar(
         select(func.count(Submission.id)).where(
             Submission.team_id == team.id, Submission.created_at >= day_start,
