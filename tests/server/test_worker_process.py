@@ -1,5 +1,5 @@
-"""Real worker processes: one is SIGKILLed while scoring; another requeues its job, scores it once, and stops
-cleanly on SIGTERM. The submission's events tell the story."""
+"""Real worker processes: one is SIGKILLed while scoring; another requeues its job and scores it once; SIGTERM
+during its next job lets that job finish before it exits. The submissions' events tell the story."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def wait_for(arena, submission_id: int, status: str, process: subprocess.Popen, 
             if submission.status == status:
                 return submission
         assert process.poll() is None, process.communicate()[0]
-        time.sleep(0.1)
+        time.sleep(0.05)
     process.kill()
     raise AssertionError(f"submission {submission_id} never reached {status}: {process.communicate()[0]}")
 
@@ -56,9 +56,15 @@ def test_sigkilled_worker_job_is_requeued_and_scored_once(make_app, fid_torch_ho
 
     second = start_worker(arena, fid_torch_home)
     scored = wait_for(arena, sid, "scored", second)
-    second.send_signal(signal.SIGTERM)  # idle now: exits at once, marking itself stopped
-    output = second.communicate(timeout=60)[0]
+    # SIGTERM in the middle of the next job: the worker finishes it, then exits cleanly.
+    next_id = arena.upload(token, submission_zip(arena.competition, seed=6)).json()["id"]
+    wait_for(arena, next_id, "scoring", second)
+    second.send_signal(signal.SIGTERM)
+    output = second.communicate(timeout=120)[0]
     assert second.returncode == 0, output
+    with arena.database.sessionmaker() as session:
+        finished = get_submission(session=session, submission_id=next_id)
+        assert [e.to_status for e in finished.events] == ["queued", "scoring", "scored"], output
 
     assert scored.attempts == 2 and scored.worker_id != killed_worker
     steps = [(e.from_status, e.to_status, e.worker_id) for e in scored.events]
