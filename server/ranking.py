@@ -136,7 +136,8 @@ def _private_candidates(submissions: list[Submission], selection_limit: int) -> 
 
 
 def _ranked(picks: list[tuple[float, Submission]]) -> list[tuple[int | None, float, Submission]]:
-    ranked, rank = [], 0
+    ranked: list[tuple[int | None, float, Submission]] = []
+    rank = 0
     for score, submission in sorted(picks, key=lambda pick: _sort_key(pick[0], pick[1])):
         if submission.team.is_baseline:
             ranked.append((None, score, submission))

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -192,7 +192,7 @@ def _admin_database(data_dir: Path | None) -> tuple[Settings, Database]:
     return settings, open_database(settings)
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
 
@@ -270,7 +270,8 @@ def admin_rescore(
         if all_:
             if not competition:
                 _fail("--all needs --competition SLUG")
-            row = _run(lambda: get_competition(session=session, slug=competition))
+            slug = competition
+            row = _run(lambda: get_competition(session=session, slug=slug))
             ids = rescore_competition(session=session, competition_id=row.id, reason=reason)
             typer.echo(f"Queued {len(ids)} submission(s) of '{row.slug}' again.")
         elif submission_id is not None:
