@@ -1,0 +1,72 @@
+"""What every page handler gets: the database session, settings, the browser session and who is signed in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from server.config import Settings
+from server.db import Team
+from server.db.crud import get_team
+from server.errors import Forbidden, NotFound
+from server.web.render import render
+from server.web.session import WebSession, read_session, write_session
+
+
+@dataclass
+class Page:
+    request: Request
+    db: Session
+    settings: Settings
+    session: WebSession
+    team: Team | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.session.is_admin
+
+    def render(self, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200) -> HTMLResponse:
+        response = render(self.request, name, context or {}, web_session=self.session, signed_in_team=self.team,
+                          status_code=status_code)
+        return self.finish(response)
+
+    def redirect(self, url: str) -> RedirectResponse:
+        # 303: the browser follows a POST with a GET, so reloading the next page never re-submits the form.
+        return self.finish(RedirectResponse(url, status_code=303))  # type: ignore[return-value]
+
+    def finish(self, response: Response) -> Response:
+        secure = self.request.url.scheme == "https"
+        write_session(response, self.session, self.settings.secret_key, secure=secure)
+        return response
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("Organizer pages need the organizer sign-in (the admin token).")
+
+    def url_for(self, name: str, **params: Any) -> str:
+        return str(self.request.app.url_path_for(name, **{k: str(v) for k, v in params.items()}))
+
+
+def _db_session(request: Request) -> Iterator[Session]:
+    with request.app.state.db.session() as session:
+        yield session
+
+
+def _page(request: Request, db: Annotated[Session, Depends(_db_session)]) -> Page:
+    settings: Settings = request.app.state.settings
+    session = read_session(request, settings.secret_key)
+    team = None
+    if session.team_id is not None:
+        try:
+            team = get_team(session=db, team_id=session.team_id)
+        except NotFound:
+            session.sign_out()  # the team was deleted since it signed in
+    return Page(request=request, db=db, settings=settings, session=session, team=team)
+
+
+PageDep = Annotated[Page, Depends(_page)]
