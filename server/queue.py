@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from server.db import CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, WorkerRow, begin_write, utcnow
@@ -329,3 +329,18 @@ def cancel(*, session: Session, submission_id: int, reason: str = "", now: datet
                now=now)
     session.commit()
     return submission
+
+
+# -- queue state for the pages -------------------------------------------------------------------------------------
+
+
+def queue_position(*, session: Session, submission: Submission) -> int:
+    """1 for the next submission a worker will claim; counts queued submissions claimed before this one."""
+    ahead = session.scalar(
+        select(func.count(Submission.id)).where(
+            Submission.status == S.queued,
+            (Submission.created_at < submission.created_at)
+            | ((Submission.created_at == submission.created_at) & (Submission.id < submission.id)),
+        )
+    )
+    return int(ahead or 0) + 1
