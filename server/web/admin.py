@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from datetime import timedelta
 from typing import Annotated
 
@@ -10,7 +9,8 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
 from server import queue
-from server.db import SubmissionStatus, utcnow
+from server.api.deps import is_admin_token
+from server.db import SubmissionStatus
 from server.db.crud import (
     create_team,
     disqualify_submission,
@@ -50,8 +50,7 @@ def admin_signin_post(
 ) -> Response:
     """Compare with the configured admin token in constant time."""
     page.session.check_csrf(csrf_token)
-    expected = page.settings.admin_token
-    if not expected or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    if not is_admin_token(token.strip(), page.settings):
         context = {**ADMIN_SIGNIN, "action": page.url_for("web_admin_signin_post"), "next_url": "",
                    "error": "That is not this server's admin token."}
         return page.render("signin.html", context, status_code=401)
@@ -71,7 +70,7 @@ def admin_home(page: PageDep) -> Response:
         competitions.append({"slug": row.slug, "title": row.title, "revealed_at": row.private_revealed_at,
                              "counts": counts})
     silent_after = timedelta(seconds=page.settings.worker_timeout_seconds)
-    now = utcnow()
+    now = page.now
     workers = [{"alive": now - w.last_heartbeat < silent_after, **{k: getattr(w, k) for k in (
         "id", "host", "pid", "device", "started_at", "last_heartbeat", "stopped_at", "current_submission_id")}}
         for w in queue.list_workers(session=page.db)]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from server.api.deps import NowDep, SessionDep, SettingsDep
 from server.config import Settings
 from server.db import Team
 from server.db.crud import get_team
@@ -25,6 +26,7 @@ class Page:
     settings: Settings
     session: WebSession
     team: Team | None
+    now: datetime
 
     @property
     def is_admin(self) -> bool:
@@ -52,13 +54,7 @@ class Page:
         return str(self.request.app.url_path_for(name, **{k: str(v) for k, v in params.items()}))
 
 
-def _db_session(request: Request) -> Iterator[Session]:
-    with request.app.state.db.session() as session:
-        yield session
-
-
-def _page(request: Request, db: Annotated[Session, Depends(_db_session)]) -> Page:
-    settings: Settings = request.app.state.settings
+def _page(request: Request, db: SessionDep, settings: SettingsDep, now: NowDep) -> Page:
     session = read_session(request, settings.secret_key)
     team = None
     if session.team_id is not None:
@@ -66,7 +62,7 @@ def _page(request: Request, db: Annotated[Session, Depends(_db_session)]) -> Pag
             team = get_team(session=db, team_id=session.team_id)
         except NotFound:
             session.sign_out()  # the team was deleted since it signed in
-    return Page(request=request, db=db, settings=settings, session=session, team=team)
+    return Page(request=request, db=db, settings=settings, session=session, team=team, now=now)
 
 
 PageDep = Annotated[Page, Depends(_page)]

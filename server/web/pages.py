@@ -92,7 +92,7 @@ def overview(slug: str, page: PageDep) -> Response:
     cli = f'export ARENA_TOKEN="your team token"\narena submit submission.zip --server {url} --competition {slug}'
     return page.render("overview.html", {
         "comp": comp, "data": data, "eps": eps, "eps_auto": eps_auto, "cli_command": cli,
-        "next_reset": _next_utc_midnight(datetime.now(UTC)),
+        "next_reset": _next_utc_midnight(page.now),
     })
 
 
@@ -152,7 +152,8 @@ def signin_post(
     team = authenticate_team(session=page.db, token=token.strip())
     if team is None:
         context = {**TEAM_SIGNIN, "action": page.url_for("web_signin_post"), "next_url": next,
-                   "error": "That token is not valid. Check for missing characters, or ask the organizer for a new one."}
+                   "error": "That token is not valid. Check for missing characters, or ask the organizer for a new "
+                            "one."}
         return page.render("signin.html", context, status_code=401)
     page.session.sign_in_team(team.id)
     page.session.set_flash("ok", f"Signed in as team {team.name}.")
@@ -173,9 +174,10 @@ def signout(page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
 
 def _submit_context(page: Page, row: CompetitionRow, comp: Competition) -> dict[str, object]:
     context: dict[str, object] = {"comp": comp, "team": page.team, "competition_id": row.id,
-                                  "closed": comp.is_past_deadline()}
+                                  "closed": comp.is_past_deadline(page.now)}
     if page.team is not None and page.team.competition_id == row.id:
-        context["quota"] = quota_status(session=page.db, team=page.team, daily_limit=comp.config.daily_limit)
+        context["quota"] = quota_status(session=page.db, team=page.team, daily_limit=comp.config.daily_limit,
+                                        now=page.now)
         context["recent"], _ = list_submissions(session=page.db, team=page.team, limit=5)
         context["private_visible"] = private_board_visible(row, is_admin=page.is_admin)
     return context
@@ -201,7 +203,7 @@ def submit_post(
         raise Forbidden("Sign in with your team token before submitting.")
     try:
         submission, _ = submit_upload(session=page.db, settings=page.settings, competition=comp, team=page.team,
-                                      source=file.file, message=message[:500])
+                                      source=file.file, message=message[:500], now=page.now)
     except ArenaError as exc:
         page.db.rollback()
         problems = exc.detail.get("problems", []) if isinstance(exc, InvalidSubmission) else []
@@ -272,7 +274,7 @@ def submission_select(
         raise Forbidden("Sign in with your team token to select finals.")
     limit = load_competition(page.team.competition).config.final_selection_limit
     submission = select_final(session=page.db, submission_id=submission_id, team=page.team, selected=selected == "1",
-                              limit=limit)
+                              limit=limit, now=page.now)
     word = "selected as a final" if submission.selected_final else "no longer a final"
     page.session.set_flash("ok", f"Submission {submission.id} is {word}.")
     return page.redirect(page.url_for("web_submission", submission_id=submission.id))

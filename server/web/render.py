@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
 
 from server.web.session import WebSession
 
@@ -60,7 +61,8 @@ def path_for(request: Request):  # type: ignore[no-untyped-def]
     return url_for
 
 
-templates = Jinja2Templates(directory=str(TEMPLATES_DIR), autoescape=True)
+# Autoescaping on for every template: team names and messages are user input.
+templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True))
 templates.env.filters.update(utc=utc, remaining=remaining, ago=ago, filesize=filesize)
 
 

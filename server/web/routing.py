@@ -20,7 +20,7 @@ def error_page(request: Request, exc: ArenaError) -> Response:
     session = read_session(request, settings.secret_key)
     team = None
     if session.team_id is not None:
-        with request.app.state.db.session() as db:
+        with request.app.state.database.sessionmaker() as db:
             try:
                 team = get_team(session=db, team_id=session.team_id)
             except NotFound:
