@@ -33,9 +33,9 @@ def _root(
 
 def _register() -> None:
     # Each area registers its own commands; the order here is the order in `arena --help`.
-    from server.cli import data
+    from server.cli import data, serve
 
-    for module in (data,):
+    for module in (data, serve):
         module.register(app)
 
 
