@@ -89,7 +89,7 @@ def overview(slug: str, page: PageDep) -> Response:
     }
     eps_auto = comp.config.memorization_eps == "auto"
     eps = _latest_memorization_eps(page, row, comp) if eps_auto else float(comp.config.memorization_eps)
-    cli = f'export ARENA_TOKEN="your team token"\narena submit submission.zip --server {url} --competition {slug}'
+    cli = f"arena submit submission.zip --server {url} --competition {slug} --token YOUR_TEAM_TOKEN"
     return page.render("overview.html", {
         "comp": comp, "data": data, "eps": eps, "eps_auto": eps_auto, "cli_command": cli,
         "next_reset": _next_utc_midnight(page.now),
