@@ -40,6 +40,7 @@ class LeaderboardEntry(BaseModel):
     penalized: bool
     submitted_at: datetime
     submissions_count: int
+    last_submitted_at: datetime  # the team's newest counted submission (the board's "last entry")
     public_rank: int | None = None  # private board only: where the team stood on the public board
     rank_change: int | None = None  # private board only: positive = moved up
 
@@ -142,6 +143,7 @@ def _compute(session: Session, competition: CompetitionRow, board: Board, *, rev
             is_baseline=submission.team.is_baseline, submission_id=submission.id, score=score,
             class_scores=_class_scores(submission, board), penalized=bool(submission.penalized),
             submitted_at=submission.created_at, submissions_count=len(by_team[submission.team_id]),
+            last_submitted_at=max(s.created_at for s in by_team[submission.team_id]),
             public_rank=before, rank_change=(before - rank) if board == "private" and rank and before else None,
         ))
     return Leaderboard(competition=competition.slug, board=board, revealed=revealed, generated_at=utcnow(),

@@ -76,9 +76,10 @@ def grid_path(data_dir: Path, submission_id: int, cls: str) -> Path:
 
 
 def write_sample_grid(path: Path, images: np.ndarray, side: int = GRID_SIDE) -> Path:
-    """Tile the first side*side images (N, H, W uint8) into one PNG; missing cells stay black."""
+    """Tile the first side*side images (N, H, W uint8) into one PNG, side images per row; missing cells are black."""
     count, height, width = images.shape
-    grid = np.zeros((side * height, side * width), dtype=np.uint8)
+    rows = max(1, -(-min(count, side * side) // side))  # only the rows that hold images: no black band
+    grid = np.zeros((rows * height, side * width), dtype=np.uint8)
     for index in range(min(count, side * side)):
         row, col = divmod(index, side)
         grid[row * height : (row + 1) * height, col * width : (col + 1) * width] = images[index]
