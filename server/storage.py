@@ -76,11 +76,13 @@ def grid_path(data_dir: Path, submission_id: int, cls: str) -> Path:
 
 
 def write_sample_grid(path: Path, images: np.ndarray, side: int = GRID_SIDE) -> Path:
-    """Tile the first side*side images (N, H, W uint8) into one PNG, side images per row; missing cells are black."""
+    """Tile the first side*side images (N, H, W uint8) into one PNG, up to `side` per row; empty cells are black."""
     count, height, width = images.shape
-    rows = max(1, -(-min(count, side * side) // side))  # only the rows that hold images: no black band
-    grid = np.zeros((rows * height, side * width), dtype=np.uint8)
-    for index in range(min(count, side * side)):
+    shown = min(count, side * side)
+    # Only the rows and columns that hold images: a small test competition gets no black band.
+    cols, rows = max(1, min(shown, side)), max(1, -(-shown // side))
+    grid = np.zeros((rows * height, cols * width), dtype=np.uint8)
+    for index in range(shown):
         row, col = divmod(index, side)
         grid[row * height : (row + 1) * height, col * width : (col + 1) * width] = images[index]
     path.parent.mkdir(parents=True, exist_ok=True)
