@@ -231,7 +231,8 @@ def test_team_uploads_through_the_form_and_watches_it_scored_live(server, browse
     grids = page.locator(".grids img")
     assert grids.count() == len(CLASSES)
     for i in range(grids.count()):
-        assert grids.nth(i).evaluate("img => img.complete && img.naturalWidth") == 8 * 64  # 8x8 grid of 64px
+        # The worker's grid: one row of the 4 images, 64 px each.
+        assert grids.nth(i).evaluate("img => img.complete && img.naturalWidth") == IMAGES * 64
     assert "Memorization distance" in page.inner_text("#scores")
     screenshot(page, "submission")
 
