@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Literal
 
@@ -36,6 +37,7 @@ router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
 FINAL_STATUSES = {SubmissionStatus.scored, SubmissionStatus.failed, SubmissionStatus.cancelled}
 HISTORY_LIMIT = 500
+REFERENCE_SUMMARY_FILE = "fid-references.json"
 
 
 def _safe_next(url: str | None, default: str) -> str:
@@ -47,13 +49,20 @@ def _next_utc_midnight(now: datetime) -> datetime:
     return datetime.combine(now.date(), time(0), tzinfo=UTC) + timedelta(days=1)
 
 
-def _latest_memorization_eps(page: Page, row: CompetitionRow, comp: Competition) -> float | None:
-    """The ε the scorer used last (per class it is the same calibration); None before anything was scored."""
-    scored, _ = list_submissions(session=page.db, competition=row, status=SubmissionStatus.scored, limit=1)
-    if not scored or not scored[0].class_scores:
-        return None
-    values = [c.get("memorization_eps") for c in scored[0].class_scores.values() if c.get("memorization_eps")]
-    return min(values) if values else None
+def _memorization_eps(comp: Competition) -> dict[str, float]:
+    """ε per class: the configured number, or the calibrated one from the scoring cache's JSON summary.
+
+    The summary (server/scoring/references.py, SUMMARY_FILE) is read as plain JSON so the web tier never imports
+    torch; it is empty until the worker first builds the references.
+    """
+    configured = comp.config.memorization_eps
+    if configured != "auto":
+        return dict.fromkeys(comp.classes, float(configured))
+    try:
+        summary = json.loads((comp.references_dir / REFERENCE_SUMMARY_FILE).read_text())
+        return {cls: float(summary["auto_eps"][cls]) for cls in comp.classes}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 @router.get("/static/web/{path:path}", name="web_static")
@@ -87,11 +96,10 @@ def overview(slug: str, page: PageDep) -> Response:
         "test_total": sum(len(comp.test_files(cls)) for cls in comp.classes),
         "dataset_hash": comp.manifest.dataset_hash,
     }
-    eps_auto = comp.config.memorization_eps == "auto"
-    eps = _latest_memorization_eps(page, row, comp) if eps_auto else float(comp.config.memorization_eps)
     cli = f"arena submit submission.zip --server {url} --competition {slug} --token YOUR_TEAM_TOKEN"
     return page.render("overview.html", {
-        "comp": comp, "data": data, "eps": eps, "eps_auto": eps_auto, "cli_command": cli,
+        "comp": comp, "data": data, "eps": _memorization_eps(comp), "eps_auto": comp.config.memorization_eps == "auto",
+        "cli_command": cli,
         "next_reset": _next_utc_midnight(page.now),
     })
 

@@ -6,6 +6,7 @@ test_browser.py run the real upload and scoring pipeline.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 
@@ -96,6 +97,14 @@ def test_public_pages_render_the_rules(arena):
     for fact in ("with_mask", "without_mask", "Lower is better", "00:00 UTC", "Images per class</dt><dd>8",
                  f"arena submit submission.zip --server {arena.settings.resolved_public_url} --competition test-comp"):
         assert fact in overview, fact
+    assert "computed when the worker first builds the scoring references" in overview
+    # Once the worker built the references, the calibrated threshold per class is on the page.
+    references = competitions_dir(arena.settings.data_dir) / "test-comp" / "references"
+    references.mkdir()
+    (references / "fid-references.json").write_text(json.dumps({"auto_eps": {"with_mask": 0.0123,
+                                                                             "without_mask": 0.0456}}))
+    overview = client.get("/c/test-comp").text
+    assert "<strong>0.0123</strong> for <code>with_mask</code>" in overview and "0.0456" in overview
     assert client.get("/c/nope").status_code == 404
     assert "No competition" in client.get("/c/nope").text
     css = client.get("/static/web/arena.css")
@@ -243,3 +252,38 @@ def test_organizer_actions_change_submissions(arena):
     assert organizer.post(f"{url}/cancel", data={"csrf_token": csrf}).status_code == 303
     assert "cancelled" in organizer.get(f"/submissions/{submission_id}").text
     assert organizer.post(f"{url}/explode", data={"csrf_token": csrf}).status_code == 404
+
+
+def test_a_team_selects_its_finals_up_to_the_limit(data_dir):
+    arena = Arena(data_dir, final_selection_limit=1)
+    first = arena.scored_submission(arena.alpha, 100.0, 110.0, with_grids=False)
+    second = arena.scored_submission(arena.alpha, 90.0, 120.0, with_grids=False)
+    client = arena.client()
+    arena.sign_in(client, arena.alpha_token)
+    page = client.get(f"/submissions/{first}").text
+    assert "Select as final" in page
+    selected = client.post(f"/submissions/{first}/final", data={"csrf_token": csrf_of(page), "selected": "1"})
+    assert selected.status_code == 303
+    page = client.get(f"/submissions/{first}").text
+    assert "is selected as a final" in page and "Unselect as final" in page
+    over_limit = client.post(f"/submissions/{second}/final", data={"csrf_token": csrf_of(page), "selected": "1"})
+    assert over_limit.status_code == 409 and "unselect one first" in over_limit.text
+    other = arena.client()
+    arena.sign_in(other, arena.beta_token)
+    csrf = csrf_of(other.get("/").text)
+    assert other.post(f"/submissions/{first}/final", data={"csrf_token": csrf, "selected": "0"}).status_code == 403
+
+
+def test_submit_page_after_the_deadline_and_when_signed_out(data_dir):
+    arena = Arena(data_dir, deadline="2020-01-01T00:00:00Z")
+    client = arena.client()
+    signed_out = client.get("/c/test-comp/submit").text
+    assert "Sign in with your team token to submit" in signed_out and 'type="file"' not in signed_out
+    arena.sign_in(client, arena.alpha_token)
+    page = client.get("/c/test-comp/submit").text
+    assert "submissions are closed" in page and 'type="file"' not in page
+    assert "<strong>5</strong> of 5 submissions left" in page
+    upload = client.post("/c/test-comp/submit", data={"csrf_token": csrf_of(page)},
+                         files={"file": ("s.zip", b"PK\x05\x06" + b"\0" * 18, "application/zip")})
+    assert upload.status_code == 403 and "deadline" in upload.text
+    assert "closed" in client.get("/c/test-comp").text  # the countdown without JavaScript
