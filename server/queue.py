@@ -34,11 +34,10 @@ def transition(
     worker_id: str | None = None,
 ) -> None:
     """Change a loaded submission's status and record why (the caller commits)."""
-    session.add(
-        SubmissionEvent(
-            submission_id=submission.id, from_status=submission.status, to_status=to, reason=reason,
-            worker_id=worker_id, created_at=now,
-        )
+    # Appended through the relationship so a submission already loaded in this session shows it too.
+    submission.events.append(
+        SubmissionEvent(from_status=submission.status, to_status=to, reason=reason, worker_id=worker_id,
+                        created_at=now)
     )
     submission.status = to
     submission.updated_at = now
@@ -120,22 +119,26 @@ def claim_next_submission(*, session: Session, worker_id: str, now: datetime | N
     if claimed_id is None:
         session.commit()
         return None
-    submission = session.get(Submission, claimed_id, populate_existing=True)
+    submission = lock_submission(session, claimed_id)
     assert submission is not None
-    session.add(
-        SubmissionEvent(
-            submission_id=claimed_id, from_status=S.queued, to_status=S.scoring, worker_id=worker_id, created_at=now,
-            reason=f"claimed by worker {worker_id} (attempt {submission.attempts})",
-        )
+    submission.events.append(
+        SubmissionEvent(from_status=S.queued, to_status=S.scoring, worker_id=worker_id, created_at=now,
+                        reason=f"claimed by worker {worker_id} (attempt {submission.attempts})")
     )
     session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(current_submission_id=claimed_id))
     session.commit()
     return submission
 
 
+def lock_submission(session: Session, submission_id: int) -> Submission | None:
+    """Load a submission fresh, row-locked on PostgreSQL (only its own row, not the eagerly joined team)."""
+    query = select(Submission).where(Submission.id == submission_id).with_for_update(of=Submission)
+    return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+
+
 def _held_by(session: Session, submission_id: int, worker_id: str) -> Submission | None:
     """The submission if this worker still holds it (it may have been cancelled or requeued meanwhile)."""
-    submission = session.get(Submission, submission_id, populate_existing=True, with_for_update=True)
+    submission = lock_submission(session, submission_id)
     if submission is None or submission.status != S.scoring or submission.worker_id != worker_id:
         return None
     return submission
@@ -252,7 +255,7 @@ def requeue_stale(
     begin_write(session)
     silent = {w.id: w for w in session.scalars(select(WorkerRow).where(WorkerRow.last_heartbeat < cutoff))}
     held = session.scalars(
-        select(Submission).where(Submission.status == S.scoring).with_for_update(skip_locked=True)
+        select(Submission).where(Submission.status == S.scoring).with_for_update(skip_locked=True, of=Submission)
     ).all()
     requeued = []
     for submission in held:
@@ -274,7 +277,7 @@ def requeue_stale(
 
 
 def _get(session: Session, submission_id: int) -> Submission:
-    submission = session.get(Submission, submission_id, populate_existing=True, with_for_update=True)
+    submission = lock_submission(session, submission_id)
     if submission is None:
         raise NotFound(f"Submission {submission_id} does not exist.")
     return submission

@@ -17,9 +17,10 @@ import csv
 import io
 from datetime import datetime
 from typing import Literal
+from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utcnow
@@ -53,7 +54,8 @@ class Leaderboard(BaseModel):
     entries: list[LeaderboardEntry]
 
 
-_cache: dict[tuple[str, int, Board], tuple[int, Leaderboard]] = {}
+# Per engine, so tests and tools that open several databases in one process never share boards.
+_cache: WeakKeyDictionary[Engine, dict[tuple[int, Board], tuple[int, Leaderboard]]] = WeakKeyDictionary()
 
 
 def private_board_visible(competition: CompetitionRow, *, is_admin: bool) -> bool:
@@ -69,11 +71,11 @@ def leaderboard(*, session: Session, competition: CompetitionRow, board: Board =
     ).one()
     if board == "private" and revealed_at is None and not is_admin:
         raise Forbidden("The private leaderboard is hidden until the organizer reveals it after the deadline.")
-    key = (str(session.get_bind().url), competition.id, board)  # tests run several databases in one process
-    cached = _cache.get(key)
+    boards = _cache.setdefault(session.get_bind().engine, {})
+    cached = boards.get((competition.id, board))
     if cached is None or cached[0] != version:
         cached = (version, _compute(session, competition, board, revealed=revealed_at is not None))
-        _cache[key] = cached
+        boards[(competition.id, board)] = cached
     return cached[1]
 
 

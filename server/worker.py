@@ -67,7 +67,9 @@ class Worker:
         """Process jobs until stopped (or idle / max_jobs for tests and benchmarks). Returns the jobs processed."""
         with self.database.session() as session:
             register_worker(session=session, worker_id=self.worker_id, device=self.settings.device)
-        beating = threading.Thread(target=self._heartbeat_loop, name=f"heartbeat-{self.worker_id}", daemon=True)
+        stop_beating = threading.Event()
+        beating = threading.Thread(target=self._heartbeat_loop, args=(stop_beating,), name=f"heartbeat-{self.worker_id}",
+                                   daemon=True)
         beating.start()
         done = 0
         try:
@@ -80,14 +82,14 @@ class Worker:
                 else:
                     self.stop.wait(self.settings.worker_poll_seconds)
         finally:
-            self.stop.set()
+            stop_beating.set()
             beating.join(timeout=5)
             with self.database.session() as session:
                 stop_worker(session=session, worker_id=self.worker_id)
         return done
 
-    def _heartbeat_loop(self) -> None:
-        while not self.stop.wait(self.settings.worker_heartbeat_seconds):
+    def _heartbeat_loop(self, stop_beating: threading.Event) -> None:
+        while not stop_beating.wait(self.settings.worker_heartbeat_seconds):
             try:
                 with self.database.session() as session:
                     heartbeat(session=session, worker_id=self.worker_id)

@@ -264,7 +264,7 @@ def create_submission(
     """
     now = now or utcnow()
     begin_write(session)
-    locked_team = session.scalar(select(Team).where(Team.id == team.id).with_for_update())
+    locked_team = session.scalar(select(Team).where(Team.id == team.id).with_for_update(of=Team))
     assert locked_team is not None
     _check_may_submit(session=session, competition=competition, team=locked_team, sha256=sha256, now=now)
     submission = Submission(
@@ -272,10 +272,9 @@ def create_submission(
         message=message.strip(), status=SubmissionStatus.queued, attempts=0, created_at=now, updated_at=now,
         selected_final=False,
     )
+    submission.events.append(SubmissionEvent(from_status=None, to_status=SubmissionStatus.queued,
+                                             reason=f"uploaded by team '{team.name}' and validated", created_at=now))
     session.add(submission)
-    session.flush()
-    session.add(SubmissionEvent(submission_id=submission.id, from_status=None, to_status=SubmissionStatus.queued,
-                                reason=f"uploaded by team '{team.name}' and validated", created_at=now))
     try:
         session.commit()
     except IntegrityError:
