@@ -156,15 +156,17 @@ def admin_teams(page: PageDep) -> Response:
 @router.post("/teams", name="web_admin_teams_create", response_class=HTMLResponse)
 def admin_teams_create(
     page: PageDep, competition: Annotated[str, Form()], name: Annotated[str, Form()],
-    members: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+    members: Annotated[str, Form()] = "", is_baseline: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    """Create a team and show its token once (rendered, never put into the cookie)."""
+    """Create a team (or a reference entry) and show its token once (rendered, never put into the cookie)."""
     page.require_admin()
     page.session.check_csrf(csrf_token)
     row = get_competition(session=page.db, slug=competition)
     try:
         team, token = create_team(session=page.db, competition=row, name=name[:100],
-                                  members=[m.strip() for m in members.split(",") if m.strip()])
+                                  members=[m.strip() for m in members.split(",") if m.strip()],
+                                  is_baseline=is_baseline == "1")
     except ArenaError as exc:
         return _teams_page(page, error=exc.message, status_code=exc.status_code)
     return _teams_page(page, new_token={"team": team.name, "token": token})

@@ -63,11 +63,27 @@ class Server:
     def __init__(self, url: str, admin_token: str, data_dir: Path) -> None:
         self.url, self.admin_token, self.data_dir = url, admin_token, data_dir
 
-    def create_team(self, name: str) -> str:
-        response = httpx.post(f"{self.url}/api/competitions/{SLUG}/teams", json={"name": name, "members": ["Ada"]},
-                              headers={"Authorization": f"Bearer {self.admin_token}"}, timeout=30)
+    def create_team(self, name: str, *, reference: bool = False) -> str:
+        # Reference (baseline) entries only through the organizer route.
+        route = f"/api/admin/competitions/{SLUG}/teams" if reference else f"/api/competitions/{SLUG}/teams"
+        response = httpx.post(f"{self.url}{route}", json={"name": name, "members": ["Ada"], "is_baseline": reference},
+                              headers=self.admin, timeout=30)
         assert response.status_code in (200, 201), response.text
         return response.json()["token"]
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    def wait_scored(self, submission_id: int) -> None:
+        deadline = time.monotonic() + SCORING_TIMEOUT_MS / 1000
+        while time.monotonic() < deadline:
+            status = httpx.get(f"{self.url}/api/submissions/{submission_id}", headers=self.admin, timeout=30).json()
+            if status["status"] in ("scored", "failed", "cancelled"):
+                assert status["status"] == "scored", status
+                return
+            time.sleep(1)
+        raise AssertionError(f"submission {submission_id} was not scored in time")
 
     def upload(self, token: str, zip_bytes: bytes, message: str = "") -> int:
         response = httpx.post(f"{self.url}/api/competitions/{SLUG}/submissions", data={"message": message},
@@ -130,6 +146,12 @@ def teams(server):
 def xss_submission(server, teams):
     """A submission of the second team (a script tag in its name and message); the tests never wait for its score."""
     return server.upload(teams["xss"], valid_zip(seed=7), message="<img src=x onerror=alert(1)>")
+
+
+@pytest.fixture(scope="module")
+def reference_submission(server):
+    """A reference (baseline) entry: shown on the board, marked, not ranked."""
+    return server.upload(server.create_team("DCGAN baseline", reference=True), valid_zip(seed=3))
 
 
 def valid_zip(seed: int) -> bytes:
@@ -241,13 +263,13 @@ def test_team_uploads_through_the_form_and_watches_it_scored_live(server, browse
     page.goto(f"/c/{SLUG}/leaderboard")
     row = page.locator("#leaderboard tbody tr", has_text="alpha")
     assert row.count() == 1 and "mine" in (row.get_attribute("class") or "")
-    screenshot(page, "leaderboard")
+    screenshot(page, "leaderboard-first-entry")
     page.click("text=My team")
     assert page.locator(".plot svg circle").count() == 1
     screenshot(page, "team")
 
 
-def test_a_team_name_with_a_script_tag_is_shown_as_text(server, browser, teams, xss_submission):
+def test_a_team_name_with_a_script_tag_is_shown_as_text(server, browser, teams, xss_submission, reference_submission):
     page = new_page(browser, server)
     sign_in(page, teams["xss"])
     assert page.inner_text(".who strong") == XSS_NAME
@@ -271,11 +293,18 @@ def test_a_team_cannot_open_another_teams_submission(server, browser, teams, xss
     screenshot(page, "forbidden")
 
 
-def test_organizer_reveals_the_private_board_and_teams_then_see_it(server, browser, teams):
+def test_organizer_reveals_the_private_board_and_teams_then_see_it(server, browser, teams, xss_submission,
+                                                                   reference_submission):
+    for submission_id in (xss_submission, reference_submission):
+        server.wait_scored(submission_id)
     team = new_page(browser, server)
     sign_in(team, teams["alpha"])
     team.goto(f"/c/{SLUG}/leaderboard")
+    assert team.locator("#leaderboard tbody tr").count() == 3
+    reference = team.locator("#leaderboard tr.reference")
+    assert reference.count() == 1 and reference.locator("td.rank").inner_text() == "–"  # shown, not ranked
     assert team.locator("text=not revealed yet").count() == 1
+    screenshot(team, "leaderboard")
     assert team.goto(f"/c/{SLUG}/leaderboard?board=private").status == 403
 
     organizer = new_page(browser, server)
@@ -297,8 +326,7 @@ def test_organizer_reveals_the_private_board_and_teams_then_see_it(server, brows
     organizer.wait_for_selector("text=is now visible to everyone")
 
     team.goto(f"/c/{SLUG}/leaderboard?board=private")
-    rows = team.locator("#leaderboard tbody tr")
-    assert rows.count() >= 1 and team.locator("#leaderboard tbody tr", has_text="alpha").count() == 1
+    assert team.locator("#leaderboard tbody tr").count() == 3
     assert team.locator("#leaderboard th", has_text="Δ").count() == 1
     screenshot(team, "leaderboard-private")
     csv = team.request.get(f"/c/{SLUG}/leaderboard.csv?board=private")
