@@ -35,11 +35,14 @@ class Page:
     def render(self, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200) -> HTMLResponse:
         response = render(self.request, name, context or {}, web_session=self.session, signed_in_team=self.team,
                           status_code=status_code)
-        return self.finish(response)
+        self.finish(response)
+        return response
 
     def redirect(self, url: str) -> RedirectResponse:
         # 303: the browser follows a POST with a GET, so reloading the next page never re-submits the form.
-        return self.finish(RedirectResponse(url, status_code=303))  # type: ignore[return-value]
+        response = RedirectResponse(url, status_code=303)
+        self.finish(response)
+        return response
 
     def finish(self, response: Response) -> Response:
         secure = self.request.url.scheme == "https"

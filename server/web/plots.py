@@ -63,7 +63,8 @@ def score_plot_svg(points: list[ScorePoint]) -> Markup:
 
     series = " ".join(f"{x(p):.1f},{y(p.score):.1f}" for p in points)
     parts.append(f'<polyline class="series" points="{series}"/>')
-    best_path, best = [], math.inf
+    best_path: list[str] = []
+    best = math.inf
     for p in points:
         if p.score < best:
             if best_path:

@@ -287,3 +287,23 @@ def test_submit_page_after_the_deadline_and_when_signed_out(data_dir):
                          files={"file": ("s.zip", b"PK\x05\x06" + b"\0" * 18, "application/zip")})
     assert upload.status_code == 403 and "deadline" in upload.text
     assert "closed" in client.get("/c/test-comp").text  # the countdown without JavaScript
+
+
+def test_status_page_works_without_javascript(arena):
+    """Until the submission is final the page refreshes itself (noscript); the script polls a fragment instead."""
+    scored = arena.scored_submission(arena.alpha, 100.0, 110.0, with_grids=False)
+    with arena.database.sessionmaker() as session:
+        row = get_competition(session=session, slug="test-comp")
+        queued, _ = create_submission(session=session, competition=load_competition(row), team=arena.alpha,
+                                      sha256="a" * 64, size_bytes=10)
+    client = arena.client()
+    arena.sign_in(client, arena.alpha_token)
+    waiting = client.get(f"/submissions/{queued.id}").text
+    assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in waiting
+    assert "position <strong>1</strong> in the queue" in waiting
+    done = client.get(f"/submissions/{scored}").text
+    assert 'http-equiv="refresh"' not in done and "data-final" in done
+    fragment = client.get(f"/submissions/{queued.id}/status")
+    assert fragment.headers["cache-control"] == "no-store"
+    assert 'data-status="queued"' in fragment.text and "data-final" not in fragment.text
+    assert "<html" not in fragment.text
