@@ -57,7 +57,8 @@ def score_plot_svg(points: list[ScorePoint]) -> Markup:
         parts.append(f'<text class="label" x="{LEFT - 6}" y="{label_y:.1f}" text-anchor="end">{_number(tick)}</text>')
     parts.append(f'<line class="axis" x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>')
     parts.append(f'<line class="axis" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{HEIGHT - BOTTOM}" y2="{HEIGHT - BOTTOM}"/>')
-    for anchor, point in (("start", points[0]), ("end", points[-1])):
+    ends = (("start", points[0]), ("end", points[-1])) if len(points) > 1 else (("middle", points[0]),)
+    for anchor, point in ends:
         label = escape(point.when.strftime("%b %d %H:%M UTC"))
         parts.append(f'<text class="label" x="{x(point):.1f}" y="{HEIGHT - 18}" text-anchor="{anchor}">{label}</text>')
 

@@ -40,3 +40,8 @@ def test_ticks_are_round_and_cover_the_range():
     assert ticks[0] <= 113.0 and ticks[-1] >= 587.0
     steps = {round(b - a, 6) for a, b in zip(ticks, ticks[1:], strict=False)}
     assert steps == {100.0}
+
+
+def test_single_point_gets_one_date_label():
+    svg = str(score_plot_svg(_points([42.0])))
+    assert svg.count("UTC</text>") == 1
