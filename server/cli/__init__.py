@@ -33,9 +33,10 @@ def _root(
 
 def _register() -> None:
     # Each area registers its own commands; the order here is the order in `arena --help`.
-    from server.cli import data, serve
+    from server.cli import data, scoring, serve
+    from submissions import cli as submissions_cli
 
-    for module in (data, serve):
+    for module in (data, serve, scoring, submissions_cli):
         module.register(app)
 
 
