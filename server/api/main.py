@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server import __version__
+from server import __version__, web
 from server.api.routes import admin, competitions, health, leaderboard, submissions, teams
 from server.config import Settings
 from server.db import Database, utcnow
@@ -102,5 +102,5 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.include_router(health.router)
     for module in (competitions, teams, submissions, leaderboard, admin):
         app.include_router(module.router, prefix="/api")
-    # Web pages: the web helper adds `app.include_router(web.router)` here.
+    app.include_router(web.router)
     return app
