@@ -75,6 +75,7 @@ def fid_torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def scorer(fid_torch_home: Path) -> Any:
     """One real Scorer (random weights, CPU) shared by the tests, as one worker shares it across jobs."""
     import torch
+
     from server.scoring import Scorer
 
     torch.set_num_threads(1)
