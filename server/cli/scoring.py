@@ -111,6 +111,7 @@ def _read_submission(zip_file: Path | None, images: Path | None, competition, se
 
     if images is not None:
         return read_class_folders(images, competition.classes)
+    assert zip_file is not None  # score() requires exactly one of the two
     try:
         return validate_zip(zip_file, SubmissionSpec.from_settings(competition.config, settings)).images
     except SubmissionInvalid as exc:
