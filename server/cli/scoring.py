@@ -82,7 +82,8 @@ def score(
     zip_file: Path = typer.Argument(None, help="Submission zip (one folder of PNGs per class).", exists=True,
                                     dir_okay=False),
     competition_dir: Path = typer.Option(..., "--competition", help="Competition directory."),
-    images: Path = typer.Option(None, "--images", help="Instead of a zip: a folder with one PNG folder per class.",
+    images: Path = typer.Option(None, "--images", help="Instead of a zip: a folder with one PNG folder per class "
+                                "(development; skips the submission format checks).",
                                 exists=True, file_okay=False),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     device: str = typer.Option(None, help=DEVICE_HELP + " Default: ARENA_DEVICE."),
@@ -104,14 +105,13 @@ def score(
 
 
 def _read_submission(zip_file: Path | None, images: Path | None, competition, settings) -> dict:
+    """The zip goes through the submissions package (the one definition of the format); --images is for development."""
     from server.scoring.features import read_class_folders
+    from submissions import SubmissionInvalid, SubmissionSpec, validate_zip
 
     if images is not None:
         return read_class_folders(images, competition.classes)
-    try:
-        from submissions import SubmissionInvalid, SubmissionSpec, validate_zip
-    except ImportError as exc:
-        raise typer.BadParameter("reading zips needs the submissions package; use --images DIR meanwhile") from exc
+    assert zip_file is not None  # score() requires exactly one of the two
     try:
         return validate_zip(zip_file, SubmissionSpec.from_settings(competition.config, settings)).images
     except SubmissionInvalid as exc:

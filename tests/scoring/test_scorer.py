@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+import zipfile
+
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
+from server.cli import app
+from server.competition import Competition, write_config
 from server.scoring import ScoreReport, fid_of_images
 from server.scoring.memorization import memorization_distance, normalized, penalize
 from tests.utils.competition import random_images
@@ -73,10 +79,6 @@ def test_penalty_divides_by_the_distance_below_eps(raw, distance, eps, expected)
 
 
 def test_arena_score_images_folder_prints_the_report(random_competition, random_weights, tmp_path):
-    from typer.testing import CliRunner
-
-    from server.cli import app
-
     competition, scorer = random_competition
     images = generated(competition)
     for cls, arrays in images.items():
@@ -88,3 +90,35 @@ def test_arena_score_images_folder_prints_the_report(random_competition, random_
     assert result.exit_code == 0, result.output
     report = ScoreReport.model_validate_json(result.output)
     assert report.score_all == pytest.approx(scorer.score(competition, images).score_all, rel=1e-9)
+
+
+@pytest.fixture
+def two_image_competition(random_competition, tmp_path):
+    """The tiny competition with submissions of 2 images per class (its reference cache comes along)."""
+    competition, scorer = random_competition
+    root = tmp_path / "competition"
+    shutil.copytree(competition.root, root)
+    write_config(root, competition.config.model_copy(update={"images_per_class": 2}))
+    return Competition.load(root), scorer
+
+
+def test_arena_score_reads_the_zip_through_the_submissions_package(two_image_competition, random_weights, tmp_path):
+    from submissions import pack
+
+    competition, scorer = two_image_competition
+    images = generated(competition)
+    pack(images, tmp_path / "entry.zip", competition.classes)
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "entry.zip"), "--competition", str(competition.root),
+                                      "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    report = ScoreReport.model_validate_json(result.output)
+    assert report.score_all == pytest.approx(scorer.score(competition, images).score_all, rel=1e-9)
+
+
+def test_arena_score_refuses_an_invalid_zip_with_the_problems(two_image_competition, tmp_path):
+    competition, _ = two_image_competition
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as bad:
+        bad.writestr("with_mask/0.png", b"not a png")
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "bad.zip"), "--competition", str(competition.root)])
+    assert result.exit_code == 2
+    assert "with_mask/0.png" in result.output and "problems" in result.output
