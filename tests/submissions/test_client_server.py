@@ -1,0 +1,128 @@
+"""The upload client against the real server app (FastAPI + SQLite, in process through its TestClient): every
+refusal a team can meet comes back explained, and a valid zip is accepted and followed to its status."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from server.api import create_app
+from submissions.client import ArenaClient, SubmitError
+from tests.utils.server_factories import (
+    ADMIN_TOKEN,
+    Clock,
+    bearer,
+    fresh_database,
+    make_settings,
+    make_test_competition,
+    submission_zip,
+)
+
+
+@pytest.fixture
+def arena(data_dir: Path, tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, Any, str]]]:
+    """arena(competition={...}, **settings) -> (client, competition, team token) on a fresh SQLite database."""
+    opened: list[tuple[TestClient, Any]] = []
+
+    def start(competition: dict[str, Any] | None = None, **overrides: Any) -> tuple[TestClient, Any, str]:
+        comp = make_test_competition(data_dir, **(competition or {}))
+        settings = make_settings(data_dir, f"sqlite:///{tmp_path / 'arena.db'}", **overrides)
+        database = fresh_database(settings.resolved_database_url)
+        client = TestClient(create_app(settings, clock=Clock(), database=database))
+        opened.append((client, database))
+        created = client.post(f"/api/admin/competitions/{comp.slug}/teams", headers=bearer(ADMIN_TOKEN),
+                              json={"name": "Team A", "members": ["Ada"]})
+        assert created.status_code == 201, created.text
+        return client, comp, created.json()["token"]
+
+    yield start
+    for client, database in opened:
+        client.close()
+        database.dispose()
+
+
+def write(tmp_path: Path, data: bytes, name: str = "submission.zip") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def upload_error(client: TestClient, token: str, path: Path, slug: str = "test-comp") -> SubmitError:
+    with pytest.raises(SubmitError) as caught:
+        ArenaClient("http://testserver", token, http=client).upload(path, slug, progress=False)
+    return caught.value
+
+
+def test_valid_zip_is_accepted_and_followed_to_a_final_status(arena, tmp_path, capsys):
+    client, comp, token = arena()
+    team = ArenaClient("http://testserver", token, http=client)
+    assert team.spec(comp.slug).images_per_class == comp.config.images_per_class
+    path = write(tmp_path, submission_zip(comp))
+    created = team.upload(path, comp.slug, message="first", progress=True)
+    assert "uploading: 100%" in capsys.readouterr().err  # the progress bar reached the file size
+    assert created["status"] == "queued" and created["quota"]["used"] == 1
+    assert team.submission(created["id"])["message"] == "first"
+
+    def organizer_cancels_while_queued(submission: dict) -> None:
+        seen.append(submission["status"])
+        if submission["status"] == "queued":
+            cancelled = client.post(f"/api/admin/submissions/{created['id']}/cancel", headers=bearer(ADMIN_TOKEN),
+                                    json={"reason": "test"})
+            assert cancelled.status_code == 200, cancelled.text
+
+    seen: list[str] = []
+    final = team.wait(created["id"], poll_seconds=0, on_status=organizer_cancels_while_queued)
+    assert seen == ["queued", "cancelled"] and final["status"] == "cancelled"
+
+
+def test_bad_token_is_401_with_how_to_sign_in(arena, tmp_path):
+    client, comp, _ = arena()
+    error = upload_error(client, "wrong-token", write(tmp_path, submission_zip(comp)))
+    assert error.status_code == 401 and "arena login" in str(error)
+
+
+def test_invalid_zip_is_422_with_the_validator_report(arena, tmp_path):
+    client, _, token = arena()
+    error = upload_error(client, token, write(tmp_path, b"not a zip"))
+    assert error.status_code == 422 and error.report is not None
+    assert [p.rule for p in error.report.problems] == ["not_a_zip"]
+    assert "[not_a_zip]" in str(error) and "quota is unchanged" in str(error)
+
+
+def test_same_zip_twice_is_409(arena, tmp_path):
+    client, comp, token = arena()
+    path = write(tmp_path, submission_zip(comp))
+    ArenaClient("http://testserver", token, http=client).upload(path, comp.slug, progress=False)
+    error = upload_error(client, token, path)
+    assert error.status_code == 409 and "already submitted" in str(error)
+
+
+def test_upload_over_the_size_cap_is_413(arena, tmp_path):
+    client, comp, token = arena(max_upload_bytes=1000)
+    error = upload_error(client, token, write(tmp_path, submission_zip(comp)))
+    assert error.status_code == 413 and "size limit" in str(error)
+
+
+def test_daily_limit_is_429_with_the_reset_time(arena, tmp_path):
+    client, comp, token = arena(competition={"daily_limit": 1})
+    team = ArenaClient("http://testserver", token, http=client)
+    team.upload(write(tmp_path, submission_zip(comp, seed=1), "a.zip"), comp.slug, progress=False)
+    error = upload_error(client, token, write(tmp_path, submission_zip(comp, seed=2), "b.zip"))
+    assert error.status_code == 429
+    assert "It resets at 2026-11-28 00:00 UTC" in str(error)
+
+
+def test_past_deadline_is_403(arena, tmp_path):
+    client, comp, token = arena(competition={"deadline": "2026-01-01T00:00:00Z"})
+    error = upload_error(client, token, write(tmp_path, submission_zip(comp)))
+    assert error.status_code == 403 and "Not allowed" in str(error)
+
+
+def test_unknown_competition_is_explained(arena):
+    client, _, token = arena()
+    with pytest.raises(SubmitError, match="No competition 'nope'.*test-comp"):
+        ArenaClient("http://testserver", token, http=client).spec("nope")
