@@ -33,9 +33,10 @@ def _root(
 
 def _register() -> None:
     # Each area registers its own commands; the order here is the order in `arena --help`.
+    from baselines import cli as baselines_cli
     from server.cli import data
 
-    for module in (data,):
+    for module in (data, baselines_cli):
         module.register(app)
 
 
