@@ -115,8 +115,9 @@ class Trainer:
         self.options = TrainOptions(**run_config["train"])
         self.model = load_model(self.options.model)
         self.config = self.model.Config(**run_config["model_config"])
-        self.data, self.holdout = data, holdout
+        self.data = data
         self.device = resolve_device(self.options.device)
+        self.holdout_fid = evaluation.HoldoutFID(holdout, self.device.type)
         self.total_steps: int = run_config["total_steps"]
         self.steps_per_epoch = max(1, len(data) // self.config.batch_size)
         num_classes = len(data.classes)
@@ -218,12 +219,12 @@ class Trainer:
         return path
 
     def evaluate(self) -> dict[str, Any] | None:
-        if not self.holdout:
+        if not self.holdout_fid.holdout or self.holdout_fid.skipped:
             return None
         noise, labels = self.fixed_inputs(self.options.eval_images, seed=self.options.seed + 1)
         images = to_uint8(self.generate(noise, labels))
         generated = {cls: images[labels.cpu().numpy() == i] for i, cls in enumerate(self.data.classes)}
-        return evaluation.fid_against_holdout(generated, self.holdout, device=self.device.type)
+        return self.holdout_fid(generated)
 
     def log(self, record: dict[str, Any]) -> None:
         with (self.run_dir / METRICS_FILE).open("a") as file:
