@@ -55,7 +55,7 @@ class TrainOptions:
     batch_size: int | None = None
     lr: float | None = None  # sets G's learning rate; D's keeps its recommended ratio to G's (TTUR)
     device: str = "auto"
-    amp: bool = False  # bfloat16 autocast on CUDA
+    amp: bool = False  # bfloat16 autocast on CUDA (ignored on CPU)
     seed: int = 0
     log_every: int = 10
     sample_every: int = 500
@@ -163,7 +163,9 @@ class Trainer:
         return lambda images, labels: self.D(diff_augment(images, self.config.augment), labels)
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.amp)
+        # bfloat16 keeps float32's range, so no loss scaling is needed; on CPU it would only be slower.
+        return torch.autocast(self.device.type, dtype=torch.bfloat16,
+                              enabled=self.options.amp and self.device.type == "cuda")
 
     def train_step(self, step: int) -> dict[str, float]:
         real, labels = self.real_batch(step)

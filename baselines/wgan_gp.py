@@ -51,10 +51,12 @@ class Discriminator(nn.Module):
 
 
 def gradient_penalty(D, real: torch.Tensor, fake: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, dtype=real.dtype)
-    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(mixed, labels).sum(), mixed, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+    alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device)
+    # In float32 even under --amp: the penalty differentiates D's gradient, where bfloat16 rounding dominates.
+    with torch.autocast(real.device.type, enabled=False):
+        mixed = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(mixed, labels).float().sum(), mixed, create_graph=True)
+        return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
 
 
 def discriminator_loss(D, real, fake, labels, config: Config):

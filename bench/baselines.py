@@ -4,13 +4,16 @@
     python -m bench.baselines --budget-s 900 --device cuda       # the GPU version
     python -m bench.baselines --data DIR --models dcgan sngan    # any competition directory, some models
     python -m bench.baselines --skip-quality                     # throughput only
+    python -m bench.baselines --skip-throughput --budget-s 60 --fid-images 50 --reference-images 100   # shared CPU
 
 Throughput: images/s of real training steps (D and G updates, recommended batch size), after warm-up steps.
-Quality: each model trains for the same wall-clock budget, samples the competition's images_per_class per class
-(EMA weights where present), and the scoring engine computes the FID sum against the held-out test images (the
-same numbers the server would show). The conditioning check classifies each label's samples with a small CNN
-trained on the real training images. Results go to bench/results/baselines.json; the quality runs' folders
-(with their last sample grid) to bench/results/runs/.
+Quality: each model trains for the same wall-clock budget, samples --fid-images per class (default: the
+competition's images_per_class; EMA weights where present), and the scoring engine's `fid_of_images` computes each
+class's FID against the held-out test images (--reference-images of them; default all). With the defaults this is
+the server's raw FID over all test images (before the memorization penalty); smaller counts make a quicker, biased
+(higher) FID that still ranks models run with the same counts. The conditioning check classifies each label's
+samples with a small CNN trained on the real training images. Results go to bench/results/baselines.json; the
+quality runs' folders (with their last sample grid) to bench/results/runs/.
 """
 
 from __future__ import annotations
@@ -77,18 +80,27 @@ def train_for(model: str, data: Path, device: str, budget_s: float, amp: bool, o
     return trainer.run_dir
 
 
-def score_run(run_dir: Path, competition: Competition, scorer, device: str) -> dict:
+def test_references(competition: Competition, extractor, per_class: int | None) -> dict:
+    """Reference statistics of each class's held-out test images (the first `per_class` in manifest order)."""
+    from server.scoring import ReferenceStats
+
+    references = {}
+    for cls in competition.classes:
+        features = extractor.features_of_files(competition.test_files(cls)[:per_class], progress=True, label=cls)
+        references[cls] = ReferenceStats.of_features(features, extractor.device)
+    return references
+
+
+def score_run(run_dir: Path, competition: Competition, extractor, references: dict, per_class: int,
+              device: str) -> dict:
+    from server.scoring import fid_of_images
+
     G, run_config = load_generator(run_dir, device=device)
-    per_class = competition.config.images_per_class
     images = sample(G, competition.classes, per_class, run_config["model_config"]["z_dim"])
-    report = scorer.score(competition, {cls: to_uint8(batch) for cls, batch in images.items()})
+    fids = {cls: fid_of_images(references[cls], to_uint8(images[cls]), extractor) for cls in competition.classes}
     steps = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])["step"]
-    return {
-        "steps": steps, "images_seen": steps * run_config["model_config"]["batch_size"],
-        "fid_sum": report.score_all,
-        "raw_fid": {cls: score.raw_fid_all for cls, score in report.classes.items()},
-        "penalized": any(score.penalized for score in report.classes.values()),
-    }
+    return {"steps": steps, "images_seen": steps * run_config["model_config"]["batch_size"],
+            "fid_sum": sum(fids.values()), "fid": fids}
 
 
 def print_table(title: str, header: list[str], rows: list[list[str]]) -> None:
@@ -111,7 +123,10 @@ def main() -> None:
     parser.add_argument("--throughput-steps", type=int, default=5)
     parser.add_argument("--warmup-steps", type=int, default=2)
     parser.add_argument("--budget-s", type=float, default=120.0, help="training wall time per model")
+    parser.add_argument("--fid-images", type=int, help="generated images per class (default: images_per_class)")
+    parser.add_argument("--reference-images", type=int, help="test images per class for the FID (default: all)")
     parser.add_argument("--skip-quality", action="store_true", help="throughput only")
+    parser.add_argument("--skip-throughput", action="store_true", help="quality only")
     parser.add_argument("--out", type=Path, default=RESULTS / "baselines.json")
     args = parser.parse_args()
 
@@ -123,13 +138,8 @@ def main() -> None:
     results: dict = {"machine": machine, "data": str(competition.root), "budget_s": args.budget_s}
 
     with tempfile.TemporaryDirectory() as scratch:
-        results["throughput"] = [
-            throughput(m, competition.root, device.type, args.throughput_steps, args.warmup_steps, args.amp,
-                       Path(scratch) / "throughput") for m in args.models
-        ]
-        print_table(f"Training throughput ({machine['device']}, {args.threads} thread(s))",
-                    ["model", "batch", "images/s"],
-                    [[r["model"], r["batch_size"], f"{r['images_per_s']:.1f}"] for r in results["throughput"]])
+        if not args.skip_throughput:
+            results["throughput"] = measure_throughput(args, competition, device, Path(scratch))
         if not args.skip_quality:
             results["quality"] = quality(args, competition, device, RESULTS / "runs")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -137,22 +147,35 @@ def main() -> None:
     print(f"\nwrote {args.out}")
 
 
-def quality(args, competition: Competition, device: torch.device, runs_root: Path) -> list[dict]:
-    from server.scoring import Scorer
+def measure_throughput(args, competition: Competition, device: torch.device, scratch: Path) -> list[dict]:
+    rows = [
+        throughput(m, competition.root, device.type, args.throughput_steps, args.warmup_steps, args.amp, scratch)
+        for m in args.models
+    ]
+    print_table(f"Training throughput ({device.type}, {args.threads} CPU thread(s))", ["model", "batch", "images/s"],
+                [[r["model"], r["batch_size"], f"{r['images_per_s']:.1f}"] for r in rows])
+    return rows
 
-    scorer = Scorer(device=device.type)
-    scorer.prepare(competition)
+
+def quality(args, competition: Competition, device: torch.device, runs_root: Path) -> list[dict]:
+    from server.scoring import FeatureExtractor
+
+    extractor = FeatureExtractor(device=device.type, allow_download=False)
+    references = test_references(competition, extractor, args.reference_images)
+    per_class = args.fid_images or competition.config.images_per_class
     runs = {m: train_for(m, competition.root, device.type, args.budget_s, args.amp, runs_root) for m in args.models}
-    rows = [{"model": m, **score_run(run, competition, scorer, device.type)} for m, run in runs.items()]
+    rows = [{"model": m, **score_run(run, competition, extractor, references, per_class, device.type)}
+            for m, run in runs.items()]
     for row, (_, report) in zip(rows, check_runs(list(runs.values()), device=device.type), strict=True):
         row["conditioning"] = report.accuracy_per_label
         row["classifier_accuracy_on_real"] = report.classifier_accuracy_on_real
     print_table(
-        f"FID sum on {competition.slug} after {args.budget_s:.0f} s of training each (lower is better)",
+        f"FID sum on {competition.slug} after {args.budget_s:.0f} s of training each, {per_class} samples per class vs "
+        f"{args.reference_images or 'all'} test images (lower is better)",
         ["model", "steps", "images seen", "FID sum", *[f"FID {c}" for c in competition.classes],
          *[f"cond. {c}" for c in competition.classes]],
-        [[r["model"], r["steps"], r["images_seen"], f"{r['fid_sum']:.1f}" + (" (penalized)" if r["penalized"] else ""),
-          *[f"{r['raw_fid'][c]:.1f}" for c in competition.classes],
+        [[r["model"], r["steps"], r["images_seen"], f"{r['fid_sum']:.1f}",
+          *[f"{r['fid'][c]:.1f}" for c in competition.classes],
           *[f"{r['conditioning'][c]:.0%}" for c in competition.classes]] for r in rows],
     )
     print(f"conditioning classifier accuracy on held-aside real training images: "
