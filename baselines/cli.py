@@ -101,6 +101,8 @@ def baseline_run_command(
     out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of the run folders."),
 ) -> None:
     """Train with the recommended settings, write RUN/submission.zip and, given a server, submit it as a reference."""
+    import httpx
+
     from baselines.generate import generate_submission
     from baselines.reference import submit_reference
     from baselines.train import TrainOptions, new_run
@@ -113,7 +115,8 @@ def baseline_run_command(
     zip_path = generate_submission(trainer.run_dir, trainer.run_dir / "submission.zip", device=device)
     typer.echo(f"run folder: {trainer.run_dir}\nsubmission: {zip_path}")
     if server:
-        accepted = submit_reference(server, competition, model, zip_path, token)
+        with httpx.Client(base_url=server.rstrip("/"), timeout=300) as client:
+            accepted = submit_reference(client, competition, model, zip_path, token)
         typer.echo(f"reference entry queued: submission {accepted['id']} ({accepted.get('status_url', '')})")
 
 

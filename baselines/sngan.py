@@ -24,6 +24,7 @@ from baselines.layers import ConditionalBatchNorm2d
 class Config(GANConfig):
     z_dim: int = 128
     width: int = 32
+    epochs: int = 100  # augmentation keeps D from overfitting, so longer training keeps paying off
     lr_g: float = 1e-4
     lr_d: float = 4e-4
     beta1: float = 0.0
