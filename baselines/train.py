@@ -194,8 +194,12 @@ class Trainer:
     def update_ema(self) -> None:
         if self.ema is None:
             return
+        # Warm-up as in TensorFlow's ExponentialMovingAverage(num_updates): early on the average follows G closely,
+        # instead of holding on to the random initial weights for the first ~1/(1 - decay) updates.
+        updates = self.step // self.config.d_steps_per_g_step
+        decay = min(self.config.ema_decay, (1 + updates) / (10 + updates))
         for ema_param, param in zip(self.ema.parameters(), self.G.parameters(), strict=True):
-            ema_param.lerp_(param, 1.0 - self.config.ema_decay)
+            ema_param.lerp_(param, 1.0 - decay)
         for ema_buffer, buffer in zip(self.ema.buffers(), self.G.buffers(), strict=True):
             ema_buffer.copy_(buffer)  # BatchNorm statistics follow G itself
 
