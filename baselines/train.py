@@ -61,7 +61,7 @@ class TrainOptions:
     sample_every: int = 500
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
-    eval_every: int = 2000  # periodic FID against held-out training images, when the scoring engine is available
+    eval_every: int = 2000  # periodic FID vs held-out training images when the scoring engine is available; 0: off
     eval_holdout: int = 500  # training images per class set aside for that FID (at most a tenth of a class)
     eval_images: int = 500  # generated images per class for that FID
     overrides: dict[str, Any] = field(default_factory=dict)  # any model config field, e.g. {"width": 16}
@@ -298,7 +298,7 @@ class Trainer:
                 bar.set_postfix({k: f"{v:.3f}" for k, v in self.last_losses.items() if k.endswith("loss")})
             if self.due(self.options.sample_every):
                 self.save_samples()
-            if self.due(self.options.eval_every):
+            if self.options.eval_every and self.due(self.options.eval_every):
                 self.record_evaluation(bar)
             if self.due(self.options.checkpoint_every):
                 self.save_checkpoint()
