@@ -52,7 +52,7 @@ def train_command(
     out: Path = typer.Option(Path("runs"), "--out", help="Parent folder of the run folders."),
     sample_every: int = typer.Option(500, "--sample-every", help="Steps between sample grids."),
     checkpoint_every: int = typer.Option(1000, "--checkpoint-every", help="Steps between checkpoints."),
-    eval_every: int = typer.Option(2000, "--eval-every", help="Steps between FIDs against held-out train images (0: none)."),
+    eval_every: int = typer.Option(2000, "--eval-every", help="Steps between FIDs vs held-out train images; 0: none."),
     settings: list[str] = typer.Option([], "--set", help="Override a model setting, e.g. --set width=32 (repeatable)."),
 ) -> None:
     """Train a baseline; each run gets runs/NNNNN-MODEL/ with config, checkpoints, samples and metrics.jsonl."""
