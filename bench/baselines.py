@@ -38,15 +38,9 @@ RESULTS = Path("bench/results")
 
 
 def demo_competition(root: Path) -> Competition:
-    """The foundation's procedural demo faces when available, else the tests' tiny blob competition (larger)."""
-    if (root / "competition.json").is_file():
-        return Competition.load(root)
-    try:
-        from server.data.demo import make_demo_competition
-    except ImportError:
-        from tests.utils.competition import make_competition
+    """The procedural demo faces of `arena data demo`, written once and reused."""
+    from server.data.demo import make_demo_competition
 
-        return make_competition(root, train_per_class=400, test_per_class=200, images_per_class=200, slug="bench")
     return make_demo_competition(root)
 
 
