@@ -43,3 +43,13 @@ def test_bad_model_name_and_bad_setting_are_explained(competition, tmp_path):
     assert result.exit_code != 0 and "choose one of" in result.output
     result = runner.invoke(app, ["train", "dcgan", "--data", str(competition.root), "--set", "depth=3"])
     assert result.exit_code != 0 and "KEY=VALUE" in result.output
+
+
+def test_conditioning_check_reports_each_label(competition, tmp_path):
+    runs = tmp_path / "runs"
+    runner.invoke(app, ["train", "dcgan", "--data", str(competition.root), "--steps", "1", "--batch-size", "4",
+                        "--device", "cpu", "--out", str(runs), "--set", "width=8"])
+    result = runner.invoke(app, ["baseline", "check", str(runs / "00000-dcgan"), "--per-class", "4",
+                                 "--classifier-steps", "5", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "00000-dcgan: with_mask" in result.output and "without_mask" in result.output
