@@ -29,6 +29,9 @@ class Settings(BaseSettings):
         "exact", description="exact = fp32 with TF32 off (default); tf32/fp16 are faster, see docs/BENCHMARKS.md."
     )
     fid_weights: Path | None = Field(None, description="Path to pt_inception-2015-12-05-6726825d.pth (optional).")
+    fid_weights_download: bool = Field(
+        True, description="Try pytorch-fid's official download (10 s timeout) when no local FID weights exist."
+    )
     admin_token: str = Field("", description="Organizer bearer token; required outside --demo.")
     secret_key: str = Field("", description="Signs session cookies; generated per process when empty.")
     max_upload_bytes: int = Field(200 * 1024 * 1024, description="Uploads larger than this get HTTP 413.")

@@ -34,9 +34,9 @@ def _root(
 def _register() -> None:
     # Each area registers its own commands; the order here is the order in `arena --help`.
     from baselines import cli as baselines_cli
-    from server.cli import data
+    from server.cli import data, scoring
 
-    for module in (data, baselines_cli):
+    for module in (data, scoring, baselines_cli):
         module.register(app)
 
 

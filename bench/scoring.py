@@ -1,0 +1,240 @@
+"""Scoring benchmark: pytorch-fid's CLI vs `arena score` cold vs warm in-process scoring, on the same images.
+
+    python bench/scoring.py                          # 2 classes x 1,000 generated vs 2 x 1,000 real (full size)
+    python bench/scoring.py --images-per-class 100   # smaller, for a busy CPU
+
+(a) the course's way: `python -m pytorch_fid GEN REAL` once per class (under a SciPy shim: SciPy 1.18 removed the
+    `disp` argument pytorch-fid 0.3.0 passes to sqrtm);
+(b) `arena score --images GEN --competition DIR` in a new process (model load included; references cached on disk);
+(c) warm: a long-lived process with the model loaded and the references in memory scores the same PNGs
+    (decode included).
+Each runs in its own process so its peak RSS is its own. Device: CUDA when present (pytorch-fid gets --device
+cuda too). Prints a table and writes bench/results/scoring-<device>-<N>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "bench" / "results"
+INCEPTION_GFLOPS_PER_IMAGE = 5.71  # InceptionV3 at 299x299 (multiply-adds x 2), the FID network's cost per image
+PYTORCH_FID_UNDER_SHIM = (
+    "import runpy, scipy.linalg as l; s = l.sqrtm\n"
+    "l.sqrtm = lambda a, disp=True, blocksize=64: s(a) if disp else (s(a), 0.0)\n"
+    "runpy.run_module('pytorch_fid', run_name='__main__')"
+)
+
+
+def measured(command: list[str], env: dict | None = None) -> dict:
+    """Run a command in a child process; wall seconds, its peak RSS (largest process) and stdout."""
+    wrapper = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); "
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "sys.stdout.write(r.stdout); sys.stderr.write(r.stderr[-3000:] if r.returncode else ''); "
+        "print(f'@@ {time.perf_counter() - t} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); "
+        "sys.exit(r.returncode)"
+    )
+    result = subprocess.run([sys.executable, "-c", wrapper, *command], capture_output=True, text=True,
+                            env={**os.environ, **(env or {})}, cwd=ROOT)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr}")
+    stdout, _, last = result.stdout.rpartition("@@ ")
+    wall, rss_kib = last.split()
+    return {"wall_s": float(wall), "peak_rss_mb": int(rss_kib) / 1024, "stdout": stdout}
+
+
+def prepare_data(work: Path, n: int, train: int) -> tuple[Path, Path]:
+    """A blob-image competition (n test, `train` train images per class) and n noisy generated images per class."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.utils.competition import make_competition, random_images
+
+    competition, generated = work / "competition", work / "generated"
+    if not (competition / "manifest.json").exists():
+        make_competition(competition, train_per_class=train, test_per_class=n, images_per_class=n, seed=1)
+    for index, cls in enumerate(("with_mask", "without_mask")):
+        folder = generated / cls
+        if len(list(folder.glob("*.png"))) == n:
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        noise = np.random.default_rng(index).normal(0, 12, size=(n, 64, 64))
+        images = (random_images(n, seed=500 + index, brightness=80 + 100 * index) + noise).clip(0, 255)
+        for i, image in enumerate(images.astype(np.uint8)):
+            Image.fromarray(image, mode="L").save(folder / f"{i:05d}.png")
+    return competition, generated
+
+
+def warm_child(args: argparse.Namespace) -> None:
+    """(c): load once, warm up, then time end-to-end scoring of the PNG folders."""
+    from server.competition import Competition
+    from server.scoring import Scorer
+    from server.scoring.features import read_class_folders
+
+    competition = Competition.load(args.competition)
+    scorer = Scorer(device=args.device, precision=args.precision)
+    scorer.prepare(competition, progress=False)
+    warm_up = {cls: images[:2] for cls, images in read_class_folders(args.generated, competition.classes).items()}
+    scorer.score(competition, warm_up)
+    runs = []
+    for _ in range(args.repeats):
+        started = time.perf_counter()
+        images = read_class_folders(args.generated, competition.classes)
+        decode_png = time.perf_counter() - started
+        report = scorer.score(competition, images)
+        runs.append({"wall_s": time.perf_counter() - started, "png_decode_s": decode_png,
+                     "report": report.model_dump(mode="json")})
+    best = min(runs, key=lambda run: run["wall_s"])
+    print(json.dumps({**best, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def matmul_tflops(device: str) -> float:
+    """Measured fp32 matmul rate (TF32 off), for the GPU floor: Inception FLOPs / this rate."""
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    a = torch.randn(8192, 8192, device=device)
+    for _ in range(2):
+        a @ a
+    torch.cuda.synchronize()
+    started, repeats = time.perf_counter(), 10
+    for _ in range(repeats):
+        a @ a
+    torch.cuda.synchronize()
+    return 2 * 8192**3 * repeats / (time.perf_counter() - started) / 1e12
+
+
+def run(args: argparse.Namespace) -> dict:
+    import torch
+
+    from server.competition import Competition
+    from server.scoring import Scorer
+
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = "cpu" if device == "auto" else device
+    work = RESULTS / f"scoring-data-{args.images_per_class}-{args.train_per_class}"
+    competition_dir, generated = prepare_data(work, args.images_per_class, args.train_per_class)
+    competition = Competition.load(competition_dir)
+    started = time.perf_counter()
+    Scorer(device=device).prepare(competition)  # one-time reference build (cached on disk for the runs below)
+    reference_build_s = time.perf_counter() - started
+
+    pytorch_fid = {}
+    for cls in competition.classes:
+        real = competition_dir / "test" / cls
+        result = measured([sys.executable, "-c", PYTORCH_FID_UNDER_SHIM, str(generated / cls), str(real),
+                           "--device", device, "--num-workers", str(min(8, os.cpu_count() or 1))])
+        result["fid"] = float(re.search(r"FID:\s*([0-9.eE+-]+)", result.pop("stdout")).group(1))
+        pytorch_fid[cls] = result
+
+    cold = measured([sys.executable, "-m", "server.cli", "score", "--images", str(generated), "--competition",
+                     str(competition_dir), "--json", "--device", device])
+    cold["report"] = json.loads(cold.pop("stdout"))
+
+    warm = {}
+    for precision in ["exact"] + (["tf32", "fp16"] if device == "cuda" else []):
+        child = measured([sys.executable, str(Path(__file__).resolve()), "--warm-child", "--competition",
+                          str(competition_dir), "--generated", str(generated), "--device", device, "--precision",
+                          precision, "--repeats", str(args.repeats)])
+        warm[precision] = {**json.loads(child["stdout"]), "process_wall_s": child["wall_s"]}
+
+    return summarize(args, device, reference_build_s, pytorch_fid, cold, warm)
+
+
+def summarize(args, device, reference_build_s, pytorch_fid, cold, warm) -> dict:
+    exact = warm["exact"]
+    baseline_s = sum(r["wall_s"] for r in pytorch_fid.values())
+    ours = {cls: s["raw_fid_all"] for cls, s in exact["report"]["classes"].items()}
+    summary = {
+        "device": device,
+        "torch_threads": os.cpu_count(),
+        "images_per_class": args.images_per_class,
+        "train_per_class": args.train_per_class,
+        "reference_build_s": reference_build_s,
+        "pytorch_fid": pytorch_fid,
+        "arena_score_cold": {k: v for k, v in cold.items() if k != "report"} | {"timings": cold["report"]["timings"]},
+        "warm": {p: {k: v for k, v in w.items() if k != "report"} | {"timings": w["report"]["timings"],
+                                                                  "score_all": w["report"]["score_all"]}
+                 for p, w in warm.items()},
+        "fid_ours_vs_pytorch_fid": {cls: {"ours": ours[cls], "pytorch_fid": pytorch_fid[cls]["fid"],
+                                          "relative_difference": abs(ours[cls] / pytorch_fid[cls]["fid"] - 1)}
+                                    for cls in ours},
+        "ratios": {"warm_over_pytorch_fid": exact["wall_s"] / baseline_s,
+                   "cold_over_pytorch_fid": cold["wall_s"] / baseline_s,
+                   "speedup_warm": baseline_s / exact["wall_s"]},
+        "distance_s_per_class": exact["report"]["timings"]["distance"] / len(ours),
+    }
+    if device == "cuda":
+        import torch
+
+        tflops = matmul_tflops(device)
+        images = 2 * args.images_per_class
+        summary["gpu"] = {"name": torch.cuda.get_device_name(), "fp32_matmul_tflops": tflops,
+                          "floor_s": images * INCEPTION_GFLOPS_PER_IMAGE / 1e3 / tflops,
+                          "fid_change": {p: abs(w["score_all"] - summary["warm"]["exact"]["score_all"])
+                                         for p, w in summary["warm"].items()}}
+    return summary
+
+
+def print_table(summary: dict) -> None:
+    baseline = sum(r["wall_s"] for r in summary["pytorch_fid"].values())
+    rows = [(f"(a) python -m pytorch_fid, {cls}", r["wall_s"], r["peak_rss_mb"])
+            for cls, r in summary["pytorch_fid"].items()]
+    rows += [("(a) total", baseline, max(r["peak_rss_mb"] for r in summary["pytorch_fid"].values())),
+             ("(b) arena score, new process", summary["arena_score_cold"]["wall_s"],
+              summary["arena_score_cold"]["peak_rss_mb"])]
+    rows += [(f"(c) warm in-process, {p}", w["wall_s"], w["peak_rss_mb"]) for p, w in summary["warm"].items()]
+    n = summary["images_per_class"]
+    print(f"\nScoring 2 x {n} generated vs 2 x {n} real 64x64 PNGs on {summary['device']} "
+          f"(reference build, one-time: {summary['reference_build_s']:.1f} s)")
+    print(f"{'run':<38}{'wall s':>10}{'peak RSS MB':>14}{'x (a) total':>13}")
+    for name, wall, rss in rows:
+        print(f"{name:<38}{wall:>10.2f}{rss:>14.0f}{wall / baseline:>13.3f}")
+    timings = summary["warm"]["exact"]["timings"]
+    print("warm exact breakdown (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+    print(f"Fréchet distance per class (3 splits): {summary['distance_s_per_class']:.3f} s")
+    for cls, parity in summary["fid_ours_vs_pytorch_fid"].items():
+        print(f"FID {cls}: ours {parity['ours']:.6f}, pytorch-fid {parity['pytorch_fid']:.6f}, "
+              f"rel. diff {parity['relative_difference']:.2e}")
+    if "gpu" in summary:
+        gpu = summary["gpu"]
+        print(f"GPU {gpu['name']}: fp32 matmul {gpu['fp32_matmul_tflops']:.1f} TFLOP/s, floor {gpu['floor_s']:.3f} s; "
+              f"FID change vs exact: {gpu['fid_change']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images-per-class", type=int, default=1000)
+    parser.add_argument("--train-per-class", type=int, default=None, help="Training images (default: as test).")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--repeats", type=int, default=2, help="Timed warm runs (the best is reported).")
+    parser.add_argument("--warm-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--competition", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--generated", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="exact", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.warm_child:
+        warm_child(args)
+        return
+    args.train_per_class = args.train_per_class or args.images_per_class
+    summary = run(args)
+    print_table(summary)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"scoring-{summary['device']}-{args.images_per_class}.json"
+    out.write_text(json.dumps(summary, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

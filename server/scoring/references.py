@@ -1,0 +1,160 @@
+"""The per-competition reference cache: statistics of the held-out test images and the memorization set.
+
+One `.npz` per competition under `competition.references_dir`, plus a small JSON summary people (and the web
+pages) can read without numpy. For every class: mu, sigma and sqrt(sigma) of the public, private and whole test
+split; the L2-normalized pool3 features of train + test (the memorization set); the automatic MiFID eps.
+The cache is rebuilt only when its metadata (dataset hash, weights sha256, dims, counts, preprocessing version)
+no longer matches. Writes go through a temporary file and a rename, so a server and a worker building at the same
+time both end with a complete file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from server.competition import Competition, CompetitionError
+from server.scoring.features import FEATURE_DIMS, PREPROCESSING_VERSION, FeatureExtractor
+from server.scoring.frechet import ReferenceStats
+from server.scoring.memorization import auto_eps, normalized
+
+CACHE_FILE = "fid-references.npz"
+SUMMARY_FILE = "fid-references.json"
+TestSplit = Literal["public", "private", "all"]
+SPLITS: tuple[TestSplit, ...] = ("public", "private", "all")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ClassReferences:
+    stats: dict[TestSplit, ReferenceStats]
+    memory: np.ndarray  # normalized float32 features of train + test
+    auto_eps: float
+
+
+@dataclass(frozen=True)
+class References:
+    metadata: dict
+    classes: dict[str, ClassReferences]
+    path: Path
+
+    def eps(self, competition: Competition, cls: str) -> float:
+        """The MiFID threshold in force: the configured number, or the calibrated one for "auto"."""
+        configured = competition.config.memorization_eps
+        return self.classes[cls].auto_eps if configured == "auto" else float(configured)
+
+
+def expected_metadata(competition: Competition, weights_sha256: str) -> dict:
+    counts = {
+        cls: {"train": len(competition.train_files(cls)), **{s: len(competition.test_files(cls, s)) for s in SPLITS}}
+        for cls in competition.classes
+    }
+    return {
+        "dataset_hash": competition.manifest.dataset_hash,
+        "weights_sha256": weights_sha256,
+        "dims": FEATURE_DIMS,
+        "counts": counts,
+        "preprocessing_version": PREPROCESSING_VERSION,
+    }
+
+
+def load_references(path: Path, metadata: dict) -> References | None:
+    """The cached references if the file exists, is readable and was built from the same inputs; else None."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            stored = json.loads(str(archive["metadata"]))
+            if stored != metadata:
+                log.info("reference cache %s is stale (inputs changed); rebuilding", path)
+                return None
+            classes = {cls: _class_from_archive(archive, cls) for cls in metadata["counts"]}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        log.warning("reference cache %s unreadable (%s); rebuilding", path, exc)
+        return None
+    return References(metadata=stored, classes=classes, path=path)
+
+
+def _class_from_archive(archive, cls: str) -> ClassReferences:
+    stats = {
+        split: ReferenceStats(
+            mu=archive[f"{cls}/{split}/mu"],
+            sigma=archive[f"{cls}/{split}/sigma"],
+            sqrt_sigma=archive[f"{cls}/{split}/sqrt_sigma"],
+            count=int(archive[f"{cls}/{split}/count"]),
+        )
+        for split in SPLITS
+    }
+    return ClassReferences(stats=stats, memory=archive[f"{cls}/memory"], auto_eps=float(archive[f"{cls}/auto_eps"]))
+
+
+def build_references(
+    competition: Competition, extractor: FeatureExtractor, metadata: dict, progress: bool = True
+) -> References:
+    """Features of every train and test image, then statistics, square roots and the eps calibration."""
+    classes = {cls: _build_class(competition, extractor, cls, progress) for cls in competition.classes}
+    path = competition.references_dir / CACHE_FILE
+    save_references(path, metadata, classes)
+    return References(metadata=metadata, classes=classes, path=path)
+
+
+def _build_class(competition: Competition, extractor: FeatureExtractor, cls: str, progress: bool) -> ClassReferences:
+    train_files = competition.train_files(cls)
+    parts = {split: competition.test_files(cls, split) for split in ("public", "private")}
+    if not train_files or any(len(files) < 2 for files in parts.values()):
+        raise CompetitionError(
+            f"{competition.root}: class {cls!r} needs training images and at least 2 public and 2 private test "
+            "images for reference statistics; rerun `arena data prepare`"
+        )
+    train = extractor.features_of_files(train_files, progress, f"{cls} train")
+    test = {split: extractor.features_of_files(files, progress, f"{cls} {split}") for split, files in parts.items()}
+    test["all"] = np.concatenate([test["public"], test["private"]])
+    device = extractor.device
+    stats = {split: ReferenceStats.of_features(test[split], device) for split in SPLITS}
+    train_n, test_n = normalized(train), normalized(test["all"])
+    return ClassReferences(
+        stats=stats, memory=np.concatenate([train_n, test_n]), auto_eps=auto_eps(test_n, train_n, device)
+    )
+
+
+def save_references(path: Path, metadata: dict, classes: dict[str, ClassReferences]) -> None:
+    arrays: dict[str, np.ndarray] = {"metadata": np.array(json.dumps(metadata, sort_keys=True))}
+    for cls, refs in classes.items():
+        for split, stats in refs.stats.items():
+            arrays |= {
+                f"{cls}/{split}/mu": stats.mu,
+                f"{cls}/{split}/sigma": stats.sigma,
+                f"{cls}/{split}/sqrt_sigma": stats.sqrt_sigma,
+                f"{cls}/{split}/count": np.array(stats.count),
+            }
+        arrays |= {f"{cls}/memory": refs.memory, f"{cls}/auto_eps": np.array(refs.auto_eps)}
+    summary = {**metadata, "auto_eps": {cls: refs.auto_eps for cls, refs in classes.items()}}
+    _atomic(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
+    _atomic(path.with_name(SUMMARY_FILE), lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with temporary.open("wb") as handle:
+            write(handle)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_or_build_references(
+    competition: Competition, extractor: FeatureExtractor, progress: bool = True
+) -> References:
+    metadata = expected_metadata(competition, extractor.weights_sha256)
+    path = competition.references_dir / CACHE_FILE
+    return load_references(path, metadata) or build_references(competition, extractor, metadata, progress)

@@ -1,0 +1,141 @@
+"""Write a canonical submission zip: `<class>/<index:05d>.png`, sorted, byte-for-byte deterministic.
+
+Every image is re-encoded as an 8-bit grayscale PNG and stored (PNG data does not compress further) with fixed
+timestamps and attributes, so identical images always give an identical zip and an identical sha256.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from submissions.png import decode_gray
+from submissions.report import PackError, Problem
+from submissions.spec import SubmissionSpec
+from submissions.validate import IGNORED_NAMES, natural_key
+
+FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
+REGULAR_FILE_644 = 0o100644 << 16
+UNIX = 3
+
+
+def pack(source: str | Path | Mapping[str, Any], out: str | Path | BinaryIO,
+         spec_or_classes: SubmissionSpec | Sequence[str], *, progress: bool = False) -> Path | None:
+    """Pack a folder with one subfolder per class, uint8 arrays (N, H, W) or tensors in [-1, 1] (N, 1, H, W).
+
+    Returns the path written, or None when `out` is a stream.
+    """
+    classes = list(spec_or_classes.classes if isinstance(spec_or_classes, SubmissionSpec) else spec_or_classes)
+    if isinstance(source, str | Path):
+        images = _from_folder(Path(source), classes)
+    else:
+        images = {cls: _as_uint8(cls, value) for cls, value in source.items()}
+    _check(images, classes, spec_or_classes if isinstance(spec_or_classes, SubmissionSpec) else None)
+    if not isinstance(out, str | Path):
+        _write_zip(images, classes, out, progress)
+        return None
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    with open(partial, "wb") as stream:
+        _write_zip(images, classes, stream, progress)
+    os.replace(partial, out)  # never leave a half-written zip under the real name
+    return out
+
+
+def _from_folder(root: Path, classes: list[str]) -> dict[str, np.ndarray]:
+    if not root.is_dir():
+        raise PackError(f"{root}: not a folder; pass a folder holding one subfolder per class ({', '.join(classes)})")
+    images = {}
+    for cls in classes:
+        folder = root / cls
+        if not folder.is_dir():
+            raise PackError(f"{folder}: missing class folder; create it and put the {cls} images inside")
+        paths = sorted((p for p in folder.iterdir() if p.is_file() and not _is_metadata(p.name)),
+                       key=lambda p: natural_key(p.name))
+        images[cls] = _stack(cls, [_read_gray(p) for p in paths])
+    return images
+
+
+def _is_metadata(name: str) -> bool:
+    return name in IGNORED_NAMES or name.startswith("._")
+
+
+def _read_gray(path: Path) -> np.ndarray:
+    decoded = decode_gray(path.read_bytes(), str(path))
+    if isinstance(decoded, Problem):
+        raise PackError(decoded.message)
+    return decoded
+
+
+def _stack(cls: str, arrays: list[np.ndarray]) -> np.ndarray:
+    if not arrays:
+        raise PackError(f"class {cls}: no images found")
+    shapes = {a.shape for a in arrays}
+    if len(shapes) > 1:
+        raise PackError(f"class {cls}: images of different sizes {sorted(shapes)}; resize them to one size")
+    return np.stack(arrays)
+
+
+def _as_uint8(cls: str, value: Any) -> np.ndarray:
+    if type(value).__module__.startswith("torch"):
+        value = _tensor_to_uint8(value)
+    array = np.asarray(value)
+    if array.ndim == 4 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 3:
+        raise PackError(f"class {cls}: expected images shaped (N, H, W) or (N, 1, H, W), got {array.shape}")
+    if array.dtype != np.uint8:
+        raise PackError(f"class {cls}: expected uint8 arrays, got {array.dtype}; pass float images as a torch "
+                        "tensor in [-1, 1], or convert with ((x + 1) * 127.5).round().astype(np.uint8)")
+    return array
+
+
+def _tensor_to_uint8(tensor: Any) -> np.ndarray:
+    """[-1, 1] -> uint8 with the rounding of torchvision's save_image(normalize=True, value_range=(-1, 1))."""
+    import torch
+
+    if not torch.is_floating_point(tensor):
+        raise PackError(f"expected a float tensor in [-1, 1], got {tensor.dtype}")
+    scaled = (tensor.detach().float().cpu().clamp(-1, 1) + 1) * 127.5 + 0.5
+    return scaled.clamp(0, 255).to(torch.uint8).numpy()
+
+
+def _check(images: dict[str, np.ndarray], classes: list[str], spec: SubmissionSpec | None) -> None:
+    if set(images) != set(classes):
+        raise PackError(f"classes {sorted(images)} given, the competition has {sorted(classes)}")
+    if spec is None:
+        return
+    for cls in classes:
+        count, height, width = images[cls].shape
+        if count != spec.images_per_class:
+            raise PackError(f"class {cls}: {count} images, the competition wants {spec.images_per_class}")
+        if (height, width) != (spec.image_size, spec.image_size):
+            raise PackError(f"class {cls}: images are {width}x{height}, the competition wants "
+                            f"{spec.image_size}x{spec.image_size}")
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _write_zip(images: dict[str, np.ndarray], classes: list[str], stream: BinaryIO, progress: bool) -> None:
+    total = sum(len(images[cls]) for cls in classes)
+    with zipfile.ZipFile(stream, "w", zipfile.ZIP_STORED) as archive, \
+            tqdm(total=total, desc="packing", unit="img", disable=not progress) as bar:
+        for cls in sorted(classes):
+            for index, image in enumerate(images[cls]):
+                info = zipfile.ZipInfo(f"{cls}/{index:05d}.png", date_time=FIXED_DATE_TIME)
+                info.external_attr = REGULAR_FILE_644
+                info.create_system = UNIX
+                archive.writestr(info, encode_png(image), compress_type=zipfile.ZIP_STORED)
+                bar.update()

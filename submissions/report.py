@@ -1,0 +1,85 @@
+"""The validation report: every rule a submission can break, and the problems found in one zip.
+
+`ValidationReport.model_dump(mode="json")` is the detail of the API's 422 error body, so its shape is a contract.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+
+# Rule id -> one-line description, in the order the validator checks them. `arena submission spec` prints these.
+RULES: dict[str, str] = {
+    "not_a_zip": "The upload must be a readable zip archive.",
+    "encrypted_entry": "No entry may be encrypted (password-protected).",
+    "too_many_entries": "The archive may hold at most max_entries entries.",
+    "total_size_over_cap": "All entries together may inflate to at most max_uncompressed_bytes.",
+    "compression_ratio_over_cap": "No entry may compress better than max_compression_ratio:1 (zip bomb).",
+    "unsafe_path": "No absolute paths, drive letters or '..' components (zip slip).",
+    "symlink": "No symbolic links.",
+    "special_entry": "No device files, FIFOs or other special entries.",
+    "duplicate_name": "No two entries may have the same name, also ignoring case.",
+    "unknown_folder": "Only the class folders may sit at the top (wrapper folders above them are fine).",
+    "missing_class": "Every class has its own folder.",
+    "unexpected_entry": "Images sit directly inside their class folder; no other files or subfolders.",
+    "wrong_count": "Each class folder holds exactly images_per_class images.",
+    "corrupt_zip": "Every entry must inflate cleanly with a matching CRC.",
+    "not_png": "Every image is a PNG file (checked by its signature, not its name).",
+    "image_too_large": "Declared PNG dimensions under max_image_pixels, file size under max_image_file_bytes "
+    "(both checked before decoding).",
+    "wrong_size": "Every image is image_size x image_size pixels.",
+    "wrong_mode": "Every image is 8-bit grayscale: no 16-bit, no alpha or transparency, no coloured palette.",
+    "not_grayscale": "RGB images are accepted only when all three channels are equal.",
+    "corrupt_image": "Every image decodes completely.",
+}
+
+
+class Problem(BaseModel):
+    """One broken rule: where (file inside the zip, or the zip itself), what was found, and how to fix it."""
+
+    rule: str
+    file: str
+    found: str
+    fix: str
+    message: str = ""
+
+    @model_validator(mode="after")
+    def _message(self) -> Problem:
+        if not self.message:
+            self.message = f"{self.file}: {self.rule}: {self.found}. Fix: {self.fix}"
+        return self
+
+
+class ValidationReport(BaseModel):
+    """What the validator saw; `valid` is true exactly when there are no problems."""
+
+    valid: bool = True
+    problems: list[Problem] = Field(default_factory=list)
+    truncated: bool = Field(default=False, description="Checking stopped at max_problems; more may exist.")
+    entries: int = 0
+    counts: dict[str, int] = Field(default_factory=dict, description="Images found per class folder.")
+    root: str = Field(default="", description="Wrapper folders above the class folders, e.g. 'results/custom/'.")
+    sha256: str = ""
+    size_bytes: int = 0
+
+    def summary(self) -> str:
+        if self.valid:
+            return f"valid: {', '.join(f'{c} {n}' for c, n in self.counts.items())} images"
+        more = " (more not listed)" if self.truncated else ""
+        return f"invalid: {len(self.problems)} problem(s){more}"
+
+
+class SubmissionError(Exception):
+    """Base of every error the submissions package raises on purpose."""
+
+
+class SubmissionInvalid(SubmissionError):
+    """The zip breaks the format; `.report` lists every problem found (up to the spec's max_problems)."""
+
+    def __init__(self, report: ValidationReport):
+        self.report = report
+        lines = [report.summary(), *(f"  - {p.message}" for p in report.problems)]
+        super().__init__("\n".join(lines))
+
+
+class PackError(SubmissionError):
+    """The packer was given images it cannot turn into a valid submission."""

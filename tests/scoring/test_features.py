@@ -1,0 +1,61 @@
+"""Features equal pytorch-fid's own pipeline on the same files (random weights of the real architecture)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from server.scoring import FeatureExtractor
+from server.scoring.features import read_class_folders
+from tests.utils.competition import random_images
+
+
+@pytest.fixture
+def png_files(tmp_path):
+    paths = []
+    for i, image in enumerate(random_images(3, seed=7)):
+        path = tmp_path / f"{i:03d}.png"
+        Image.fromarray(image, mode="L").save(path)
+        paths.append(path)
+    return paths
+
+
+def test_features_equal_pytorch_fid_get_activations(random_weights, png_files):
+    from pytorch_fid.fid_score import get_activations
+    from pytorch_fid.inception import InceptionV3
+
+    model = InceptionV3([3]).eval()  # pytorch-fid's own loader finds the weights in TORCH_HOME
+    expected = get_activations([str(p) for p in png_files], model, batch_size=2, dims=2048, device="cpu",
+                               num_workers=0)
+    extractor = FeatureExtractor(device="cpu", batch_size=2, decode_threads=2)
+    ours = extractor.features_of_files(png_files)
+    assert ours.dtype == np.float64 and ours.shape == (3, 2048)
+    assert np.abs(ours - expected).max() <= 1e-6
+    assert np.abs(ours).max() > 1e-3  # the features are not trivially zero
+
+    # decoded arrays go through the identical tensors (convert('RGB') of L repeats the channel)
+    arrays = np.stack([np.asarray(Image.open(p)) for p in png_files])
+    np.testing.assert_array_equal(extractor.features_of_arrays(arrays), ours)
+
+
+def test_fp16_needs_cuda():
+    with pytest.raises(ValueError, match="fp16"):
+        FeatureExtractor(device="cpu", precision="fp16")
+
+
+def test_rejects_non_uint8_arrays(random_weights):
+    with pytest.raises(ValueError, match="uint8"):
+        FeatureExtractor(device="cpu").features_of_arrays(np.zeros((2, 8, 8), dtype=np.float32))
+
+
+def test_class_folders_need_grayscale_pngs(tmp_path):
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.fromarray(np.zeros((8, 8), np.uint8), mode="L").save(tmp_path / cls / "0.png")
+    assert read_class_folders(tmp_path, ["a", "b"])["a"].shape == (1, 8, 8)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "b" / "1.png")
+    with pytest.raises(ValueError, match=r"b/1\.png: mode RGB"):
+        read_class_folders(tmp_path, ["a", "b"])
+    with pytest.raises(ValueError, match="no .png files for class 'c'"):
+        read_class_folders(tmp_path, ["c"])

@@ -1,0 +1,87 @@
+"""The reference cache: what it stores, when it is reused and when it is rebuilt."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from server.competition import Competition
+from server.scoring import Scorer
+from server.scoring.features import FeatureExtractor
+from server.scoring.memorization import auto_eps
+from server.scoring.references import CACHE_FILE, SUMMARY_FILE, expected_metadata, load_references
+
+
+def test_cache_holds_statistics_memorization_set_and_eps(random_competition):
+    competition, scorer = random_competition
+    references = scorer.prepare(competition)
+    leftovers = sorted(p.name for p in competition.references_dir.iterdir())
+    assert leftovers == sorted([CACHE_FILE, SUMMARY_FILE])  # no temporary files left behind
+    assert references.metadata == expected_metadata(competition, scorer.extractor.weights_sha256)
+    for cls in competition.classes:
+        refs = references.classes[cls]
+        assert {split: s.count for split, s in refs.stats.items()} == {"public": 2, "private": 2, "all": 4}
+        root, sigma = refs.stats["all"].sqrt_sigma, refs.stats["all"].sigma
+        np.testing.assert_allclose(root @ root, sigma, atol=1e-8 * np.abs(sigma).max())
+        assert refs.memory.shape == (2 + 4, 2048)
+        np.testing.assert_allclose(np.linalg.norm(refs.memory, axis=1), 1.0, rtol=1e-5)
+        train, test = refs.memory[:2], refs.memory[2:]
+        assert refs.auto_eps == pytest.approx(auto_eps(test, train)) and refs.auto_eps > 0
+    summary = json.loads((competition.references_dir / SUMMARY_FILE).read_text())
+    assert set(summary["auto_eps"]) == set(competition.classes)
+
+
+def test_a_new_process_reuses_the_cache(random_competition, random_weights, monkeypatch):
+    competition, scorer = random_competition
+
+    def no_features(*args, **kwargs):
+        raise AssertionError("references recomputed although the cache is valid")
+
+    monkeypatch.setattr(FeatureExtractor, "features_of_files", no_features)
+    fresh = Scorer(device="cpu").prepare(competition)
+    np.testing.assert_array_equal(fresh.classes["with_mask"].memory,
+                                  scorer.prepare(competition).classes["with_mask"].memory)
+
+
+@pytest.mark.parametrize("changed", ["dataset_hash", "weights_sha256", "dims", "preprocessing_version", "counts"])
+def test_cache_is_stale_when_an_input_changes(random_competition, changed):
+    competition, scorer = random_competition
+    metadata = expected_metadata(competition, scorer.extractor.weights_sha256)
+    path = competition.references_dir / CACHE_FILE
+    assert load_references(path, metadata) is not None
+    altered = {**metadata, changed: {"with_mask": {"train": 99}} if changed == "counts" else "other"}
+    assert load_references(path, altered) is None
+
+
+def test_dataset_change_changes_the_metadata(random_competition, tmp_path):
+    competition, scorer = random_competition
+    copy = tmp_path / "copy"
+    shutil.copytree(competition.root, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"] = [e for e in manifest["files"] if e["path"] != "train/with_mask/00000.png"]
+    manifest["dataset_hash"] = "changed"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    changed = expected_metadata(Competition.load(copy), scorer.extractor.weights_sha256)
+    assert load_references(copy / "references" / CACHE_FILE, changed) is None
+
+
+def test_a_corrupt_or_half_written_cache_is_ignored(random_competition, tmp_path):
+    competition, scorer = random_competition
+    metadata = expected_metadata(competition, scorer.extractor.weights_sha256)
+    broken = tmp_path / CACHE_FILE
+    broken.write_bytes((competition.references_dir / CACHE_FILE).read_bytes()[:1000])
+    assert load_references(broken, metadata) is None
+    broken.write_bytes(b"not a zip")
+    assert load_references(broken, metadata) is None
+
+
+def test_eps_is_the_configured_number_or_the_calibrated_one(random_competition):
+    competition, scorer = random_competition
+    references = scorer.prepare(competition)
+    strict = Competition(root=competition.root, config=competition.config.model_copy(update={"memorization_eps": 0.3}))
+    for cls in competition.classes:
+        assert references.eps(competition, cls) == references.classes[cls].auto_eps
+        assert references.eps(strict, cls) == 0.3
