@@ -35,10 +35,6 @@ class ConditioningReport:
     classifier_accuracy_on_real: float  # on real training images the classifier never saw
     accuracy_per_label: dict[str, float]  # share of label-y samples classified as y
 
-    @property
-    def mean_accuracy(self) -> float:
-        return sum(self.accuracy_per_label.values()) / len(self.accuracy_per_label)
-
 
 def train_classifier(data: TrainingData, *, steps: int = 300, batch_size: int = 64, seed: int = 0,
                      device: str = "cpu") -> tuple[SmallClassifier, float]:
