@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     worker_heartbeat_seconds: float = Field(5.0, description="How often a worker reports that it is alive.")
     worker_timeout_seconds: float = Field(120.0, description="A job of a worker silent this long is requeued.")
     max_attempts: int = Field(3, description="Scoring attempts before a submission is marked failed.")
+    retry_backoff_seconds: float = Field(30.0, description="Wait before retry n is base * 2**(n-1) seconds.")
+    worker_poll_seconds: float = Field(1.0, description="How often an idle worker looks for queued submissions.")
+    worker_shutdown_grace_seconds: float = Field(
+        120.0, description="On SIGTERM a worker finishes its job this long at most, then requeues it and exits."
+    )
+    leaderboard_max_age_seconds: float = Field(
+        1.0, description="The API serves a leaderboard from memory when checked this recently (0: every request)."
+    )
     host: str = Field("127.0.0.1", description="Address `arena serve` binds to.")
     port: int = Field(8000, description="Port `arena serve` listens on.")
     public_url: str | None = Field(None, description="URL shown to teams (CLI hints); default http://host:port.")

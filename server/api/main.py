@@ -1,0 +1,106 @@
+"""Builds the app: settings, database (migrated, competitions registered), error shape, routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server import __version__, web
+from server.api.routes import admin, competitions, health, leaderboard, submissions, teams
+from server.config import Settings
+from server.db import Database, utcnow
+from server.db.crud import sync_competitions
+from server.errors import ArenaError, UploadTooLarge
+
+# Multipart framing (boundaries, part headers, the message field) on top of the zip itself.
+MULTIPART_OVERHEAD = 1024 * 1024
+
+
+def error_response(status: int, code: str, message: str, detail: Any = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message, "detail": detail}}, status_code=status,
+                        headers=headers)
+
+
+class BodySizeLimit:
+    """Stop reading a request body past the cap (413), whether or not it declared a Content-Length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await error_response(413, UploadTooLarge.code, self._message())(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Any:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise UploadTooLarge(self._message())
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    def _message(self) -> str:
+        return (f"The request is larger than the upload limit ({self.max_bytes - MULTIPART_OVERHEAD:,} bytes). "
+                "Check that the zip holds only the PNG images the competition asks for.")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ArenaError)
+    async def _arena_error(_: Request, exc: ArenaError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message, exc.detail, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+        return error_response(exc.status_code, code, str(exc.detail), None, dict(exc.headers or {}))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_request", "The request is malformed; see detail for each field.",
+                              jsonable_errors(exc.errors()))
+
+
+def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
+    return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
+
+
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
+               database: Database | None = None) -> FastAPI:
+    """The FastAPI app for these settings; `clock` lets tests move time (quota days, deadlines)."""
+    database = database or Database(settings.resolved_database_url)
+    database.migrate()
+    with database.session() as session:
+        sync_competitions(session=session, data_dir=settings.data_dir)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        database.dispose()
+
+    app = FastAPI(title="FID Arena", version=__version__, lifespan=lifespan,
+                  description="Image-generation competitions scored by FID: upload, queue, leaderboard.")
+    app.state.settings, app.state.database, app.state.clock = settings, database, clock
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.include_router(health.router)
+    for module in (competitions, teams, submissions, leaderboard, admin):
+        app.include_router(module.router, prefix="/api")
+    app.include_router(web.router)
+    return app

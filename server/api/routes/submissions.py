@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi.responses import FileResponse
+
+from server.api.deps import CompetitionDep, CurrentTeam, IdentifiedCaller, NowDep, SessionDep, SettingsDep
+from server.api.schemas import FinalSelection, QuotaPublic, SubmissionAccepted, SubmissionPublic, SubmissionsPublic
+from server.db import Submission
+from server.db.crud import (
+    get_visible_submission,
+    list_submissions,
+    load_competition,
+    select_final,
+    submit_upload,
+)
+from server.errors import Forbidden, NotFound
+from server.ranking import private_board_visible
+from server.storage import grid_path
+
+router = APIRouter(tags=["submissions"])
+
+
+def to_public(submission: Submission, *, is_admin: bool) -> SubmissionPublic:
+    show_private = private_board_visible(submission.team.competition, is_admin=is_admin)
+    return SubmissionPublic.build(submission, show_private=show_private,
+                                  grid_url=f"/api/submissions/{submission.id}/grids/{{cls}}.png")
+
+
+@router.post("/competitions/{slug}/submissions", response_model=SubmissionAccepted, status_code=202,
+             responses={413: {}, 409: {}, 422: {}, 429: {}, 403: {}})
+def upload_submission(competition: CompetitionDep, team: CurrentTeam, session: SessionDep, settings: SettingsDep,
+                      request: Request, response: Response, now: NowDep, file: UploadFile = File(...),
+                      message: str = Form("")) -> SubmissionAccepted:
+    """Upload a zip; it is validated now (422 with the report) and queued for scoring (202)."""
+    if team.competition_id != competition.id:
+        raise Forbidden(f"Team '{team.name}' is registered in '{team.competition.slug}', not '{competition.slug}'.")
+    submission, quota = submit_upload(session=session, settings=settings, competition=load_competition(competition),
+                                      team=team, source=file.file, message=message, now=now)
+    response.headers.update(quota.headers(now))
+    status_url = str(request.url_for("read_submission", submission_id=submission.id))
+    return SubmissionAccepted(id=submission.id, status=submission.status, status_url=status_url,
+                              quota=QuotaPublic.build(quota))
+
+
+@router.get("/competitions/{slug}/submissions", response_model=SubmissionsPublic)
+def read_my_submissions(competition: CompetitionDep, team: CurrentTeam, session: SessionDep, limit: int = 100,
+                        offset: int = 0) -> SubmissionsPublic:
+    """The calling team's submissions, newest first."""
+    if team.competition_id != competition.id:
+        raise Forbidden(f"Team '{team.name}' is registered in '{team.competition.slug}', not '{competition.slug}'.")
+    rows, count = list_submissions(session=session, team=team, limit=min(limit, 500), offset=offset)
+    return SubmissionsPublic(data=[to_public(s, is_admin=False) for s in rows], count=count)
+
+
+@router.get("/submissions/{submission_id}", response_model=SubmissionPublic)
+def read_submission(submission_id: int, caller: IdentifiedCaller, session: SessionDep) -> SubmissionPublic:
+    """Status, scores and every status change with its reason (the owning team or the organizer)."""
+    submission = get_visible_submission(session=session, submission_id=submission_id, team=caller.team,
+                                        is_admin=caller.is_admin)
+    return to_public(submission, is_admin=caller.is_admin)
+
+
+@router.get("/submissions/{submission_id}/grids/{cls}.png", response_class=FileResponse)
+def read_sample_grid(submission_id: int, cls: str, caller: IdentifiedCaller, session: SessionDep,
+                     settings: SettingsDep) -> FileResponse:
+    """The 8x8 sample grid of one class (written after scoring)."""
+    submission = get_visible_submission(session=session, submission_id=submission_id, team=caller.team,
+                                        is_admin=caller.is_admin)
+    path = grid_path(settings.data_dir, submission.id, cls)
+    if not path.is_file():
+        raise NotFound(f"No sample grid for class '{cls}' of submission {submission_id} (written after scoring).")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.post("/submissions/{submission_id}/final", response_model=SubmissionPublic)
+def choose_final(submission_id: int, body: FinalSelection, team: CurrentTeam, session: SessionDep,
+                 now: NowDep) -> SubmissionPublic:
+    """Select (or unselect) one of your scored submissions as a final for the private board."""
+    limit = load_competition(team.competition).config.final_selection_limit
+    submission = select_final(session=session, submission_id=submission_id, team=team, selected=body.selected,
+                              limit=limit, now=now)
+    return to_public(submission, is_admin=False)

@@ -1,0 +1,237 @@
+"""API schemas (separate from the ORM tables): *Create for input, *Public for output, *sPublic for lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from server.competition import Competition
+from server.config import Settings
+from server.db import CompetitionRow, Submission, SubmissionEvent, Team
+from server.db.crud import Quota
+
+# Per-class values that reveal the private split (fid_all mixes it in); hidden from teams until the reveal.
+PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    detail: Any = None
+
+
+class ErrorPublic(BaseModel):
+    error: ErrorBody
+
+
+class CompetitionPublic(BaseModel):
+    slug: str
+    title: str
+    description: str
+    classes: list[str]
+    images_per_class: int
+    image_size: int
+    mode: str
+    metric: str
+    public_fraction: float
+    memorization_eps: str | float
+    daily_limit: int
+    final_selection_limit: int
+    self_registration: bool
+    deadline: datetime | None
+    private_revealed: bool
+    baseline_rules: str
+    team_rules: str
+    # The server's limits, so clients (`arena submit`) check a zip locally exactly as the server will.
+    max_upload_bytes: int
+    max_entries: int
+    max_uncompressed_bytes: int
+    max_compression_ratio: int
+    max_image_pixels: int
+
+    @classmethod
+    def build(cls, row: CompetitionRow, competition: Competition, settings: Settings) -> CompetitionPublic:
+        return cls(**competition.config.model_dump(exclude={"slug", "title"}), slug=row.slug, title=row.title,
+                   private_revealed=row.private_revealed_at is not None, max_upload_bytes=settings.max_upload_bytes,
+                   max_entries=settings.max_zip_entries, max_uncompressed_bytes=settings.max_uncompressed_bytes,
+                   max_compression_ratio=settings.max_compression_ratio, max_image_pixels=settings.max_image_pixels)
+
+
+class CompetitionsPublic(BaseModel):
+    data: list[CompetitionPublic]
+    count: int
+
+
+class TeamCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    members: list[str] = Field(default_factory=list, max_length=50)
+
+
+class TeamAdminCreate(TeamCreate):
+    is_baseline: bool = Field(False, description="A reference entry: shown on the board, marked, never ranked.")
+
+
+class QuotaPublic(BaseModel):
+    limit: int
+    used: int
+    remaining: int
+    resets_at: datetime
+
+    @classmethod
+    def build(cls, quota: Quota) -> QuotaPublic:
+        return cls(limit=quota.limit, used=quota.used, remaining=quota.remaining, resets_at=quota.resets_at)
+
+
+class TeamPublic(BaseModel):
+    id: int
+    name: str
+    members: list[str]
+    competition: str
+    is_baseline: bool
+    disqualified: bool
+    disqualified_reason: str | None
+    created_at: datetime
+
+    @classmethod
+    def build(cls, team: Team) -> TeamPublic:
+        return cls(id=team.id, name=team.name, members=team.members, competition=team.competition.slug,
+                   is_baseline=team.is_baseline, disqualified=team.disqualified_at is not None,
+                   disqualified_reason=team.disqualified_reason, created_at=team.created_at)
+
+
+class TeamsPublic(BaseModel):
+    data: list[TeamPublic]
+    count: int
+
+
+class TeamWithToken(TeamPublic):
+    token: str = Field(description="Shown this once; only its hash is stored. Keep it secret.")
+    submit_hint: str
+
+
+class TeamMePublic(TeamPublic):
+    quota: QuotaPublic
+
+
+class SubmissionEventPublic(BaseModel):
+    from_status: str | None
+    to_status: str
+    reason: str
+    worker_id: str | None
+    created_at: datetime
+
+    @classmethod
+    def build(cls, event: SubmissionEvent) -> SubmissionEventPublic:
+        return cls(from_status=event.from_status, to_status=event.to_status, reason=event.reason,
+                   worker_id=event.worker_id, created_at=event.created_at)
+
+
+class SubmissionPublic(BaseModel):
+    id: int
+    competition: str
+    team_id: int
+    team_name: str
+    sha256: str
+    size_bytes: int
+    message: str
+    status: str
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    score_public: float | None
+    score_private: float | None = Field(None, description="Null for teams until the private reveal.")
+    score_all: float | None = None
+    penalized: bool | None
+    class_scores: dict[str, dict[str, Any]] | None
+    timings: dict[str, Any] | None
+    device: str | None
+    precision: str | None
+    scorer_version: str | None
+    worker_id: str | None
+    selected_final: bool
+    disqualified: bool
+    disqualified_reason: str | None
+    grids: dict[str, str] = Field(description="Per-class sample grid URLs (after scoring).")
+    events: list[SubmissionEventPublic]
+
+    @classmethod
+    def build(cls, submission: Submission, *, show_private: bool, grid_url: str) -> SubmissionPublic:
+        classes = submission.class_scores
+        if classes is not None and not show_private:
+            classes = {c: {k: v for k, v in values.items() if k not in PRIVATE_CLASS_FIELDS}
+                       for c, values in classes.items()}
+        return cls(
+            id=submission.id, competition=submission.team.competition.slug, team_id=submission.team_id,
+            team_name=submission.team.name, sha256=submission.sha256, size_bytes=submission.size_bytes,
+            message=submission.message, status=submission.status, attempts=submission.attempts,
+            created_at=submission.created_at, updated_at=submission.updated_at, started_at=submission.started_at,
+            finished_at=submission.finished_at, error=submission.error, score_public=submission.score_public,
+            score_private=submission.score_private if show_private else None,
+            score_all=submission.score_all if show_private else None, penalized=submission.penalized,
+            class_scores=classes, timings=submission.timings, device=submission.device,
+            precision=submission.precision, scorer_version=submission.scorer_version,
+            worker_id=submission.worker_id, selected_final=submission.selected_final,
+            disqualified=submission.disqualified_at is not None, disqualified_reason=submission.disqualified_reason,
+            grids={c: grid_url.format(cls=c) for c in (submission.class_scores or {})},
+            events=[SubmissionEventPublic.build(e) for e in submission.events],
+        )
+
+
+class SubmissionsPublic(BaseModel):
+    data: list[SubmissionPublic]
+    count: int
+
+
+class SubmissionAccepted(BaseModel):
+    id: int
+    status: str
+    status_url: str
+    quota: QuotaPublic
+
+
+class FinalSelection(BaseModel):
+    selected: bool = True
+
+
+class Reason(BaseModel):
+    reason: str = ""
+
+
+class Disqualify(BaseModel):
+    reason: str = Field(min_length=1, description="Shown to the team.")
+    disqualified: bool = True
+
+
+class Reveal(BaseModel):
+    revealed: bool = True
+
+
+class RescoreAll(BaseModel):
+    reason: str = ""
+    submission_ids: list[int]
+
+
+class WorkerPublic(BaseModel):
+    id: str
+    host: str
+    pid: int
+    device: str
+    started_at: datetime
+    last_heartbeat: datetime
+    stopped_at: datetime | None
+    current_submission_id: int | None
+
+    model_config = {"from_attributes": True}
+
+
+class HealthPublic(BaseModel):
+    status: str
+    database: str
+    competitions: int
+    queued: int
+    workers_alive: int

@@ -1,0 +1,388 @@
+"""Keyword-only service functions for competitions, teams and submissions, shared by the API, pages and CLI.
+
+They raise server.errors.ArenaError subclasses for anything a user can cause; the caller turns those into HTTP
+responses or messages. Functions that write start with `begin_write(session)` and commit before returning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from server.competition import Competition, CompetitionError
+from server.config import Settings
+from server.db.models import QUOTA_STATUSES, CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, Team
+from server.db.session import begin_write, utcnow
+from server.errors import (
+    Conflict,
+    DeadlinePassed,
+    DuplicateSubmission,
+    Forbidden,
+    InvalidSubmission,
+    NotFound,
+    QuotaExceeded,
+)
+from server.queue import bump_board_version
+from server.storage import receive_upload, store_upload
+
+TOKEN_PREFIX = "arena_"
+
+# -- competitions --------------------------------------------------------------------------------------------------
+
+_loaded: dict[str, tuple[float, Competition]] = {}
+
+
+def load_competition(row: CompetitionRow) -> Competition:
+    """The competition directory of a row, reloaded when its competition.json changes (organizers edit it)."""
+    config_file = Path(row.root) / "competition.json"
+    mtime = config_file.stat().st_mtime if config_file.exists() else -1.0
+    cached = _loaded.get(row.root)
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, Competition.load(row.root))
+        _loaded[row.root] = cached
+    return cached[1]
+
+
+def competitions_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "competitions"
+
+
+def register_competition(*, session: Session, root: Path, now: datetime | None = None) -> CompetitionRow:
+    """Register (or refresh) the competition prepared in `root`; its slug comes from its competition.json."""
+    competition = Competition.load(root)
+    begin_write(session)
+    row = session.scalar(select(CompetitionRow).where(CompetitionRow.slug == competition.slug))
+    if row is None:
+        row = CompetitionRow(slug=competition.slug, created_at=now or utcnow(), board_version=0,
+                             title=competition.config.title, root=str(Path(root).resolve()))
+        session.add(row)
+    else:
+        row.title, row.root = competition.config.title, str(Path(root).resolve())
+    session.commit()
+    return row
+
+
+def sync_competitions(*, session: Session, data_dir: Path) -> list[CompetitionRow]:
+    """Register every competition directory under {data_dir}/competitions/ (skipping incomplete ones)."""
+    rows = []
+    for config_file in sorted(competitions_dir(data_dir).glob("*/competition.json")):
+        try:
+            rows.append(register_competition(session=session, root=config_file.parent))
+        except CompetitionError:
+            continue  # still being prepared; registered on the next start
+    return rows
+
+
+def list_competitions(*, session: Session) -> list[CompetitionRow]:
+    return list(session.scalars(select(CompetitionRow).order_by(CompetitionRow.created_at, CompetitionRow.id)))
+
+
+def get_competition(*, session: Session, slug: str) -> CompetitionRow:
+    row = session.scalar(select(CompetitionRow).where(CompetitionRow.slug == slug))
+    if row is None:
+        known = ", ".join(r.slug for r in list_competitions(session=session)) or "none yet"
+        raise NotFound(f"No competition '{slug}'. Known competitions: {known}.")
+    return row
+
+
+def reveal_private_board(
+    *, session: Session, competition: CompetitionRow, revealed: bool = True, now: datetime | None = None
+) -> CompetitionRow:
+    """Show (or hide again) the private leaderboard to teams and anonymous visitors."""
+    begin_write(session)
+    row = session.get(CompetitionRow, competition.id, populate_existing=True)
+    assert row is not None
+    row.private_revealed_at = (now or utcnow()) if revealed else None
+    bump_board_version(session, row.id)
+    session.commit()
+    return row
+
+
+# -- teams ---------------------------------------------------------------------------------------------------------
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_team(
+    *, session: Session, competition: CompetitionRow, name: str, members: list[str] | None = None,
+    is_baseline: bool = False, now: datetime | None = None,
+) -> tuple[Team, str]:
+    """Create a team and return it with its token; only the token's hash is stored, so show the token now."""
+    name = name.strip()
+    if not name:
+        raise Conflict("A team needs a name.")
+    token = new_token()
+    begin_write(session)
+    team = Team(competition_id=competition.id, name=name, members=list(members or []), token_hash=hash_token(token),
+                is_baseline=is_baseline, created_at=now or utcnow())
+    session.add(team)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(f"A team named '{name}' already exists in '{competition.slug}'. Pick another name.",
+                       detail={"name": name}) from exc
+    return team, token
+
+
+def authenticate_team(*, session: Session, token: str) -> Team | None:
+    """The team whose token this is, or None. Lookup by hash, so stored hashes never meet user input directly."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    team = session.scalar(select(Team).where(Team.token_hash == hash_token(token)))
+    if team is not None and not hmac.compare_digest(team.token_hash, hash_token(token)):
+        return None
+    return team
+
+
+def rotate_team_token(*, session: Session, team: Team, now: datetime | None = None) -> str:
+    """Replace a team's token (the old one stops working at once) and return the new one."""
+    token = new_token()
+    begin_write(session)
+    row = session.get(Team, team.id, populate_existing=True)
+    assert row is not None
+    row.token_hash, row.token_rotated_at = hash_token(token), now or utcnow()
+    session.commit()
+    return token
+
+
+def get_team(*, session: Session, team_id: int) -> Team:
+    team = session.get(Team, team_id)
+    if team is None:
+        raise NotFound(f"Team {team_id} does not exist.")
+    return team
+
+
+def list_teams(*, session: Session, competition: CompetitionRow) -> list[Team]:
+    return list(session.scalars(select(Team).where(Team.competition_id == competition.id).order_by(Team.id)))
+
+
+def disqualify_team(
+    *, session: Session, team_id: int, reason: str, disqualified: bool = True, now: datetime | None = None
+) -> Team:
+    begin_write(session)
+    team = get_team(session=session, team_id=team_id)
+    team.disqualified_at = (now or utcnow()) if disqualified else None
+    team.disqualified_reason = reason if disqualified else None
+    bump_board_version(session, team.competition_id)
+    session.commit()
+    return team
+
+
+# -- quota ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quota:
+    limit: int
+    used: int
+    resets_at: datetime  # the next UTC midnight
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+    def headers(self, now: datetime) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(int(self.resets_at.timestamp())),
+            **({"Retry-After": str(max(1, int((self.resets_at - now).total_seconds())))} if not self.remaining else {}),
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        return {"limit": self.limit, "used": self.used, "remaining": self.remaining,
+                "resets_at": self.resets_at.isoformat()}
+
+
+def quota_status(*, session: Session, team: Team, daily_limit: int, now: datetime | None = None) -> Quota:
+    """Accepted submissions of this UTC day; failed (system) and cancelled runs give their slot back."""
+    now = (now or utcnow()).astimezone(UTC)
+    day_start = datetime.combine(now.date(), time(0), tzinfo=UTC)
+    used = session.scalar(
+        select(func.count(Submission.id)).where(
+            Submission.team_id == team.id, Submission.created_at >= day_start,
+            Submission.created_at < day_start + timedelta(days=1), Submission.status.in_(QUOTA_STATUSES),
+        )
+    )
+    return Quota(limit=daily_limit, used=int(used or 0), resets_at=day_start + timedelta(days=1))
+
+
+# -- submissions ---------------------------------------------------------------------------------------------------
+
+
+def _check_may_submit(
+    *, session: Session, competition: Competition, team: Team, sha256: str | None, now: datetime
+) -> Quota:
+    if competition.is_past_deadline(now):
+        raise DeadlinePassed(
+            f"The deadline of '{competition.slug}' ({competition.config.deadline:%Y-%m-%d %H:%M} UTC) has passed; "
+            "no more submissions are accepted.", detail={"deadline": str(competition.config.deadline)},
+        )
+    if team.disqualified_at is not None:
+        raise Forbidden(f"Team '{team.name}' is disqualified: {team.disqualified_reason or 'ask the organizer'}.")
+    if sha256 is not None:
+        earlier = session.scalar(select(Submission).where(Submission.team_id == team.id, Submission.sha256 == sha256))
+        if earlier is not None:
+            raise DuplicateSubmission(
+                f"Your team already submitted this exact file as submission {earlier.id} "
+                f"({earlier.created_at:%Y-%m-%d %H:%M} UTC, {earlier.status}). Generate new images to submit again.",
+                detail={"submission_id": earlier.id, "status": earlier.status},
+            )
+    quota = quota_status(session=session, team=team, daily_limit=competition.config.daily_limit, now=now)
+    if quota.remaining <= 0:
+        raise QuotaExceeded(
+            f"Team '{team.name}' has used all {quota.limit} submissions of today (UTC); the quota resets at "
+            f"{quota.resets_at:%Y-%m-%d %H:%M} UTC.", detail={"quota": quota.as_dict()}, headers=quota.headers(now),
+        )
+    return quota
+
+
+def create_submission(
+    *, session: Session, competition: Competition, team: Team, sha256: str, size_bytes: int, message: str = "",
+    now: datetime | None = None,
+) -> tuple[Submission, Quota]:
+    """Insert a queued submission after the deadline, duplicate and quota checks; returns it with the new quota.
+
+    The checks and the insert share one write transaction (and a row lock on the team on PostgreSQL), so two
+    concurrent uploads can't both take the last slot of the day.
+    """
+    now = now or utcnow()
+    begin_write(session)
+    locked_team = session.scalar(select(Team).where(Team.id == team.id).with_for_update(of=Team))
+    assert locked_team is not None
+    _check_may_submit(session=session, competition=competition, team=locked_team, sha256=sha256, now=now)
+    submission = Submission(
+        competition_id=locked_team.competition_id, team_id=team.id, sha256=sha256, size_bytes=size_bytes,
+        message=message.strip(), status=SubmissionStatus.queued, attempts=0, created_at=now, updated_at=now,
+        selected_final=False,
+    )
+    submission.events.append(SubmissionEvent(from_status=None, to_status=SubmissionStatus.queued,
+                                             reason=f"uploaded by team '{team.name}' and validated", created_at=now))
+    session.add(submission)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        _check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)
+        raise
+    quota = quota_status(session=session, team=team, daily_limit=competition.config.daily_limit, now=now)
+    session.commit()
+    return submission, quota
+
+
+def submit_upload(
+    *, session: Session, settings: Settings, competition: Competition, team: Team, source: BinaryIO,
+    message: str = "", now: datetime | None = None,
+) -> tuple[Submission, Quota]:
+    """The whole upload path: copy under the size cap (413), cheap checks (403/409/429), validate (422), store, queue.
+
+    Validation decodes every image, so it runs outside any transaction.
+    """
+    from submissions import SubmissionInvalid, SubmissionSpec, validate_zip
+
+    now = now or utcnow()
+    if team.competition_id != session.scalar(select(CompetitionRow.id).where(CompetitionRow.slug == competition.slug)):
+        raise Forbidden(f"Team '{team.name}' is registered in another competition, not '{competition.slug}'.")
+    temporary, sha256, size = receive_upload(settings.data_dir, source, max_bytes=settings.max_upload_bytes)
+    try:
+        _check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)
+        session.commit()  # no transaction stays open while validating
+        try:
+            validate_zip(temporary, SubmissionSpec.from_settings(competition.config, settings))
+        except SubmissionInvalid as exc:
+            raise InvalidSubmission(
+                f"The zip is not a valid submission for '{competition.slug}' ({len(exc.report.problems)} problem(s)); "
+                "nothing was stored and your quota is unchanged. Fix them and upload again.",
+                detail=exc.report.model_dump(mode="json"),
+            ) from exc
+        store_upload(settings.data_dir, temporary, sha256)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return create_submission(session=session, competition=competition, team=team, sha256=sha256, size_bytes=size,
+                             message=message, now=now)
+
+
+def get_submission(*, session: Session, submission_id: int) -> Submission:
+    submission = session.get(Submission, submission_id)
+    if submission is None:
+        raise NotFound(f"Submission {submission_id} does not exist.")
+    return submission
+
+
+def get_visible_submission(
+    *, session: Session, submission_id: int, team: Team | None, is_admin: bool
+) -> Submission:
+    """A submission for its own team or an organizer (403 for everyone else)."""
+    submission = get_submission(session=session, submission_id=submission_id)
+    if not is_admin and (team is None or team.id != submission.team_id):
+        raise Forbidden(f"Submission {submission_id} belongs to another team; teams see only their own submissions.")
+    return submission
+
+
+def list_submissions(
+    *, session: Session, competition: CompetitionRow | None = None, team: Team | None = None,
+    status: str | None = None, limit: int = 100, offset: int = 0,
+) -> tuple[list[Submission], int]:
+    """Newest first, with the total count for paging."""
+    query = select(Submission)
+    if competition is not None:
+        query = query.where(Submission.competition_id == competition.id)
+    if team is not None:
+        query = query.where(Submission.team_id == team.id)
+    if status is not None:
+        query = query.where(Submission.status == status)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Submission.created_at.desc(), Submission.id.desc()).limit(limit)
+                           .offset(offset)).unique().all()
+    return list(rows), int(count)
+
+
+def select_final(
+    *, session: Session, submission_id: int, team: Team, selected: bool, limit: int, now: datetime | None = None
+) -> Submission:
+    """Mark (or unmark) one of a team's scored submissions as a final, up to the competition's limit."""
+    begin_write(session)
+    submission = get_visible_submission(session=session, submission_id=submission_id, team=team, is_admin=False)
+    if limit <= 0:
+        raise Conflict("This competition ranks each team's best submission; there are no finals to select.")
+    if selected and not submission.selected_final:
+        if submission.status != SubmissionStatus.scored:
+            raise Conflict(f"Submission {submission_id} is {submission.status}; only scored ones can be finals.")
+        chosen = session.scalar(select(func.count(Submission.id)).where(
+            Submission.team_id == team.id, Submission.selected_final.is_(True)))
+        if (chosen or 0) >= limit:
+            raise Conflict(f"Your team has already selected {limit} final(s); unselect one first.",
+                           detail={"limit": limit})
+    submission.selected_final = selected
+    submission.updated_at = now or utcnow()
+    bump_board_version(session, submission.competition_id)
+    session.commit()
+    return submission
+
+
+def disqualify_submission(
+    *, session: Session, submission_id: int, reason: str, disqualified: bool = True, now: datetime | None = None
+) -> Submission:
+    begin_write(session)
+    submission = get_submission(session=session, submission_id=submission_id)
+    submission.disqualified_at = (now or utcnow()) if disqualified else None
+    submission.disqualified_reason = reason if disqualified else None
+    bump_board_version(session, submission.competition_id)
+    session.commit()
+    return submission

@@ -1,0 +1,349 @@
+"""The database is the queue: submissions move queued -> scoring -> scored | failed (or cancelled).
+
+Every status change goes through `transition`, which writes a SubmissionEvent with its reason. Claims are one
+atomic statement; workers register and heartbeat; a job whose worker went silent is requeued by whichever worker
+notices first; attempts are bounded and retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from server.db import CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, WorkerRow, begin_write, utcnow
+from server.errors import Conflict, NotFound
+
+S = SubmissionStatus
+ACTIVE = (S.queued, S.scoring)
+
+
+def transition(
+    session: Session,
+    submission: Submission,
+    to: SubmissionStatus,
+    reason: str,
+    *,
+    now: datetime,
+    worker_id: str | None = None,
+) -> None:
+    """Change a loaded submission's status and record why (the caller commits)."""
+    # Appended through the relationship so a submission already loaded in this session shows it too.
+    submission.events.append(
+        SubmissionEvent(from_status=submission.status, to_status=to, reason=reason, worker_id=worker_id,
+                        created_at=now)
+    )
+    submission.status = to
+    submission.updated_at = now
+
+
+def bump_board_version(session: Session, competition_id: int) -> None:
+    session.execute(
+        update(CompetitionRow)
+        .where(CompetitionRow.id == competition_id)
+        .values(board_version=CompetitionRow.board_version + 1)
+    )
+
+
+# -- workers -------------------------------------------------------------------------------------------------------
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def register_worker(*, session: Session, worker_id: str, device: str, now: datetime | None = None) -> WorkerRow:
+    now = now or utcnow()
+    begin_write(session)
+    worker = WorkerRow(
+        id=worker_id, host=socket.gethostname(), pid=os.getpid(), device=device, started_at=now, last_heartbeat=now
+    )
+    session.merge(worker)
+    session.commit()
+    return worker
+
+
+def heartbeat(*, session: Session, worker_id: str, now: datetime | None = None) -> None:
+    begin_write(session)
+    session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(last_heartbeat=now or utcnow()))
+    session.commit()
+
+
+def stop_worker(*, session: Session, worker_id: str, now: datetime | None = None) -> None:
+    begin_write(session)
+    stopped = {"stopped_at": now or utcnow(), "current_submission_id": None}
+    session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(**stopped))
+    session.commit()
+
+
+def list_workers(*, session: Session) -> list[WorkerRow]:
+    return list(session.scalars(select(WorkerRow).order_by(WorkerRow.started_at.desc())))
+
+
+# -- claiming and finishing ----------------------------------------------------------------------------------------
+
+
+def claim_next_submission(*, session: Session, worker_id: str, now: datetime | None = None) -> Submission | None:
+    """Atomically move the oldest claimable queued submission to `scoring` for this worker, or return None.
+
+    One UPDATE ... WHERE id = (SELECT ... LIMIT 1) RETURNING: SQLite runs it under BEGIN IMMEDIATE (one writer at a
+    time), PostgreSQL with FOR UPDATE SKIP LOCKED so concurrent workers never wait on or take the same row.
+    """
+    now = now or utcnow()
+    begin_write(session)
+    candidate = (
+        select(Submission.id)
+        .where(Submission.status == S.queued)
+        .where((Submission.not_before.is_(None)) | (Submission.not_before <= now))
+        .order_by(Submission.created_at, Submission.id)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    claimed_id = session.execute(
+        update(Submission)
+        .where(Submission.id == candidate, Submission.status == S.queued)
+        .values(
+            status=S.scoring, worker_id=worker_id, attempts=Submission.attempts + 1, started_at=now, updated_at=now,
+            not_before=None, error=None,
+        )
+        .returning(Submission.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    if claimed_id is None:
+        session.commit()
+        return None
+    submission = lock_submission(session, claimed_id)
+    assert submission is not None
+    submission.events.append(
+        SubmissionEvent(from_status=S.queued, to_status=S.scoring, worker_id=worker_id, created_at=now,
+                        reason=f"claimed by worker {worker_id} (attempt {submission.attempts})")
+    )
+    session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(current_submission_id=claimed_id))
+    session.commit()
+    return submission
+
+
+def lock_submission(session: Session, submission_id: int) -> Submission | None:
+    """Load a submission fresh, row-locked on PostgreSQL (only its own row, not the eagerly joined team)."""
+    query = select(Submission).where(Submission.id == submission_id).with_for_update(of=Submission)
+    return session.scalars(query.execution_options(populate_existing=True)).one_or_none()
+
+
+def _held_by(session: Session, submission_id: int, worker_id: str) -> Submission | None:
+    """The submission if this worker still holds it (it may have been cancelled or requeued meanwhile)."""
+    submission = lock_submission(session, submission_id)
+    if submission is None or submission.status != S.scoring or submission.worker_id != worker_id:
+        return None
+    return submission
+
+
+@dataclass(frozen=True)
+class ScoreFields:
+    """What the server stores from a ScoreReport (`ScoreFields.from_report(report.model_dump(mode='json'))`)."""
+
+    score_public: float
+    score_private: float
+    score_all: float
+    penalized: bool
+    class_scores: dict[str, Any]
+    timings: dict[str, Any]
+    device: str
+    precision: str
+    scorer_version: str
+    weights_sha256: str
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any]) -> ScoreFields:
+        classes = report["classes"]
+        return cls(
+            score_public=float(report["score_public"]), score_private=float(report["score_private"]),
+            score_all=float(report["score_all"]), penalized=any(c["penalized"] for c in classes.values()),
+            class_scores=classes, timings=report.get("timings", {}), device=str(report.get("device", "")),
+            precision=str(report.get("precision", "")), scorer_version=str(report.get("scorer_version", "")),
+            weights_sha256=str(report.get("weights_sha256", "")),
+        )
+
+
+def finish_scored(
+    *, session: Session, submission_id: int, worker_id: str, scores: ScoreFields, now: datetime | None = None
+) -> bool:
+    """Store the scores and mark the submission scored; False if this worker no longer holds it."""
+    now = now or utcnow()
+    begin_write(session)
+    submission = _held_by(session, submission_id, worker_id)
+    if submission is None:
+        session.commit()
+        return False
+    for field, value in scores.__dict__.items():
+        setattr(submission, field, value)
+    submission.finished_at = now
+    seconds = (now - submission.started_at).total_seconds() if submission.started_at else 0.0
+    transition(session, submission, S.scored, f"scored in {seconds:.1f} s: {scores.score_public:.3f} (public)",
+               now=now, worker_id=worker_id)
+    bump_board_version(session, submission.competition_id)
+    session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(current_submission_id=None))
+    session.commit()
+    return True
+
+
+def retry_delay(attempts: int, base_seconds: float) -> timedelta:
+    return timedelta(seconds=base_seconds * 2 ** max(0, attempts - 1))
+
+
+def requeue_or_fail(
+    submission: Submission, *, session: Session, reason: str, max_attempts: int, backoff_seconds: float,
+    now: datetime, worker_id: str | None = None,
+) -> None:
+    """After a failed attempt: queue again with backoff while attempts remain, else fail with the reason."""
+    submission.worker_id = None
+    if submission.attempts < max_attempts:
+        delay = retry_delay(submission.attempts, backoff_seconds)
+        submission.not_before = now + delay
+        transition(session, submission, S.queued,
+                   f"{reason}; retrying in {delay.total_seconds():.0f} s (attempt {submission.attempts} of "
+                   f"{max_attempts} used)", now=now, worker_id=worker_id)
+    else:
+        submission.error = reason
+        submission.finished_at = now
+        transition(session, submission, S.failed,
+                   f"{reason}; gave up after {submission.attempts} attempts (this does not use your quota)",
+                   now=now, worker_id=worker_id)
+
+
+def finish_failed(
+    *, session: Session, submission_id: int, worker_id: str, error: str, max_attempts: int,
+    backoff_seconds: float, now: datetime | None = None,
+) -> bool:
+    now = now or utcnow()
+    begin_write(session)
+    submission = _held_by(session, submission_id, worker_id)
+    if submission is not None:
+        requeue_or_fail(submission, session=session, reason=f"scoring error: {error}", max_attempts=max_attempts,
+                        backoff_seconds=backoff_seconds, now=now, worker_id=worker_id)
+    session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(current_submission_id=None))
+    session.commit()
+    return submission is not None
+
+
+def release(*, session: Session, submission_id: int, worker_id: str, reason: str, now: datetime | None = None) -> bool:
+    """Give a job back to the queue without using up an attempt (a worker shutting down)."""
+    now = now or utcnow()
+    begin_write(session)
+    submission = _held_by(session, submission_id, worker_id)
+    if submission is not None:
+        submission.attempts = max(0, submission.attempts - 1)
+        submission.worker_id = None
+        transition(session, submission, S.queued, reason, now=now, worker_id=worker_id)
+    session.commit()
+    return submission is not None
+
+
+def requeue_stale(
+    *, session: Session, timeout_seconds: float, max_attempts: int, backoff_seconds: float,
+    now: datetime | None = None,
+) -> list[int]:
+    """Requeue (or fail) jobs held by workers whose heartbeat is older than the timeout. Returns their ids."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=timeout_seconds)
+    begin_write(session)
+    silent = {w.id: w for w in session.scalars(select(WorkerRow).where(WorkerRow.last_heartbeat < cutoff))}
+    held = session.scalars(
+        select(Submission).where(Submission.status == S.scoring).with_for_update(skip_locked=True, of=Submission)
+    ).all()
+    requeued = []
+    for submission in held:
+        worker = silent.get(submission.worker_id or "")
+        unknown = submission.worker_id is not None and session.get(WorkerRow, submission.worker_id) is None
+        if worker is None and not unknown:
+            continue
+        silent_for = (now - worker.last_heartbeat).total_seconds() if worker else timeout_seconds
+        requeue_or_fail(
+            submission, session=session, max_attempts=max_attempts, backoff_seconds=backoff_seconds, now=now,
+            reason=f"worker {submission.worker_id} went silent (no heartbeat for {silent_for:.0f} s)",
+        )
+        requeued.append(submission.id)
+    session.commit()
+    return requeued
+
+
+# -- organizer actions ---------------------------------------------------------------------------------------------
+
+
+def _get(session: Session, submission_id: int) -> Submission:
+    submission = lock_submission(session, submission_id)
+    if submission is None:
+        raise NotFound(f"Submission {submission_id} does not exist.")
+    return submission
+
+
+def rescore(*, session: Session, submission_id: int, reason: str = "", now: datetime | None = None) -> Submission:
+    """Queue a scored or failed submission again (after a scorer or reference change); quotas are untouched."""
+    now = now or utcnow()
+    begin_write(session)
+    submission = _get(session, submission_id)
+    if submission.status in ACTIVE:
+        session.commit()
+        return submission
+    submission.attempts = 0
+    submission.not_before = None
+    submission.error = None
+    transition(session, submission, S.queued, f"rescore requested by the organizer{': ' + reason if reason else ''}",
+               now=now)
+    bump_board_version(session, submission.competition_id)
+    session.commit()
+    return submission
+
+
+def rescore_competition(
+    *, session: Session, competition_id: int, reason: str = "", now: datetime | None = None
+) -> list[int]:
+    """Queue every scored or failed submission of a competition again."""
+    ids = list(session.scalars(
+        select(Submission.id)
+        .where(Submission.competition_id == competition_id, Submission.status.in_([S.scored, S.failed]))
+        .order_by(Submission.id)
+    ))
+    for submission_id in ids:
+        rescore(session=session, submission_id=submission_id, reason=reason, now=now)
+    return ids
+
+
+def cancel(*, session: Session, submission_id: int, reason: str = "", now: datetime | None = None) -> Submission:
+    """Stop a queued or scoring submission; a worker still scoring it will find it gone and discard its result."""
+    now = now or utcnow()
+    begin_write(session)
+    submission = _get(session, submission_id)
+    if submission.status not in ACTIVE:
+        session.commit()
+        raise Conflict(
+            f"Submission {submission_id} is {submission.status}; only queued or scoring submissions can be cancelled.",
+            detail={"status": submission.status},
+        )
+    submission.finished_at = now
+    transition(session, submission, S.cancelled,
+               f"cancelled by the organizer{': ' + reason if reason else ''} (this does not use the team's quota)",
+               now=now)
+    session.commit()
+    return submission
+
+
+# -- queue state for the pages -------------------------------------------------------------------------------------
+
+
+def queue_position(*, session: Session, submission: Submission) -> int:
+    """1 for the next submission a worker will claim; counts queued submissions claimed before this one."""
+    ahead = session.scalar(
+        select(func.count(Submission.id)).where(
+            Submission.status == S.queued,
+            (Submission.created_at < submission.created_at)
+            | ((Submission.created_at == submission.created_at) & (Submission.id < submission.id)),
+        )
+    )
+    return int(ahead or 0) + 1

@@ -1,0 +1,90 @@
+"""Files under the data dir: content-addressed uploads and per-class sample grids.
+
+    {data_dir}/uploads/ab/abcdef....zip      an accepted zip, named by its sha256 (identical bytes stored once)
+    {data_dir}/uploads/incoming/             partial uploads while they are hashed and validated
+    {data_dir}/grids/<submission id>/<class>.png   8x8 sample grid the web pages show
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image
+
+from server.errors import UploadTooLarge
+
+CHUNK = 1024 * 1024
+GRID_SIDE = 8
+
+
+def uploads_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "uploads"
+
+
+def upload_path(data_dir: Path, sha256: str) -> Path:
+    return uploads_dir(data_dir) / sha256[:2] / f"{sha256}.zip"
+
+
+def receive_upload(data_dir: Path, source: BinaryIO, *, max_bytes: int) -> tuple[Path, str, int]:
+    """Copy an upload to a temporary file under the data dir while hashing it; 413 past `max_bytes`.
+
+    Returns (temporary path, sha256, size). The caller moves it into place with `store_upload` once it is valid,
+    or deletes it.
+    """
+    incoming = uploads_dir(data_dir) / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    handle, name = tempfile.mkstemp(dir=incoming, suffix=".zip")
+    path = Path(name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            while chunk := source.read(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise UploadTooLarge(
+                        f"The upload is larger than the limit of {max_bytes:,} bytes. A valid submission is far "
+                        "smaller: check that the zip holds only PNG images (see `arena submission check`).",
+                        detail={"max_bytes": max_bytes},
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path, digest.hexdigest(), size
+
+
+def store_upload(data_dir: Path, temporary: Path, sha256: str) -> Path:
+    """Move a validated upload to its content address (keeping an identical file already there)."""
+    target = upload_path(data_dir, sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        temporary.unlink(missing_ok=True)
+    else:
+        shutil.move(temporary, target)
+    return target
+
+
+def grid_path(data_dir: Path, submission_id: int, cls: str) -> Path:
+    return Path(data_dir) / "grids" / str(submission_id) / f"{cls}.png"
+
+
+def write_sample_grid(path: Path, images: np.ndarray, side: int = GRID_SIDE) -> Path:
+    """Tile the first side*side images (N, H, W uint8) into one PNG, up to `side` per row; empty cells are black."""
+    count, height, width = images.shape
+    shown = min(count, side * side)
+    # Only the rows and columns that hold images: a small test competition gets no black band.
+    cols, rows = max(1, min(shown, side)), max(1, -(-shown // side))
+    grid = np.zeros((rows * height, cols * width), dtype=np.uint8)
+    for index in range(shown):
+        row, col = divmod(index, side)
+        grid[row * height : (row + 1) * height, col * width : (col + 1) * width] = images[index]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid, mode="L").save(path)
+    return path

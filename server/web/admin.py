@@ -1,0 +1,182 @@
+"""Organizer pages: competitions with reveal and rescore, all submissions with actions, teams and tokens, workers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form
+from fastapi.responses import HTMLResponse, Response
+
+from server import queue
+from server.api.deps import is_admin_token
+from server.db import SubmissionStatus
+from server.db.crud import (
+    create_team,
+    disqualify_submission,
+    get_competition,
+    get_team,
+    list_competitions,
+    list_submissions,
+    list_teams,
+    reveal_private_board,
+    rotate_team_token,
+)
+from server.errors import ArenaError, NotFound
+from server.web.deps import Page, PageDep
+from server.web.routing import PageRoute
+
+router = APIRouter(prefix="/admin", route_class=PageRoute, include_in_schema=False)
+
+ADMIN_SIGNIN = {
+    "heading": "Organizer sign-in",
+    "token_label": "Admin token",
+    "hint": "ARENA_ADMIN_TOKEN of this server (`arena serve --demo` prints one at start).",
+}
+SUBMISSION_ACTIONS = ("rescore", "cancel", "disqualify")
+PAGE_SIZE = 200
+
+
+@router.get("/signin", name="web_admin_signin", response_class=HTMLResponse)
+def admin_signin(page: PageDep) -> Response:
+    """The admin token form."""
+    return page.render("signin.html", {**ADMIN_SIGNIN, "action": page.url_for("web_admin_signin_post"),
+                                       "next_url": ""})
+
+
+@router.post("/signin", name="web_admin_signin_post", response_class=HTMLResponse)
+def admin_signin_post(
+    page: PageDep, token: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = ""
+) -> Response:
+    """Compare with the configured admin token in constant time."""
+    page.session.check_csrf(csrf_token)
+    if not is_admin_token(token.strip(), page.settings):
+        context = {**ADMIN_SIGNIN, "action": page.url_for("web_admin_signin_post"), "next_url": "",
+                   "error": "That is not this server's admin token."}
+        return page.render("signin.html", context, status_code=401)
+    page.session.sign_in_admin()
+    page.session.set_flash("ok", "Signed in as organizer.")
+    return page.redirect(page.url_for("web_admin"))
+
+
+@router.get("", name="web_admin", response_class=HTMLResponse)
+def admin_home(page: PageDep) -> Response:
+    """Competitions with their queue counts and reveal state; workers with heartbeats."""
+    page.require_admin()
+    competitions = []
+    for row in list_competitions(session=page.db):
+        counts = {status.value: list_submissions(session=page.db, competition=row, status=status, limit=0)[1]
+                  for status in SubmissionStatus}
+        competitions.append({"slug": row.slug, "title": row.title, "revealed_at": row.private_revealed_at,
+                             "counts": counts})
+    silent_after = timedelta(seconds=page.settings.worker_timeout_seconds)
+    now = page.now
+    workers = [{"alive": now - w.last_heartbeat < silent_after, **{k: getattr(w, k) for k in (
+        "id", "host", "pid", "device", "started_at", "last_heartbeat", "stopped_at", "current_submission_id")}}
+        for w in queue.list_workers(session=page.db)]
+    depth = list_submissions(session=page.db, status=SubmissionStatus.queued, limit=0)[1]
+    return page.render("admin/index.html", {"competitions": competitions, "workers": workers, "queue_depth": depth})
+
+
+@router.post("/c/{slug}/reveal", name="web_admin_reveal")
+def admin_reveal(slug: str, page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Show the private board to everyone."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    row = reveal_private_board(session=page.db, competition=get_competition(session=page.db, slug=slug))
+    page.session.set_flash("ok", f"The private leaderboard of {row.slug} is now visible to everyone.")
+    return page.redirect(page.url_for("web_admin"))
+
+
+@router.post("/c/{slug}/rescore", name="web_admin_rescore_all")
+def admin_rescore_all(slug: str, page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Queue every scored or failed submission of a competition again (quotas untouched)."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    row = get_competition(session=page.db, slug=slug)
+    ids = queue.rescore_competition(session=page.db, competition_id=row.id, reason="rescore all (organizer page)")
+    page.session.set_flash("ok", f"Queued {len(ids)} submission(s) of {slug} for rescoring.")
+    return page.redirect(page.url_for("web_admin"))
+
+
+@router.get("/submissions", name="web_admin_submissions", response_class=HTMLResponse)
+def admin_submissions(page: PageDep, competition: str = "", status: str = "", team: str = "") -> Response:
+    """All submissions, newest first, filtered by competition, status and team."""
+    page.require_admin()
+    row = get_competition(session=page.db, slug=competition) if competition else None
+    team_row = get_team(session=page.db, team_id=int(team)) if team.isdigit() else None
+    chosen_status = status if status in SubmissionStatus.__members__ else None
+    submissions, total = list_submissions(session=page.db, competition=row, team=team_row, status=chosen_status,
+                                          limit=PAGE_SIZE)
+    rows = list_competitions(session=page.db)
+    teams = [t for r in rows for t in list_teams(session=page.db, competition=r)]
+    return page.render("admin/submissions.html", {
+        "submissions": submissions, "total": total, "competitions": rows, "teams": teams,
+        "statuses": [s.value for s in SubmissionStatus],
+        "filters": {"competition": competition, "status": chosen_status, "team": team},
+    })
+
+
+@router.post("/submissions/{submission_id}/{action}", name="web_admin_submission_action")
+def admin_submission_action(
+    submission_id: int, action: str, page: PageDep, reason: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "", back: Annotated[str, Form()] = "",
+) -> Response:
+    """Rescore, cancel or disqualify one submission; every change is recorded with its reason."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    if action not in SUBMISSION_ACTIONS:
+        raise NotFound(f"No action '{action}'; use one of {', '.join(SUBMISSION_ACTIONS)}.")
+    reason = reason.strip()[:500]
+    if action == "rescore":
+        queue.rescore(session=page.db, submission_id=submission_id, reason=reason)
+    elif action == "cancel":
+        queue.cancel(session=page.db, submission_id=submission_id, reason=reason)
+    else:
+        disqualify_submission(session=page.db, submission_id=submission_id, reason=reason or "by the organizer")
+    page.session.set_flash("ok", f"Submission {submission_id}: {action} done.")
+    target = back if back.startswith("/admin") else page.url_for("web_admin_submissions")
+    return page.redirect(target)
+
+
+def _teams_page(page: Page, **extra: object) -> Response:
+    rows = list_competitions(session=page.db)
+    teams = [t for r in rows for t in list_teams(session=page.db, competition=r)]
+    status_code = int(extra.pop("status_code", 200))  # type: ignore[call-overload]
+    return page.render("admin/teams.html", {"teams": teams, "competitions": rows, **extra}, status_code=status_code)
+
+
+@router.get("/teams", name="web_admin_teams", response_class=HTMLResponse)
+def admin_teams(page: PageDep) -> Response:
+    """Teams of every competition, with token creation and rotation."""
+    page.require_admin()
+    return _teams_page(page)
+
+
+@router.post("/teams", name="web_admin_teams_create", response_class=HTMLResponse)
+def admin_teams_create(
+    page: PageDep, competition: Annotated[str, Form()], name: Annotated[str, Form()],
+    members: Annotated[str, Form()] = "", is_baseline: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Create a team (or a reference entry) and show its token once (rendered, never put into the cookie)."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    row = get_competition(session=page.db, slug=competition)
+    try:
+        team, token = create_team(session=page.db, competition=row, name=name[:100],
+                                  members=[m.strip() for m in members.split(",") if m.strip()],
+                                  is_baseline=is_baseline == "1")
+    except ArenaError as exc:
+        return _teams_page(page, error=exc.message, status_code=exc.status_code)
+    return _teams_page(page, new_token={"team": team.name, "token": token})
+
+
+@router.post("/teams/{team_id}/rotate", name="web_admin_team_rotate", response_class=HTMLResponse)
+def admin_team_rotate(team_id: int, page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Replace a team's token; the old one stops working at once."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    team = get_team(session=page.db, team_id=team_id)
+    token = rotate_team_token(session=page.db, team=team)
+    return _teams_page(page, new_token={"team": team.name, "token": token})

@@ -1,0 +1,71 @@
+"""What every page handler gets: the database session, settings, the browser session and who is signed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+
+from server.api.deps import NowDep, SessionDep, SettingsDep
+from server.config import Settings
+from server.db import Team
+from server.db.crud import get_team
+from server.errors import Forbidden, NotFound
+from server.web.render import render
+from server.web.session import WebSession, read_session, write_session
+
+
+@dataclass
+class Page:
+    request: Request
+    db: Session
+    settings: Settings
+    session: WebSession
+    team: Team | None
+    now: datetime
+
+    @property
+    def is_admin(self) -> bool:
+        return self.session.is_admin
+
+    def render(self, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200) -> HTMLResponse:
+        response = render(self.request, name, context or {}, web_session=self.session, signed_in_team=self.team,
+                          status_code=status_code)
+        self.finish(response)
+        return response
+
+    def redirect(self, url: str) -> RedirectResponse:
+        # 303: the browser follows a POST with a GET, so reloading the next page never re-submits the form.
+        response = RedirectResponse(url, status_code=303)
+        self.finish(response)
+        return response
+
+    def finish(self, response: Response) -> Response:
+        secure = self.request.url.scheme == "https"
+        write_session(response, self.session, self.settings.secret_key, secure=secure)
+        return response
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise Forbidden("Organizer pages need the organizer sign-in (the admin token).")
+
+    def url_for(self, name: str, **params: Any) -> str:
+        return str(self.request.app.url_path_for(name, **{k: str(v) for k, v in params.items()}))
+
+
+def _page(request: Request, db: SessionDep, settings: SettingsDep, now: NowDep) -> Page:
+    session = read_session(request, settings.secret_key)
+    team = None
+    if session.team_id is not None:
+        try:
+            team = get_team(session=db, team_id=session.team_id)
+        except NotFound:
+            session.sign_out()  # the team was deleted since it signed in
+    return Page(request=request, db=db, settings=settings, session=session, team=team, now=now)
+
+
+PageDep = Annotated[Page, Depends(_page)]

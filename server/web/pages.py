@@ -1,0 +1,313 @@
+"""Pages for everyone and for teams: competitions, overview, leaderboard, sign-in, submit, submission, team."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+from server import queue
+from server.competition import Competition
+from server.db import CompetitionRow, Submission, SubmissionStatus, Team
+from server.db.crud import (
+    authenticate_team,
+    get_competition,
+    get_team,
+    get_visible_submission,
+    list_competitions,
+    list_submissions,
+    list_teams,
+    load_competition,
+    quota_status,
+    select_final,
+    submit_upload,
+)
+from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
+from server.ranking import leaderboard, leaderboard_csv, private_board_visible
+from server.storage import grid_path
+from server.web.deps import Page, PageDep
+from server.web.plots import ScorePoint, score_plot_svg
+from server.web.render import STATIC_DIR
+from server.web.routing import PageRoute
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False)
+
+FINAL_STATUSES = {SubmissionStatus.scored, SubmissionStatus.failed, SubmissionStatus.cancelled}
+HISTORY_LIMIT = 500
+REFERENCE_SUMMARY_FILE = "fid-references.json"
+
+
+def _safe_next(url: str | None, default: str) -> str:
+    # Only local paths: a crafted ?next=https://evil.example must not turn sign-in into an open redirect.
+    return url if url and url.startswith("/") and not url.startswith("//") else default
+
+
+def _next_utc_midnight(now: datetime) -> datetime:
+    return datetime.combine(now.date(), time(0), tzinfo=UTC) + timedelta(days=1)
+
+
+def _memorization_eps(comp: Competition) -> dict[str, float]:
+    """ε per class: the configured number, or the calibrated one from the scoring cache's JSON summary.
+
+    The summary (server/scoring/references.py, SUMMARY_FILE) is read as plain JSON so the web tier never imports
+    torch; it is empty until the worker first builds the references.
+    """
+    configured = comp.config.memorization_eps
+    if configured != "auto":
+        return dict.fromkeys(comp.classes, float(configured))
+    try:
+        summary = json.loads((comp.references_dir / REFERENCE_SUMMARY_FILE).read_text())
+        return {cls: float(summary["auto_eps"][cls]) for cls in comp.classes}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+@router.get("/static/web/{path:path}", name="web_static")
+def static_file(path: str) -> FileResponse:
+    """The stylesheet and script (no build step, no CDN)."""
+    target = (STATIC_DIR / path).resolve()
+    if not target.is_file() or STATIC_DIR.resolve() not in target.parents:
+        raise NotFound(f"No static file {path}.")
+    return FileResponse(target, headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/", name="web_index", response_class=HTMLResponse)
+def index(page: PageDep) -> Response:
+    """All competitions."""
+    items = [
+        {"comp": load_competition(row), "team_count": len(list_teams(session=page.db, competition=row))}
+        for row in list_competitions(session=page.db)
+    ]
+    return page.render("index.html", {"competitions": items})
+
+
+@router.get("/c/{slug}", name="web_overview", response_class=HTMLResponse)
+def overview(slug: str, page: PageDep) -> Response:
+    """Rules, data and how to submit."""
+    row = get_competition(session=page.db, slug=slug)
+    comp = load_competition(row)
+    url = page.settings.resolved_public_url
+    data = {
+        "train_per_class": {cls: len(comp.train_files(cls)) for cls in comp.classes},
+        "train_total": sum(len(comp.train_files(cls)) for cls in comp.classes),
+        "test_total": sum(len(comp.test_files(cls)) for cls in comp.classes),
+        "dataset_hash": comp.manifest.dataset_hash,
+    }
+    cli = f"arena submit submission.zip --server {url} --competition {slug} --token YOUR_TEAM_TOKEN"
+    return page.render("overview.html", {
+        "comp": comp, "data": data, "eps": _memorization_eps(comp), "eps_auto": comp.config.memorization_eps == "auto",
+        "cli_command": cli,
+        "next_reset": _next_utc_midnight(page.now),
+    })
+
+
+def _board_choice(page: Page, row: CompetitionRow, board: str) -> Literal["public", "private"]:
+    if board == "private" and not private_board_visible(row, is_admin=page.is_admin):
+        raise Forbidden("The private leaderboard is hidden until the organizer reveals it.")
+    return "private" if board == "private" else "public"
+
+
+@router.get("/c/{slug}/leaderboard", name="web_leaderboard", response_class=HTMLResponse)
+def leaderboard_page(slug: str, page: PageDep, board: str = "public") -> Response:
+    """The public board, or the private one once revealed (organizers may preview it)."""
+    row = get_competition(session=page.db, slug=slug)
+    chosen = _board_choice(page, row, board)
+    result = leaderboard(session=page.db, competition=row, board=chosen, is_admin=page.is_admin)
+    return page.render("leaderboard.html", {
+        "comp": load_competition(row), "board": chosen, "rows": result.entries, "revealed": result.revealed,
+        "private_visible": private_board_visible(row, is_admin=page.is_admin),
+        "show_rank_change": chosen == "private",
+    })
+
+
+@router.get("/c/{slug}/leaderboard.csv", name="web_leaderboard_csv")
+def leaderboard_csv_download(slug: str, page: PageDep, board: str = "public") -> Response:
+    """The board as CSV (same rules as the page)."""
+    row = get_competition(session=page.db, slug=slug)
+    chosen = _board_choice(page, row, board)
+    result = leaderboard(session=page.db, competition=row, board=chosen, is_admin=page.is_admin)
+    filename = f"{slug}-{chosen}-leaderboard.csv"
+    return page.finish(Response(leaderboard_csv(result), media_type="text/csv",
+                                headers={"Content-Disposition": f'attachment; filename="{filename}"'}))
+
+
+# -- sign-in -------------------------------------------------------------------------------------------------------
+
+TEAM_SIGNIN = {
+    "heading": "Team sign-in",
+    "token_label": "Team token",
+    "hint": "The token you got when your team was created (it starts with arena_). Lost it? Ask the organizer to "
+            "rotate it.",
+}
+
+
+@router.get("/signin", name="web_signin", response_class=HTMLResponse)
+def signin(page: PageDep, next: str = "") -> Response:
+    """The team token form."""
+    return page.render("signin.html", {**TEAM_SIGNIN, "action": page.url_for("web_signin_post"), "next_url": next})
+
+
+@router.post("/signin", name="web_signin_post", response_class=HTMLResponse)
+def signin_post(
+    page: PageDep, token: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    """Check the token once; the session then remembers the team (the token itself is not stored in the cookie)."""
+    page.session.check_csrf(csrf_token)
+    team = authenticate_team(session=page.db, token=token.strip())
+    if team is None:
+        context = {**TEAM_SIGNIN, "action": page.url_for("web_signin_post"), "next_url": next,
+                   "error": "That token is not valid. Check for missing characters, or ask the organizer for a new "
+                            "one."}
+        return page.render("signin.html", context, status_code=401)
+    page.session.sign_in_team(team.id)
+    page.session.set_flash("ok", f"Signed in as team {team.name}.")
+    return page.redirect(_safe_next(next, page.url_for("web_overview", slug=team.competition.slug)))
+
+
+@router.post("/signout", name="web_signout")
+def signout(page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Forget the team and organizer sign-in."""
+    page.session.check_csrf(csrf_token)
+    page.session.sign_out()
+    page.session.set_flash("info", "Signed out.")
+    return page.redirect(page.url_for("web_index"))
+
+
+# -- submitting ----------------------------------------------------------------------------------------------------
+
+
+def _submit_context(page: Page, row: CompetitionRow, comp: Competition) -> dict[str, object]:
+    context: dict[str, object] = {"comp": comp, "team": page.team, "competition_id": row.id,
+                                  "closed": comp.is_past_deadline(page.now)}
+    if page.team is not None and page.team.competition_id == row.id:
+        context["quota"] = quota_status(session=page.db, team=page.team, daily_limit=comp.config.daily_limit,
+                                        now=page.now)
+        context["recent"], _ = list_submissions(session=page.db, team=page.team, limit=5)
+        context["private_visible"] = private_board_visible(row, is_admin=page.is_admin)
+    return context
+
+
+@router.get("/c/{slug}/submit", name="web_submit", response_class=HTMLResponse)
+def submit(slug: str, page: PageDep) -> Response:
+    """The upload form with the team's remaining daily quota."""
+    row = get_competition(session=page.db, slug=slug)
+    return page.render("submit.html", _submit_context(page, row, load_competition(row)))
+
+
+@router.post("/c/{slug}/submit", name="web_submit_post", response_class=HTMLResponse)
+def submit_post(
+    slug: str, page: PageDep, file: UploadFile, message: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Validate and queue the upload (the same service as the API), then go to its live status page."""
+    page.session.check_csrf(csrf_token)
+    row = get_competition(session=page.db, slug=slug)
+    comp = load_competition(row)
+    if page.team is None:
+        raise Forbidden("Sign in with your team token before submitting.")
+    try:
+        submission, _ = submit_upload(session=page.db, settings=page.settings, competition=comp, team=page.team,
+                                      source=file.file, message=message[:500], now=page.now)
+    except ArenaError as exc:
+        page.db.rollback()
+        problems = exc.detail.get("problems", []) if isinstance(exc, InvalidSubmission) else []
+        context = {**_submit_context(page, row, comp), "message": message, "error_title": exc.message,
+                   "problems": problems or [{"message": exc.message}]}
+        if problems:
+            count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
+            context["error_title"] = f"The zip is not a valid submission ({count})."
+        return page.render("submit.html", context, status_code=exc.status_code)
+    page.session.set_flash("ok", f"Submission {submission.id} was accepted and is queued for scoring.")
+    return page.redirect(page.url_for("web_submission", submission_id=submission.id))
+
+
+# -- one submission ------------------------------------------------------------------------------------------------
+
+
+def _status_context(page: Page, submission: Submission) -> dict[str, object]:
+    position = None
+    if submission.status == SubmissionStatus.queued:
+        position = queue.queue_position(session=page.db, submission=submission)
+    return {"sub": submission, "final": submission.status in FINAL_STATUSES, "queue_position": position}
+
+
+@router.get("/submissions/{submission_id}", name="web_submission", response_class=HTMLResponse)
+def submission_page(submission_id: int, page: PageDep) -> Response:
+    """Live status, scores, memorization distances and sample grids of one of the team's submissions."""
+    submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
+                                        is_admin=page.is_admin)
+    row = submission.team.competition
+    comp = load_competition(row)
+    grids = [(cls, page.url_for("web_grid", submission_id=submission.id, cls=cls)) for cls in comp.classes
+             if grid_path(page.settings.data_dir, submission.id, cls).is_file()]
+    own = page.team is not None and page.team.id == submission.team_id
+    return page.render("submission.html", {
+        **_status_context(page, submission), "comp": comp, "grids": grids,
+        "private_visible": private_board_visible(row, is_admin=page.is_admin),
+        "can_select": own and comp.config.final_selection_limit > 0 and submission.status == SubmissionStatus.scored,
+    })
+
+
+@router.get("/submissions/{submission_id}/status", name="web_submission_status", response_class=HTMLResponse)
+def submission_status(submission_id: int, page: PageDep) -> Response:
+    """The status box alone, polled by the page's script until the submission reaches a final state."""
+    submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
+                                        is_admin=page.is_admin)
+    response = page.render("_status.html", _status_context(page, submission))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/submissions/{submission_id}/grids/{cls}.png", name="web_grid")
+def sample_grid(submission_id: int, cls: str, page: PageDep) -> Response:
+    """A sample grid the worker rendered, only for the owning team and organizers."""
+    submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
+                                        is_admin=page.is_admin)
+    path = grid_path(page.settings.data_dir, submission.id, cls)
+    if cls not in load_competition(submission.team.competition).classes or not path.is_file():
+        raise NotFound(f"No sample grid for class '{cls}' of submission {submission_id}.")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+
+
+@router.post("/submissions/{submission_id}/final", name="web_submission_select")
+def submission_select(
+    submission_id: int, page: PageDep, selected: Annotated[str, Form()] = "1", csrf_token: Annotated[str, Form()] = ""
+) -> Response:
+    """Select (or unselect) a scored submission as one of the team's finals."""
+    page.session.check_csrf(csrf_token)
+    if page.team is None:
+        raise Forbidden("Sign in with your team token to select finals.")
+    limit = load_competition(page.team.competition).config.final_selection_limit
+    submission = select_final(session=page.db, submission_id=submission_id, team=page.team, selected=selected == "1",
+                              limit=limit, now=page.now)
+    word = "selected as a final" if submission.selected_final else "no longer a final"
+    page.session.set_flash("ok", f"Submission {submission.id} is {word}.")
+    return page.redirect(page.url_for("web_submission", submission_id=submission.id))
+
+
+# -- team ----------------------------------------------------------------------------------------------------------
+
+
+def _visible_team(page: Page, team_id: int) -> Team:
+    team = get_team(session=page.db, team_id=team_id)
+    if not page.is_admin and (page.team is None or page.team.id != team.id):
+        raise Forbidden("A team's submission history is visible to the team itself and the organizers only.")
+    return team
+
+
+@router.get("/teams/{team_id}", name="web_team", response_class=HTMLResponse)
+def team_page(team_id: int, page: PageDep) -> Response:
+    """The team's submissions and its score over time."""
+    team = _visible_team(page, team_id)
+    history, _ = list_submissions(session=page.db, team=team, limit=HISTORY_LIMIT)
+    points = [ScorePoint(s.created_at, s.score_public, bool(s.penalized)) for s in history
+              if s.status == SubmissionStatus.scored and s.score_public is not None]
+    return page.render("team.html", {
+        "team": team, "comp": load_competition(team.competition), "recent": history,
+        "plot": score_plot_svg(points), "private_visible": private_board_visible(team.competition,
+                                                                                 is_admin=page.is_admin),
+    })

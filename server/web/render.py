@@ -1,0 +1,87 @@
+"""Jinja2 environment (autoescaping on) and the filters the templates use; every page goes through `render`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+
+from server.web.session import WebSession
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def utc(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else ""
+
+
+def _span(seconds: float) -> str:
+    seconds = int(abs(seconds))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def remaining(deadline: datetime | None) -> str:
+    """Time left until a deadline, for pages read without JavaScript (the script keeps it ticking)."""
+    if deadline is None:
+        return ""
+    seconds = (deadline - datetime.now(UTC)).total_seconds()
+    return f"{_span(seconds)} left" if seconds > 0 else "closed"
+
+
+def ago(value: datetime | None) -> str:
+    return f"{_span((datetime.now(UTC) - value).total_seconds())} ago" if value else ""
+
+
+def filesize(size: int | None) -> str:
+    if size is None:
+        return ""
+    for unit in ("bytes", "KB", "MB"):
+        if size < 1024 or unit == "MB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return ""
+
+
+def path_for(request: Request):  # type: ignore[no-untyped-def]
+    """`url_for` for templates that yields root-relative paths, so pages work behind any host or proxy."""
+
+    def url_for(name: str, /, **params: Any) -> str:
+        return str(request.app.url_path_for(name, **{k: str(v) for k, v in params.items()}))
+
+    return url_for
+
+
+# Autoescaping on for every template: team names and messages are user input.
+templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True))
+templates.env.filters.update(utc=utc, remaining=remaining, ago=ago, filesize=filesize)
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    web_session: WebSession,
+    signed_in_team: Any = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """Render a page with what every page needs: the session (CSRF token), the signed-in team, one flash message."""
+    page = {
+        "request": request,
+        "url_for": path_for(request),
+        "web_session": web_session,
+        "signed_in_team": signed_in_team,
+        "flash": web_session.pop_flash(),
+        **context,
+    }
+    return templates.TemplateResponse(request, name, page, status_code=status_code)

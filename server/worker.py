@@ -1,0 +1,185 @@
+"""The scoring worker: claim a queued submission, score it with the one loaded Scorer, store the result, repeat.
+
+`arena worker` runs one standalone (one per GPU; many against one PostgreSQL); `arena serve` embeds one in a
+thread. A heartbeat thread keeps the worker's row fresh while it scores; every worker also requeues the jobs of
+workers that went silent. Shutdown: the first SIGTERM lets the current job finish (up to a grace period), a second
+one, or the end of the grace period, gives the job back to the queue without using up an attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from server.config import Settings
+from server.db import Database, Submission, utcnow
+from server.db.crud import list_competitions, load_competition
+from server.queue import (
+    ScoreFields,
+    claim_next_submission,
+    finish_failed,
+    finish_scored,
+    heartbeat,
+    new_worker_id,
+    register_worker,
+    release,
+    requeue_stale,
+    stop_worker,
+)
+from server.storage import grid_path, upload_path, write_sample_grid
+
+if TYPE_CHECKING:
+    from server.scoring import Scorer
+
+log = logging.getLogger("arena.worker")
+
+
+class WorkerInterrupted(BaseException):
+    """Raised in the worker's thread to abandon the current job (second SIGTERM or grace period over)."""
+
+
+def make_scorer(settings: Settings) -> Scorer:
+    from server.scoring import Scorer
+
+    return Scorer(device=settings.device, precision=settings.precision, weights_path=settings.fid_weights)
+
+
+@dataclass
+class Worker:
+    database: Database
+    settings: Settings
+    scorer: Any = None  # a server.scoring.Scorer, created on first use so its model loads once per worker
+    worker_id: str = field(default_factory=new_worker_id)
+    stop: threading.Event = field(default_factory=threading.Event)
+    current: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.scorer is None:
+            self.scorer = make_scorer(self.settings)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------------
+
+    def run(self, *, exit_when_idle: bool = False, max_jobs: int | None = None, prepare: bool = False) -> int:
+        """Process jobs until stopped (or idle / max_jobs for tests and benchmarks). Returns the jobs processed.
+
+        prepare=True first builds or loads every competition's references (progress bar), already heartbeating.
+        """
+        with self.database.session() as session:
+            register_worker(session=session, worker_id=self.worker_id, device=self.settings.device)
+        stop_beating = threading.Event()
+        beating = threading.Thread(target=self._heartbeat_loop, args=(stop_beating,), daemon=True,
+                                   name=f"heartbeat-{self.worker_id}")
+        beating.start()
+        done = 0
+        try:
+            if prepare:
+                self.prepare_references()
+            while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
+                self.requeue_silent_workers()
+                if self.run_once():
+                    done += 1
+                elif exit_when_idle:
+                    break
+                else:
+                    self.stop.wait(self.settings.worker_poll_seconds)
+        finally:
+            stop_beating.set()
+            beating.join(timeout=5)
+            with self.database.session() as session:
+                stop_worker(session=session, worker_id=self.worker_id)
+        return done
+
+    def prepare_references(self) -> None:
+        """Build or load every registered competition's reference cache now, not on its first submission."""
+        with self.database.session() as session:
+            rows = list_competitions(session=session)
+        for row in rows:
+            log.info("preparing scoring references for '%s'", row.slug)
+            self.scorer.prepare(load_competition(row))
+
+    def _heartbeat_loop(self, stop_beating: threading.Event) -> None:
+        while not stop_beating.wait(self.settings.worker_heartbeat_seconds):
+            try:
+                with self.database.session() as session:
+                    heartbeat(session=session, worker_id=self.worker_id)
+            except Exception:  # a missed beat is retried next period; the job must not die of it
+                log.exception("heartbeat failed")
+
+    def requeue_silent_workers(self) -> list[int]:
+        with self.database.session() as session:
+            ids = requeue_stale(session=session, timeout_seconds=self.settings.worker_timeout_seconds,
+                                max_attempts=self.settings.max_attempts,
+                                backoff_seconds=self.settings.retry_backoff_seconds)
+        if ids:
+            log.warning("requeued submissions of silent workers: %s", ids)
+        return ids
+
+    # -- one job -------------------------------------------------------------------------------------------------
+
+    def run_once(self) -> bool:
+        """Claim and process one submission; False when nothing is claimable."""
+        with self.database.session() as session:
+            submission = claim_next_submission(session=session, worker_id=self.worker_id)
+        if submission is None:
+            return False
+        self.current = submission.id
+        try:
+            self._score(submission)
+        except WorkerInterrupted:
+            with self.database.session() as session:
+                release(session=session, submission_id=submission.id, worker_id=self.worker_id,
+                        reason=f"worker {self.worker_id} stopped before finishing; back in the queue")
+            self.stop.set()
+        except Exception as exc:
+            log.error("submission %s failed: %s", submission.id, traceback.format_exc())
+            with self.database.session() as session:
+                finish_failed(session=session, submission_id=submission.id, worker_id=self.worker_id,
+                              error=f"{type(exc).__name__}: {exc}", max_attempts=self.settings.max_attempts,
+                              backoff_seconds=self.settings.retry_backoff_seconds)
+        finally:
+            self.current = None
+        return True
+
+    def _score(self, submission: Submission) -> None:
+        from submissions import SubmissionSpec, validate_zip
+
+        competition = load_competition(submission.team.competition)
+        spec = SubmissionSpec.from_settings(competition.config, self.settings)
+        decoded = validate_zip(upload_path(self.settings.data_dir, submission.sha256), spec)
+        report = self.scorer.score(competition, decoded.images)
+        for cls, images in decoded.images.items():
+            write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), images)
+        with self.database.session() as session:
+            kept = finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
+                                 scores=ScoreFields.from_report(report.model_dump(mode="json")), now=utcnow())
+        if not kept:
+            log.warning("submission %s was cancelled or requeued while scoring; result discarded", submission.id)
+
+    def abandon_current(self, reason: str) -> None:
+        """From another thread: give the current job back (the worker's own late result is then discarded)."""
+        if self.current is not None:
+            with self.database.session() as session:
+                release(session=session, submission_id=self.current, worker_id=self.worker_id, reason=reason)
+
+
+def install_signal_handlers(worker: Worker) -> None:
+    """Main-thread worker: first SIGTERM/SIGINT finishes the job (up to the grace period), the next abandons it."""
+
+    def interrupt(*_: Any) -> None:
+        raise WorkerInterrupted()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        if worker.stop.is_set():
+            interrupt()
+        worker.stop.set()
+        log.warning("%s: finishing the current job (up to %.0f s), then exiting; send it again to requeue now",
+                    signal.Signals(signum).name, worker.settings.worker_shutdown_grace_seconds)
+        signal.signal(signal.SIGALRM, interrupt)
+        signal.setitimer(signal.ITIMER_REAL, worker.settings.worker_shutdown_grace_seconds)
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)

@@ -1,0 +1,61 @@
+"""`arena admin ...` on a real database: create a team, list, rescore, cancel, disqualify, reveal, export."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from server.cli import app
+from server.db.crud import create_submission, get_competition, get_submission, list_teams, load_competition
+from tests.utils.server_factories import add_scored, make_test_competition
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def arena(monkeypatch, database_url, *args: str) -> str:
+    monkeypatch.setenv("ARENA_DATABASE_URL", database_url)
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_admin_commands_drive_a_competition(monkeypatch, data_dir, database, database_url):
+    make_test_competition(data_dir)
+    created = arena(monkeypatch, database_url, "admin", "create-team", "test-comp", "reference", "--baseline")
+    assert "Token (shown once" in created and "arena_" in created
+    arena(monkeypatch, database_url, "admin", "create-team", "test-comp", "gan-gang", "-m", "Ada")
+    with database.session() as session:
+        row = get_competition(session=session, slug="test-comp")
+        reference, team = list_teams(session=session, competition=row)
+        add_scored(session, reference, 50.0, 55.0, row.created_at)
+        scored = add_scored(session, team, 40.0, 45.0, row.created_at)
+        queued, _ = create_submission(session=session, competition=load_competition(row), team=team, sha256="a" * 64,
+                                      size_bytes=1)
+    listing = arena(monkeypatch, database_url, "admin", "submissions", "-c", "test-comp")
+    assert "3 of 3 submissions" in listing and "gan-gang" in listing
+    board = json.loads(arena(monkeypatch, database_url, "admin", "export", "test-comp", "--format", "json"))
+    assert [(e["team_name"], e["rank"]) for e in board["entries"]] == [("gan-gang", 1), ("reference", None)]
+    # The private board exports before the reveal for the organizer, and all scores as CSV.
+    assert "rank_change" in arena(monkeypatch, database_url, "admin", "export", "test-comp", "--board", "private")
+    all_scores = arena(monkeypatch, database_url, "admin", "export", "test-comp", "--board", "all")
+    assert len(all_scores.strip().splitlines()) == 1 + 3
+
+    arena(monkeypatch, database_url, "admin", "cancel", str(queued.id), "--reason", "duplicate run")
+    arena(monkeypatch, database_url, "admin", "rescore", "--all", "-c", "test-comp", "--reason", "new weights")
+    arena(monkeypatch, database_url, "admin", "disqualify", str(scored.id), "--reason", "copied images")
+    arena(monkeypatch, database_url, "admin", "reveal", "test-comp")
+    with database.session() as session:
+        assert get_submission(session=session, submission_id=queued.id).status == "cancelled"
+        rescored = get_submission(session=session, submission_id=scored.id)
+        assert rescored.status == "queued" and rescored.disqualified_reason == "copied images"
+        assert get_competition(session=session, slug="test-comp").private_revealed_at is not None
+
+
+def test_admin_errors_are_one_line_not_tracebacks(monkeypatch, data_dir, database, database_url):
+    make_test_competition(data_dir)
+    monkeypatch.setenv("ARENA_DATABASE_URL", database_url)
+    result = CliRunner().invoke(app, ["admin", "cancel", "999"])
+    assert result.exit_code == 1 and "Submission 999 does not exist" in result.output
+    assert "Traceback" not in result.output

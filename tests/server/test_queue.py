@@ -1,0 +1,163 @@
+"""Queue semantics on both databases: atomic claims, silent workers, bounded retries, cancel, rescore, events."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from server.db import SubmissionStatus, Team
+from server.db.crud import create_submission, create_team, get_submission, quota_status, register_competition
+from server.errors import Conflict
+from server.queue import (
+    ScoreFields,
+    cancel,
+    claim_next_submission,
+    finish_failed,
+    finish_scored,
+    heartbeat,
+    register_worker,
+    release,
+    requeue_stale,
+    rescore,
+    rescore_competition,
+)
+from tests.utils.server_factories import START, make_test_competition
+
+SCORES = ScoreFields(score_public=1.0, score_private=2.0, score_all=1.5, penalized=False, class_scores={},
+                     timings={}, device="cpu", precision="exact", scorer_version="test", weights_sha256="0")
+
+
+@pytest.fixture
+def queue(database, data_dir):
+    """(session, competition, team, submit(n) -> ids) on a fresh database."""
+    competition = make_test_competition(data_dir, daily_limit=100)
+    session = database.sessionmaker()
+    row = register_competition(session=session, root=competition.root)
+    team, _ = create_team(session=session, competition=row, name="t", now=START)
+
+    def submit(count: int = 1, start: int = 0) -> list[int]:
+        return [create_submission(session=session, competition=competition, team=team, sha256=f"{i:064x}",
+                                  size_bytes=1, now=START + timedelta(seconds=i))[0].id
+                for i in range(start, start + count)]
+
+    yield session, row, team, submit
+    session.close()
+
+
+def statuses(submission) -> list[tuple[str | None, str]]:
+    return [(e.from_status, e.to_status) for e in submission.events]
+
+
+def test_claims_are_oldest_first_and_never_shared(queue, database):
+    session, _, _, submit = queue
+    ids = submit(40)
+    claimed: dict[str, list[int]] = {"a": [], "b": [], "c": [], "d": []}
+
+    def drain(worker_id: str) -> None:
+        with database.sessionmaker() as own:
+            while (job := claim_next_submission(session=own, worker_id=worker_id, now=START)) is not None:
+                claimed[worker_id].append(job.id)
+
+    threads = [threading.Thread(target=drain, args=(w,)) for w in claimed]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    everything = sorted(i for jobs in claimed.values() for i in jobs)
+    assert everything == ids  # each exactly once
+    for jobs in claimed.values():
+        assert jobs == sorted(jobs)  # a worker's claims follow upload order
+    assert get_submission(session=session, submission_id=ids[0]).attempts == 1
+
+
+def test_silent_worker_jobs_are_requeued_and_the_events_say_why(queue):
+    session, _, _, submit = queue
+    [sid] = submit()
+    register_worker(session=session, worker_id="dead", device="cpu", now=START)
+    register_worker(session=session, worker_id="alive", device="cpu", now=START)
+    claim_next_submission(session=session, worker_id="dead", now=START)
+    later = START + timedelta(seconds=200)
+    heartbeat(session=session, worker_id="alive", now=later)
+    kwargs = {"timeout_seconds": 120, "max_attempts": 3, "backoff_seconds": 0}
+    assert requeue_stale(session=session, now=START + timedelta(seconds=60), **kwargs) == []  # not silent yet
+    assert requeue_stale(session=session, now=later, **kwargs) == [sid]
+    submission = get_submission(session=session, submission_id=sid)
+    assert submission.status == SubmissionStatus.queued and submission.worker_id is None
+    assert "worker dead went silent (no heartbeat for 200 s)" in submission.events[-1].reason
+    # The dead worker's late result is discarded; the next claim scores it once.
+    assert not finish_scored(session=session, submission_id=sid, worker_id="dead", scores=SCORES, now=later)
+    assert claim_next_submission(session=session, worker_id="alive", now=later).id == sid
+    assert finish_scored(session=session, submission_id=sid, worker_id="alive", scores=SCORES, now=later)
+    assert statuses(get_submission(session=session, submission_id=sid)) == [
+        (None, "queued"), ("queued", "scoring"), ("scoring", "queued"), ("queued", "scoring"), ("scoring", "scored")]
+
+
+def test_failures_retry_with_backoff_then_fail_without_using_quota(queue):
+    session, _, team, submit = queue
+    [sid] = submit()
+    now = START
+    for attempt in (1, 2):
+        assert claim_next_submission(session=session, worker_id="w", now=now).attempts == attempt
+        finish_failed(session=session, submission_id=sid, worker_id="w", error="CUDA out of memory", max_attempts=3,
+                      backoff_seconds=10, now=now)
+        submission = get_submission(session=session, submission_id=sid)
+        assert submission.status == SubmissionStatus.queued
+        assert submission.not_before == now + timedelta(seconds=10 * 2 ** (attempt - 1))
+        assert claim_next_submission(session=session, worker_id="w", now=now) is None  # backing off
+        now = submission.not_before
+    claim_next_submission(session=session, worker_id="w", now=now)
+    finish_failed(session=session, submission_id=sid, worker_id="w", error="CUDA out of memory", max_attempts=3,
+                  backoff_seconds=10, now=now)
+    submission = get_submission(session=session, submission_id=sid)
+    assert submission.status == SubmissionStatus.failed
+    assert "CUDA out of memory" in submission.error and "gave up after 3 attempts" in submission.events[-1].reason
+    assert quota_status(session=session, team=team, daily_limit=5, now=START).used == 0
+
+
+def test_cancel_while_scoring_discards_the_result_and_frees_the_quota(queue):
+    session, _, team, submit = queue
+    [sid] = submit()
+    claim_next_submission(session=session, worker_id="w", now=START)
+    assert quota_status(session=session, team=team, daily_limit=5, now=START).used == 1
+    cancel(session=session, submission_id=sid, reason="wrong file", now=START)
+    assert not finish_scored(session=session, submission_id=sid, worker_id="w", scores=SCORES, now=START)
+    submission = get_submission(session=session, submission_id=sid)
+    assert submission.status == SubmissionStatus.cancelled and submission.score_public is None
+    assert "wrong file" in submission.events[-1].reason
+    assert quota_status(session=session, team=team, daily_limit=5, now=START).used == 0
+    with pytest.raises(Conflict):
+        cancel(session=session, submission_id=sid)
+
+
+def test_release_gives_the_job_back_without_using_an_attempt(queue):
+    session, _, _, submit = queue
+    [sid] = submit()
+    claim_next_submission(session=session, worker_id="w", now=START)
+    assert release(session=session, submission_id=sid, worker_id="w", reason="SIGTERM", now=START)
+    submission = get_submission(session=session, submission_id=sid)
+    assert (submission.status, submission.attempts) == (SubmissionStatus.queued, 0)
+
+
+def test_rescore_requeues_scored_submissions_without_touching_quota(queue):
+    session, row, team, submit = queue
+    ids = submit(3)
+    for sid in ids:
+        claim_next_submission(session=session, worker_id="w", now=START)
+        finish_scored(session=session, submission_id=sid, worker_id="w", scores=SCORES, now=START)
+    used = quota_status(session=session, team=team, daily_limit=5, now=START).used
+    rescore(session=session, submission_id=ids[0], reason="new weights", now=START)
+    assert rescore_competition(session=session, competition_id=row.id, now=START) == ids[1:]
+    for sid in ids:
+        submission = get_submission(session=session, submission_id=sid)
+        assert (submission.status, submission.attempts) == (SubmissionStatus.queued, 0)
+    assert "new weights" in get_submission(session=session, submission_id=ids[0]).events[-1].reason
+    assert quota_status(session=session, team=team, daily_limit=5, now=START).used == used == 3
+
+
+def test_team_rows_keep_working_after_commits(queue):
+    # Service functions commit; objects loaded earlier must stay usable (expire_on_commit=False).
+    session, _, team, submit = queue
+    submit(1)
+    assert isinstance(team, Team) and team.name == "t"

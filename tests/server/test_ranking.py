@@ -1,0 +1,181 @@
+"""Ranking rules on both databases: best per team, ties, finals, baselines, disqualification, private reveal."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from server.db import Team
+from server.db.crud import (
+    create_submission,
+    create_team,
+    disqualify_submission,
+    disqualify_team,
+    load_competition,
+    register_competition,
+    reveal_private_board,
+    select_final,
+)
+from server.errors import Conflict, Forbidden
+from server.queue import ScoreFields, claim_next_submission, finish_scored
+from server.ranking import leaderboard, leaderboard_csv, recently_checked_board
+from tests.utils.server_factories import START, add_scored, make_test_competition
+
+
+@pytest.fixture
+def board(database, data_dir):
+    """(session, competition row, make_team) for a competition with the given config."""
+    sessions = []
+
+    def setup(**config):
+        competition = make_test_competition(data_dir, **config)
+        session = database.sessionmaker()
+        sessions.append(session)
+        row = register_competition(session=session, root=competition.root)
+
+        def team(name: str, baseline: bool = False) -> Team:
+            return create_team(session=session, competition=row, name=name, is_baseline=baseline, now=START)[0]
+
+        return session, row, team
+
+    yield setup
+    for session in sessions:
+        session.close()
+
+
+def ranks(result):
+    return [(e.team_name, e.rank, round(e.score, 3)) for e in result.entries]
+
+
+def test_public_board_ranks_each_teams_best_public_score(board):
+    session, row, team = board()
+    a, b = team("a"), team("b")
+    add_scored(session, a, public=30.0, private=1.0, created_at=START)
+    add_scored(session, a, public=20.0, private=99.0, created_at=START + timedelta(hours=1))
+    add_scored(session, b, public=25.0, private=5.0, created_at=START)
+    result = leaderboard(session=session, competition=row)
+    assert ranks(result) == [("a", 1, 20.0), ("b", 2, 25.0)]
+    assert result.entries[0].submissions_count == 2
+    assert result.entries[0].class_scores == {"with_mask": 10.0, "without_mask": 10.0}
+
+
+def test_ties_go_to_the_earlier_submission(board):
+    session, row, team = board()
+    late, early = team("late"), team("early")
+    add_scored(session, late, public=10.0, private=10.0, created_at=START + timedelta(minutes=5))
+    add_scored(session, early, public=10.0, private=10.0, created_at=START)
+    assert [e.team_name for e in leaderboard(session=session, competition=row).entries] == ["early", "late"]
+    # The same rule inside one team: its earlier equal submission is the one shown.
+    first = add_scored(session, late, public=10.0, private=3.0, created_at=START + timedelta(minutes=1))
+    entry = next(e for e in leaderboard(session=session, competition=row).entries if e.team_name == "late")
+    assert entry.submission_id == first.id
+
+
+def test_baselines_are_shown_marked_and_not_ranked(board):
+    session, row, team = board()
+    reference, a, b = team("DCGAN baseline", baseline=True), team("a"), team("b")
+    add_scored(session, reference, public=15.0, private=15.0, created_at=START)
+    add_scored(session, a, public=10.0, private=10.0, created_at=START)
+    add_scored(session, b, public=20.0, private=20.0, created_at=START)
+    result = leaderboard(session=session, competition=row)
+    assert ranks(result) == [("a", 1, 10.0), ("DCGAN baseline", None, 15.0), ("b", 2, 20.0)]
+    assert [e.is_baseline for e in result.entries] == [False, True, False]
+
+
+def test_disqualified_submissions_and_teams_are_excluded(board):
+    session, row, team = board()
+    a, b, c = team("a"), team("b"), team("c")
+    cheat = add_scored(session, a, public=1.0, private=1.0, created_at=START)
+    add_scored(session, a, public=12.0, private=12.0, created_at=START)
+    add_scored(session, b, public=2.0, private=2.0, created_at=START)
+    add_scored(session, c, public=13.0, private=13.0, created_at=START)
+    disqualify_submission(session=session, submission_id=cheat.id, reason="copied training images")
+    disqualify_team(session=session, team_id=b.id, reason="two accounts")
+    assert ranks(leaderboard(session=session, competition=row)) == [("a", 1, 12.0), ("c", 2, 13.0)]
+    disqualify_team(session=session, team_id=b.id, reason="", disqualified=False)  # restoring counts again
+    assert ranks(leaderboard(session=session, competition=row))[0] == ("b", 1, 2.0)
+
+
+def test_private_board_is_hidden_until_revealed_then_shows_rank_change(board):
+    session, row, team = board()
+    a, b = team("a"), team("b")
+    add_scored(session, a, public=10.0, private=30.0, created_at=START)
+    add_scored(session, b, public=20.0, private=15.0, created_at=START)
+    with pytest.raises(Forbidden):  # teams and anonymous visitors alike
+        leaderboard(session=session, competition=row, board="private")
+    organizer_view = leaderboard(session=session, competition=row, board="private", is_admin=True)
+    assert not organizer_view.revealed
+    reveal_private_board(session=session, competition=row)
+    result = leaderboard(session=session, competition=row, board="private")
+    assert result.revealed
+    assert ranks(result) == [("b", 1, 15.0), ("a", 2, 30.0)]
+    assert [(e.public_rank, e.rank_change) for e in result.entries] == [(2, 1), (1, -1)]
+    assert result.entries[0].class_scores == {"with_mask": 7.5, "without_mask": 7.5}
+    csv_text = leaderboard_csv(result)
+    assert csv_text.splitlines()[0].endswith("public_rank,rank_change")
+    assert csv_text.splitlines()[1].startswith("1,b,0,")
+
+
+def test_private_board_without_selection_uses_the_best_public_submission(board):
+    session, row, team = board()
+    a = team("a")
+    best_public = add_scored(session, a, public=10.0, private=50.0, created_at=START)
+    add_scored(session, a, public=40.0, private=1.0, created_at=START)  # a lucky private score can't be picked
+    reveal_private_board(session=session, competition=row)
+    entry = leaderboard(session=session, competition=row, board="private").entries[0]
+    assert (entry.submission_id, entry.score) == (best_public.id, 50.0)
+
+
+def test_finals_selection_decides_the_private_board(board):
+    session, row, team = board(final_selection_limit=2)
+    a = team("a")
+    s1 = add_scored(session, a, public=10.0, private=40.0, created_at=START)
+    s2 = add_scored(session, a, public=20.0, private=30.0, created_at=START + timedelta(minutes=1))
+    s3 = add_scored(session, a, public=30.0, private=5.0, created_at=START + timedelta(minutes=2))
+    reveal_private_board(session=session, competition=row)
+    # No selection: the best public ones (up to the limit) stand in, as on Kaggle.
+    assert leaderboard(session=session, competition=row, board="private").entries[0].submission_id == s2.id
+    select_final(session=session, submission_id=s3.id, team=a, selected=True, limit=2)
+    select_final(session=session, submission_id=s1.id, team=a, selected=True, limit=2)
+    with pytest.raises(Conflict, match="already selected 2"):
+        select_final(session=session, submission_id=s2.id, team=a, selected=True, limit=2)
+    private = leaderboard(session=session, competition=row, board="private").entries[0]
+    assert (private.submission_id, private.score) == (s3.id, 5.0)
+    # The public board still shows the best public score over all submissions.
+    assert leaderboard(session=session, competition=row).entries[0].submission_id == s1.id
+
+
+def test_selecting_another_teams_submission_is_forbidden(board):
+    session, row, team = board(final_selection_limit=2)
+    a, b = team("a"), team("b")
+    theirs = add_scored(session, b, public=1.0, private=1.0, created_at=START)
+    with pytest.raises(Forbidden):
+        select_final(session=session, submission_id=theirs.id, team=a, selected=True, limit=2)
+
+
+def test_board_follows_a_score_the_worker_stores(board, data_dir):
+    session, row, team = board()
+    a = team("a")
+    add_scored(session, a, public=10.0, private=10.0, created_at=START)
+    assert ranks(leaderboard(session=session, competition=row)) == [("a", 1, 10.0)]
+    competition = load_competition(row)
+    queued, _ = create_submission(session=session, competition=competition, team=a, sha256="f" * 64, size_bytes=1,
+                                  now=START)
+    claimed = claim_next_submission(session=session, worker_id="w1", now=START)
+    assert claimed is not None and claimed.id == queued.id
+    scores = ScoreFields(score_public=5.0, score_private=6.0, score_all=5.5, penalized=False,
+                         class_scores={"with_mask": {"fid_public": 2.0, "fid_private": 3.0, "penalized": False}},
+                         timings={}, device="cpu", precision="exact", scorer_version="t", weights_sha256="0")
+    assert finish_scored(session=session, submission_id=queued.id, worker_id="w1", scores=scores, now=START)
+    assert ranks(leaderboard(session=session, competition=row)) == [("a", 1, 5.0)]
+
+
+def test_recently_checked_boards_are_served_from_memory_only_within_max_age(board, database):
+    session, row, team = board()
+    add_scored(session, team("a"), public=10.0, private=10.0, created_at=START)
+    assert recently_checked_board(database.engine, row.slug, "public", max_age=60) is None  # never checked
+    checked = leaderboard(session=session, competition=row)
+    assert recently_checked_board(database.engine, row.slug, "public", max_age=60) is checked
+    assert recently_checked_board(database.engine, row.slug, "public", max_age=-1) is None  # too old
+    assert recently_checked_board(database.engine, row.slug, "private", max_age=60) is None

@@ -1,0 +1,71 @@
+"""Workers with the real scorer (random FID weights on CPU): exactly-once scoring, grids, the whole API round trip."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import select
+
+from server.db import Submission, SubmissionStatus
+from server.storage import grid_path
+from server.worker import Worker
+from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
+
+
+# 20 real scorings cost about a minute of CPU per database: SQLite here (two workers fighting for its one write
+# lock); the claim race itself runs on both databases in test_queue.py, the SIGKILL recovery in test_worker_process.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_two_workers_score_twenty_submissions_exactly_once(make_app, scorer, scoring_competition):
+    arena = make_app(competition=scoring_competition)
+    _, token = arena.create_team("a")
+    for seed in range(20):
+        assert arena.upload(token, submission_zip(arena.competition, seed=seed)).status_code == 202
+    workers = [Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id=f"w{i}")
+               for i in (1, 2)]
+    threads = [threading.Thread(target=w.run, kwargs={"exit_when_idle": True}) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    with arena.database.sessionmaker() as session:
+        submissions = session.scalars(select(Submission)).all()
+        assert len(submissions) == 20
+        for submission in submissions:
+            assert submission.status == SubmissionStatus.scored and submission.attempts == 1
+            assert [e.to_status for e in submission.events] == ["queued", "scoring", "scored"]
+            assert math.isfinite(submission.score_public) and submission.score_public > 0
+        assert {s.worker_id for s in submissions} == {"w1", "w2"}  # both took part, none twice
+
+
+def test_api_round_trip_through_the_real_scoring_pipeline(make_app, scorer, scoring_competition):
+    arena = make_app(competition=scoring_competition)
+    team = arena.client.post(f"/api/competitions/{arena.slug}/teams", json={"name": "gan", "members": ["A"]}).json()
+    upload = arena.upload(team["token"], submission_zip(arena.competition, seed=7)).json()
+    worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")
+    assert worker.run(exit_when_idle=True) == 1
+
+    detail = arena.client.get(upload["status_url"], headers=bearer(team["token"])).json()
+    assert detail["status"] == "scored", detail
+    assert [(e["from_status"], e["to_status"]) for e in detail["events"]] == [
+        (None, "queued"), ("queued", "scoring"), ("scoring", "scored")]
+    assert set(detail["class_scores"]) == {"with_mask", "without_mask"}
+    assert detail["score_public"] == sum(c["fid_public"] for c in detail["class_scores"].values())
+    assert detail["score_private"] is None  # hidden until the reveal
+    assert detail["scorer_version"] and detail["device"] == "cpu" and detail["timings"]["total"] > 0
+
+    grid = arena.client.get(detail["grids"]["with_mask"], headers=bearer(team["token"]))
+    assert grid.status_code == 200 and grid.headers["content-type"] == "image/png"
+    with Image.open(grid_path(arena.settings.data_dir, upload["id"], "with_mask")) as image:
+        assert image.size == (2 * 64, 64)  # the grid holds only the cells of the 2 images (8 per row at most)
+        cells = np.asarray(image)
+        assert cells[:, :64].std() > 0 and cells[:, 64:].std() > 0
+
+    board = arena.client.get(f"/api/competitions/{arena.slug}/leaderboard").json()
+    assert [(e["rank"], e["team_name"], e["submission_id"]) for e in board["entries"]] == [(1, "gan", upload["id"])]
+    assert board["entries"][0]["score"] == detail["score_public"]
+    organizer = arena.client.get(upload["status_url"], headers=bearer(ADMIN_TOKEN)).json()
+    assert organizer["score_private"] == sum(c["fid_private"] for c in organizer["class_scores"].values())
