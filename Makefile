@@ -30,6 +30,9 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
+# Benchmarks print a table and write JSON to bench/results/; docs/BENCHMARKS.md records the numbers.
 bench: venv
-	$(PY) bench/scoring.py
 	$(PY) bench/submissions.py
+	$(PY) bench/scoring.py
+	$(PY) bench/server_load.py
+	$(PY) bench/training.py
