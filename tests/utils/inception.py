@@ -15,19 +15,10 @@ FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 
 
 def random_fid_inception_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    from pytorch_fid import inception as fid
+    from server.scoring.network import empty_fid_inception
 
     torch.manual_seed(seed)
-    net = fid._inception_v3(num_classes=1008, aux_logits=False, weights=None)
-    net.Mixed_5b = fid.FIDInceptionA(192, pool_features=32)
-    net.Mixed_5c = fid.FIDInceptionA(256, pool_features=64)
-    net.Mixed_5d = fid.FIDInceptionA(288, pool_features=64)
-    net.Mixed_6b = fid.FIDInceptionC(768, channels_7x7=128)
-    net.Mixed_6c = fid.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6d = fid.FIDInceptionC(768, channels_7x7=160)
-    net.Mixed_6e = fid.FIDInceptionC(768, channels_7x7=192)
-    net.Mixed_7b = fid.FIDInceptionE_1(1280)
-    net.Mixed_7c = fid.FIDInceptionE_2(2048)
+    net = empty_fid_inception()
     for module in net.modules():
         # torchvision's default init (std 0.1) makes activations explode over 94 convolutions; He init keeps
         # pool3 features finite and varied, which is all the tests need.
