@@ -48,7 +48,7 @@ class Settings(BaseSettings):
         120.0, description="On SIGTERM a worker finishes its job this long at most, then requeues it and exits."
     )
     leaderboard_max_age_seconds: float = Field(
-        1.0, description="The API serves a leaderboard from memory when checked this recently (0: every request)."
+        1.0, description="How often the API checks a leaderboard against the database (0: on every request)."
     )
     host: str = Field("127.0.0.1", description="Address `arena serve` binds to.")
     port: int = Field(8000, description="Port `arena serve` listens on.")

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__, web
+from server.api.board_cache import BoardCache, LeaderboardFastPath
 from server.api.routes import admin, competitions, health, leaderboard, submissions, teams
 from server.config import Settings
 from server.db import Database, utcnow
@@ -99,6 +100,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.state.settings, app.state.database, app.state.clock = settings, database, clock
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds)
+    app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # outermost: before routing
     app.include_router(health.router)
     for module in (competitions, teams, submissions, leaderboard, admin):
         app.include_router(module.router, prefix="/api")

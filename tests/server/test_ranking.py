@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -19,7 +20,7 @@ from server.db.crud import (
 )
 from server.errors import Conflict, Forbidden
 from server.queue import ScoreFields, claim_next_submission, finish_scored
-from server.ranking import leaderboard, leaderboard_csv, recently_checked_board
+from server.ranking import leaderboard, leaderboard_csv
 from tests.utils.server_factories import START, add_scored, make_test_competition
 
 
@@ -171,11 +172,46 @@ def test_board_follows_a_score_the_worker_stores(board, data_dir):
     assert ranks(leaderboard(session=session, competition=row)) == [("a", 1, 5.0)]
 
 
-def test_recently_checked_boards_are_served_from_memory_only_within_max_age(board, database):
-    session, row, team = board()
-    add_scored(session, team("a"), public=10.0, private=10.0, created_at=START)
-    assert recently_checked_board(database.engine, row.slug, "public", max_age=60) is None  # never checked
-    checked = leaderboard(session=session, competition=row)
-    assert recently_checked_board(database.engine, row.slug, "public", max_age=60) is checked
-    assert recently_checked_board(database.engine, row.slug, "public", max_age=-1) is None  # too old
-    assert recently_checked_board(database.engine, row.slug, "private", max_age=60) is None
+def reference_board(rows, board, limit):
+    """The ranking rules written plainly in Python: {team: submission id} of each team's entry."""
+    by_team = {}
+    for row in rows:
+        by_team.setdefault(row["team"], []).append(row)
+    entries = {}
+    for team, subs in by_team.items():
+        by_public = sorted(subs, key=lambda s: (s["public"], s["created_at"], s["id"]))
+        if board == "public" or limit <= 0:
+            candidates = by_public[:1]
+        else:
+            selected = sorted((s for s in subs if s["selected"]), key=lambda s: s["id"])
+            candidates = selected[:limit] if selected else by_public[:limit]
+        key = "public" if board == "public" else "private"
+        entries[team] = min(candidates, key=lambda s: (s[key], s["created_at"], s["id"]))["id"]
+    return entries
+
+
+@pytest.mark.parametrize("limit", [0, 1, 2])
+def test_database_picks_match_the_rules_written_in_python(board, limit):
+    rng = random.Random(limit)
+    session, row, team = board(final_selection_limit=limit)
+    rows = []
+    for t in range(12):
+        owner = team(f"t{t}")
+        for _ in range(rng.randint(1, 6)):  # scores from a small set, so ties happen
+            public, private = rng.choice([1.0, 2.0, 3.0]), rng.choice([1.0, 2.0, 3.0])
+            created = START + timedelta(minutes=rng.randint(0, 3))
+            submission = add_scored(session, owner, public=public, private=private, created_at=created)
+            rows.append({"team": owner.name, "id": submission.id, "public": public, "private": private,
+                         "created_at": created, "selected": False})
+        if limit and rng.random() < 0.5:
+            own = [r for r in rows if r["team"] == owner.name]
+            for chosen in rng.sample(own, k=min(len(own), rng.randint(1, limit))):
+                select_final(session=session, submission_id=chosen["id"], team=owner, selected=True, limit=limit)
+                chosen["selected"] = True
+    session.commit()
+    reveal_private_board(session=session, competition=row, now=START)
+    for which in ("public", "private"):
+        result = leaderboard(session=session, competition=row, board=which)
+        assert {e.team_name: e.submission_id for e in result.entries} == reference_board(rows, which, limit)
+        scores = [e.score for e in result.entries]
+        assert scores == sorted(scores) and [e.rank for e in result.entries] == list(range(1, 13))

@@ -1,0 +1,190 @@
+"""The leaderboard read path: database checks per max_age, one check for many readers, gzip, ETag/304, fast path."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event
+
+from server.api.board_cache import BoardCache, accepts_gzip, simple_query
+from server.db import Team
+from server.db.crud import create_team, register_competition
+from server.errors import NotFound
+from tests.utils.server_factories import ADMIN_TOKEN, START, add_scored, bearer, make_test_competition
+
+
+@pytest.fixture
+def scored(database, data_dir):
+    """(slug, add(name, public)) for a registered competition; add() scores one submission of a new team."""
+    competition = make_test_competition(data_dir)
+    with database.sessionmaker() as session:
+        row = register_competition(session=session, root=competition.root)
+        slug = row.slug
+
+    def add(name: str, public: float) -> None:
+        with database.sessionmaker() as session:
+            row = register_competition(session=session, root=competition.root)
+            team = create_team(session=session, competition=row, name=name, now=START)[0]
+            add_scored(session, team, public=public, private=public, created_at=START + timedelta(minutes=public))
+
+    return slug, add
+
+
+@pytest.fixture
+def version_checks(database):
+    """A list that grows by one for every board check (ranking's board_version query) the database sees."""
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().startswith("SELECT competitions.board_version"):
+            seen.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", count)
+    yield seen
+    event.remove(database.engine, "before_cursor_execute", count)
+
+
+def names(cached):
+    return [e.team_name for e in cached.board.entries]
+
+
+def test_a_board_is_checked_against_the_database_at_most_every_max_age(database, scored, version_checks):
+    slug, add = scored
+    add("a", 10.0)
+    boards = BoardCache(database, max_age=3600)
+    first = asyncio.run(boards.get(slug, "public"))
+    add("b", 5.0)
+    assert asyncio.run(boards.get(slug, "public")) is first and names(first) == ["a"]
+    assert len(version_checks) == 1
+    boards.max_age = 0
+    assert names(asyncio.run(boards.get(slug, "public"))) == ["b", "a"]
+    assert len(version_checks) == 2
+
+
+def test_many_readers_of_a_stale_board_share_one_check(database, scored, version_checks):
+    slug, add = scored
+    add("a", 10.0)
+    boards = BoardCache(database, max_age=0)
+
+    async def readers():
+        return await asyncio.gather(*(boards.get(slug, "public") for _ in range(50)))
+
+    results = asyncio.run(readers())
+    assert len(version_checks) == 1 and all(r is results[0] for r in results)
+
+
+class SlowBoardCache(BoardCache):
+    """Holds each database check until `release` is set, to observe readers arriving during a check."""
+
+    release = threading.Event()
+
+    def _current_board(self, slug, board):
+        assert self.release.wait(timeout=30)
+        return super()._current_board(slug, board)
+
+
+def test_readers_arriving_during_a_check_get_the_previous_board_at_once(database, scored):
+    slug, add = scored
+    add("a", 10.0)
+    boards = SlowBoardCache(database, max_age=0)
+    boards.release.set()
+    previous = asyncio.run(boards.get(slug, "public"))
+    add("b", 5.0)
+    boards.release.clear()
+
+    async def check_then_read():
+        checking = asyncio.ensure_future(boards.get(slug, "public"))
+        await asyncio.sleep(0.05)
+        during = await asyncio.wait_for(boards.get(slug, "public"), timeout=5)
+        boards.release.set()
+        return during, await checking
+
+    during, checked = asyncio.run(check_then_read())
+    assert during is previous and names(checked) == ["b", "a"]
+
+
+def test_under_steady_reads_the_check_starts_early_and_nobody_waits_for_it(database, scored):
+    slug, add = scored
+    add("a", 10.0)
+    boards = SlowBoardCache(database, max_age=60)
+    boards.release.set()
+    previous = asyncio.run(boards.get(slug, "public"))
+    add("b", 5.0)
+    boards.release.clear()
+    previous.checked_at -= 40  # past half its max age, not past it
+
+    async def read_twice():
+        first = await asyncio.wait_for(boards.get(slug, "public"), timeout=5)  # starts the check, does not wait
+        (check,) = boards._checks.values()
+        boards.release.set()
+        await asyncio.wait_for(asyncio.shield(check), timeout=30)
+        return first, await boards.get(slug, "public")
+
+    first, second = asyncio.run(read_twice())
+    assert first is previous and names(second) == ["b", "a"]
+
+
+def test_an_unknown_competition_raises_not_found_and_caches_nothing(database, scored):
+    boards = BoardCache(database, max_age=60)
+    with pytest.raises(NotFound):
+        asyncio.run(boards.get("no-such-slug", "public"))
+    assert not boards._checks and not boards._boards
+
+
+def test_query_strings_the_fast_path_takes_and_leaves_to_the_route():
+    assert simple_query(b"") == ("public", "json")
+    assert simple_query(b"board=private&format=csv&utm=x") == ("private", "csv")
+    assert simple_query(b"board=secret") is None  # the route answers 422
+    assert simple_query(b"board=public&board=private") is None
+    assert accepts_gzip("br, gzip;q=0.8") and not accepts_gzip("gzip;q=0") and not accepts_gzip("identity")
+
+
+def test_api_serves_gzip_and_etag_and_answers_304_until_the_board_changes(arena):
+    teams = [arena.create_team(name)[0] for name in ("a", "b", "c", "d")]
+
+    def score(team_id: int, public: float) -> None:
+        with arena.database.sessionmaker() as session:
+            add_scored(session, session.get(Team, team_id), public=public, private=public, created_at=START)
+
+    for public, team_id in enumerate(teams[:3], start=1):
+        score(team_id, float(public))
+    url = f"/api/competitions/{arena.slug}/leaderboard"
+    plain = arena.client.get(url, headers={"Accept-Encoding": "identity"})
+    zipped = arena.client.get(url, headers={"Accept-Encoding": "gzip"})
+    assert plain.headers.get("content-encoding") is None and zipped.headers["content-encoding"] == "gzip"
+    assert zipped.content == plain.content  # httpx decodes gzip: the same board either way
+    assert int(zipped.headers["content-length"]) < len(plain.content) / 2
+    assert plain.headers["etag"] == zipped.headers["etag"] and plain.headers["vary"] == "Accept-Encoding"
+    etag = plain.headers["etag"]
+    unchanged = arena.client.get(url, headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.content == b""
+    score(teams[3], 0.5)
+    changed = arena.client.get(url, headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed.headers["etag"] != etag
+    assert [e["team_name"] for e in changed.json()["entries"]] == ["d", "a", "b", "c"]
+
+
+def test_fast_path_and_route_answer_the_same_bytes(arena):
+    arena.create_team("a")
+    url = f"/api/competitions/{arena.slug}/leaderboard"
+    fast = arena.client.get(url + "?format=csv")
+    routed = arena.client.get(url + "?format=csv&format=csv")  # a repeated parameter goes through the route
+    assert fast.status_code == routed.status_code == 200
+    assert fast.content == routed.content and fast.headers["etag"] == routed.headers["etag"]
+    assert fast.headers["content-disposition"] == routed.headers["content-disposition"]
+    assert fast.headers["content-type"].startswith("text/csv")
+
+
+def test_api_errors_keep_their_shape_past_the_fast_path(arena):
+    missing = arena.client.get("/api/competitions/nope/leaderboard")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    invalid = arena.client.get(f"/api/competitions/{arena.slug}/leaderboard?board=secret")
+    assert invalid.status_code == 422 and invalid.json()["error"]["code"] == "invalid_request"
+    hidden = arena.client.get(f"/api/competitions/{arena.slug}/leaderboard?board=private")
+    assert hidden.status_code == 403 and hidden.json()["error"]["code"] == "forbidden"
+    organizer = arena.client.get(f"/api/competitions/{arena.slug}/leaderboard?board=private",
+                                 headers=bearer(ADMIN_TOKEN))
+    assert organizer.status_code == 200 and organizer.headers["cache-control"] == "private, no-cache"
