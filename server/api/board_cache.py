@@ -141,8 +141,8 @@ BOARDS, FORMATS = frozenset(get_args(Board)), frozenset(get_args(Format))
 
 def simple_query(query_string: bytes) -> tuple[Board, Format] | None:
     """(board, format) from a query string the route would accept unchanged; None for anything unusual."""
-    params = dict(board="public", format="json")
-    seen = set()
+    params = {"board": "public", "format": "json"}
+    seen: set[str] = set()
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
         if name in params:
             if name in seen:

@@ -15,8 +15,11 @@ router = APIRouter(tags=["leaderboard"])
 HIDDEN = "The private leaderboard is hidden until the organizer reveals it after the deadline."
 
 
+CURRENT = {"description": "Not modified: the client's copy (If-None-Match, the ETag) is current."}
+
+
 @router.get("/competitions/{slug}/leaderboard", response_model=Leaderboard,
-            responses={200: {"content": {"text/csv": {}}}, 304: {"description": "The client's copy (ETag) is current."}})
+            responses={200: {"content": {"text/csv": {}}}, 304: CURRENT})
 async def read_leaderboard(request: Request, slug: str, settings: SettingsDep, credentials: TokenDep,
                            board: Board = "public", format: Literal["json", "csv"] = "json") -> Response:
     """The public board, or the private one once revealed (organizers always); JSON or CSV.
