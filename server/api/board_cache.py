@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import logging
 import math
 import re
 import time
@@ -34,6 +35,8 @@ from server.db import Database
 from server.db.crud import get_competition
 from server.errors import ArenaError
 from server.ranking import Board, Leaderboard, leaderboard, leaderboard_csv
+
+logger = logging.getLogger(__name__)
 
 Format = Literal["json", "csv"]
 MEDIA_TYPES: dict[Format, str] = {"json": "application/json", "csv": "text/csv; charset=utf-8"}
@@ -85,6 +88,7 @@ class BoardCache:
         check = self._checks.get(key)
         if check is None:
             check = self._checks[key] = asyncio.ensure_future(self._check(key, cached))
+            check.add_done_callback(_log_failure)  # a check started early may have no reader waiting for it
         elif cached is not None:
             return cached  # being checked right now: the previous board beats queueing behind the check
         if cached is not None and age <= self.max_age:
@@ -98,8 +102,10 @@ class BoardCache:
             if previous is not None and previous.board is board:  # unchanged: keep the rendered bytes
                 previous.checked_at = time.monotonic()
                 return previous
-            self._boards[key] = CachedBoard(board, time.monotonic())
-            return self._boards[key]
+            fresh = CachedBoard(board, time.monotonic())
+            await run_in_threadpool(fresh.rendered, "json")  # render off the event loop, before anyone reads it
+            self._boards[key] = fresh
+            return fresh
         finally:
             del self._checks[key]
 
@@ -107,6 +113,11 @@ class BoardCache:
         with self.database.sessionmaker() as session:
             competition = get_competition(session=session, slug=slug)
             return leaderboard(session=session, competition=competition, board=board, is_admin=True)
+
+
+def _log_failure(check: asyncio.Future[CachedBoard]) -> None:
+    if not check.cancelled() and check.exception() is not None:
+        logger.warning("leaderboard check failed: %r", check.exception())
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
