@@ -79,21 +79,29 @@ def test_many_readers_of_a_stale_board_share_one_check(database, scored, version
 class SlowBoardCache(BoardCache):
     """Holds each database check until `release` is set, to observe readers arriving during a check."""
 
-    release = threading.Event()
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.release = threading.Event()
 
     def _current_board(self, slug, board):
         assert self.release.wait(timeout=30)
         return super()._current_board(slug, board)
 
 
-def test_readers_arriving_during_a_check_get_the_previous_board_at_once(database, scored):
+def behind_a_change(database, scored, max_age):
+    """(slug, cache, the board it holds): the database has moved on since, and the next check waits for release."""
     slug, add = scored
     add("a", 10.0)
-    boards = SlowBoardCache(database, max_age=0)
+    boards = SlowBoardCache(database, max_age=max_age)
     boards.release.set()
     previous = asyncio.run(boards.get(slug, "public"))
     add("b", 5.0)
     boards.release.clear()
+    return slug, boards, previous
+
+
+def test_readers_arriving_during_a_check_get_the_previous_board_at_once(database, scored):
+    slug, boards, previous = behind_a_change(database, scored, max_age=0)
 
     async def check_then_read():
         checking = asyncio.ensure_future(boards.get(slug, "public"))
@@ -107,13 +115,7 @@ def test_readers_arriving_during_a_check_get_the_previous_board_at_once(database
 
 
 def test_under_steady_reads_the_check_starts_early_and_nobody_waits_for_it(database, scored):
-    slug, add = scored
-    add("a", 10.0)
-    boards = SlowBoardCache(database, max_age=60)
-    boards.release.set()
-    previous = asyncio.run(boards.get(slug, "public"))
-    add("b", 5.0)
-    boards.release.clear()
+    slug, boards, previous = behind_a_change(database, scored, max_age=60)
     previous.checked_at -= 40  # past half its max age, not past it
 
     async def read_twice():
