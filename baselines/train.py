@@ -283,19 +283,20 @@ class Trainer:
         self.G.train()
         self.D.train()
         started, images_seen = time.perf_counter(), 0
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", desc=self.run_dir.name, dynamic_ncols=True)
+        bar = self.progress_bar(max_seconds)
         while self.step < self.total_steps:
             self.step += 1
             self.last_losses.update(self.train_step(self.step))
             images_seen += self.config.batch_size
             if deadline is not None and time.perf_counter() >= deadline:
                 self.total_steps = self.step  # this step becomes the last: final log, samples, evaluation, checkpoint
-            bar.update()
+            bar.update(1 if deadline is None else min(time.perf_counter() - started, bar.total) - bar.n)
             if self.due(self.options.log_every):
                 elapsed = time.perf_counter() - started
                 self.log({"step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch, **self.last_losses,
                           "images_per_s": images_seen / elapsed})
-                bar.set_postfix({k: f"{v:.3f}" for k, v in self.last_losses.items() if k.endswith("loss")})
+                bar.set_postfix({"step": self.step} | {k: f"{v:.3f}" for k, v in self.last_losses.items()
+                                                       if k.endswith("loss")})
             if self.due(self.options.sample_every):
                 self.save_samples()
             if self.options.eval_every and self.due(self.options.eval_every):
@@ -303,6 +304,14 @@ class Trainer:
             if self.due(self.options.checkpoint_every):
                 self.save_checkpoint()
         bar.close()
+
+    def progress_bar(self, max_seconds: float | None) -> tqdm:
+        """Steps towards `total_steps`; under a time budget, seconds of it (the step count is then in the postfix)."""
+        if max_seconds is None:
+            return tqdm(total=self.total_steps, initial=self.step, unit="step", desc=self.run_dir.name,
+                        dynamic_ncols=True)
+        return tqdm(total=max_seconds, unit="s", desc=self.run_dir.name, dynamic_ncols=True,
+                    bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{elapsed}<{remaining}{postfix}]")
 
     def record_evaluation(self, bar: tqdm) -> None:
         result = self.evaluate()

@@ -102,3 +102,11 @@ def test_resume_without_checkpoint_says_so(competition, tmp_path):
 def test_unknown_override_lists_the_settings(competition, tmp_path):
     with pytest.raises(ValueError, match="has no setting 'depth'.*width"):
         new_run(options(competition, tmp_path, overrides={"depth": 3}))
+
+
+def test_a_time_budget_ends_the_run_at_the_step_that_crosses_it(competition, tmp_path):
+    trainer = new_run(options(competition, tmp_path, model="mlp_cgan", steps=50, checkpoint_every=100))
+    trainer.run(max_seconds=0.0)  # the first step already crosses it, and becomes the last
+    assert trainer.step == trainer.total_steps == 1
+    assert [p.name for p in checkpoint_paths(trainer.run_dir)] == ["step-0000001.pt"]
+    assert [r["step"] for r in losses(trainer.run_dir)] == [1]
