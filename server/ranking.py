@@ -29,6 +29,7 @@ from server.db.crud import load_competition
 from server.errors import Forbidden
 
 Board = Literal["public", "private"]
+PRIVATE_HIDDEN = "The private leaderboard is hidden until the organizer reveals it after the deadline."
 
 
 class LeaderboardEntry(BaseModel):
@@ -54,6 +55,10 @@ class Leaderboard(BaseModel):
     generated_at: datetime
     entries: list[LeaderboardEntry]
 
+    def visible_to(self, *, is_admin: bool) -> bool:
+        """The public board is everyone's; the private one only the organizer's until it is revealed."""
+        return self.board == "public" or self.revealed or is_admin
+
 
 # Per engine, so tests and tools that open several databases in one process never share boards.
 _cache: WeakKeyDictionary[Engine, dict[tuple[int, Board], tuple[int, Leaderboard]]] = WeakKeyDictionary()
@@ -71,7 +76,7 @@ def leaderboard(*, session: Session, competition: CompetitionRow, board: Board =
             CompetitionRow.id == competition.id)
     ).one()
     if board == "private" and revealed_at is None and not is_admin:
-        raise Forbidden("The private leaderboard is hidden until the organizer reveals it after the deadline.")
+        raise Forbidden(PRIVATE_HIDDEN)
     boards = _cache.setdefault(session.get_bind().engine, {})
     cached = boards.get((competition.id, board))
     if cached is None or cached[0] != version:

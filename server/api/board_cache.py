@@ -131,9 +131,8 @@ def accepts_gzip(accept_encoding: str) -> bool:
 def board_response(cached: CachedBoard, fmt: Format, headers: Headers) -> Response:
     """200 with the board (gzipped when the client accepts it), or 304 when the client's copy is current."""
     rendered, board = cached.rendered(fmt), cached.board
-    public = board.board == "public" or board.revealed
     response_headers = {"ETag": rendered.etag, "Vary": "Accept-Encoding",
-                        "Cache-Control": "no-cache" if public else "private, no-cache"}
+                        "Cache-Control": "no-cache" if board.visible_to(is_admin=False) else "private, no-cache"}
     if fmt == "csv":
         response_headers["Content-Disposition"] = (
             f'attachment; filename="{board.competition}-{board.board}-leaderboard.csv"')
@@ -188,6 +187,6 @@ class LeaderboardFastPath:
             cached = await self.boards.get(match.group(1), board)
         except ArenaError:
             return None  # the route answers it, in the API's error shape
-        if board == "private" and not cached.board.revealed:
+        if not cached.board.visible_to(is_admin=False):
             return None  # only organizers may read it: the route checks the token
         return board_response(cached, fmt, Headers(scope=scope))

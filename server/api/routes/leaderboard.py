@@ -8,11 +8,9 @@ from fastapi.responses import Response
 from server.api.board_cache import BoardCache, board_response
 from server.api.deps import SettingsDep, TokenDep, is_admin_token
 from server.errors import Forbidden
-from server.ranking import Board, Leaderboard
+from server.ranking import PRIVATE_HIDDEN, Board, Leaderboard
 
 router = APIRouter(tags=["leaderboard"])
-
-HIDDEN = "The private leaderboard is hidden until the organizer reveals it after the deadline."
 
 
 CURRENT = {"description": "Not modified: the client's copy (If-None-Match, the ETag) is current."}
@@ -32,6 +30,6 @@ async def read_leaderboard(request: Request, slug: str, settings: SettingsDep, c
     boards: BoardCache = request.app.state.boards
     cached = await boards.get(slug, board)
     is_admin = credentials is not None and is_admin_token(credentials.credentials, settings)
-    if board == "private" and not cached.board.revealed and not is_admin:
-        raise Forbidden(HIDDEN)
+    if not cached.board.visible_to(is_admin=is_admin):
+        raise Forbidden(PRIVATE_HIDDEN)
     return board_response(cached, format, request.headers)
