@@ -51,7 +51,7 @@ def statuses(submission) -> list[tuple[str | None, str]]:
 
 
 def test_claims_are_oldest_first_and_never_shared(queue, database):
-    session, _, _, submit = queue
+    _, _, _, submit = queue
     ids = submit(40)
     claimed: dict[str, list[int]] = {"a": [], "b": [], "c": [], "d": []}
 
@@ -69,7 +69,8 @@ def test_claims_are_oldest_first_and_never_shared(queue, database):
     assert everything == ids  # each exactly once
     for jobs in claimed.values():
         assert jobs == sorted(jobs)  # a worker's claims follow upload order
-    assert get_submission(session=session, submission_id=ids[0]).attempts == 1
+    with database.sessionmaker() as fresh:  # `session` may still hold its own copy from before the claims
+        assert get_submission(session=fresh, submission_id=ids[0]).attempts == 1
 
 
 def test_silent_worker_jobs_are_requeued_and_the_events_say_why(queue):
