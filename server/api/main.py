@@ -7,9 +7,10 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -43,7 +44,8 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await error_response(413, UploadTooLarge.code, self._message())(scope, receive, send)
+            refusal = await self._refusal(scope)
+            await refusal(scope, receive, send)
             return
         received = 0
 
@@ -56,6 +58,12 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+    async def _refusal(self, scope: Scope) -> Response:
+        """JSON for API clients; the web form's users get a page like every other web error."""
+        if scope["path"].startswith("/api/"):
+            return error_response(413, UploadTooLarge.code, self._message())
+        return await run_in_threadpool(web.error_page, Request(scope), UploadTooLarge(self._message()))
 
     def _message(self) -> str:
         return (f"The request is larger than the upload limit ({self.max_bytes - MULTIPART_OVERHEAD:,} bytes). "

@@ -26,7 +26,7 @@ from server.db.crud import (
     submit_upload,
 )
 from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
-from server.ranking import leaderboard, leaderboard_csv, private_board_visible
+from server.ranking import PRIVATE_HIDDEN, leaderboard, leaderboard_csv, private_board_visible
 from server.storage import grid_path
 from server.web.deps import Page, PageDep
 from server.web.plots import ScorePoint, score_plot_svg
@@ -106,7 +106,7 @@ def overview(slug: str, page: PageDep) -> Response:
 
 def _board_choice(page: Page, row: CompetitionRow, board: str) -> Literal["public", "private"]:
     if board == "private" and not private_board_visible(row, is_admin=page.is_admin):
-        raise Forbidden("The private leaderboard is hidden until the organizer reveals it.")
+        raise Forbidden(PRIVATE_HIDDEN)
     return "private" if board == "private" else "public"
 
 

@@ -25,7 +25,7 @@ def error_page(request: Request, exc: ArenaError) -> Response:
                 team = get_team(session=db, team_id=session.team_id)
             except NotFound:
                 team = None
-    titles = {401: "Sign in required", 403: "Not allowed", 404: "Not found", 409: "Conflict"}
+    titles = {401: "Sign in required", 403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Upload too large"}
     context = {"title": titles.get(exc.status_code, "Something went wrong"), "message": exc.message}
     response = render(request, "error.html", context, web_session=session, signed_in_team=team,
                       status_code=exc.status_code)

@@ -307,3 +307,16 @@ def test_status_page_works_without_javascript(arena):
     assert fragment.headers["cache-control"] == "no-store"
     assert 'data-status="queued"' in fragment.text and "data-final" not in fragment.text
     assert "<html" not in fragment.text
+
+
+def test_an_upload_over_the_size_cap_gets_a_page_not_json(arena):
+    arena.app = create_app(arena.settings.model_copy(update={"max_upload_bytes": 1000}))
+    client = arena.client()
+    arena.sign_in(client, arena.alpha_token)
+    csrf = csrf_of(client.get("/c/test-comp/submit").text)
+    # Over the cap while copying (the form shows the error), and declared far beyond it (refused before reading).
+    for body in (b"x" * 5000, b"\0" * (3 * 1024 * 1024)):
+        response = client.post("/c/test-comp/submit", data={"csrf_token": csrf},
+                               files={"file": ("s.zip", body, "application/zip")})
+        assert response.status_code == 413 and response.headers["content-type"].startswith("text/html")
+        assert "larger than the" in response.text and "Team <strong>alpha</strong>" in response.text
