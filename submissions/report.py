@@ -29,6 +29,7 @@ RULES: dict[str, str] = {
     "wrong_size": "Every image is image_size x image_size pixels.",
     "wrong_mode": "Every image is 8-bit grayscale: no 16-bit, no alpha or transparency, no coloured palette.",
     "not_grayscale": "RGB images are accepted only when all three channels are equal.",
+    "animated_png": "Every image is a single still frame (no APNG animation).",
     "corrupt_image": "Every image decodes completely.",
 }
 

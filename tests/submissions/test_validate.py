@@ -44,6 +44,12 @@ def flipped_byte_in_entry() -> bytes:
     return bytes(data)
 
 
+def animated_png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(gray(1)).save(buffer, format="PNG", save_all=True, append_images=[Image.fromarray(gray(2))])
+    return buffer.getvalue()
+
+
 def palette_png(colours: bool) -> bytes:
     image = Image.fromarray(gray()).convert("P")
     palette = [v for i in range(256) for v in ((i, i, i) if not colours else (i, 255 - i, i))]
@@ -95,6 +101,7 @@ BAD_ZIPS = [
     ("coloured palette", replace_image(IMG, palette_png(colours=True)), {}, "wrong_mode"),
     ("transparency", replace_image(IMG, png(transparency=0)), {}, "wrong_mode"),
     ("colour RGB", replace_image(IMG, png(np.stack([gray(1), gray(2), gray(3)], axis=-1))), {}, "not_grayscale"),
+    ("animated png", replace_image(IMG, animated_png()), {}, "animated_png"),
     ("truncated png", replace_image(IMG, png()[:60]), {}, "corrupt_image"),
     ("garbage after header", replace_image(IMG, png()[:33] + b"\x01" * 200), {}, "corrupt_image"),
 ]
