@@ -80,8 +80,9 @@ def decode_gray(data: bytes, name: str) -> np.ndarray | Problem:
     """Decode a PNG whose header passed `check_header` into a uint8 (H, W) array, or say why it can't be."""
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
-            if getattr(image, "n_frames", 1) > 1:  # APNG: the scorer would see the first frame only
-                found = f"an animated PNG (APNG) with {image.n_frames} frames"
+            frames = getattr(image, "n_frames", 1)
+            if frames > 1:  # APNG: the scorer would see the first frame only
+                found = f"an animated PNG (APNG) with {frames} frames"
                 return _problem("animated_png", name, found, "save one still frame per image file")
             image.load()
             return _to_gray(image, name)
