@@ -216,7 +216,7 @@ def submit_post(
         page.db.rollback()
         problems = exc.detail.get("problems", []) if isinstance(exc, InvalidSubmission) else []
         context = {**_submit_context(page, row, comp), "message": message, "error_title": exc.message,
-                   "problems": problems or [{"message": exc.message}]}
+                   "problems": problems}
         if problems:
             count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
             context["error_title"] = f"The zip is not a valid submission ({count})."
