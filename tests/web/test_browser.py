@@ -37,6 +37,7 @@ CLASSES = ("with_mask", "without_mask")
 XSS_NAME = "<script>alert('pwned')</script> crew"
 IMAGES = 4
 SCORING_TIMEOUT_MS = 300_000
+UPLOAD_CAP = 1_000_000  # far above the test zips (tens of kB)
 
 
 def _free_port() -> int:
@@ -106,7 +107,7 @@ def server(tmp_path_factory):
     admin_token = "admin-" + secrets.token_urlsafe(18)
     env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": admin_token,
            "TORCH_HOME": str(root / "torch"), "ARENA_DEVICE": "cpu", "ARENA_WORKER_POLL_SECONDS": "0.3",
-           "ARENA_WORKER_SHUTDOWN_GRACE_SECONDS": "2",
+           "ARENA_WORKER_SHUTDOWN_GRACE_SECONDS": "2", "ARENA_MAX_UPLOAD_BYTES": str(UPLOAD_CAP),
            "OMP_NUM_THREADS": "2"}
     log = root / "serve.log"
     with log.open("w") as out:
@@ -228,6 +229,24 @@ def test_invalid_zip_lists_the_validator_problems_and_costs_no_quota(server, bro
     assert "quota is unchanged" in text
     assert quota_remaining(page) == before
     screenshot(page, "submit-invalid")
+
+
+def test_an_upload_far_over_the_cap_shows_a_page_not_a_dropped_connection(server, browser, teams, tmp_path):
+    # Refused from its Content-Length before the body is read: Chromium must still show the answer.
+    page = new_page(browser, server)
+    sign_in(page, teams["alpha"])
+    page.goto(f"/c/{SLUG}/submit")
+    before = quota_remaining(page)
+    huge = tmp_path / "huge.zip"
+    huge.write_bytes(os.urandom(3 * UPLOAD_CAP))
+    page.set_input_files("#file", str(huge))
+    with page.expect_response(lambda response: response.request.method == "POST") as answer:
+        page.click("main button[type=submit]")
+    assert answer.value.status == 413
+    page.wait_for_selector("h1:has-text('Upload too large')")
+    assert "1,000,000 bytes" in page.inner_text("main")
+    page.goto(f"/c/{SLUG}/submit")
+    assert quota_remaining(page) == before
 
 
 def test_team_uploads_through_the_form_and_watches_it_scored_live(server, browser, teams, tmp_path):
