@@ -10,11 +10,17 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from markupsafe import Markup
 
 from server.web.session import WebSession
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+def fid(value: float | None) -> Markup:
+    """A score with two decimals, or a muted dash where there is none (a filter: 1,000 cells cost 1 ms, not 10)."""
+    return Markup('<span class="muted">–</span>') if value is None else Markup(f"{value:.2f}")
 
 
 def utc(value: datetime | None) -> str:
@@ -63,7 +69,7 @@ def path_for(request: Request):  # type: ignore[no-untyped-def]
 
 # Autoescaping on for every template: team names and messages are user input.
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True))
-templates.env.filters.update(utc=utc, remaining=remaining, ago=ago, filesize=filesize)
+templates.env.filters.update(fid=fid, utc=utc, remaining=remaining, ago=ago, filesize=filesize)
 
 
 def render(
