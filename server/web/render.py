@@ -18,9 +18,11 @@ TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
 
 
-def fid(value: float | None) -> Markup:
+def fid(value: object) -> Markup:
     """A score with two decimals, or a muted dash where there is none (a filter: 1,000 cells cost 1 ms, not 10)."""
-    return Markup('<span class="muted">–</span>') if value is None else Markup(f"{value:.2f}")
+    if isinstance(value, int | float):
+        return Markup(f"{value:.2f}")
+    return Markup('<span class="muted">–</span>')  # None, or a class missing from an older report
 
 
 def utc(value: datetime | None) -> str:
