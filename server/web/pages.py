@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from markupsafe import Markup
 
 from server import queue
 from server.competition import Competition
@@ -26,11 +27,11 @@ from server.db.crud import (
     submit_upload,
 )
 from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
-from server.ranking import PRIVATE_HIDDEN, leaderboard, leaderboard_csv, private_board_visible
+from server.ranking import PRIVATE_HIDDEN, Leaderboard, leaderboard, leaderboard_csv, private_board_visible
 from server.storage import grid_path
 from server.web.deps import Page, PageDep
 from server.web.plots import ScorePoint, score_plot_svg
-from server.web.render import STATIC_DIR
+from server.web.render import STATIC_DIR, templates
 from server.web.routing import PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
@@ -110,14 +111,36 @@ def _board_choice(page: Page, row: CompetitionRow, board: str) -> Literal["publi
     return "private" if board == "private" else "public"
 
 
+# Per (competition, board): the board object its rows were rendered from, and the rows. `leaderboard()` hands back
+# the same object until the board changes, so the rows (most of the page's cost) render once per change, not per view.
+_rendered_rows: dict[tuple[str, str], tuple[Leaderboard, str]] = {}
+
+
+def _board_rows(result: Leaderboard, classes: list[str], team: Team | None) -> Markup:
+    """The board's table rows (`_leaderboard_rows.html`), with the signed-in team's own row marked."""
+    key = (result.competition, result.board)
+    cached = _rendered_rows.get(key)
+    if cached is None or cached[0] is not result:
+        html = templates.get_template("_leaderboard_rows.html").render(
+            rows=result.entries, classes=classes, show_rank_change=result.board == "private")
+        cached = _rendered_rows[key] = (result, html)
+    rows = cached[1]
+    if team is not None:
+        own = f'<tr data-team="{team.id}" class="'
+        rows = rows.replace(own, own + "mine ", 1)
+    return Markup(rows)
+
+
 @router.get("/c/{slug}/leaderboard", name="web_leaderboard", response_class=HTMLResponse)
 def leaderboard_page(slug: str, page: PageDep, board: str = "public") -> Response:
     """The public board, or the private one once revealed (organizers may preview it)."""
     row = get_competition(session=page.db, slug=slug)
     chosen = _board_choice(page, row, board)
     result = leaderboard(session=page.db, competition=row, board=chosen, is_admin=page.is_admin)
+    comp = load_competition(row)
     return page.render("leaderboard.html", {
-        "comp": load_competition(row), "board": chosen, "rows": result.entries, "revealed": result.revealed,
+        "comp": comp, "board": chosen, "rows": result.entries, "revealed": result.revealed,
+        "rows_html": _board_rows(result, comp.classes, page.team),
         "private_visible": private_board_visible(row, is_admin=page.is_admin),
         "show_rank_change": chosen == "private",
     })

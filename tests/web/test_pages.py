@@ -206,6 +206,26 @@ def test_private_board_is_hidden_until_the_organizer_reveals_it(arena):
     assert csv.text.splitlines()[1].startswith("1,<script>")
 
 
+def test_each_viewer_sees_its_own_row_marked_and_every_new_score(arena):
+    """The board's rows render once per board change; the viewer's own row is marked per request."""
+    arena.scored_submission(arena.alpha, 100.0, 300.0)
+    arena.scored_submission(arena.beta, 200.0, 150.0)
+
+    def marked_rows(client) -> list[str]:
+        html = client.get("/c/test-comp/leaderboard").text
+        return re.findall(r'<tr data-team="(\d+)" class="mine', html)
+
+    alpha, beta, anonymous = arena.client(), arena.client(), arena.client()
+    arena.sign_in(alpha, arena.alpha_token)
+    arena.sign_in(beta, arena.beta_token)
+    for _ in range(2):  # the second round reads the rendered rows back
+        assert marked_rows(alpha) == [str(arena.alpha.id)]
+        assert marked_rows(beta) == [str(arena.beta.id)]
+        assert marked_rows(anonymous) == []
+    arena.scored_submission(arena.beta, 42.0, 150.0)
+    assert "42.00" in anonymous.get("/c/test-comp/leaderboard").text and marked_rows(beta) == [str(arena.beta.id)]
+
+
 def test_organizer_creates_a_team_and_rotates_its_token(arena):
     organizer = arena.client()
     arena.sign_in_admin(organizer)
