@@ -56,16 +56,20 @@ class Leaderboard(BaseModel):
     entries: list[LeaderboardEntry]
 
     def visible_to(self, *, is_admin: bool) -> bool:
-        """The public board is everyone's; the private one only the organizer's until it is revealed."""
-        return self.board == "public" or self.revealed or is_admin
+        return board_visible(self.board, revealed=self.revealed, is_admin=is_admin)
 
 
 # Per engine, so tests and tools that open several databases in one process never share boards.
 _cache: WeakKeyDictionary[Engine, dict[tuple[int, Board], tuple[int, Leaderboard]]] = WeakKeyDictionary()
 
 
+def board_visible(board: Board, *, revealed: bool, is_admin: bool) -> bool:
+    """The public board is everyone's; the private one only the organizer's until it is revealed."""
+    return board == "public" or revealed or is_admin
+
+
 def private_board_visible(competition: CompetitionRow, *, is_admin: bool) -> bool:
-    return is_admin or competition.private_revealed_at is not None
+    return board_visible("private", revealed=competition.private_revealed_at is not None, is_admin=is_admin)
 
 
 def leaderboard(*, session: Session, competition: CompetitionRow, board: Board = "public",
@@ -75,7 +79,7 @@ def leaderboard(*, session: Session, competition: CompetitionRow, board: Board =
         select(CompetitionRow.board_version, CompetitionRow.private_revealed_at).where(
             CompetitionRow.id == competition.id)
     ).one()
-    if board == "private" and revealed_at is None and not is_admin:
+    if not board_visible(board, revealed=revealed_at is not None, is_admin=is_admin):
         raise Forbidden(PRIVATE_HIDDEN)
     boards = _cache.setdefault(session.get_bind().engine, {})
     cached = boards.get((competition.id, board))
