@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -138,6 +138,32 @@ class Competition:
     def is_past_deadline(self, now: datetime | None = None) -> bool:
         deadline = self.config.deadline
         return deadline is not None and (now or datetime.now(UTC)) >= deadline
+
+
+class RegisteredCompetition(Protocol):
+    """What the accessor needs of a database row (server.db.CompetitionRow): where its directory is."""
+
+    root: str
+
+
+_loaded: dict[str, tuple[float, Competition]] = {}
+
+
+def load_competition(row: RegisteredCompetition) -> Competition:
+    """The one accessor for a registered competition's directory: cached, reloaded when competition.json changes
+    (organizers edit it while the server runs)."""
+    config_file = Path(row.root) / CONFIG_FILE
+    mtime = config_file.stat().st_mtime if config_file.exists() else -1.0
+    cached = _loaded.get(row.root)
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, Competition.load(row.root))
+        _loaded[row.root] = cached
+    return cached[1]
+
+
+def competitions_dir(data_dir: Path) -> Path:
+    """Where the server looks for competition directories to register."""
+    return Path(data_dir) / "competitions"
 
 
 def write_config(root: Path, config: CompetitionConfig) -> None:

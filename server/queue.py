@@ -17,7 +17,15 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from server.db import CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, WorkerRow, begin_write, utcnow
+from server.db import (
+    Submission,
+    SubmissionEvent,
+    SubmissionStatus,
+    WorkerRow,
+    begin_write,
+    bump_board_version,
+    utcnow,
+)
 from server.errors import Conflict, NotFound
 
 S = SubmissionStatus
@@ -41,14 +49,6 @@ def transition(
     )
     submission.status = to
     submission.updated_at = now
-
-
-def bump_board_version(session: Session, competition_id: int) -> None:
-    session.execute(
-        update(CompetitionRow)
-        .where(CompetitionRow.id == competition_id)
-        .values(board_version=CompetitionRow.board_version + 1)
-    )
 
 
 # -- workers -------------------------------------------------------------------------------------------------------

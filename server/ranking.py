@@ -24,8 +24,8 @@ from pydantic import BaseModel
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from server.competition import load_competition
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utcnow
-from server.db.crud import load_competition
 from server.errors import Forbidden
 
 Board = Literal["public", "private"]

@@ -15,9 +15,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from server.competition import load_competition
 from server.config import Settings
 from server.db import Database, Submission, utcnow
-from server.db.crud import list_competitions, load_competition
+from server.db.crud import list_competitions
 from server.queue import (
     ScoreFields,
     claim_next_submission,

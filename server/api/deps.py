@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from server.config import Settings
 from server.db import CompetitionRow, Database, Team
-from server.db.crud import authenticate_team, get_competition
+from server.db.crud import authenticate_team, check_team_in_competition, get_competition
 from server.errors import Forbidden, Unauthorized
 
 bearer = HTTPBearer(auto_error=False, description="A team token (arena_...) or the organizer's admin token.")
@@ -120,3 +120,11 @@ def get_competition_row(slug: str, session: SessionDep) -> CompetitionRow:
 
 
 CompetitionDep = Annotated[CompetitionRow, Depends(get_competition_row)]
+
+
+def get_competition_team(competition: CompetitionDep, team: CurrentTeam) -> Team:
+    """The calling team, checked to belong to the competition in the path (403 otherwise)."""
+    return check_team_in_competition(team=team, competition=competition)
+
+
+CompetitionTeam = Annotated[Team, Depends(get_competition_team)]

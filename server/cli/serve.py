@@ -63,8 +63,8 @@ def configure_logging() -> None:
 
 
 def ensure_demo_competition(settings: Settings) -> None:
+    from server.competition import competitions_dir
     from server.data import make_demo_competition
-    from server.db.crud import competitions_dir
 
     root = competitions_dir(settings.data_dir) / "demo"
     if not (root / "manifest.json").is_file():

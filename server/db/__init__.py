@@ -1,5 +1,6 @@
 """The database: SQLAlchemy 2 models, engine setup (SQLite WAL or PostgreSQL) and Alembic migrations."""
 
+from server.db.boards import bump_board_version
 from server.db.models import Base, CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, Team, WorkerRow
 from server.db.session import Database, begin_write, utcnow
 
@@ -13,5 +14,6 @@ __all__ = [
     "Team",
     "WorkerRow",
     "begin_write",
+    "bump_board_version",
     "utcnow",
 ]

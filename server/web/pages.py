@@ -11,24 +11,24 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from markupsafe import Markup
 
 from server import queue
-from server.competition import Competition
+from server.competition import Competition, load_competition
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team
 from server.db.crud import (
     authenticate_team,
+    check_team_in_competition,
     get_competition,
     get_team,
     get_visible_submission,
     list_competitions,
     list_submissions,
     list_teams,
-    load_competition,
     quota_status,
     select_final,
-    submit_upload,
 )
 from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
 from server.ranking import PRIVATE_HIDDEN, Leaderboard, leaderboard, leaderboard_csv, private_board_visible
 from server.storage import grid_path
+from server.upload import submit_upload
 from server.web.deps import Page, PageDep
 from server.web.plots import ScorePoint, score_plot_svg
 from server.web.render import STATIC_DIR, templates
@@ -233,7 +233,8 @@ def submit_post(
     if page.team is None:
         raise Forbidden("Sign in with your team token before submitting.")
     try:
-        submission, _ = submit_upload(session=page.db, settings=page.settings, competition=comp, team=page.team,
+        check_team_in_competition(team=page.team, competition=row)
+        submission, _ = submit_upload(session=page.db, settings=page.settings, competition=row, team=page.team,
                                       source=file.file, message=message[:500], now=page.now)
     except ArenaError as exc:
         page.db.rollback()

@@ -15,8 +15,9 @@ from fastapi.testclient import TestClient
 
 from server import queue
 from server.api import create_app
+from server.competition import competitions_dir
 from server.config import Settings
-from server.db.crud import competitions_dir, create_submission, create_team, get_competition, load_competition
+from server.db.crud import create_submission, create_team, get_competition
 from server.queue import ScoreFields
 from server.storage import grid_path, write_sample_grid
 from tests.utils.competition import make_competition, random_images
@@ -63,7 +64,7 @@ class Arena:
         """Insert a submission for the team and finish it as the worker would (scores, sample grids)."""
         with self.database.sessionmaker() as session:
             row = get_competition(session=session, slug="test-comp")
-            submission, _ = create_submission(session=session, competition=load_competition(row), team=team,
+            submission, _ = create_submission(session=session, competition=row, team=team,
                                               sha256=secrets.token_hex(32), size_bytes=1234, message="<b>hi</b>")
             claimed = queue.claim_next_submission(session=session, worker_id=self.worker_id)
             assert claimed is not None and claimed.id == submission.id
@@ -314,7 +315,7 @@ def test_status_page_works_without_javascript(arena):
     scored = arena.scored_submission(arena.alpha, 100.0, 110.0, with_grids=False)
     with arena.database.sessionmaker() as session:
         row = get_competition(session=session, slug="test-comp")
-        queued, _ = create_submission(session=session, competition=load_competition(row), team=arena.alpha,
+        queued, _ = create_submission(session=session, competition=row, team=arena.alpha,
                                       sha256="a" * 64, size_bytes=10)
     client = arena.client()
     arena.sign_in(client, arena.alpha_token)

@@ -22,6 +22,7 @@ from server.api.schemas import (
     TeamWithToken,
     WorkerPublic,
 )
+from server.competition import load_competition
 from server.db.crud import (
     create_team,
     disqualify_submission,
@@ -31,7 +32,6 @@ from server.db.crud import (
     get_team,
     list_submissions,
     list_teams,
-    load_competition,
     reveal_private_board,
     rotate_team_token,
 )

@@ -4,7 +4,8 @@ from fastapi import APIRouter
 
 from server.api.deps import CompetitionDep, SessionDep, SettingsDep
 from server.api.schemas import CompetitionPublic, CompetitionsPublic
-from server.db.crud import list_competitions, load_competition
+from server.competition import load_competition
+from server.db.crud import list_competitions
 
 router = APIRouter(prefix="/competitions", tags=["competitions"])
 
