@@ -104,7 +104,7 @@ def serve_command(
     """Run the web server (API, pages) with an embedded scoring worker."""
     import uvicorn
 
-    from server.api import create_app
+    from server.app import create_app
     from server.config import InsecureSettingsError
     from server.worker import Worker
 

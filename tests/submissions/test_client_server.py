@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server.api import create_app
+from server.app import create_app
 from submissions.client import ArenaClient, SubmitError
 from tests.utils.server_factories import (
     ADMIN_TOKEN,

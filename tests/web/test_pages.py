@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server import queue
-from server.api import create_app
+from server.app import create_app
 from server.competition import competitions_dir
 from server.config import Settings
 from server.db.crud import create_submission, create_team, get_competition

@@ -3,19 +3,12 @@ from __future__ import annotations
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from server.api.deps import (
-    CompetitionDep,
-    CompetitionTeam,
-    CurrentTeam,
-    IdentifiedCaller,
-    NowDep,
-    SessionDep,
-    SettingsDep,
-)
+from server.api.deps import CompetitionTeam, CurrentTeam, IdentifiedCaller
 from server.api.schemas import FinalSelection, QuotaPublic, SubmissionAccepted, SubmissionPublic, SubmissionsPublic
 from server.competition import load_competition
 from server.db import Submission
 from server.db.crud import get_visible_submission, list_submissions, select_final
+from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep
 from server.errors import NotFound
 from server.ranking import private_board_visible
 from server.storage import grid_path
