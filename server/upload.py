@@ -49,7 +49,7 @@ def validate(zip_file: Path, *, competition: CompetitionRow, settings: Settings)
     """The zip against the competition's format and the server's limits; 422 with the full report when invalid."""
     config = load_competition(competition).config
     try:
-        validate_zip(zip_file, SubmissionSpec.from_settings(config, settings))
+        validate_zip(zip_file, SubmissionSpec.from_competition(config, **settings.zip_limits))
     except SubmissionInvalid as exc:
         raise InvalidSubmission(
             f"The zip is not a valid submission for '{competition.slug}' ({len(exc.report.problems)} problem(s)); "

@@ -149,7 +149,7 @@ class Worker:
         from submissions import SubmissionSpec, validate_zip
 
         competition = load_competition(submission.team.competition)
-        spec = SubmissionSpec.from_settings(competition.config, self.settings)
+        spec = SubmissionSpec.from_competition(competition.config, **self.settings.zip_limits)
         decoded = validate_zip(upload_path(self.settings.data_dir, submission.sha256), spec)
         report = self.scorer.score(competition, decoded.images)
         for cls, images in decoded.images.items():
