@@ -23,6 +23,7 @@ from submissions.competition import (
 __all__ = [
     "CONFIG_FILE",
     "MANIFEST_FILE",
+    "REFERENCE_SUMMARY_FILE",
     "Competition",
     "CompetitionConfig",
     "CompetitionError",
@@ -31,6 +32,7 @@ __all__ = [
     "Split",
     "competitions_dir",
     "load_competition",
+    "memorization_eps",
     "write_config",
     "write_manifest",
 ]
@@ -41,6 +43,9 @@ class RegisteredCompetition(Protocol):
 
     root: str
 
+
+# The scoring cache's readable summary (per-class auto eps); server/scoring/references.py writes it.
+REFERENCE_SUMMARY_FILE = "fid-references.json"
 
 _loaded: dict[str, tuple[float, Competition]] = {}
 
@@ -55,6 +60,23 @@ def load_competition(row: RegisteredCompetition) -> Competition:
         cached = (mtime, Competition.load(row.root))
         _loaded[row.root] = cached
     return cached[1]
+
+
+def memorization_eps(comp: Competition) -> dict[str, float]:
+    """ε per class: the configured number, or the calibrated one from the scoring cache's JSON summary.
+
+    The one reading of the threshold rule outside scoring: the summary (written by server/scoring/references.py
+    under REFERENCE_SUMMARY_FILE) is read as plain JSON so the web tier never imports torch; it is empty until the
+    worker first builds the references.
+    """
+    configured = comp.config.memorization_eps
+    if configured != "auto":
+        return dict.fromkeys(comp.classes, float(configured))
+    try:
+        summary = json.loads((comp.references_dir / REFERENCE_SUMMARY_FILE).read_text())
+        return {cls: float(summary["auto_eps"][cls]) for cls in comp.classes}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def competitions_dir(data_dir: Path) -> Path:

@@ -2,7 +2,7 @@
 
 from server.db.boards import bump_board_version
 from server.db.models import Base, CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, Team, WorkerRow
-from server.db.session import Database, begin_write, utcnow
+from server.db.session import Database, begin_write, utc_day, utcnow
 
 __all__ = [
     "Base",
@@ -15,5 +15,6 @@ __all__ = [
     "WorkerRow",
     "begin_write",
     "bump_board_version",
+    "utc_day",
     "utcnow",
 ]

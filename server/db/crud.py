@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from server.competition import Competition, CompetitionError, competitions_dir, load_competition
 from server.db.boards import bump_board_version
 from server.db.models import QUOTA_STATUSES, CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, Team
-from server.db.session import begin_write, utcnow
+from server.db.session import begin_write, utc_day, utcnow
 from server.errors import (
     Conflict,
     DeadlinePassed,
@@ -191,15 +191,14 @@ class Quota:
 
 def quota_status(*, session: Session, team: Team, daily_limit: int, now: datetime | None = None) -> Quota:
     """Accepted submissions of this UTC day; failed (system) and cancelled runs give their slot back."""
-    now = (now or utcnow()).astimezone(UTC)
-    day_start = datetime.combine(now.date(), time(0), tzinfo=UTC)
+    day_start, day_end = utc_day(now or utcnow())
     used = session.scalar(
         select(func.count(Submission.id)).where(
             Submission.team_id == team.id, Submission.created_at >= day_start,
-            Submission.created_at < day_start + timedelta(days=1), Submission.status.in_(QUOTA_STATUSES),
+            Submission.created_at < day_end, Submission.status.in_(QUOTA_STATUSES),
         )
     )
-    return Quota(limit=daily_limit, used=int(used or 0), resets_at=day_start + timedelta(days=1))
+    return Quota(limit=daily_limit, used=int(used or 0), resets_at=day_end)
 
 
 # -- submissions ---------------------------------------------------------------------------------------------------

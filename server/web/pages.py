@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, UploadFile
@@ -11,8 +9,8 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from markupsafe import Markup
 
 from server import queue
-from server.competition import Competition, load_competition
-from server.db import CompetitionRow, Submission, SubmissionStatus, Team
+from server.competition import Competition, load_competition, memorization_eps
+from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utc_day
 from server.db.crud import (
     authenticate_team,
     check_team_in_competition,
@@ -25,6 +23,7 @@ from server.db.crud import (
     quota_status,
     select_final,
 )
+from server.db.models import FINAL_STATUSES
 from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
 from server.ranking import PRIVATE_HIDDEN, Leaderboard, leaderboard, leaderboard_csv, private_board_visible
 from server.storage import grid_path
@@ -36,34 +35,12 @@ from server.web.routing import PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-FINAL_STATUSES = {SubmissionStatus.scored, SubmissionStatus.failed, SubmissionStatus.cancelled}
 HISTORY_LIMIT = 500
-REFERENCE_SUMMARY_FILE = "fid-references.json"
 
 
 def _safe_next(url: str | None, default: str) -> str:
     # Only local paths: a crafted ?next=https://evil.example must not turn sign-in into an open redirect.
     return url if url and url.startswith("/") and not url.startswith("//") else default
-
-
-def _next_utc_midnight(now: datetime) -> datetime:
-    return datetime.combine(now.date(), time(0), tzinfo=UTC) + timedelta(days=1)
-
-
-def _memorization_eps(comp: Competition) -> dict[str, float]:
-    """ε per class: the configured number, or the calibrated one from the scoring cache's JSON summary.
-
-    The summary (server/scoring/references.py, SUMMARY_FILE) is read as plain JSON so the web tier never imports
-    torch; it is empty until the worker first builds the references.
-    """
-    configured = comp.config.memorization_eps
-    if configured != "auto":
-        return dict.fromkeys(comp.classes, float(configured))
-    try:
-        summary = json.loads((comp.references_dir / REFERENCE_SUMMARY_FILE).read_text())
-        return {cls: float(summary["auto_eps"][cls]) for cls in comp.classes}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
 
 
 @router.get("/static/web/{path:path}", name="web_static")
@@ -99,9 +76,9 @@ def overview(slug: str, page: PageDep) -> Response:
     }
     cli = f"arena submit submission.zip --server {url} --competition {slug} --token YOUR_TEAM_TOKEN"
     return page.render("overview.html", {
-        "comp": comp, "data": data, "eps": _memorization_eps(comp), "eps_auto": comp.config.memorization_eps == "auto",
+        "comp": comp, "data": data, "eps": memorization_eps(comp), "eps_auto": comp.config.memorization_eps == "auto",
         "cli_command": cli,
-        "next_reset": _next_utc_midnight(page.now),
+        "next_reset": utc_day(page.now)[1],
     })
 
 
