@@ -88,20 +88,12 @@ def _board_choice(page: Page, row: CompetitionRow, board: str) -> Literal["publi
     return "private" if board == "private" else "public"
 
 
-# Per (competition, board): the board object its rows were rendered from, and the rows. `leaderboard()` hands back
-# the same object until the board changes, so the rows (most of the page's cost) render once per change, not per view.
-_rendered_rows: dict[tuple[str, str], tuple[Leaderboard, str]] = {}
-
-
 def _board_rows(result: Leaderboard, classes: list[str], team: Team | None) -> Markup:
-    """The board's table rows (`_leaderboard_rows.html`), with the signed-in team's own row marked."""
-    key = (result.competition, result.board)
-    cached = _rendered_rows.get(key)
-    if cached is None or cached[0] is not result:
-        html = templates.get_template("_leaderboard_rows.html").render(
-            rows=result.entries, classes=classes, show_rank_change=result.board == "private")
-        cached = _rendered_rows[key] = (result, html)
-    rows = cached[1]
+    """The board's table rows (`_leaderboard_rows.html`), rendered once per board change (most of the page's cost),
+    with the signed-in team's own row marked per request."""
+    template = templates.get_template("_leaderboard_rows.html")
+    rows = result.rendered(("rows_html", tuple(classes)), lambda board: template.render(
+        rows=board.entries, classes=classes, show_rank_change=board.board == "private"))
     if team is not None:
         own = f'<tr data-team="{team.id}" class="'
         rows = rows.replace(own, own + "mine ", 1)
