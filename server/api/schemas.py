@@ -16,16 +16,6 @@ from server.db.crud import Quota
 PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all")
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    detail: Any = None
-
-
-class ErrorPublic(BaseModel):
-    error: ErrorBody
-
-
 class CompetitionPublic(BaseModel):
     slug: str
     title: str
