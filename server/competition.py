@@ -6,6 +6,7 @@ looks for directories, and how the data writer writes them. The directory descri
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -85,7 +86,11 @@ def competitions_dir(data_dir: Path) -> Path:
 
 
 def write_config(root: Path, config: CompetitionConfig) -> None:
-    (root / CONFIG_FILE).write_text(config.model_dump_json(indent=2) + "\n")
+    """Atomically: a server reading competition.json while the organizer saves sees the old or the new file."""
+    target = root / CONFIG_FILE
+    temporary = target.with_name(f".{CONFIG_FILE}.{os.getpid()}.tmp")
+    temporary.write_text(config.model_dump_json(indent=2) + "\n")
+    os.replace(temporary, target)
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:

@@ -58,6 +58,13 @@ class InvalidSubmission(ArenaError):
     code = "invalid_submission"
 
 
+class InvalidSettings(ArenaError):
+    """Organizer settings that fail validation; `detail` maps each field to what is wrong with it."""
+
+    status_code = 422
+    code = "invalid_settings"
+
+
 class QuotaExceeded(ArenaError):
     status_code = 429
     code = "quota_exceeded"

@@ -26,6 +26,9 @@ from pydantic import BaseModel, Field, field_validator
 CONFIG_FILE = "competition.json"
 MANIFEST_FILE = "manifest.json"
 Split = Literal["train", "public", "private"]
+# open: teams submit; closed: pages and boards stay, uploads are refused (before opening, or after the season);
+# archived: read-only, still browsable (no uploads, no new teams, no setting changes until reopened).
+CompetitionStatus = Literal["open", "closed", "archived"]
 
 
 class CompetitionError(ValueError):
@@ -47,6 +50,7 @@ class CompetitionConfig(BaseModel):
     final_selection_limit: int = Field(0, ge=0, description="0: best submission counts; N: teams pick up to N finals.")
     self_registration: bool = True
     deadline: datetime | None = None
+    status: CompetitionStatus = "open"
     baseline_rules: str = "Reference entries from the bundled baselines are shown on the leaderboard but not ranked."
     team_rules: str = "One account per team; no hand-picked or copied real images; the memorization check applies."
 
@@ -136,6 +140,10 @@ class Competition:
 
     def test_files(self, cls: str, split: Literal["public", "private", "all"] = "all") -> list[Path]:
         return self.files(cls, "public", "private") if split == "all" else self.files(cls, split)
+
+    @property
+    def accepts_uploads(self) -> bool:
+        return self.config.status == "open"
 
     def is_past_deadline(self, now: datetime | None = None) -> bool:
         deadline = self.config.deadline

@@ -105,6 +105,8 @@ def create_team(
     name = name.strip()
     if not name:
         raise Conflict("A team needs a name.")
+    if load_competition(competition).config.status == "archived":
+        raise Forbidden(f"'{competition.slug}' is archived (read-only); reopen it in its settings to add teams.")
     token = new_token()
     begin_write(session)
     team = Team(competition_id=competition.id, name=name, members=list(members or []), token_hash=hash_token(token),
@@ -117,6 +119,15 @@ def create_team(
         raise Conflict(f"A team named '{name}' already exists in '{competition.slug}'. Pick another name.",
                        detail={"name": name}) from exc
     return team, token
+
+
+def delete_team(*, session: Session, team: Team) -> None:
+    """Remove a team and its submissions (only for a team created moments ago whose first step failed)."""
+    begin_write(session)
+    row = session.get(Team, team.id)
+    if row is not None:
+        session.delete(row)
+    session.commit()
 
 
 def authenticate_team(*, session: Session, token: str) -> Team | None:
@@ -217,6 +228,10 @@ def check_may_submit(
     """Deadline, disqualification, duplicate file and daily quota: the checks that need no look at the zip."""
     directory = load_competition(competition)
     config = directory.config
+    # Reference entries may be uploaded while the competition is closed (before it opens), never once archived.
+    if not directory.accepts_uploads and not (team.is_baseline and config.status == "closed"):
+        raise Forbidden(f"'{competition.slug}' is {config.status}: the organizer does not accept submissions now.",
+                        detail={"status": config.status})
     if directory.is_past_deadline(now):
         raise DeadlinePassed(
             f"The deadline of '{competition.slug}' ({config.deadline:%Y-%m-%d %H:%M} UTC) has passed; "

@@ -155,3 +155,29 @@ class WorkerRow(Base):
     last_heartbeat: Mapped[datetime]
     stopped_at: Mapped[datetime | None]
     current_submission_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class SettingChange(Base):
+    """One organizer change of one competition setting: who, when, the old and new value (as JSON text)."""
+
+    __tablename__ = "setting_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id", ondelete="CASCADE"), index=True)
+    field: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str] = mapped_column(Text)
+    new_value: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+
+
+class Announcement(Base):
+    """A short organizer message (Markdown) shown on the competition's pages, newest first."""
+
+    __tablename__ = "announcements"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id", ondelete="CASCADE"), index=True)
+    message: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]

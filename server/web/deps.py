@@ -10,7 +10,9 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
+from server.competition import Competition
 from server.config import Settings
+from server.console import competition_announcements
 from server.db import Team
 from server.db.crud import get_team
 from server.deps import NowDep, SessionDep, SettingsDep
@@ -33,7 +35,10 @@ class Page:
         return self.session.is_admin
 
     def render(self, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200) -> HTMLResponse:
-        response = render(self.request, name, context or {}, web_session=self.session, signed_in_team=self.team,
+        context = context or {}
+        if isinstance(context.get("comp"), Competition) and "announcements" not in context:
+            context["announcements"] = competition_announcements(session=self.db, slug=context["comp"].slug)
+        response = render(self.request, name, context, web_session=self.session, signed_in_team=self.team,
                           status_code=status_code)
         self.finish(response)
         return response

@@ -6,10 +6,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nh3
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from server.db.models import ACTIVE_STATUSES
@@ -61,6 +63,23 @@ def filesize(size: int | None) -> str:
     return ""
 
 
+# Organizer Markdown: raw HTML is not parsed (shown as text), and the output is sanitized anyway, so a pasted
+# <script> or javascript: link never reaches a team's browser.
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+def markdown(text: str | None) -> Markup:
+    return Markup(nh3.clean(_markdown.render(text or ""), link_rel="noopener noreferrer nofollow"))
+
+
+def local_time(value: datetime | None) -> Markup:
+    """UTC text, which the script turns into the viewer's own time zone next to it."""
+    if value is None:
+        return Markup("")
+    iso = value.astimezone(UTC).isoformat()
+    return Markup(f'<time datetime="{iso}" data-local-time>{utc(value)}</time>')
+
+
 def path_for(request: Request):  # type: ignore[no-untyped-def]
     """`url_for` for templates that yields root-relative paths, so pages work behind any host or proxy."""
 
@@ -72,7 +91,8 @@ def path_for(request: Request):  # type: ignore[no-untyped-def]
 
 # Autoescaping on for every template: team names and messages are user input.
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True))
-templates.env.filters.update(fid=fid, utc=utc, remaining=remaining, ago=ago, filesize=filesize)
+templates.env.filters.update(fid=fid, utc=utc, remaining=remaining, ago=ago, filesize=filesize, markdown=markdown,
+                             local_time=local_time)
 templates.env.globals.update(active_statuses=ACTIVE_STATUSES)
 
 

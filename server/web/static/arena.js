@@ -1,5 +1,5 @@
 // FID Arena progressive enhancement. Every page works without this file; it only adds
-// (1) live deadline countdowns and (2) live submission status by polling a small HTML fragment.
+// (1) live deadline countdowns, (2) live submission status and (3) times in the viewer's zone by polling a small HTML fragment.
 (function () {
   "use strict";
 
@@ -57,8 +57,21 @@
     setTimeout(poll, delay);
   }
 
+  // <time data-local-time> holds UTC text; add the same moment in the viewer's own time zone.
+  function showLocalTimes() {
+    document.querySelectorAll("time[data-local-time]").forEach(function (node) {
+      var when = new Date(node.getAttribute("datetime"));
+      if (isNaN(when.getTime())) return;
+      var local = document.createElement("span");
+      local.className = "muted small local-time";
+      local.textContent = " (your time: " + when.toLocaleString() + ")";
+      node.after(local);
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.documentElement.classList.add("js");
+    showLocalTimes();
     startCountdowns();
     startPolling();
   });

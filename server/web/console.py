@@ -1,0 +1,170 @@
+"""The organizer console for one competition: settings (with their history), announcements, lifecycle (reveal,
+final CSV, archive) and reference entries. Every rule lives in server/console.py, shared with `arena admin`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, UploadFile
+from fastapi.responses import HTMLResponse, Response
+
+from server.competition import load_competition
+from server.console import (
+    EDITABLE,
+    SCORE_FIELDS,
+    STATUSES,
+    announce,
+    competition_announcements,
+    count_entries,
+    parse_deadline,
+    setting_history,
+    update_settings,
+    withdraw_announcement,
+)
+from server.db import CompetitionRow, Team
+from server.db.crud import create_team, delete_team, get_competition, list_teams
+from server.errors import ArenaError, InvalidSettings
+from server.upload import submit_upload
+from server.web.deps import Page, PageDep
+from server.web.routing import PageRoute
+
+router = APIRouter(prefix="/admin/c/{slug}", route_class=PageRoute, include_in_schema=False)
+
+FormText = Annotated[str, Form()]
+TEXT_FIELDS = ("title", "description", "team_rules", "status", "memorization_eps")
+NUMBER_FIELDS = ("daily_limit", "final_selection_limit", "images_per_class")
+
+
+def _actor(page: Page) -> str:
+    client = page.request.client.host if page.request.client else "unknown address"
+    return f"organizer page ({client})"
+
+
+def _console(page: Page, row: CompetitionRow, *, status_code: int = 200, **extra: Any) -> Response:
+    comp = load_competition(row)
+    entries = count_entries(session=page.db, competition=row)
+    context = {
+        "comp": comp, "row": row, "entries": entries, "effects": EDITABLE, "score_fields": SCORE_FIELDS,
+        "statuses": STATUSES, "history": setting_history(session=page.db, competition=row),
+        "announcements": competition_announcements(session=page.db, slug=row.slug),
+        "references": [t for t in list_teams(session=page.db, competition=row) if t.is_baseline],
+        "form": {}, "errors": {}, **extra,
+    }
+    return page.render("admin/competition.html", context, status_code=status_code)
+
+
+@router.get("/settings", name="web_admin_settings", response_class=HTMLResponse)
+def settings_page(slug: str, page: PageDep) -> Response:
+    """Settings with the effect of each, the change history, announcements, lifecycle and reference entries."""
+    page.require_admin()
+    return _console(page, get_competition(session=page.db, slug=slug))
+
+
+def _form_changes(form: dict[str, str]) -> dict[str, Any]:
+    """The submitted form as typed values; pydantic validates the rest (numbers, ranges, statuses)."""
+    changes: dict[str, Any] = {field: form[field] for field in TEXT_FIELDS if field in form}
+    changes |= {field: form[field].strip() for field in NUMBER_FIELDS if field in form}
+    if "memorization_eps" in changes:
+        changes["memorization_eps"] = changes["memorization_eps"].strip()
+    changes["self_registration"] = form.get("self_registration") == "1"
+    if "deadline" in form:
+        changes["deadline"] = parse_deadline(form["deadline"])
+    return changes
+
+
+@router.post("/settings", name="web_admin_settings_post", response_class=HTMLResponse)
+def settings_post(
+    slug: str, page: PageDep, csrf_token: FormText = "", title: FormText = "", description: FormText = "",
+    team_rules: FormText = "", deadline: FormText = "", daily_limit: FormText = "",
+    final_selection_limit: FormText = "", self_registration: FormText = "", status: FormText = "",
+    images_per_class: FormText = "", memorization_eps: FormText = "",
+) -> Response:
+    """Save the settings: refused as a whole, with a message per field, when anything is invalid or locked."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    form = {"title": title, "description": description, "team_rules": team_rules, "deadline": deadline,
+            "daily_limit": daily_limit, "final_selection_limit": final_selection_limit,
+            "self_registration": self_registration, "status": status, "images_per_class": images_per_class,
+            "memorization_eps": memorization_eps}
+    return _save_settings(page, slug, form)
+
+
+def _save_settings(page: Page, slug: str, form: dict[str, str]) -> Response:
+    row = get_competition(session=page.db, slug=slug)
+    try:
+        changed = update_settings(session=page.db, competition=row, changes=_form_changes(form), actor=_actor(page),
+                                  now=page.now)
+    except ArenaError as exc:
+        page.db.rollback()
+        errors = exc.detail if isinstance(exc, InvalidSettings) and isinstance(exc.detail, dict) else {}
+        return _console(page, row, status_code=exc.status_code, error=exc.message, errors=errors, form=form)
+    summary = ", ".join(change.field for change in changed) or "nothing changed"
+    page.session.set_flash("ok", f"Settings of {slug} saved: {summary}.")
+    return page.redirect(page.url_for("web_admin_settings", slug=slug))
+
+
+@router.post("/announcements", name="web_admin_announce", response_class=HTMLResponse)
+def announce_post(slug: str, page: PageDep, message: Annotated[str, Form()] = "",
+                  csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Post a short message shown on every page of the competition."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    row = get_competition(session=page.db, slug=slug)
+    try:
+        announce(session=page.db, competition=row, message=message, actor=_actor(page), now=page.now)
+    except ArenaError as exc:
+        return _console(page, row, status_code=exc.status_code, announce_error=exc.message)
+    page.session.set_flash("ok", "Announcement posted on the competition's pages.")
+    return page.redirect(page.url_for("web_admin_settings", slug=slug))
+
+
+@router.post("/announcements/{announcement_id}/delete", name="web_admin_announce_delete")
+def announce_delete(slug: str, announcement_id: int, page: PageDep,
+                    csrf_token: Annotated[str, Form()] = "") -> Response:
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    withdraw_announcement(session=page.db, competition=get_competition(session=page.db, slug=slug),
+                          announcement_id=announcement_id)
+    page.session.set_flash("ok", "Announcement withdrawn.")
+    return page.redirect(page.url_for("web_admin_settings", slug=slug))
+
+
+def _reference_team(page: Page, row: CompetitionRow, name: str) -> tuple[Team, bool]:
+    """The reference (baseline) team of that name, created on its first upload; True when created now."""
+    for team in list_teams(session=page.db, competition=row):
+        if team.name == name.strip():
+            if not team.is_baseline:
+                raise InvalidSettings(f"'{name}' is a team of participants, not a reference entry; pick another name.",
+                                      detail={"name": "taken by a participating team"})
+            return team, False
+    team, _token = create_team(session=page.db, competition=row, name=name[:100], is_baseline=True, now=page.now)
+    return team, True
+
+
+@router.post("/references", name="web_admin_reference", response_class=HTMLResponse)
+def reference_post(
+    slug: str, page: PageDep, file: UploadFile, name: Annotated[str, Form()] = "",
+    message: Annotated[str, Form()] = "", csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    """Upload a submission zip as a reference entry (shown on the board, marked, not ranked)."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    row = get_competition(session=page.db, slug=slug)
+    created: Team | None = None
+    try:
+        if not name.strip():
+            raise InvalidSettings("A reference entry needs a name (e.g. 'baseline: conditional DCGAN').",
+                                  detail={"name": "empty"})
+        team, is_new = _reference_team(page, row, name)
+        created = team if is_new else None
+        submission, _ = submit_upload(session=page.db, settings=page.settings, competition=row, team=team,
+                                      source=file.file, message=message[:500], now=page.now)
+    except ArenaError as exc:
+        page.db.rollback()
+        if created is not None:  # a rejected first upload leaves no empty reference team behind
+            delete_team(session=page.db, team=created)
+        problems = exc.detail.get("problems", []) if isinstance(exc.detail, dict) else []
+        return _console(page, row, status_code=exc.status_code, reference_error=exc.message,
+                        reference_problems=problems)
+    page.session.set_flash("ok", f"Reference entry '{team.name}' uploaded as submission {submission.id}; queued.")
+    return page.redirect(page.url_for("web_admin_settings", slug=slug))

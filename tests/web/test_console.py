@@ -1,0 +1,173 @@
+"""The organizer console through the real app (TestClient, SQLite): settings with validation, history and locks,
+Markdown rendered safely, lifecycle (deadline, archive, reveal, final CSV), announcements, reference entries."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from server.competition import CONFIG_FILE, Competition, competitions_dir
+from server.db.crud import get_competition, list_teams
+from tests.utils.server_factories import submission_zip
+from tests.web.test_pages import Arena, csrf_of
+
+SETTINGS_URL = "/admin/c/test-comp/settings"
+
+
+def config_file(arena: Arena):
+    return competitions_dir(arena.settings.data_dir) / "test-comp" / CONFIG_FILE
+
+
+def form_of(arena: Arena, client, **changes: str) -> dict[str, str]:
+    """The settings form as the page fills it, with some fields changed."""
+    config = json.loads(config_file(arena).read_text())
+    form = {"csrf_token": csrf_of(client.get(SETTINGS_URL).text), "title": config["title"],
+            "description": config["description"], "team_rules": config["team_rules"], "deadline": "",
+            "daily_limit": str(config["daily_limit"]), "final_selection_limit": str(config["final_selection_limit"]),
+            "self_registration": "1", "status": config["status"],
+            "images_per_class": str(config["images_per_class"]), "memorization_eps": str(config["memorization_eps"])}
+    return {**form, **changes}
+
+
+@pytest.fixture
+def organizer(data_dir):
+    arena = Arena(data_dir)
+    client = arena.client()
+    arena.sign_in_admin(client)
+    return arena, client
+
+
+def test_settings_are_saved_to_both_stores_recorded_and_rendered_safely(organizer):
+    arena, client = organizer
+    page = client.get(SETTINGS_URL)
+    assert page.status_code == 200 and "Accepted submissions per team per UTC day" in page.text
+    markdown = "Use **only** the data.\n\n<script>alert(1)</script> [x](javascript:alert(1))"
+    saved = client.post(SETTINGS_URL, data=form_of(arena, client, title="Masks 2026", daily_limit="3",
+                                                    deadline="2031-05-01 12:30", description=markdown))
+    assert saved.status_code == 303, saved.text
+    config = json.loads(config_file(arena).read_text())
+    assert (config["title"], config["daily_limit"], config["deadline"]) == ("Masks 2026", 3, "2031-05-01T12:30:00Z")
+    with arena.database.sessionmaker() as session:
+        assert get_competition(session=session, slug="test-comp").title == "Masks 2026"
+    history = client.get(SETTINGS_URL).text
+    row = '<code>daily_limit</code></td>\n      <td class="wrap-text">5</td><td class="wrap-text">3</td>'
+    assert row in history
+    assert "2031-05-01 12:30 UTC" in history and "organizer page" in history
+    overview = client.get("/c/test-comp").text
+    assert "<strong>only</strong>" in overview and "<script>alert(1)" not in overview
+    assert "href=\"javascript:" not in overview
+    assert 'datetime="2031-05-01T12:30:00+00:00" data-local-time' in overview
+    # Saving the same values again changes (and records) nothing.
+    client.post(SETTINGS_URL, data=form_of(arena, client, deadline="2031-05-01 12:30"))
+    assert client.get(SETTINGS_URL).text.count("<code>daily_limit</code>") == 1
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("daily_limit", "0", "greater than or equal to 1"),
+    ("daily_limit", "-2", "greater than or equal to 1"),
+    ("deadline", "next friday", "write it as YYYY-MM-DD HH:MM (UTC)"),
+    ("status", "paused", "open"),
+])
+def test_invalid_settings_are_refused_with_a_message_and_nothing_changes(organizer, field, value, message):
+    arena, client = organizer
+    before = config_file(arena).read_text()
+    response = client.post(SETTINGS_URL, data=form_of(arena, client, **{field: value}, title="Changed"))
+    assert response.status_code == 422 and message in response.text
+    assert f'id="error-{field}"' in response.text  # next to the field
+    assert 'value="Changed"' in response.text  # the form keeps what was typed
+    assert config_file(arena).read_text() == before
+    assert "No changes yet." in client.get(SETTINGS_URL).text
+
+
+def test_settings_that_affect_scores_are_locked_once_entries_exist(organizer):
+    arena, client = organizer
+    assert client.post(SETTINGS_URL, data=form_of(arena, client, images_per_class="4")).status_code == 303
+    arena.scored_submission(arena.alpha, 10.0, 12.0, with_grids=False)
+    before = config_file(arena).read_text()
+    refused = client.post(SETTINGS_URL, data=form_of(arena, client, images_per_class="8", daily_limit="2"))
+    assert refused.status_code == 409
+    assert "images_per_class affects scores" in refused.text and "1 entry" in refused.text
+    assert config_file(arena).read_text() == before
+
+
+def test_lifecycle_deadline_archive_reveal_and_final_csv(organizer):
+    arena, client = organizer
+    team = arena.client()
+    arena.sign_in(team, arena.alpha_token)
+    zip_bytes = submission_zip(Competition.load(config_file(arena).parent), count=8)
+
+    def upload():
+        csrf = csrf_of(team.get("/c/test-comp/submit").text)
+        return team.post("/c/test-comp/submit", data={"csrf_token": csrf},
+                         files={"file": ("s.zip", zip_bytes, "application/zip")})
+
+    client.post(SETTINGS_URL, data=form_of(arena, client, deadline="2020-03-04 05:06"))
+    refused = upload()
+    assert refused.status_code == 403 and "2020-03-04 05:06 UTC" in refused.text
+    client.post(SETTINGS_URL, data=form_of(arena, client, deadline=""))
+    arena.scored_submission(arena.alpha, 10.0, 12.0, with_grids=False)
+
+    console = client.get(SETTINGS_URL).text
+    assert "Reveal private board" in console and 'id="export-final"' in console
+    client.post("/admin/c/test-comp/reveal", data={"csrf_token": csrf_of(console)})
+    final = client.get("/c/test-comp/leaderboard.csv?board=private")
+    assert final.status_code == 200 and "alpha" in final.text and "12" in final.text
+
+    assert client.post(SETTINGS_URL, data=form_of(arena, client, status="archived")).status_code == 303
+    overview = team.get("/c/test-comp")
+    assert overview.status_code == 200 and "archived: read-only" in overview.text
+    assert team.get("/c/test-comp/leaderboard").status_code == 200
+    archived = upload()
+    assert archived.status_code == 403 and "archived" in archived.text
+    locked = client.post(SETTINGS_URL, data=form_of(arena, client, status="archived", daily_limit="9"))
+    assert locked.status_code == 409 and "archived (read-only)" in locked.text
+    reopened = client.post(SETTINGS_URL, data=form_of(arena, client, status="closed"))
+    assert reopened.status_code == 303
+    closed = upload()
+    assert closed.status_code == 403 and "closed" in closed.text
+
+
+def test_announcements_appear_on_the_competition_pages_and_can_be_withdrawn(organizer):
+    arena, client = organizer
+    csrf = csrf_of(client.get(SETTINGS_URL).text)
+    empty = client.post("/admin/c/test-comp/announcements", data={"csrf_token": csrf, "message": "  "})
+    assert empty.status_code == 422 and "needs a message" in empty.text
+    posted = client.post("/admin/c/test-comp/announcements",
+                         data={"csrf_token": csrf, "message": "Deadline moved to **Friday**. <img src=x onerror=1>"})
+    assert posted.status_code == 303
+    visitor = arena.client()
+    for url in ("/c/test-comp", "/c/test-comp/leaderboard", "/c/test-comp/submit"):
+        text = visitor.get(url).text
+        assert "Deadline moved to <strong>Friday</strong>" in text and "<img" not in text, url
+    withdraw = client.get(SETTINGS_URL).text
+    action = withdraw.split('action="/admin/c/test-comp/announcements/')[1].split('"')[0]
+    client.post(f"/admin/c/test-comp/announcements/{action}", data={"csrf_token": csrf})
+    assert "Friday" not in visitor.get("/c/test-comp").text
+
+
+def test_reference_entry_uploaded_from_the_console_is_a_marked_baseline(organizer):
+    arena, client = organizer
+    comp = Competition.load(config_file(arena).parent)
+    csrf = csrf_of(client.get(SETTINGS_URL).text)
+    bad = client.post("/admin/c/test-comp/references", data={"csrf_token": csrf, "name": "baseline: noise"},
+                      files={"file": ("s.zip", b"not a zip", "application/zip")})
+    assert bad.status_code == 422 and 'id="reference-error"' in bad.text
+    assert "Existing:" not in bad.text  # no empty reference team left behind
+    taken = client.post("/admin/c/test-comp/references", data={"csrf_token": csrf, "name": "alpha"},
+                        files={"file": ("s.zip", submission_zip(comp, count=8), "application/zip")})
+    assert taken.status_code == 422 and "is a team of participants" in taken.text
+    ok = client.post("/admin/c/test-comp/references", data={"csrf_token": csrf, "name": "baseline: noise"},
+                     files={"file": ("s.zip", submission_zip(comp, count=8), "application/zip")})
+    assert ok.status_code == 303, ok.text
+    with arena.database.sessionmaker() as session:
+        references = [t for t in list_teams(session=session, competition=get_competition(session=session,
+                                                                                         slug="test-comp"))
+                      if t.is_baseline]
+    assert [t.name for t in references] == ["baseline: noise"]
+    assert "Existing: baseline: noise" in client.get(SETTINGS_URL).text
+
+
+def test_console_needs_the_organizer(data_dir):
+    arena = Arena(data_dir)
+    assert arena.client().get(SETTINGS_URL).status_code == 403
