@@ -160,6 +160,65 @@ def admin_reveal(slug: str, hide: bool = typer.Option(False, "--hide", help="Hid
         typer.echo(f"Private board of '{slug}': {'hidden' if hide else 'revealed'}")
 
 
+@admin_app.command("settings")
+def admin_settings(
+    slug: str,
+    title: str | None = typer.Option(None, "--title"),
+    description: str | None = typer.Option(None, "--description", help="Markdown."),
+    rules: str | None = typer.Option(None, "--rules", help="Markdown: the rules teams agree to."),
+    deadline: str | None = typer.Option(None, "--deadline", help="YYYY-MM-DD HH:MM in UTC; '' for none."),
+    daily_limit: int | None = typer.Option(None, "--daily-limit", help="Accepted submissions per team per UTC day."),
+    final_selection_limit: int | None = typer.Option(None, "--final-selection-limit", help="0: best counts."),
+    self_registration: bool | None = typer.Option(None, "--self-registration/--no-self-registration"),
+    status: str | None = typer.Option(None, "--status", help="open | closed | archived"),
+    images_per_class: int | None = typer.Option(None, "--images-per-class", help="Refused once entries exist."),
+    memorization_eps: str | None = typer.Option(None, "--memorization-eps", help="'auto' or a number; refused "
+                                                "once entries exist."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+) -> None:
+    """Show or change a competition's settings (the settings page's rules: validated, recorded, atomic)."""
+    import getpass
+
+    from server.competition import load_competition
+    from server.console import parse_deadline, setting_history, update_settings
+    from server.db.crud import get_competition
+
+    changes: dict[str, Any] = {key: value for key, value in {
+        "title": title, "description": description, "team_rules": rules, "daily_limit": daily_limit,
+        "final_selection_limit": final_selection_limit, "self_registration": self_registration, "status": status,
+        "images_per_class": images_per_class, "memorization_eps": memorization_eps}.items() if value is not None}
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        row = _run(lambda: get_competition(session=session, slug=slug))
+        if deadline is not None:
+            changes["deadline"] = _run(lambda: parse_deadline(deadline))
+        actor = f"arena admin settings ({getpass.getuser()})"
+        for change in _run(lambda: update_settings(session=session, competition=row, changes=changes, actor=actor)):
+            typer.echo(f"{change.field}: {change.old!r} -> {change.new!r}")
+        config = load_competition(row).config
+        typer.echo(config.model_dump_json(indent=2, exclude={"classes"}))
+        history = setting_history(session=session, competition=row, limit=10)
+        for item in history:
+            typer.echo(f"{item.created_at:%Y-%m-%d %H:%M} UTC  {item.actor}  {item.field}: {item.old_value} -> "
+                       f"{item.new_value}")
+
+
+@admin_app.command("announce")
+def admin_announce(slug: str, message: str, data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    """Post a short Markdown message shown on every page of the competition."""
+    import getpass
+
+    from server.console import announce
+    from server.db.crud import get_competition
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        row = _run(lambda: get_competition(session=session, slug=slug))
+        item = _run(lambda: announce(session=session, competition=row, message=message,
+                                     actor=f"arena admin announce ({getpass.getuser()})"))
+        typer.echo(f"Announcement {item.id} posted on the pages of '{slug}'.")
+
+
 @admin_app.command("create-team")
 def admin_create_team(
     slug: str, name: str, member: list[str] = typer.Option([], "--member", "-m", help="Repeat per member."),

@@ -59,3 +59,22 @@ def test_admin_errors_are_one_line_not_tracebacks(monkeypatch, data_dir, databas
     result = CliRunner().invoke(app, ["admin", "cancel", "999"])
     assert result.exit_code == 1 and "Submission 999 does not exist" in result.output
     assert "Traceback" not in result.output
+
+
+def test_admin_settings_changes_validates_and_records(monkeypatch, data_dir, database, database_url):
+    make_test_competition(data_dir)
+    arena(monkeypatch, database_url, "admin", "register", str(data_dir / "competitions" / "test-comp"))
+    output = arena(monkeypatch, database_url, "admin", "settings", "test-comp", "--daily-limit", "3",
+                   "--deadline", "2031-01-02 03:04", "--status", "closed")
+    assert "daily_limit: 5 -> 3" in output and "status: 'open' -> 'closed'" in output
+    config = json.loads((data_dir / "competitions" / "test-comp" / "competition.json").read_text())
+    assert (config["daily_limit"], config["deadline"], config["status"]) == (3, "2031-01-02T03:04:00Z", "closed")
+    assert "arena admin settings" in output and "daily_limit: 5 -> 3" in output.split("}")[-1]  # the history
+    monkeypatch.setenv("ARENA_DATABASE_URL", database_url)
+    for args, message in ((["--daily-limit", "0"], "greater than or equal to 1"),
+                          (["--deadline", "soon"], "YYYY-MM-DD HH:MM"),
+                          (["--status", "paused"], "status")):
+        result = CliRunner().invoke(app, ["admin", "settings", "test-comp", *args])
+        assert result.exit_code != 0 and message in result.output, result.output
+    assert json.loads((data_dir / "competitions" / "test-comp" / "competition.json").read_text()) == config
+    assert "posted" in arena(monkeypatch, database_url, "admin", "announce", "test-comp", "Deadline moved.")
