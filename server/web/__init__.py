@@ -13,5 +13,6 @@ router = APIRouter()
 router.include_router(pages.router)
 router.include_router(admin.router)
 router.include_router(console.router)
+router.include_router(console.new_router)
 
 __all__ = ["error_page", "router"]

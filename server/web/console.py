@@ -1,14 +1,17 @@
-"""The organizer console for one competition: settings (with their history), announcements, lifecycle (reveal,
-final CSV, archive) and reference entries. Every rule lives in server/console.py, shared with `arena admin`."""
+"""The organizer console: a new competition prepared in the background (server/preparation.py); per competition
+its settings (with their history), announcements, lifecycle (reveal, final CSV, archive) and reference entries.
+Every settings rule lives in server/console.py, shared with `arena admin settings`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, UploadFile
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from server.competition import load_competition
+from server import preparation
+from server.competition import competitions_dir, load_competition
 from server.console import (
     EDITABLE,
     SCORE_FIELDS,
@@ -22,8 +25,16 @@ from server.console import (
     withdraw_announcement,
 )
 from server.db import CompetitionRow, Team
-from server.db.crud import create_team, delete_team, get_competition, list_teams
-from server.errors import ArenaError, InvalidSettings
+from server.db.crud import (
+    create_team,
+    delete_team,
+    get_competition,
+    list_competitions,
+    list_teams,
+    register_competition,
+)
+from server.errors import ArenaError, Conflict, InvalidSettings, NotFound
+from server.storage import receive_upload
 from server.upload import submit_upload
 from server.web.deps import Page, PageDep
 from server.web.routing import PageRoute
@@ -168,3 +179,102 @@ def reference_post(
                         reference_problems=problems)
     page.session.set_flash("ok", f"Reference entry '{team.name}' uploaded as submission {submission.id}; queued.")
     return page.redirect(page.url_for("web_admin_settings", slug=slug))
+
+
+# -- new competitions ----------------------------------------------------------------------------------------------
+
+new_router = APIRouter(prefix="/admin/new", route_class=PageRoute, include_in_schema=False)
+
+
+def _new_page(page: Page, *, status_code: int = 200, **extra: Any) -> Response:
+    jobs = sorted(path.name for path in preparation.jobs_dir(page.settings.data_dir).glob("*") if path.is_dir())
+    context = {"jobs": jobs, "form": {"images_per_class": "1000", "public_fraction": "0.5"}, "errors": {}, **extra}
+    return page.render("admin/new.html", context, status_code=status_code)
+
+
+@new_router.get("", name="web_admin_new", response_class=HTMLResponse)
+def new_competition(page: PageDep) -> Response:
+    """The new-competition form and the preparations under way."""
+    page.require_admin()
+    return _new_page(page)
+
+
+@new_router.post("", name="web_admin_new_post", response_class=HTMLResponse)
+def new_competition_post(
+    page: PageDep, slug: FormText = "", title: FormText = "", images_per_class: FormText = "1000",
+    public_fraction: FormText = "0.5", folder: FormText = "", archive: UploadFile | None = None,
+    csrf_token: FormText = "",
+) -> Response:
+    """Check everything that can be checked now, then start the preparation in the background."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    form = {"slug": slug, "title": title, "images_per_class": images_per_class, "public_fraction": public_fraction,
+            "folder": folder}
+    data_dir = page.settings.data_dir
+    received: Path | None = None
+    try:
+        known = {row.slug for row in list_competitions(session=page.db)}
+        slug, title, count, fraction = preparation.check_request(
+            data_dir=data_dir, slug=slug, title=title, images_per_class=images_per_class,
+            public_fraction=public_fraction, known_slugs=known)
+        if archive is not None and archive.filename:
+            received, _, _ = receive_upload(data_dir, archive.file, max_bytes=page.settings.max_upload_bytes)
+            preparation.check_archive(received, archive.filename)
+            source = archive.filename
+        else:
+            source = str(preparation.check_folder(folder))
+        request = preparation.PreparationRequest(slug=slug, title=title, source=source, images_per_class=count,
+                                                 public_fraction=fraction)
+        preparation.start(data_dir=data_dir, request=request, archive=received)
+    except ArenaError as exc:
+        if received is not None:
+            received.unlink(missing_ok=True)
+        errors = exc.detail if isinstance(exc.detail, dict) else {}
+        return _new_page(page, status_code=exc.status_code, error=exc.message, errors=errors, form=form)
+    page.session.set_flash("ok", f"Preparing '{slug}' in the background.")
+    return page.redirect(page.url_for("web_admin_new_job", slug=slug))
+
+
+@new_router.get("/{slug}", name="web_admin_new_job", response_class=HTMLResponse)
+def new_competition_job(slug: str, page: PageDep) -> Response:
+    """Progress while preparing; then the preview grid per class, the audit summary and the open button."""
+    page.require_admin()
+    job = preparation.state(page.settings.data_dir, slug)
+    if job["state"] == "missing":
+        raise NotFound(f"No competition '{slug}' is being prepared.")
+    if job["state"] == "done":
+        # Registered (closed) at once, so the organizer can configure it before opening it.
+        register_competition(session=page.db, root=competitions_dir(page.settings.data_dir) / slug, now=page.now)
+    return page.render("admin/new_job.html", {"slug": slug, "job": job})
+
+
+@new_router.get("/{slug}/preview/{cls}.png", name="web_admin_new_preview")
+def new_competition_preview(slug: str, cls: str, page: PageDep) -> Response:
+    page.require_admin()
+    path = preparation.job_dir(page.settings.data_dir, slug) / "preview" / f"{cls}.png"
+    if not path.is_file() or ".." in cls:
+        raise NotFound(f"No preview for class '{cls}'.")
+    return page.finish(FileResponse(path, media_type="image/png"))
+
+
+@new_router.post("/{slug}/open", name="web_admin_new_open")
+def new_competition_open(slug: str, page: PageDep, csrf_token: FormText = "") -> Response:
+    """Open the prepared competition to teams."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    row = get_competition(session=page.db, slug=slug)
+    update_settings(session=page.db, competition=row, changes={"status": "open"}, actor=_actor(page), now=page.now)
+    preparation.forget(page.settings.data_dir, slug)
+    page.session.set_flash("ok", f"'{slug}' is open: teams can submit.")
+    return page.redirect(page.url_for("web_admin_settings", slug=slug))
+
+
+@new_router.post("/{slug}/dismiss", name="web_admin_new_dismiss")
+def new_competition_dismiss(slug: str, page: PageDep, csrf_token: FormText = "") -> Response:
+    """Forget a finished preparation (a failed one, or one the organizer will open later from its settings)."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    if preparation.state(page.settings.data_dir, slug)["state"] == "running":
+        raise Conflict(f"'{slug}' is still being prepared; wait for it to finish.")
+    preparation.forget(page.settings.data_dir, slug)
+    return page.redirect(page.url_for("web_admin_new"))

@@ -4,11 +4,13 @@ Markdown rendered safely, lifecycle (deadline, archive, reveal, final CSV), anno
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from server.competition import CONFIG_FILE, Competition, competitions_dir
-from server.db.crud import get_competition, list_teams
+from server.db.crud import get_competition, list_competitions, list_teams
+from tests.data.trees import make_tree
 from tests.utils.server_factories import submission_zip
 from tests.web.test_pages import Arena, csrf_of
 
@@ -171,3 +173,74 @@ def test_reference_entry_uploaded_from_the_console_is_a_marked_baseline(organize
 def test_console_needs_the_organizer(data_dir):
     arena = Arena(data_dir)
     assert arena.client().get(SETTINGS_URL).status_code == 403
+
+
+def wait_for_preparation(client, slug: str, timeout: float = 120.0) -> str:
+    """Poll the job page as the browser does until the background preparation ends; the page's text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page = client.get(f"/admin/new/{slug}")
+        if 'data-state="running"' not in page.text:
+            return page.text
+        time.sleep(0.5)
+    raise AssertionError(f"{slug} still preparing after {timeout} s: {page.text}")
+
+
+def test_new_competition_from_a_server_folder_prepares_in_the_background_and_opens_when_told(organizer, tmp_path):
+    arena, client = organizer
+    source = make_tree(tmp_path / "dataset", train=3, test=4, size=80)
+    csrf = csrf_of(client.get("/admin/new").text)
+    started = client.post("/admin/new", data={"csrf_token": csrf, "slug": "masks-2026", "title": "Masks 2026",
+                                              "images_per_class": "3", "public_fraction": "0.5",
+                                              "folder": str(source)})
+    assert started.status_code == 303, started.text
+    done = wait_for_preparation(client, "masks-2026")
+    assert 'data-state="done"' in done and "<code>with_mask</code></td><td class=\"num\">3</td>" in done
+    preview = client.get("/admin/new/masks-2026/preview/with_mask.png")
+    assert preview.status_code == 200 and preview.content[:8] == b"\x89PNG\r\n\x1a\n"
+    # Registered but closed: visible, not accepting uploads until the organizer opens it.
+    overview = arena.client().get("/c/masks-2026")
+    assert overview.status_code == 200 and "This competition is closed" in overview.text
+    assert client.post("/admin/new/masks-2026/open", data={"csrf_token": csrf}).status_code == 303
+    config = Competition.load(competitions_dir(arena.settings.data_dir) / "masks-2026").config
+    assert (config.status, config.title, config.images_per_class) == ("open", "Masks 2026", 3)
+    assert client.get("/admin/new/masks-2026").status_code == 404  # the job is forgotten once opened
+
+
+@pytest.mark.parametrize(("fields", "archive", "message"), [
+    ({"slug": "test-comp"}, None, "is taken by an existing or preparing competition"),
+    ({"slug": "Bad Slug!"}, None, "lowercase letters, digits and dashes"),
+    ({"images_per_class": "0"}, None, "a whole number of at least 1"),
+    ({"public_fraction": "1.5"}, None, "between 0 and 1"),
+    ({"folder": "/no/such/folder"}, None, "no such folder on the server"),
+    ({}, b"PK\x03\x04 this is not really a zip", "not a zip or tar archive"),
+])
+def test_bad_new_competition_input_is_refused_on_the_form_and_creates_nothing(organizer, tmp_path, fields, archive,
+                                                                               message):
+    arena, client = organizer
+    source = make_tree(tmp_path / "dataset", train=1, test=2, size=80)
+    csrf = csrf_of(client.get("/admin/new").text)
+    form = {"csrf_token": csrf, "slug": "fresh", "title": "", "images_per_class": "3", "public_fraction": "0.5",
+            "folder": "" if archive else str(source), **fields}
+    files = {"archive": ("data.zip", archive, "application/zip")} if archive else None
+    response = client.post("/admin/new", data=form, files=files)
+    assert response.status_code == 422 and message in response.text, response.text
+    data_dir = arena.settings.data_dir
+    assert sorted(p.name for p in competitions_dir(data_dir).iterdir()) == ["test-comp"]
+    assert not (data_dir / "preparing").exists() or not any((data_dir / "preparing").iterdir())
+    assert not any((data_dir / "uploads" / "incoming").glob("*")) if (data_dir / "uploads").exists() else True
+    with arena.database.sessionmaker() as session:
+        assert [row.slug for row in list_competitions(session=session)] == ["test-comp"]
+
+
+def test_a_preparation_that_fails_in_the_background_says_why_and_leaves_nothing(organizer, tmp_path):
+    arena, client = organizer
+    source = make_tree(tmp_path / "dataset", train=1, test=2, size=40)  # smaller than the 64x64 competition size
+    csrf = csrf_of(client.get("/admin/new").text)
+    client.post("/admin/new", data={"csrf_token": csrf, "slug": "tiny", "images_per_class": "3",
+                                    "public_fraction": "0.5", "folder": str(source)})
+    failed = wait_for_preparation(client, "tiny")
+    assert 'data-state="failed"' in failed and "smaller than the competition size" in failed
+    assert not (competitions_dir(arena.settings.data_dir) / "tiny").exists()
+    assert client.post("/admin/new/tiny/dismiss", data={"csrf_token": csrf}).status_code == 303
+    assert client.get("/admin/new/tiny").status_code == 404

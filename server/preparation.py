@@ -1,0 +1,178 @@
+"""New competitions from the organizer console: `arena data prepare` run in the background, outside the web process.
+
+The page checks the request (slug free, numbers in range, the archive really a zip or tar), writes it under
+{data_dir}/preparing/<slug>/ and starts `python -m server.preparation <job dir>`, which calls the same
+`prepare_competition` as the CLI with tqdm writing its progress to the job's log. The page polls the log's last
+progress line; when the job ends it shows a preview grid per class and the manifest's audit. The competition is
+written `closed` and opens when the organizer says so. A failed job leaves no competition directory and no row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from server.competition import MANIFEST_FILE, Competition, CompetitionError, competitions_dir, write_config
+from server.data.errors import DataPreparationError
+from server.data.prepare import prepare_competition
+from server.errors import Conflict, InvalidSettings
+from server.storage import write_sample_grid
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+REQUEST_FILE, LOG_FILE, RESULT_FILE = "request.json", "log.txt", "result.json"
+PREVIEW_PER_CLASS = 16
+
+
+@dataclass(frozen=True)
+class PreparationRequest:
+    slug: str
+    title: str
+    source: str  # a folder on the server, or the uploaded archive inside the job directory
+    images_per_class: int
+    public_fraction: float
+
+
+def jobs_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "preparing"
+
+
+def job_dir(data_dir: Path, slug: str) -> Path:
+    return jobs_dir(data_dir) / slug
+
+
+def check_request(*, data_dir: Path, slug: str, title: str, images_per_class: str, public_fraction: str,
+                  known_slugs: set[str]) -> tuple[str, str, int, float]:
+    """The form's fields as typed values, or InvalidSettings naming each bad field and its fix."""
+    problems: dict[str, str] = {}
+    slug = slug.strip()
+    if not SLUG.match(slug):
+        problems["slug"] = "lowercase letters, digits and dashes, starting with a letter or digit (e.g. masks-2026)"
+    elif slug in known_slugs or (competitions_dir(data_dir) / slug).exists() or job_dir(data_dir, slug).exists():
+        problems["slug"] = f"'{slug}' is taken by an existing or preparing competition; pick another"
+    count = _number(images_per_class, int, problems, "images_per_class", "a whole number of at least 1")
+    fraction = _number(public_fraction, float, problems, "public_fraction", "a number between 0 and 1, e.g. 0.5")
+    if count is not None and count < 1:
+        problems["images_per_class"] = "a whole number of at least 1"
+    if fraction is not None and not 0 < fraction < 1:
+        problems["public_fraction"] = "a number between 0 and 1 (exclusive), e.g. 0.5"
+    if problems:
+        listed = "; ".join(f"{field}: {message}" for field, message in problems.items())
+        raise InvalidSettings(f"Competition not created: {listed}.", detail=problems)
+    return slug, title.strip() or slug.replace("-", " ").capitalize(), int(count or 0), float(fraction or 0)
+
+
+def _number(text: str, kind: type, problems: dict[str, str], field: str, rule: str) -> Any:
+    try:
+        return kind(text.strip())
+    except ValueError:
+        problems[field] = rule
+        return None
+
+
+def check_archive(path: Path, filename: str) -> None:
+    if not (zipfile.is_zipfile(path) or tarfile.is_tarfile(path)):
+        raise InvalidSettings(f"{filename}: not a zip or tar archive. Upload the dataset as .zip or .tar(.gz) of class "
+                              "folders (e.g. train/<class>/*.png and test/<class>/*.png).",
+                              detail={"archive": "not a zip or tar archive"})
+
+
+def check_folder(folder: str) -> Path:
+    path = Path(folder.strip()).expanduser()
+    if not folder.strip() or not path.is_dir():
+        raise InvalidSettings(f"{folder or '(empty)'}: no such folder on the server. Give the absolute path of the "
+                              "dataset folder, or upload an archive.", detail={"folder": "no such folder"})
+    return path.resolve()
+
+
+def start(*, data_dir: Path, request: PreparationRequest, archive: Path | None = None) -> Path:
+    """Write the job directory (moving an uploaded archive into it) and start the preparing process."""
+    directory = job_dir(data_dir, request.slug)
+    try:
+        directory.mkdir(parents=True)
+    except FileExistsError as exc:
+        raise Conflict(f"'{request.slug}' is already being prepared.") from exc
+    if archive is not None:
+        target = directory / f"dataset{''.join(Path(request.source).suffixes[-2:]) or '.zip'}"
+        shutil.move(archive, target)
+        request = PreparationRequest(**{**request.__dict__, "source": str(target)})
+    (directory / REQUEST_FILE).write_text(json.dumps({**request.__dict__, "data_dir": str(data_dir)}))
+    with (directory / LOG_FILE).open("wb") as log:
+        subprocess.Popen([sys.executable, "-m", "server.preparation", str(directory)], stdout=log, stderr=log,
+                         stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ})
+    return directory
+
+
+def run(directory: Path) -> None:
+    """The preparing process: prepare, mark closed, write previews and the result (or the failure's message)."""
+    values = json.loads((directory / REQUEST_FILE).read_text())
+    data_dir = Path(values.pop("data_dir"))
+    request = PreparationRequest(**values)
+    out = competitions_dir(data_dir) / request.slug
+    try:
+        result = prepare_competition(request.source, out, slug=request.slug, title=request.title,
+                                     images_per_class=request.images_per_class,
+                                     public_fraction=request.public_fraction, progress=True)
+        competition = result.competition
+        write_config(competition.root, competition.config.model_copy(update={"status": "closed"}))
+        _write_previews(competition, directory / "preview")
+        _write_result(directory, state="done", message="", summary=_summary(competition))
+    except (DataPreparationError, CompetitionError, OSError, ValueError) as exc:
+        shutil.rmtree(out, ignore_errors=True)
+        _write_result(directory, state="failed", message=str(exc), summary={})
+    finally:
+        for archive in directory.glob("dataset.*"):
+            archive.unlink(missing_ok=True)
+
+
+def _write_previews(competition: Competition, folder: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    for cls in competition.classes:
+        files = competition.train_files(cls)[:PREVIEW_PER_CLASS]
+        images = np.stack([np.asarray(Image.open(path).convert("L")) for path in files])
+        write_sample_grid(folder / f"{cls}.png", images, side=4)
+
+
+def _summary(competition: Competition) -> dict[str, Any]:
+    manifest = json.loads((competition.root / MANIFEST_FILE).read_text())
+    counts = {cls: {split: len(competition.files(cls, split)) for split in ("train", "public", "private")}
+              for cls in competition.classes}
+    return {"counts": counts, "audit": manifest.get("audit") or {}, "dataset_hash": manifest["dataset_hash"]}
+
+
+def _write_result(directory: Path, *, state: str, message: str, summary: dict[str, Any]) -> None:
+    temporary = directory / f".{RESULT_FILE}.tmp"
+    temporary.write_text(json.dumps({"state": state, "message": message, **summary}))
+    os.replace(temporary, directory / RESULT_FILE)
+
+
+def state(data_dir: Path, slug: str) -> dict[str, Any]:
+    """running (with the last progress line), done (with counts and audit) or failed (with the message)."""
+    directory = job_dir(data_dir, slug)
+    if not directory.is_dir():
+        return {"state": "missing"}
+    result = directory / RESULT_FILE
+    if result.is_file():
+        return json.loads(result.read_text())
+    log = (directory / LOG_FILE).read_bytes().decode(errors="replace") if (directory / LOG_FILE).exists() else ""
+    lines = [line.strip() for line in re.split(r"[\r\n]+", log) if line.strip()]
+    return {"state": "running", "progress": lines[-1] if lines else "starting"}
+
+
+def forget(data_dir: Path, slug: str) -> None:
+    """Drop a finished job's directory (after the organizer opened the competition or dismissed a failure)."""
+    shutil.rmtree(job_dir(data_dir, slug), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    run(Path(sys.argv[1]))
