@@ -350,3 +350,79 @@ def test_organizer_reveals_the_private_board_and_teams_then_see_it(server, brows
     screenshot(team, "leaderboard-private")
     csv = team.request.get(f"/c/{SLUG}/leaderboard.csv?board=private")
     assert csv.status == 200 and csv.text().splitlines()[0].startswith("rank,team")
+
+
+def test_organizer_walks_one_season_from_the_browser(server, browser, tmp_path):
+    """Create from a server folder, configure, open, a team submits and is scored, the deadline passes, reveal,
+    export the final CSV, archive: every step through the organizer console."""
+    from tests.data.trees import make_tree
+
+    slug = "season-2026"
+    dataset = make_tree(tmp_path / "dataset", train=IMAGES, test=2 * IMAGES, size=80)
+    organizer = new_page(browser, server)
+    organizer.goto("/admin/signin")
+    organizer.fill("#token", server.admin_token)
+    organizer.click("main button[type=submit]")
+    organizer.wait_for_selector(".notice.ok")
+
+    organizer.goto("/admin/new")
+    organizer.fill("#slug", slug)
+    organizer.fill("#title", "Season 2026")
+    organizer.fill("#folder", str(dataset))
+    organizer.fill("#images_per_class", str(IMAGES))
+    organizer.click("#new-form button[type=submit]")
+    organizer.wait_for_selector('#job[data-state="done"]', timeout=120_000)  # the page refreshes while preparing
+    assert organizer.locator("#prepared-counts img").count() == len(CLASSES)
+    screenshot(organizer, "console-prepared")
+
+    organizer.click("text=Settings first")
+    organizer.fill("#daily_limit", "0")
+    organizer.click("#settings-form button[type=submit]")
+    assert "greater than or equal to 1" in organizer.inner_text("#error-daily_limit")
+    organizer.fill("#daily_limit", "2")
+    organizer.fill("#description", "Generate **masked** faces.")
+    organizer.select_option("#status", "open")
+    organizer.click("#settings-form button[type=submit]")
+    organizer.wait_for_selector(".notice.ok")
+    assert "daily_limit" in organizer.inner_text("#settings-history")
+    screenshot(organizer, "console-settings")
+
+    organizer.goto("/admin/teams")
+    organizer.select_option("select[name=competition]", slug)
+    organizer.fill("input[name=name]", "season team")
+    organizer.click("text=Create team")
+    token = organizer.inner_text("#new-token pre").strip()
+
+    team = new_page(browser, server)
+    sign_in(team, token)
+    team.goto(f"/c/{slug}")
+    assert team.locator(".lead strong", has_text="masked").count() == 1
+    zip_path = tmp_path / "season.zip"
+    zip_path.write_bytes(valid_zip(seed=11))
+    team.goto(f"/c/{slug}/submit")
+    team.set_input_files("#file", str(zip_path))
+    team.click("main button[type=submit]")
+    team.wait_for_selector('[data-status="scored"]', timeout=SCORING_TIMEOUT_MS)
+
+    organizer.goto(f"/admin/c/{slug}/settings")
+    organizer.fill("#deadline", "2020-01-01 00:00")
+    organizer.click("#settings-form button[type=submit]")
+    organizer.wait_for_selector(".notice.ok")
+    team.goto(f"/c/{slug}/submit")
+    assert "The deadline has passed (2020-01-01 00:00 UTC)" in team.inner_text("main")
+
+    organizer.goto(f"/admin/c/{slug}/settings")
+    organizer.click("text=Reveal private board")
+    organizer.goto(f"/admin/c/{slug}/settings")
+    with organizer.expect_download() as download:
+        organizer.click("#export-final")
+    final_csv = Path(download.value.path()).read_text()
+    assert "season team" in final_csv.splitlines()[1]
+
+    organizer.select_option("#status", "archived")
+    organizer.click("#settings-form button[type=submit]")
+    organizer.wait_for_selector(".notice.ok")
+    team.goto(f"/c/{slug}/leaderboard?board=private")
+    assert "archived" in team.inner_text("#competition-status")
+    assert team.locator("#leaderboard tbody tr", has_text="season team").count() == 1
+    screenshot(team, "season-archived")
