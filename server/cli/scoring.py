@@ -35,7 +35,8 @@ def weights_status(
     settings = get_settings()
     try:
         found = find_local_weights(settings.fid_weights)
-        chosen = resolve_engine(engine or settings.fid_engine, resolve_device(device or settings.device))
+        chosen = resolve_engine(engine or settings.fid_engine,  # type: ignore[arg-type]
+                                resolve_device(device or settings.device))  # type: ignore[arg-type]
     except (WeightsNotFoundError, EngineUnavailableError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
@@ -48,8 +49,8 @@ def weights_status(
     if chosen == "onnxruntime":
         onnx = export_path(found.path)
         state = export_state(onnx, found.sha256)
-        status |= {"engine_file": str(onnx),
-                   "export": state if state == "current" else f"{state} (built on first use or by `arena weights verify`)"}
+        note = "" if state == "current" else " (built on first use or by `arena weights verify`)"
+        status |= {"engine_file": str(onnx), "export": state + note}
     typer.echo(json.dumps(status, indent=1) if as_json else "\n".join(f"{k:>11}: {v}" for k, v in status.items()))
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -90,7 +90,7 @@ class FeatureExtractor:
         self._weights_path = weights_path
         self._allow_download = allow_download
         self._weights: WeightsInfo | None = None
-        self._model = None
+        self._model: Any = None  # a torch module or an OnnxPool3, loaded on first use
         self.timings: dict[str, float] = {"decode": 0.0, "features": 0.0}
 
     @property

@@ -1,8 +1,8 @@
 """The per-competition reference cache: statistics of the held-out test images and the memorization set.
 
-One `.npz` per competition and feature engine under `competition.references_dir`, plus a small JSON summary people (and the web
-pages) can read without numpy. For every class: mu, sigma and sqrt(sigma) of the public, private and whole test
-split; the L2-normalized pool3 features of train + test (the memorization set); the automatic MiFID eps.
+One `.npz` per competition and feature engine under `competition.references_dir`, plus a small JSON summary people
+(and the web pages) can read without numpy. For every class: mu, sigma and sqrt(sigma) of the public, private and
+whole test split; the L2-normalized pool3 features of train + test (the memorization set); the automatic MiFID eps.
 The cache is rebuilt only when its metadata (dataset hash, weights sha256, feature engine, dims, counts,
 preprocessing version) no longer matches, so references and submissions always go through the same engine; one
 file per engine lets a GPU worker (torch) and a CPU worker (onnxruntime) share a competition without rebuilding

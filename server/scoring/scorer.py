@@ -11,9 +11,9 @@ from pydantic import BaseModel, Field
 
 from server.competition import Competition
 from server.scoring.features import Device, FeatureExtractor, Precision
-from server.scoring.onnx_engine import Engine
 from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
 from server.scoring.memorization import memorization_distance, penalize
+from server.scoring.onnx_engine import Engine
 from server.scoring.references import SPLITS, References, load_or_build_references
 
 SCORER_VERSION = "1.0.0"

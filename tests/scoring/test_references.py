@@ -19,8 +19,10 @@ def test_cache_holds_statistics_memorization_set_and_eps(random_competition):
     competition, scorer = random_competition
     references = scorer.prepare(competition)
     leftovers = sorted(p.name for p in competition.references_dir.iterdir())
-    assert leftovers == sorted([cache_file(scorer.extractor.engine), SUMMARY_FILE])  # no temporary files left behind
-    assert references.metadata == expected_metadata(competition, scorer.extractor.weights_sha256, scorer.extractor.engine)
+    # no temporary files left behind
+    assert leftovers == sorted([cache_file(scorer.extractor.engine), SUMMARY_FILE])
+    engine = scorer.extractor.engine
+    assert references.metadata == expected_metadata(competition, scorer.extractor.weights_sha256, engine)
     for cls in competition.classes:
         refs = references.classes[cls]
         assert {split: s.count for split, s in refs.stats.items()} == {"public": 2, "private": 2, "all": 4}
@@ -46,7 +48,9 @@ def test_a_new_process_reuses_the_cache(random_competition, random_weights, monk
                                   scorer.prepare(competition).classes["with_mask"].memory)
 
 
-@pytest.mark.parametrize("changed", ["dataset_hash", "weights_sha256", "engine", "dims", "preprocessing_version", "counts"])
+@pytest.mark.parametrize(
+    "changed", ["dataset_hash", "weights_sha256", "engine", "dims", "preprocessing_version", "counts"]
+)
 def test_cache_is_stale_when_an_input_changes(random_competition, changed):
     competition, scorer = random_competition
     metadata = expected_metadata(competition, scorer.extractor.weights_sha256, scorer.extractor.engine)
