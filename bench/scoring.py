@@ -183,7 +183,7 @@ def cpu_fp32_peak_gflops() -> dict:
             "peak_gflops": cores * lanes * 2 * 2 * mhz / 1e3}
 
 
-def runtimes_child(batch: int = 32, repeats: int = 2) -> None:
+def runtimes_child(batch: int = 16, repeats: int = 2) -> None:
     """(d): each runtime on the same batch, the best of `repeats` timed runs after one warm-up, same process."""
     import numpy as np
     import torch
