@@ -7,8 +7,7 @@
     `disp` argument pytorch-fid 0.3.0 passes to sqrtm);
 (b) `arena score --images GEN --competition DIR` in a new process (model load included; references cached on disk);
 (c) warm: a long-lived process with the model loaded and the references in memory scores the same PNGs
-    (decode included), once per engine: on CPU `torch-eager` (the torch engine before channels-last, i.e. the
-    scorer before issue 16), `torch` (channels-last) and `onnxruntime`;
+    (decode included), once per engine: on CPU `torch` (the scorer before issue 16) and `onnxruntime`;
 (d) on CPU, the feature runtimes alone on one batch of 64x64 images in one process: eager torch, channels-last
     torch, ONNX Runtime and OpenVINO (when installed: `pip install -c constraints.txt '.[bench]'`), with images/s,
     the share of the CPU's fp32 peak (cores x FMA lanes x 2 FMA units x 2 flops x clock, from lscpu) and the max
@@ -88,10 +87,7 @@ def warm_child(args: argparse.Namespace) -> None:
     from server.scoring.features import read_class_folders
 
     competition = Competition.load(args.competition)
-    scorer = Scorer(device=args.device, precision=args.precision, engine="torch" if args.engine == "torch-eager"
-                    else args.engine)
-    if args.engine == "torch-eager":  # the torch engine as it was before channels-last on CPU
-        type(scorer.extractor)._channels_last = property(lambda self: self.precision == "fp16")  # type: ignore[method-assign,assignment]
+    scorer = Scorer(device=args.device, precision=args.precision, engine=args.engine)
     scorer.prepare(competition, progress=False)
     warm_up = {cls: images[:2] for cls, images in read_class_folders(args.generated, competition.classes).items()}
     scorer.score(competition, warm_up)
@@ -154,7 +150,7 @@ def run(args: argparse.Namespace) -> dict:
 
     runtimes = measured([sys.executable, str(Path(__file__).resolve()), "--runtimes-child"]) if device == "cpu" else {}
     warm = {}
-    variants = [("exact", "torch-eager"), ("exact", "torch"), ("exact", "onnxruntime")] if device == "cpu" else \
+    variants = [("exact", "torch"), ("exact", "onnxruntime")] if device == "cpu" else \
         [("exact", "torch"), ("tf32", "torch"), ("fp16", "torch")]
     for precision, engine in variants:
         child = measured([sys.executable, str(Path(__file__).resolve()), "--warm-child", "--competition",
@@ -256,12 +252,12 @@ def summarize(args, device, reference_build_s, pytorch_fid, cold, warm) -> dict:
         "distance_s_per_class": exact["report"]["timings"]["distance"] / len(ours),
     }
     if device == "cpu":
-        before = warm["torch-eager"]
+        before = warm["torch"]
         summary["engines"] = {
             name: {"wall_s": w["wall_s"], "features_s": w["report"]["timings"]["features"],
                    "images_per_s_features": 2 * args.images_per_class / w["report"]["timings"]["features"],
-                   "speedup_vs_torch_eager": before["wall_s"] / w["wall_s"], "peak_rss_mb": w["peak_rss_mb"],
-                   "fid_relative_difference_vs_torch_eager": {
+                   "speedup_vs_torch": before["wall_s"] / w["wall_s"], "peak_rss_mb": w["peak_rss_mb"],
+                   "fid_relative_difference_vs_torch": {
                        cls: abs(c["raw_fid_all"] / before["report"]["classes"][cls]["raw_fid_all"] - 1)
                        for cls, c in w["report"]["classes"].items()}}
             for name, w in warm.items()}
@@ -294,8 +290,8 @@ def print_table(summary: dict) -> None:
         print(f"{name:<38}{wall:>10.2f}{rss:>14.0f}{wall / baseline:>13.3f}")
     for name, engine in summary.get("engines", {}).items():
         print(f"engine {name:<12} features {engine['images_per_s_features']:6.2f} img/s, warm scoring "
-              f"{engine['speedup_vs_torch_eager']:.2f}x torch-eager, FID rel. diff vs torch-eager "
-              f"{max(engine['fid_relative_difference_vs_torch_eager'].values()):.1e}")
+              f"{engine['speedup_vs_torch']:.2f}x torch, FID rel. diff vs torch "
+              f"{max(engine['fid_relative_difference_vs_torch'].values()):.1e}")
     if "runtimes" in summary:
         cpu = summary["runtimes"]["cpu"]
         print(f"\nFeature runtimes, batch {summary['runtimes']['batch']} of 64x64, {summary['runtimes']['threads']} "

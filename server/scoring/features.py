@@ -135,8 +135,9 @@ class FeatureExtractor:
 
     @property
     def _channels_last(self) -> bool:
-        """fp16 on CUDA (tensor cores) and fp32 on CPU (oneDNN's blocked convolutions) run faster channels-last."""
-        return self.precision == "fp16" or self.device == "cpu"
+        """fp16 on CUDA runs faster channels-last (tensor cores). On CPU the scorer's features came out bit-identical
+        channels-last and contiguous (the same oneDNN kernels) with no measurable gain, so CPU stays contiguous."""
+        return self.precision == "fp16"
 
     def _set_precision_flags(self) -> None:
         import torch
