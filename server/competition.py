@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -68,6 +68,8 @@ class ManifestEntry(BaseModel):
 class Manifest(BaseModel):
     dataset_hash: str
     files: list[ManifestEntry]
+    # What `arena data prepare` found (splits, class mapping, left-out files, duplicates); not part of the hash.
+    audit: dict[str, Any] | None = None
 
     @staticmethod
     def hash_entries(files: list[ManifestEntry]) -> str:
@@ -78,9 +80,9 @@ class Manifest(BaseModel):
         return digest.hexdigest()
 
     @classmethod
-    def build(cls, files: list[ManifestEntry]) -> Manifest:
+    def build(cls, files: list[ManifestEntry], audit: dict[str, Any] | None = None) -> Manifest:
         ordered = sorted(files, key=lambda e: e.path)
-        return cls(dataset_hash=cls.hash_entries(ordered), files=ordered)
+        return cls(dataset_hash=cls.hash_entries(ordered), files=ordered, audit=audit)
 
 
 @dataclass(frozen=True)
@@ -145,4 +147,4 @@ def write_config(root: Path, config: CompetitionConfig) -> None:
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    (root / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(by_alias=True), indent=1) + "\n")
+    (root / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(by_alias=True, exclude_none=True), indent=1) + "\n")
