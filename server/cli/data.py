@@ -9,7 +9,7 @@ import typer
 
 from server.competition import CONFIG_FILE
 from server.data import demo
-from server.data.audit import NEAR_MAX_DISTANCE, PAIR_KINDS
+from server.data.audit import NEAR_MAX_DISTANCE, NEAR_MIN_CORRELATION, PAIR_KINDS
 
 if TYPE_CHECKING:
     from server.data.prepare import PrepareReport
@@ -130,8 +130,8 @@ def _class_map(pairs: list[str]) -> dict[str, list[str]] | None:
 def _print_report(report: PrepareReport, image_size: int) -> None:
     """What prepare found and did: splits, class mapping, left-out files, duplicates (all in manifest.json)."""
     layout = report.layout
-    default = " (the default)" if report.validation == "test" else ""
-    for split, root in sorted(layout.roots.items()):
+    default = ", the default" if report.validation == "test" else ""
+    for split, root in layout.roots.items():
         part = report.validation if split == "validation" else split
         note = f" (--validation {report.validation}{default})" if split == "validation" else ""
         typer.echo(f"Split   {layout.show(root)} -> {part}{note}")
@@ -154,7 +154,8 @@ def _print_report(report: PrepareReport, image_size: int) -> None:
 def _print_duplicates(report: PrepareReport) -> None:
     assert report.duplicates is not None
     counts = report.duplicates.counts()
-    typer.echo(f"Duplicates (pairs: exact / near, pHash distance <= {NEAR_MAX_DISTANCE}):")
+    typer.echo(f"Duplicates (pairs: exact / near: pHash <= {NEAR_MAX_DISTANCE} bits apart, pixel correlation >= "
+               f"{NEAR_MIN_CORRELATION}):")
     for kind in PAIR_KINDS:
         typer.echo(f"  {kind.replace('_', ' '):18} {counts['exact'][kind]} / {counts['near'][kind]}")
     across = [*report.duplicates.exact["across_train_test"], *report.duplicates.near["across_train_test"]]

@@ -20,7 +20,6 @@ worker processes (one per core), then every prepared image goes through the dupl
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import os
 import re
@@ -264,7 +263,7 @@ def _audit(
 ) -> list[tuple[SourceImage, Converted]]:
     """Find duplicates (into the report); with --dedupe, leave out test images that copy training images."""
     report.duplicates = find_duplicates([
-        AuditedImage(_output_path(image), image.part, hashlib.sha256(c.png or b"").hexdigest(), c.phash)
+        AuditedImage(_output_path(image), image.part, c.png or b"", c.phash)
         for image, c in usable
     ])
     if not dedupe:
