@@ -83,9 +83,13 @@ def class_key(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", words.lower()).strip("_")
 
 
+def loose_key(name: str) -> str:
+    """Lowercase letters and digits only: `Train`, `TRAIN`, `with-mask`, `WithMask` match `train`, `withmask`."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
 def split_of(name: str) -> str | None:
-    key = re.sub(r"[^a-z0-9]", "", name.lower())
-    return next((split for split, aliases in SPLIT_ALIASES.items() if key in aliases), None)
+    return next((split for split, aliases in SPLIT_ALIASES.items() if loose_key(name) in aliases), None)
 
 
 def subfolders(folder: Path) -> list[Path]:
@@ -116,8 +120,26 @@ def find_layout(
         mapped, unused = _map_classes(root, split, class_map, show)
         layout.folders += [ClassFolder(split, parts[split], cls, path) for cls, path in mapped]
         layout.left_out += [f"{show(path)} (not named by --class)" for path in unused]
+    if class_map:
+        _require_named_folders(layout, class_map)
     _require_both_parts(layout)
     return layout
+
+
+def _require_named_folders(layout: Layout, class_map: dict[str, list[str]]) -> None:
+    found = {(folder.cls, folder.path.name) for folder in layout.folders}
+    problems = [
+        f"--class {cls}={name}: no such folder in {', '.join(map(layout.show, layout.roots.values()))}"
+        for cls, names in class_map.items() for name in names
+        if not any(found_cls == cls and loose_key(found_name) == loose_key(name) for found_cls, found_name in found)
+    ]
+    if problems:
+        folders = sorted({p.name for root in layout.roots.values() for p in subfolders(root)})
+        raise DataPreparationError(
+            f"Some --class folders do not exist (class folders found: {', '.join(folders)}). Fix: spell FOLDER as "
+            "one of those:",
+            problems,
+        )
 
 
 def _split_roots(train: SourceTree, test: SourceTree | None, validation: ValidationPolicy) -> dict[str, Path]:
@@ -193,9 +215,10 @@ def _map_classes(
 
 
 def _named_folder(root: str, folders: list[Path], cls: str, name: str) -> Path | None:
-    """The folder `--class CLS=NAME` names in this split: exactly, else by snake case; None when absent here."""
+    """The folder `--class CLS=NAME` names in this split: exactly, else ignoring case and separators; None when
+    absent here."""
     exact = [p for p in folders if p.name == name]
-    matches = exact or [p for p in folders if class_key(p.name) == class_key(name)]
+    matches = exact or [p for p in folders if loose_key(p.name) == loose_key(name)]
     if len(matches) > 1:
         raise DataPreparationError(
             f"{root}: --class {cls}={name} matches several folders. Fix: spell the folder exactly as one of:",

@@ -49,3 +49,11 @@ def make_messy_tree(root: Path, train: int = 4, test: int = 3, validation: int =
     (root / "jpeg-source.png").unlink()
     write_image(base / "Train" / "WithMask" / "10.png", size, seed=78)
     return root
+
+
+def write_smooth_image(path: Path, size: int = 96, *, seed: int = 0) -> Path:
+    """A smooth random picture (bicubic-enlarged 8x8 noise): it survives re-encoding like a photo does."""
+    coarse = np.random.default_rng(seed).integers(0, 256, (8, 8), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(coarse).resize((size, size), Image.Resampling.BICUBIC).save(path)
+    return path
