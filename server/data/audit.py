@@ -83,7 +83,7 @@ class DuplicateReport:
 
     def test_images_copying_train(self) -> set[str]:
         pairs = [*self.exact["across_train_test"], *self.near["across_train_test"]]
-        return {pair[1] for pair in pairs}  # pairs are ordered train first
+        return {str(pair[1]) for pair in pairs}  # pairs are ordered train first
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {
@@ -126,8 +126,10 @@ def find_duplicates(images: list[AuditedImage]) -> DuplicateReport:
         correlation = float(signature(i) @ signature(j))
         if correlation >= NEAR_MIN_CORRELATION:
             near[_kind(a, b)].append((a.path, b.path, distance, round(correlation, 4)))
-    for pairs in (*exact.values(), *near.values()):
-        pairs.sort()
+    for exact_pairs in exact.values():
+        exact_pairs.sort()
+    for near_pairs in near.values():
+        near_pairs.sort()
     return DuplicateReport(exact=exact, near=near)
 
 

@@ -37,6 +37,7 @@ SPLIT_ALIASES = {
     "test": ("test", "testing"),
     "validation": ("val", "valid", "validation"),
 }
+PART_PAIRS: tuple[tuple[Part, Part], ...] = (("train", "test"), ("test", "train"))
 CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -257,7 +258,7 @@ def _require_both_parts(layout: Layout) -> None:
     show = layout.show
     problems = []
     for cls, parts in sorted(where.items()):
-        for part, other in (("train", "test"), ("test", "train")):
+        for part, other in PART_PAIRS:
             if parts[part] and not parts[other]:
                 roots = [root for split, root in layout.roots.items() if (split == "train") == (other == "train")]
                 problems.append(

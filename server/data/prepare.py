@@ -183,7 +183,9 @@ def decode_grayscale(path: Path) -> Image.Image:
 
 def _require_size(gray: Image.Image, size: int, upscale: bool) -> None:
     if _is_small(gray, size) and not upscale:
-        raise UnusableImage(f"{gray.width}x{gray.height} is smaller than the competition size {size}x{size}", small=True)
+        raise UnusableImage(
+            f"{gray.width}x{gray.height} is smaller than the competition size {size}x{size}", small=True
+        )
 
 
 def _is_small(image: Image.Image, size: int) -> bool:

@@ -15,6 +15,7 @@ import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -99,7 +100,7 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[ArchiveMember]:
             continue
         if (info.external_attr >> 16) & 0o170000 == 0o120000:  # a symbolic link stored by a Unix zip tool
             _refuse_member(archive, info.filename, "is a symbolic link")
-        members.append(ArchiveMember(info.filename, info.file_size, lambda info=info: zf.open(info)))
+        members.append(ArchiveMember(info.filename, info.file_size, partial(zf.open, info)))
     return members
 
 
@@ -110,7 +111,7 @@ def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[ArchiveMember]:
             continue
         if not info.isfile():
             _refuse_member(archive, info.name, "is a link or a device, not a file")
-        members.append(ArchiveMember(info.name, info.size, lambda info=info: _tar_file(tf, info)))
+        members.append(ArchiveMember(info.name, info.size, partial(_tar_file, tf, info)))
     return members
 
 
@@ -128,8 +129,11 @@ def _refuse_member(archive: Path, name: str, why: str) -> None:
 
 
 def _extract_members(archive: Path, members: list[ArchiveMember], into: Path, max_bytes: int) -> None:
-    wanted = [(member, _safe_relative_path(archive, member.name)) for member in members]
-    wanted = [(member, rel) for member, rel in wanted if rel is not None]
+    wanted: list[tuple[ArchiveMember, str]] = []
+    for member in members:
+        rel = _safe_relative_path(archive, member.name)
+        if rel is not None:
+            wanted.append((member, rel))
     total = sum(member.size for member, _ in wanted)
     if len(wanted) > MAX_ARCHIVE_MEMBERS or total > max_bytes:
         raise DataPreparationError(

@@ -1,6 +1,6 @@
-"""The course's own layout (lowercase train/<class>/, test/<class>/, as in ndb796/Face-Mask-Classification-20000-Dataset)
-keeps the dataset hash it had before prepare learned messy layouts: a changed hash would orphan every reference cache
-and make organizers' existing competitions look like different data."""
+"""The course's own layout (lowercase train/<class>/, test/<class>/, as in
+ndb796/Face-Mask-Classification-20000-Dataset) keeps the dataset hash it had before prepare learned messy layouts:
+a changed hash would orphan every reference cache and make existing competitions look like different data."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from server.cli import app
 from server.competition import Competition
-from tests.data.trees import make_tree, write_image
+from tests.data.trees import make_tree
 
 runner = CliRunner()
 

@@ -51,8 +51,7 @@ def test_colliding_names_are_stable_and_independent_of_other_files(tmp_path):
     first = prepare(source, tmp_path / "a")
     write_image(source / "Face Mask Dataset" / "Train" / "WithMask" / "zz-new.png", seed=999)
     second = prepare(source, tmp_path / "b")
-    renamed = {path for path in first.report.renamed}
-    assert renamed == set(second.report.renamed)
+    assert set(first.report.renamed) == set(second.report.renamed)
     again = prepare(source, tmp_path / "b")
     assert again.unchanged and again.competition.manifest.dataset_hash == second.competition.manifest.dataset_hash
 
