@@ -127,6 +127,7 @@ def prepare_competition(
 ) -> PrepareResult:
     """Prepare a competition directory at `out` from a dataset (see the module docstring for layouts and rules)."""
     out = Path(out).resolve()
+    slug = slug or default_slug(out)
     if class_map:
         check_class_names(class_map)
     with ExitStack() as stack:
@@ -138,8 +139,8 @@ def prepare_competition(
         layout = find_layout(trees[0], trees[1] if test_source else None, validation=validation, class_map=class_map)
         images = source_images(layout)
         config = competition_config(
-            slug=slug or default_slug(out),
-            title=title or (slug or default_slug(out)).replace("-", " ").capitalize(),
+            slug=slug,
+            title=title or slug.replace("-", " ").capitalize(),
             classes=layout.classes,
             images_per_class=images_per_class,
             image_size=image_size,
@@ -154,8 +155,8 @@ def prepare_competition(
             report.renamed = {_output_path(image): image.shown for image, _ in usable if _renamed(image)}
             _write_images(writer, usable, seed=seed, public_fraction=public_fraction)
             competition = writer.finish(audit=report.as_json())
-            return PrepareResult(competition=competition, report=report, unchanged=writer.unchanged)
-    raise AssertionError("unreachable")  # mypy: ExitStack may swallow exceptions as far as it knows
+            result = PrepareResult(competition=competition, report=report, unchanged=writer.unchanged)
+    return result
 
 
 def default_slug(out: Path) -> str:
