@@ -74,3 +74,19 @@ def test_small_images_follow_the_policy(tmp_path, policy, kept):
         with Image.open(tmp_path / "out" / "train" / "with_mask" / "small.png") as image:
             assert image.size == (64, 64)
             np.testing.assert_array_equal(np.asarray(image), expected(Image.open(small)))
+
+
+def test_worker_processes_give_what_one_process_gives(tmp_path):
+    from server.data.layout import SourceImage
+    from server.data.prepare import PROCESS_POOL_MIN_IMAGES, _convert_all
+
+    sources = [write_smooth_image(tmp_path / f"{i}.png", 48 + 20 * i, seed=i) for i in range(4)]
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    sources.append(tmp_path / "bad.png")
+    images = [SourceImage(path, "train", "a", path.name, str(path)) for path in sources]
+    images *= PROCESS_POOL_MIN_IMAGES // len(images) + 1  # enough to start the pool
+    pooled = _convert_all(images, 64, False, progress=False, workers=2)
+    in_process = _convert_all(images, 64, False, progress=False, workers=1)
+    assert pooled == in_process
+    assert [c.small for c in pooled[:5]] == [True, False, False, False, False]
+    assert pooled[4].png is None and "not a readable image" in pooled[4].problem
