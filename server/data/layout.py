@@ -158,14 +158,13 @@ def _split_roots(train: SourceTree, test: SourceTree | None, validation: Validat
             clashes,
         )
     roots = {split: found[split][0] for split in SPLIT_ALIASES if split in found}  # train, test, validation
-    if "test" not in roots and validation == "test" and "validation" in roots:
-        return roots
-    missing = [split for split in ("train", "test") if split not in roots]
+    covered = set(roots) | ({validation} if "validation" in roots else set())
+    missing = [split for split in ("train", "test") if split not in covered]
     if missing:
         names = ", ".join(p.name + "/" for p in subfolders(root)) or "none"
         raise DataPreparationError(
             f"{train.show(root)}: no {' and no '.join(f'{split}/ folder' for split in missing)} (looked for "
-            f"{', '.join(a for s in missing for a in SPLIT_ALIASES[s])}, validation/ as test, in any case; found "
+            f"{', '.join(a for s in missing for a in SPLIT_ALIASES[s])} in any case; found "
             f"{names}). A source holds train/<class>/ and test/<class>/ image folders. Fix: point --source at the "
             "dataset's root (a folder or its .zip / .tar.gz), or pass the training class folders as --source and "
             "the held-out ones as --test-source."

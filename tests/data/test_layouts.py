@@ -77,6 +77,9 @@ def test_train_and_validation_only(tmp_path):
     shutil.rmtree(source / "Face Mask Dataset" / "Test")
     assert counts(prepare(source, tmp_path / "out").competition)["without_mask"] == (4, 2)
     assert_refused(source, tmp_path / "refused", "no test/ folder", "--test-source", validation="train")
+    shutil.rmtree(source / "Face Mask Dataset" / "Train")
+    assert_refused(source, tmp_path / "refused", "no train/ folder and no test/ folder", validation="ignore")
+    assert_refused(source, tmp_path / "refused", "no train/ folder (looked for train, training", "found Validation/")
 
 
 def test_split_aliases_in_any_case(tmp_path):
