@@ -230,7 +230,7 @@ def _convert_all(
     bar = {"total": len(jobs), "desc": "Preparing images", "unit": "img", "disable": not progress}
     if workers == 1 or len(jobs) < PROCESS_POOL_MIN_IMAGES:
         return list(tqdm(map(convert_image, jobs), **bar))
-    # Processes, not threads: decoding, hashing and PNG encoding hold the GIL often enough that threads stall.
+    # Processes, not threads: the per-image Python and numpy work (hash, bookkeeping) holds the GIL.
     # spawn, not fork: the caller may hold threads (torch, a server) that a forked child would inherit broken.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
