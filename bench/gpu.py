@@ -767,8 +767,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     print(f"whole run {total:.0f} s: {met(total <= TIME_LIMIT_S)} (<= {TIME_LIMIT_S} s)")
     machine = {"device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
                "python": platform.python_version(), "cpus": os.cpu_count()}
-    return {"machine": machine, "device": device.type, "smoke": args.smoke, "sizes": dataclasses.asdict(sizes), "plan_s": plan,
-            "durations_s": durations, "total_s": total, "within_limit": total <= TIME_LIMIT_S, "parts": result}
+    return {"machine": machine, "device": device.type, "smoke": args.smoke, "sizes": dataclasses.asdict(sizes),
+            "plan_s": plan, "durations_s": durations, "total_s": total, "within_limit": total <= TIME_LIMIT_S,
+            "parts": result}
 
 
 def default_out(summary: dict) -> Path:
