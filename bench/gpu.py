@@ -732,18 +732,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: auto (smoke: cpu)")
     parser.add_argument("--random-weights", action="store_true",
                         help="a random network of the real architecture: timings valid, FIDs meaningless")
+    parser.add_argument("--threads", type=int, help="torch CPU threads here and in the server and worker (default: "
+                        "torch's; smoke: 1, since a busy shared CPU stalls with more)")
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed afterwards)")
     parser.add_argument("--out", type=Path, help="the JSON file (default: bench/results/gpu-DEVICE-TIME.json)")
     args = parser.parse_args(argv)
     args.device = args.device or ("cpu" if args.smoke else "auto")
     args.random_weights = args.random_weights or args.smoke
+    args.threads = args.threads or (1 if args.smoke else None)
     return args
+
+
+def limit_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(threads)
+        os.environ.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))  # the server and the worker
 
 
 def run(args: argparse.Namespace, work: Path) -> dict:
     from baselines.registry import MODEL_NAMES
 
     device = resolve_device(args.device)
+    limit_threads(args.threads)
     sizes = SMOKE if args.smoke else FULL
     if args.budget_s is not None:
         sizes = dataclasses.replace(sizes, budget_s=args.budget_s)

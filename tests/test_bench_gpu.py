@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def load_bench():
     spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "bench" / "gpu.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)
     return module
 
