@@ -62,14 +62,16 @@ ADMIN_TOKEN = "gpu-bench-admin-token-0123456789abcdef"
 # torchvision's table lists 5.71 "GFLOPS" for inception_v3: multiply-adds of the same network.
 INCEPTION_FLOPS_PER_IMAGE = 11.42e9
 # Dense peak TFLOP/s from the vendors' data sheets (no sparsity): fp32 on CUDA cores (exact), TF32 and fp16 on
-# tensor cores. Matched by substring of torch.cuda.get_device_name(); anything else falls back to a measured
-# matrix product.
+# tensor cores. Matched by substring of torch.cuda.get_device_name(), first match in this order (so "H200 NVL"
+# before "H200", "L40S" before "L40" before "L4"); anything else falls back to a measured matrix product.
 KNOWN_PEAKS = {
+    "H200 NVL": {"exact": 60.0, "tf32": 417.5, "fp16": 835.5},
     "H200": {"exact": 67.0, "tf32": 494.7, "fp16": 989.4},
     "H100 PCIe": {"exact": 51.2, "tf32": 378.0, "fp16": 756.0},
     "H100": {"exact": 67.0, "tf32": 494.7, "fp16": 989.4},
     "A100": {"exact": 19.5, "tf32": 156.0, "fp16": 312.0},
     "L40S": {"exact": 91.6, "tf32": 183.0, "fp16": 362.1},
+    "L40": {"exact": 90.5, "tf32": 90.5, "fp16": 181.0},
     "A10": {"exact": 31.2, "tf32": 62.5, "fp16": 125.0},
     "L4": {"exact": 30.3, "tf32": 60.0, "fp16": 121.0},
     "RTX 4090": {"exact": 82.6, "tf32": 82.6, "fp16": 165.2},

@@ -112,6 +112,8 @@ def test_known_gpu_peaks_are_found_by_name_and_others_are_measured(monkeypatch):
     assert gpu.peak_tflops(torch.device("cuda"), "fp16") == (989.4, "data sheet (H200)")
     monkeypatch.setattr(gpu, "device_name", lambda device: "NVIDIA H100 PCIe")
     assert gpu.peak_tflops(torch.device("cuda"), "exact") == (51.2, "data sheet (H100 PCIe)")
+    monkeypatch.setattr(gpu, "device_name", lambda device: "NVIDIA L40")
+    assert gpu.peak_tflops(torch.device("cuda"), "fp16") == (181.0, "data sheet (L40)")
     rate, source = gpu.peak_tflops(torch.device("cpu"), "exact")
     assert source == "measured matrix product" and rate > 0
 
