@@ -116,7 +116,7 @@ SMOKE = Sizes(images_per_class=2, train_per_class=6, test_per_class=4, scoring_r
               batch_sizes=(4, 8), warmup_steps=1, timed_steps=1, budget_s=0.5, strength_batch_size=4,
               model_overrides={"width": 4}, strength_per_class=2,
               classifier_steps=3, conditioning_per_class=4,
-              plan_s={"setup": 25, "scoring": 15, "drain": 45, "training": 15, "strength_overhead": 25})
+              plan_s={"setup": 20, "scoring": 5, "drain": 30, "training": 10, "strength_overhead": 15})
 
 
 class BenchError(Exception):
@@ -776,7 +776,8 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     print_table("Time: plan vs actual", ["part", "planned s", "actual s"],
                 [*[[p, f"{plan[p]:.0f}", f"{s:.1f}"] for p, s in durations.items()],
                  ["total", f"{sum(plan.values()):.0f}", f"{total:.1f}"]])
-    print(f"whole run {total:.0f} s: {met(total <= TIME_LIMIT_S)} (<= {TIME_LIMIT_S} s)")
+    limit = "the limit is for the real run" if args.smoke else f"{met(total <= TIME_LIMIT_S)} (<= {TIME_LIMIT_S} s)"
+    print(f"whole run {total:.0f} s: {limit}")
     machine = {"device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
                "python": platform.python_version(), "cpus": os.cpu_count()}
     return {"machine": machine, "device": device.type, "smoke": args.smoke, "sizes": dataclasses.asdict(sizes),
