@@ -34,8 +34,10 @@ def test_smoke_run_covers_every_part(tmp_path):
     real converted weights would add their conversion for no extra coverage): every part runs and reports."""
     out = tmp_path / "gpu.json"
     env = {**os.environ, "ARENA_DATA_DIR": str(tmp_path / "unused"), "PYTHONPATH": str(ROOT)}
+    # The timeout only guards against a hang: about a minute on idle cores, 3.5 minutes at load 15, and over 10
+    # minutes beside the whole suite on the shared 2-core development machine.
     result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--out", str(out)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(out.read_text())
     parts = summary["parts"]
