@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arena-install-stamp
 EXTRAS := test,offline-weights,postgres
 
-.PHONY: venv run test lint bench bench-gpu
+.PHONY: venv run test lint bench
 
 venv:
 	@want="$$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"; \
@@ -39,5 +39,6 @@ bench: venv
 
 # The one-shot GPU check (bench/gpu.py, under 9 minutes on one GPU; ARGS="--smoke" runs it on the CPU). No venv
 # prerequisite: on a GPU machine without the network it runs with that machine's python3 (see docs/BENCHMARKS.md).
+.PHONY: bench-gpu
 bench-gpu:
 	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bench/gpu.py $(ARGS)
