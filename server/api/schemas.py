@@ -16,16 +16,6 @@ from server.db.crud import Quota
 PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all")
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    detail: Any = None
-
-
-class ErrorPublic(BaseModel):
-    error: ErrorBody
-
-
 class CompetitionPublic(BaseModel):
     slug: str
     title: str
@@ -55,8 +45,7 @@ class CompetitionPublic(BaseModel):
     def build(cls, row: CompetitionRow, competition: Competition, settings: Settings) -> CompetitionPublic:
         return cls(**competition.config.model_dump(exclude={"slug", "title"}), slug=row.slug, title=row.title,
                    private_revealed=row.private_revealed_at is not None, max_upload_bytes=settings.max_upload_bytes,
-                   max_entries=settings.max_zip_entries, max_uncompressed_bytes=settings.max_uncompressed_bytes,
-                   max_compression_ratio=settings.max_compression_ratio, max_image_pixels=settings.max_image_pixels)
+                   **settings.zip_limits)
 
 
 class CompetitionsPublic(BaseModel):
