@@ -11,6 +11,7 @@ import io
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
@@ -353,12 +354,13 @@ def test_organizer_reveals_the_private_board_and_teams_then_see_it(server, brows
 
 
 def test_organizer_walks_one_season_from_the_browser(server, browser, tmp_path):
-    """Create from a server folder, configure, open, a team submits and is scored, the deadline passes, reveal,
+    """Create from a dataset archive, configure, open, a team submits and is scored, the deadline passes, reveal,
     export the final CSV, archive: every step through the organizer console."""
     from tests.data.trees import make_tree
 
     slug = "season-2026"
     dataset = make_tree(tmp_path / "dataset", train=IMAGES, test=2 * IMAGES, size=80)
+    archive = Path(shutil.make_archive(str(tmp_path / "dataset"), "zip", dataset))
     organizer = new_page(browser, server)
     organizer.goto("/admin/signin")
     organizer.fill("#token", server.admin_token)
@@ -368,7 +370,7 @@ def test_organizer_walks_one_season_from_the_browser(server, browser, tmp_path):
     organizer.goto("/admin/new")
     organizer.fill("#slug", slug)
     organizer.fill("#title", "Season 2026")
-    organizer.fill("#folder", str(dataset))
+    organizer.set_input_files("#archive", str(archive))
     organizer.fill("#images_per_class", str(IMAGES))
     organizer.click("#new-form button[type=submit]")
     organizer.wait_for_selector('#job[data-state="done"]', timeout=120_000)  # the page refreshes while preparing

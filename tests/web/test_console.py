@@ -3,8 +3,10 @@ Markdown rendered safely, lifecycle (deadline, archive, reveal, final CSV), anno
 
 from __future__ import annotations
 
+import io
 import json
 import time
+import zipfile
 
 import pytest
 
@@ -233,14 +235,20 @@ def test_bad_new_competition_input_is_refused_on_the_form_and_creates_nothing(or
         assert [row.slug for row in list_competitions(session=session)] == ["test-comp"]
 
 
-def test_a_preparation_that_fails_in_the_background_says_why_and_leaves_nothing(organizer, tmp_path):
+def test_an_archive_without_class_folders_fails_in_the_background_says_why_and_leaves_nothing(organizer):
     arena, client = organizer
-    source = make_tree(tmp_path / "dataset", train=1, test=2, size=40)  # smaller than the 64x64 competition size
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("README.txt", "images coming soon")
     csrf = csrf_of(client.get("/admin/new").text)
     client.post("/admin/new", data={"csrf_token": csrf, "slug": "tiny", "images_per_class": "3",
-                                    "public_fraction": "0.5", "folder": str(source)})
+                                    "public_fraction": "0.5"},
+                files={"archive": ("dataset.zip", archive.getvalue(), "application/zip")})
     failed = wait_for_preparation(client, "tiny")
-    assert 'data-state="failed"' in failed and "smaller than the competition size" in failed
-    assert not (competitions_dir(arena.settings.data_dir) / "tiny").exists()
+    assert 'data-state="failed"' in failed and "nothing was created" in failed
+    assert "no train/ folder and no test/ folder" in failed  # prepare's own message, with its fix
+    data_dir = arena.settings.data_dir
+    assert sorted(p.name for p in competitions_dir(data_dir).iterdir()) == ["test-comp"]  # no folder, no leftovers
+    assert not list((data_dir / "preparing" / "tiny").glob("dataset.*"))  # the uploaded archive is gone
     assert client.post("/admin/new/tiny/dismiss", data={"csrf_token": csrf}).status_code == 303
     assert client.get("/admin/new/tiny").status_code == 404
