@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from server.competition import CompetitionConfig, load_competition, write_config
-from server.db import CompetitionRow, Submission, begin_write, utcnow
+from server.db import CompetitionRow, Submission, begin_write, bump_board_version, utcnow
 from server.db.models import Announcement, SettingChange
 from server.errors import Conflict, InvalidSettings
 
@@ -130,6 +130,8 @@ def update_settings(
                                   new_value=_as_text(diff.new), actor=actor[:200], created_at=now))
     row.title = proposed.title
     session.flush()
+    # The final selection limit (and the title) shape rendered boards: drop the cached ones.
+    bump_board_version(session, row.id)
     root = Path(row.root)
     write_config(root, proposed)
     try:
