@@ -79,13 +79,14 @@ def admin_home(page: PageDep) -> Response:
 
 
 @router.post("/c/{slug}/reveal", name="web_admin_reveal")
-def admin_reveal(slug: str, page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+def admin_reveal(slug: str, page: PageDep, csrf_token: Annotated[str, Form()] = "",
+                 back: Annotated[str, Form()] = "") -> Response:
     """Show the private board to everyone."""
     page.require_admin()
     page.session.check_csrf(csrf_token)
     row = reveal_private_board(session=page.db, competition=get_competition(session=page.db, slug=slug))
     page.session.set_flash("ok", f"The private leaderboard of {row.slug} is now visible to everyone.")
-    return page.redirect(page.url_for("web_admin"))
+    return page.redirect(back if back.startswith("/admin") else page.url_for("web_admin"))
 
 
 @router.post("/c/{slug}/rescore", name="web_admin_rescore_all")
