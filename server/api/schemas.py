@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from server import inputs
 
 from server.competition import Competition
 from server.config import Settings
@@ -53,7 +55,7 @@ class CompetitionPublic(BaseModel):
 
     @classmethod
     def build(cls, row: CompetitionRow, competition: Competition, settings: Settings) -> CompetitionPublic:
-        return cls(**competition.config.model_dump(exclude={"slug", "title"}), slug=row.slug, title=row.title,
+        return cls(**competition.config.model_dump(exclude={"slug", "title", "join_code"}), slug=row.slug, title=row.title,
                    private_revealed=row.private_revealed_at is not None, max_upload_bytes=settings.max_upload_bytes,
                    max_entries=settings.max_zip_entries, max_uncompressed_bytes=settings.max_uncompressed_bytes,
                    max_compression_ratio=settings.max_compression_ratio, max_image_pixels=settings.max_image_pixels)
@@ -64,9 +66,17 @@ class CompetitionsPublic(BaseModel):
     count: int
 
 
+TeamName = Annotated[str, Field(min_length=1, max_length=inputs.MAX_NAME_CHARS + 100),
+                     AfterValidator(inputs.team_name)]  # the +100: surrounding blanks are stripped, then counted
+MemberName = Annotated[str, Field(max_length=inputs.MAX_MEMBER_CHARS + 100), AfterValidator(inputs.member_name)]
+ReasonText = Annotated[str, Field(max_length=inputs.MAX_REASON_CHARS), AfterValidator(inputs.reason_text)]
+
+
 class TeamCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    members: list[str] = Field(default_factory=list, max_length=50)
+    name: TeamName
+    members: list[MemberName] = Field(default_factory=list, max_length=inputs.MAX_MEMBERS)
+    join_code: str | None = Field(None, max_length=200, description="Where the competition has one (from the "
+                                                                      "organizer); organizers need none.")
 
 
 class TeamAdminCreate(TeamCreate):
@@ -199,11 +209,11 @@ class FinalSelection(BaseModel):
 
 
 class Reason(BaseModel):
-    reason: str = ""
+    reason: ReasonText = ""
 
 
 class Disqualify(BaseModel):
-    reason: str = Field(min_length=1, description="Shown to the team.")
+    reason: Annotated[ReasonText, Field(min_length=1, description="Shown to the team.")]
     disqualified: bool = True
 
 

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from server import queue
 from server.api.deps import is_admin_token
+from server.api.params import RowId, id_from_text
 from server.db import SubmissionStatus
 from server.db.crud import (
     create_team,
@@ -84,6 +85,7 @@ def admin_reveal(slug: str, page: PageDep, csrf_token: Annotated[str, Form()] = 
     page.require_admin()
     page.session.check_csrf(csrf_token)
     row = reveal_private_board(session=page.db, competition=get_competition(session=page.db, slug=slug))
+    page.request.app.state.boards.forget(row.slug)
     page.session.set_flash("ok", f"The private leaderboard of {row.slug} is now visible to everyone.")
     return page.redirect(page.url_for("web_admin"))
 
@@ -104,7 +106,8 @@ def admin_submissions(page: PageDep, competition: str = "", status: str = "", te
     """All submissions, newest first, filtered by competition, status and team."""
     page.require_admin()
     row = get_competition(session=page.db, slug=competition) if competition else None
-    team_row = get_team(session=page.db, team_id=int(team)) if team.isdigit() else None
+    team_id = id_from_text(team)
+    team_row = get_team(session=page.db, team_id=team_id) if team_id is not None else None
     chosen_status = status if status in SubmissionStatus.__members__ else None
     submissions, total = list_submissions(session=page.db, competition=row, team=team_row, status=chosen_status,
                                           limit=PAGE_SIZE)
@@ -119,7 +122,7 @@ def admin_submissions(page: PageDep, competition: str = "", status: str = "", te
 
 @router.post("/submissions/{submission_id}/{action}", name="web_admin_submission_action")
 def admin_submission_action(
-    submission_id: int, action: str, page: PageDep, reason: Annotated[str, Form()] = "",
+    submission_id: RowId, action: str, page: PageDep, reason: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "", back: Annotated[str, Form()] = "",
 ) -> Response:
     """Rescore, cancel or disqualify one submission; every change is recorded with its reason."""
@@ -173,7 +176,7 @@ def admin_teams_create(
 
 
 @router.post("/teams/{team_id}/rotate", name="web_admin_team_rotate", response_class=HTMLResponse)
-def admin_team_rotate(team_id: int, page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+def admin_team_rotate(team_id: RowId, page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
     """Replace a team's token; the old one stops working at once."""
     page.require_admin()
     page.session.check_csrf(csrf_token)

@@ -11,6 +11,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from markupsafe import Markup
 
 from server import queue
+from server.api.params import RowId
 from server.competition import Competition
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team
 from server.db.crud import (
@@ -234,7 +235,7 @@ def submit_post(
         raise Forbidden("Sign in with your team token before submitting.")
     try:
         submission, _ = submit_upload(session=page.db, settings=page.settings, competition=comp, team=page.team,
-                                      source=file.file, message=message[:500], now=page.now)
+                                      source=file.file, message=message, now=page.now)
     except ArenaError as exc:
         page.db.rollback()
         problems = exc.detail.get("problems", []) if isinstance(exc, InvalidSubmission) else []
@@ -259,7 +260,7 @@ def _status_context(page: Page, submission: Submission) -> dict[str, object]:
 
 
 @router.get("/submissions/{submission_id}", name="web_submission", response_class=HTMLResponse)
-def submission_page(submission_id: int, page: PageDep) -> Response:
+def submission_page(submission_id: RowId, page: PageDep) -> Response:
     """Live status, scores, memorization distances and sample grids of one of the team's submissions."""
     submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
                                         is_admin=page.is_admin)
@@ -276,7 +277,7 @@ def submission_page(submission_id: int, page: PageDep) -> Response:
 
 
 @router.get("/submissions/{submission_id}/status", name="web_submission_status", response_class=HTMLResponse)
-def submission_status(submission_id: int, page: PageDep) -> Response:
+def submission_status(submission_id: RowId, page: PageDep) -> Response:
     """The status box alone, polled by the page's script until the submission reaches a final state."""
     submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
                                         is_admin=page.is_admin)
@@ -286,7 +287,7 @@ def submission_status(submission_id: int, page: PageDep) -> Response:
 
 
 @router.get("/submissions/{submission_id}/grids/{cls}.png", name="web_grid")
-def sample_grid(submission_id: int, cls: str, page: PageDep) -> Response:
+def sample_grid(submission_id: RowId, cls: str, page: PageDep) -> Response:
     """A sample grid the worker rendered, only for the owning team and organizers."""
     submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
                                         is_admin=page.is_admin)
@@ -298,7 +299,7 @@ def sample_grid(submission_id: int, cls: str, page: PageDep) -> Response:
 
 @router.post("/submissions/{submission_id}/final", name="web_submission_select")
 def submission_select(
-    submission_id: int, page: PageDep, selected: Annotated[str, Form()] = "1", csrf_token: Annotated[str, Form()] = ""
+    submission_id: RowId, page: PageDep, selected: Annotated[str, Form()] = "1", csrf_token: Annotated[str, Form()] = ""
 ) -> Response:
     """Select (or unselect) a scored submission as one of the team's finals."""
     page.session.check_csrf(csrf_token)
@@ -323,7 +324,7 @@ def _visible_team(page: Page, team_id: int) -> Team:
 
 
 @router.get("/teams/{team_id}", name="web_team", response_class=HTMLResponse)
-def team_page(team_id: int, page: PageDep) -> Response:
+def team_page(team_id: RowId, page: PageDep) -> Response:
     """The team's submissions and its score over time."""
     team = _visible_team(page, team_id)
     history, _ = list_submissions(session=page.db, team=team, limit=HISTORY_LIMIT)

@@ -19,7 +19,7 @@ from server.queue import bump_board_version
 from tests.utils.competition import make_competition, random_images
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
-TABLES = "submission_events, submissions, teams, workers, competitions"
+TABLES = "browser_sessions, submission_events, submissions, teams, workers, competitions"
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
