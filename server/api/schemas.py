@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, Field
 
 from server import inputs
-
 from server.competition import Competition
 from server.config import Settings
 from server.db import CompetitionRow, Submission, SubmissionEvent, Team
@@ -55,7 +54,8 @@ class CompetitionPublic(BaseModel):
 
     @classmethod
     def build(cls, row: CompetitionRow, competition: Competition, settings: Settings) -> CompetitionPublic:
-        return cls(**competition.config.model_dump(exclude={"slug", "title", "join_code"}), slug=row.slug, title=row.title,
+        config = competition.config.model_dump(exclude={"slug", "title", "join_code"})  # the join code stays secret
+        return cls(**config, slug=row.slug, title=row.title,
                    private_revealed=row.private_revealed_at is not None, max_upload_bytes=settings.max_upload_bytes,
                    max_entries=settings.max_zip_entries, max_uncompressed_bytes=settings.max_uncompressed_bytes,
                    max_compression_ratio=settings.max_compression_ratio, max_image_pixels=settings.max_image_pixels)

@@ -26,6 +26,7 @@ from server.db.crud import (
 from server.errors import ArenaError, NotFound
 from server.web.deps import Page, PageDep
 from server.web.routing import PageRoute
+from server.web.session import start_signed_in
 
 router = APIRouter(prefix="/admin", route_class=PageRoute, include_in_schema=False)
 
@@ -55,7 +56,7 @@ def admin_signin_post(
         context = {**ADMIN_SIGNIN, "action": page.url_for("web_admin_signin_post"), "next_url": "",
                    "error": "That is not this server's admin token."}
         return page.render("signin.html", context, status_code=401)
-    page.session.sign_in_admin()
+    start_signed_in(page.db, page.session, admin_token=page.settings.admin_token, now=page.now)
     page.session.set_flash("ok", "Signed in as organizer.")
     return page.redirect(page.url_for("web_admin"))
 

@@ -34,6 +34,7 @@ from server.web.deps import Page, PageDep
 from server.web.plots import ScorePoint, score_plot_svg
 from server.web.render import STATIC_DIR, templates
 from server.web.routing import PageRoute
+from server.web.session import end_signed_in, start_signed_in
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -187,7 +188,7 @@ def signin_post(
                    "error": "That token is not valid. Check for missing characters, or ask the organizer for a new "
                             "one."}
         return page.render("signin.html", context, status_code=401)
-    page.session.sign_in_team(team.id)
+    start_signed_in(page.db, page.session, team=team, now=page.now)
     page.session.set_flash("ok", f"Signed in as team {team.name}.")
     return page.redirect(_safe_next(next, page.url_for("web_overview", slug=team.competition.slug)))
 
@@ -196,7 +197,7 @@ def signin_post(
 def signout(page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
     """Forget the team and organizer sign-in."""
     page.session.check_csrf(csrf_token)
-    page.session.sign_out()
+    end_signed_in(page.db, page.session)
     page.session.set_flash("info", "Signed out.")
     return page.redirect(page.url_for("web_index"))
 

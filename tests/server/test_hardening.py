@@ -7,6 +7,7 @@ import csv
 import io
 
 import pytest
+
 from server.db import Submission, SubmissionStatus
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
 

@@ -53,7 +53,8 @@ def admin_list_submissions(_: AdminDep, session: SessionDep, competition: str | 
 
 
 @router.post("/submissions/{submission_id}/rescore", response_model=SubmissionPublic)
-def admin_rescore(submission_id: RowId, body: Reason, _: AdminDep, session: SessionDep, now: NowDep) -> SubmissionPublic:
+def admin_rescore(submission_id: RowId, body: Reason, _: AdminDep, session: SessionDep,
+                  now: NowDep) -> SubmissionPublic:
     """Queue one submission again (quota untouched)."""
     rescore(session=session, submission_id=submission_id, reason=body.reason, now=now)
     return to_public(get_submission(session=session, submission_id=submission_id), is_admin=True)

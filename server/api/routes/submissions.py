@@ -7,7 +7,6 @@ from server.api.deps import CompetitionDep, CurrentTeam, IdentifiedCaller, NowDe
 from server.api.params import Limit, Offset, RowId
 from server.api.schemas import FinalSelection, QuotaPublic, SubmissionAccepted, SubmissionPublic, SubmissionsPublic
 from server.db import Submission
-from server.inputs import MAX_MESSAGE_CHARS
 from server.db.crud import (
     get_visible_submission,
     list_submissions,
@@ -16,6 +15,7 @@ from server.db.crud import (
     submit_upload,
 )
 from server.errors import Forbidden, NotFound
+from server.inputs import MAX_MESSAGE_CHARS
 from server.ranking import private_board_visible
 from server.storage import grid_path
 

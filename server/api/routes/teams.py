@@ -5,8 +5,8 @@ import hmac
 from fastapi import APIRouter, Request
 
 from server.api.deps import CallerDep, CompetitionDep, CurrentTeam, NowDep, SessionDep
-from server.api.schemas import QuotaPublic, TeamCreate, TeamMePublic, TeamPublic, TeamWithToken
 from server.api.rate_limit import ClientRateLimit
+from server.api.schemas import QuotaPublic, TeamCreate, TeamMePublic, TeamPublic, TeamWithToken
 from server.competition import CompetitionConfig
 from server.db import Team
 from server.db.crud import create_team, load_competition, quota_status, rotate_team_token
