@@ -17,11 +17,20 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server import __version__, web
 from server.api.board_cache import BoardCache, LeaderboardFastPath
 from server.api.rate_limit import ClientRateLimit
+from server.api.schemas import ErrorPublic
 from server.api.routes import admin, competitions, health, leaderboard, submissions, teams
 from server.config import Settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
 from server.errors import ArenaError, UploadTooLarge
+
+# Every API error has the same shape; documented so clients (and the schemathesis test) can rely on it.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorPublic, "description": description} for status, description in (
+        (401, "No or an unknown token"), (403, "Not allowed for this caller"), (404, "No such resource"),
+        (409, "Conflicts with the current state"), (413, "Upload too large"), (422, "Invalid request or upload"),
+        (429, "Quota or rate limit reached"))
+}
 
 # Multipart framing (boundaries, part headers, the message field) on top of the zip itself.
 MULTIPART_OVERHEAD = 1024 * 1024
@@ -148,6 +157,6 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.add_middleware(HeadAsGet)  # outermost: HEAD reads take every GET path, the fast one included
     app.include_router(health.router)
     for module in (competitions, teams, submissions, leaderboard, admin):
-        app.include_router(module.router, prefix="/api")
+        app.include_router(module.router, prefix="/api", responses=ERROR_RESPONSES)
     app.include_router(web.router)
     return app
