@@ -97,8 +97,9 @@ class Chaos:
         self.start_server()
 
     def start_worker(self) -> None:
+        log = (self.data_dir / f"worker-{len(self.workers)}-{time.monotonic_ns()}.log").open("w")
         self.workers.append(subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], cwd=ROOT,
-                                             env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                             env=self.env(), stdout=log, stderr=subprocess.STDOUT))
 
     def stop_all(self) -> None:
         for process in [*self.workers, *([self.server] if self.server else [])]:
@@ -179,7 +180,7 @@ def queue_empty(database: Database) -> bool:
 
 def kill_workers_mid_scoring(chaos: Chaos, database: Database, kills: int, workers: int,
                              uploading: threading.Thread) -> None:
-    deadline = time.monotonic() + 60 * kills
+    deadline = time.monotonic() + 300 + 120 * kills  # a worker start (torch, references) takes long on busy cores
     while chaos.kills < kills and time.monotonic() < deadline:
         chaos.workers = [w for w in chaos.workers if w.poll() is None]
         while len(chaos.workers) < workers:
