@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
-from server import queue
+from server import inputs, queue
 from server.api.deps import is_admin_token
 from server.api.params import RowId, id_from_text
 from server.db import SubmissionStatus
@@ -131,7 +131,7 @@ def admin_submission_action(
     page.session.check_csrf(csrf_token)
     if action not in SUBMISSION_ACTIONS:
         raise NotFound(f"No action '{action}'; use one of {', '.join(SUBMISSION_ACTIONS)}.")
-    reason = reason.strip()[:500]
+    reason = inputs.reason_text(reason)
     if action == "rescore":
         queue.rescore(session=page.db, submission_id=submission_id, reason=reason)
     elif action == "cancel":
@@ -168,7 +168,7 @@ def admin_teams_create(
     page.session.check_csrf(csrf_token)
     row = get_competition(session=page.db, slug=competition)
     try:
-        team, token = create_team(session=page.db, competition=row, name=name[:100],
+        team, token = create_team(session=page.db, competition=row, name=name,
                                   members=[m.strip() for m in members.split(",") if m.strip()],
                                   is_baseline=is_baseline == "1")
     except ArenaError as exc:
