@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -73,8 +73,8 @@ class Chaos:
             **os.environ, "PYTHONPATH": str(ROOT), "TORCH_HOME": str(self.torch_home),
             "ARENA_DATA_DIR": str(self.data_dir), "ARENA_ADMIN_TOKEN": ADMIN_TOKEN, "ARENA_DEVICE": "cpu",
             "ARENA_PORT": str(self.port), "ARENA_WORKER_TIMEOUT_SECONDS": "3", "ARENA_WORKER_HEARTBEAT_SECONDS": "0.5",
-            "ARENA_WORKER_POLL_SECONDS": "0.2", "ARENA_RETRY_BACKOFF_SECONDS": "0", "ARENA_TEAM_CREATION_RATE_LIMIT": "",
-            "OMP_NUM_THREADS": "1",
+            "ARENA_WORKER_POLL_SECONDS": "0.2", "ARENA_RETRY_BACKOFF_SECONDS": "0",
+            "ARENA_TEAM_CREATION_RATE_LIMIT": "", "OMP_NUM_THREADS": "1",
         }
 
     def start_server(self) -> None:

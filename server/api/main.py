@@ -17,8 +17,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server import __version__, web
 from server.api.board_cache import BoardCache, LeaderboardFastPath
 from server.api.rate_limit import ClientRateLimit
-from server.api.schemas import ErrorPublic
 from server.api.routes import admin, competitions, health, leaderboard, submissions, teams
+from server.api.schemas import ErrorPublic
 from server.config import Settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
