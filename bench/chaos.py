@@ -257,6 +257,10 @@ def main() -> int:
         started = time.monotonic()
         try:
             chaos.start_server()
+            # Build the scoring references once (a worker on an empty queue prepares them and exits), so the chaos
+            # workers only load them.
+            subprocess.run([sys.executable, "-m", "server.cli", "worker", "--exit-when-idle"], cwd=ROOT,
+                           env=chaos.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
             database = Database(f"sqlite:///{data_dir / 'arena.db'}")
             tokens = create_teams(chaos)
             outcome = {"202": 0, "409": 0, "retried": 0, "5xx": 0}
