@@ -58,7 +58,7 @@ class Page:
 
 def _page(request: Request, db: SessionDep, settings: SettingsDep, now: NowDep) -> Page:
     session = read_session(request, settings.secret_key)
-    team = signed_in_team(db, session, settings.admin_token)
+    team = signed_in_team(db, session, settings.admin_token, now=now)
     return Page(request=request, db=db, settings=settings, session=session, team=team, now=now)
 
 
