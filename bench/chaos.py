@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from server.db import Database, Submission, SubmissionStatus  # noqa: E402
+from server.queue import crashed_workers  # noqa: E402
 from tests.utils.competition import make_competition, random_images  # noqa: E402
 from tests.utils.inception import install_random_fid_weights  # noqa: E402
 
@@ -51,6 +52,8 @@ ADMIN_TOKEN = "chaos-admin-token-0123456789abcdef"
 SLUG = "chaos"
 TEAMS = 3
 FINAL = {SubmissionStatus.scored, SubmissionStatus.failed, SubmissionStatus.cancelled}
+MAX_WORKER_CRASHES = 4  # the server's default ARENA_MAX_WORKER_CRASHES
+KILL_P = 0.7
 
 
 @dataclass
@@ -74,7 +77,8 @@ class Chaos:
             "ARENA_DATA_DIR": str(self.data_dir), "ARENA_ADMIN_TOKEN": ADMIN_TOKEN, "ARENA_DEVICE": "cpu",
             "ARENA_PORT": str(self.port), "ARENA_WORKER_TIMEOUT_SECONDS": "3", "ARENA_WORKER_HEARTBEAT_SECONDS": "0.5",
             "ARENA_WORKER_POLL_SECONDS": "0.2", "ARENA_RETRY_BACKOFF_SECONDS": "0",
-            "ARENA_TEAM_CREATION_RATE_LIMIT": "", "OMP_NUM_THREADS": "1",
+            "ARENA_TEAM_CREATION_RATE_LIMIT": "", "ARENA_MAX_WORKER_CRASHES": str(MAX_WORKER_CRASHES),
+            "OMP_NUM_THREADS": "1",
         }
 
     def start_server(self) -> None:
@@ -166,11 +170,12 @@ def restart_during_uploads(chaos: Chaos, restarts: int, uploading: threading.Thr
         chaos.restart_server()
 
 
-def scoring_worker_pids(database: Database) -> set[int]:
-    """Pids of our worker processes holding a job right now (worker ids are host-pid-random)."""
+def scoring_jobs(database: Database) -> dict[int, tuple[int, int]]:
+    """Our workers' jobs right now: worker pid -> (submission id, workers it has crashed so far)."""
     with database.sessionmaker() as session:
-        holders = session.scalars(select(Submission.worker_id).where(Submission.status == SubmissionStatus.scoring))
-        return {int(worker_id.split("-")[-2]) for worker_id in holders if worker_id}
+        held = session.scalars(select(Submission).where(Submission.status == SubmissionStatus.scoring)).all()
+        # Worker ids are host-pid-random.
+        return {int(s.worker_id.split("-")[-2]): (s.id, len(crashed_workers(s))) for s in held if s.worker_id}
 
 
 def queue_empty(database: Database) -> bool:
@@ -180,20 +185,28 @@ def queue_empty(database: Database) -> bool:
 
 def kill_workers_mid_scoring(chaos: Chaos, database: Database, kills: int, workers: int,
                              uploading: threading.Thread) -> None:
+    """SIGKILL workers while they score, at random: each job a worker claims is killed with probability KILL_P,
+    except a job one crash short of the poison-pill limit (a valid submission must survive the chaos; the poison
+    pill itself is tested in tests/server/test_queue.py)."""
+    judged: set[tuple[int, int]] = set()  # (worker pid, submission id): one coin toss per claim
     deadline = time.monotonic() + 300 + 120 * kills  # a worker start (torch, references) takes long on busy cores
     while chaos.kills < kills and time.monotonic() < deadline:
         chaos.workers = [w for w in chaos.workers if w.poll() is None]
         while len(chaos.workers) < workers:
             chaos.start_worker()
-        busy = [w for w in chaos.workers if w.pid in scoring_worker_pids(database)]
-        if not busy:
+        jobs = scoring_jobs(database)
+        fresh = [(w, jobs[w.pid]) for w in chaos.workers if w.pid in jobs and (w.pid, jobs[w.pid][0]) not in judged]
+        if not fresh:
             if not uploading.is_alive() and queue_empty(database):
                 break  # nothing left to kill a worker over
             time.sleep(0.05)
             continue
-        time.sleep(random.uniform(0.0, 0.3))  # somewhere inside the job
-        victim = random.choice(busy)
-        if victim.pid in scoring_worker_pids(database):
+        victim, (submission_id, crashes) = random.choice(fresh)
+        judged.add((victim.pid, submission_id))
+        if crashes + 1 >= MAX_WORKER_CRASHES or random.random() > KILL_P:
+            continue
+        time.sleep(random.uniform(0.0, 0.5))  # somewhere inside the job
+        if scoring_jobs(database).get(victim.pid, (None,))[0] == submission_id:
             victim.send_signal(signal.SIGKILL)
             victim.wait()
             chaos.kills += 1
