@@ -17,6 +17,7 @@ from server.db.crud import Quota
 PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all")
 
 
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -24,8 +25,9 @@ class ErrorBody(BaseModel):
 
 
 class ErrorPublic(BaseModel):
-    error: ErrorBody
+    """Every API error: `{"error": {"code", "message", "detail"}}` (documented per route for clients)."""
 
+    error: ErrorBody
 
 class CompetitionPublic(BaseModel):
     slug: str
@@ -57,8 +59,7 @@ class CompetitionPublic(BaseModel):
         config = competition.config.model_dump(exclude={"slug", "title", "join_code"})  # the join code stays secret
         return cls(**config, slug=row.slug, title=row.title,
                    private_revealed=row.private_revealed_at is not None, max_upload_bytes=settings.max_upload_bytes,
-                   max_entries=settings.max_zip_entries, max_uncompressed_bytes=settings.max_uncompressed_bytes,
-                   max_compression_ratio=settings.max_compression_ratio, max_image_pixels=settings.max_image_pixels)
+                   **settings.zip_limits)
 
 
 class CompetitionsPublic(BaseModel):

@@ -1,5 +1,6 @@
 """The database: SQLAlchemy 2 models, engine setup (SQLite WAL or PostgreSQL) and Alembic migrations."""
 
+from server.db.boards import bump_board_version
 from server.db.models import (
     Base,
     BrowserSession,
@@ -10,7 +11,7 @@ from server.db.models import (
     Team,
     WorkerRow,
 )
-from server.db.session import Database, begin_write, utcnow
+from server.db.session import Database, begin_write, utc_day, utcnow
 
 __all__ = [
     "BrowserSession",
@@ -23,5 +24,7 @@ __all__ = [
     "Team",
     "WorkerRow",
     "begin_write",
+    "bump_board_version",
+    "utc_day",
     "utcnow",
 ]

@@ -9,8 +9,6 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
 from server import inputs, queue
-from server.api.deps import is_admin_token
-from server.api.params import RowId, id_from_text
 from server.db import SubmissionStatus
 from server.db.crud import (
     create_team,
@@ -23,7 +21,9 @@ from server.db.crud import (
     reveal_private_board,
     rotate_team_token,
 )
+from server.deps import is_admin_token
 from server.errors import ArenaError, NotFound
+from server.params import RowId, id_from_text
 from server.web.deps import Page, PageDep
 from server.web.routing import PageRoute
 from server.web.session import start_signed_in

@@ -10,9 +10,9 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from server.api.deps import NowDep, SessionDep, SettingsDep
 from server.config import Settings
 from server.db import Team
+from server.deps import NowDep, SessionDep, SettingsDep
 from server.errors import Forbidden
 from server.web.render import render
 from server.web.session import WebSession, read_session, signed_in_team, write_session

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from server.errors import ArenaError, Forbidden
 from server.web.render import render
@@ -57,9 +58,10 @@ class PageRoute(APIRoute):
                 if request.method not in SAFE_METHODS:
                     check_same_origin(request)
                 return await handler(request)
+            # error_page reads the signed-in team from the database: in the threadpool, not on the event loop.
             except ArenaError as exc:
-                return error_page(request, exc)
+                return await run_in_threadpool(error_page, request, exc)
             except CsrfError as exc:
-                return error_page(request, Forbidden(str(exc)))
+                return await run_in_threadpool(error_page, request, Forbidden(str(exc)))
 
         return route

@@ -1,4 +1,8 @@
-"""Builds the app: settings, database (migrated, competitions registered), error shape, routers."""
+"""The one application factory: settings, database (migrated, competitions registered), error shape, middleware,
+the API and the pages. ASGI servers use `uvicorn --factory server.app:app_from_environment`.
+
+The top of the server's layers: it imports `api` and `web`, which never import each other.
+"""
 
 from __future__ import annotations
 
@@ -14,23 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server import __version__, web
+from server import __version__, api, web
 from server.api.board_cache import BoardCache, LeaderboardFastPath
 from server.api.rate_limit import ClientRateLimit
-from server.api.routes import admin, competitions, health, leaderboard, submissions, teams
-from server.api.schemas import ErrorPublic
-from server.config import Settings
+from server.config import Settings, get_settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
 from server.errors import ArenaError, UploadTooLarge
-
-# Every API error has the same shape; documented so clients (and the schemathesis test) can rely on it.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorPublic, "description": description} for status, description in (
-        (401, "No or an unknown token"), (403, "Not allowed for this caller"), (404, "No such resource"),
-        (409, "Conflicts with the current state"), (413, "Upload too large"), (422, "Invalid request or upload"),
-        (429, "Quota or rate limit reached"))
-}
 
 # Multipart framing (boundaries, part headers, the message field) on top of the zip itself.
 MULTIPART_OVERHEAD = 1024 * 1024
@@ -155,8 +149,13 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.state.team_creation_limit = ClientRateLimit(settings.team_creation_rate_limit, action="create teams")
     app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # before routing
     app.add_middleware(HeadAsGet)  # outermost: HEAD reads take every GET path, the fast one included
-    app.include_router(health.router)
-    for module in (competitions, teams, submissions, leaderboard, admin):
-        app.include_router(module.router, prefix="/api", responses=ERROR_RESPONSES)
+    app.include_router(api.router)
     app.include_router(web.router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app from ARENA_* variables, refusing a guessable admin token (what `arena serve` checks too)."""
+    settings = get_settings()
+    settings.require_secure()
+    return create_app(settings)
