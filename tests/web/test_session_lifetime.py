@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from server.api import create_app
+from server.app import create_app
 from server.db.crud import disqualify_team, rotate_team_token
 from tests.web.test_pages import ADMIN_TOKEN, Arena, csrf_of
 
