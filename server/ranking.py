@@ -192,10 +192,30 @@ def _compute(session: Session, competition: CompetitionRow, board: Board, *, rev
                        entries=entries)
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A text cell a spreadsheet would run as a formula, prefixed with ' (shown as text). Numbers are written as
+    numbers (not text), so a negative rank change stays a number."""
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_TRIGGERS) else cell
+
+
+class SafeCsvWriter:
+    """csv.writer whose rows go through `spreadsheet_safe`: every CSV the server writes uses it."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        self._writer = csv.writer(out)
+
+    def writerow(self, row: list[object]) -> None:
+        self._writer.writerow([spreadsheet_safe(cell) for cell in row])
+
+
 def leaderboard_csv(board: Leaderboard) -> str:
     classes = sorted({cls for entry in board.entries for cls in entry.class_scores})
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeCsvWriter(out)
     writer.writerow(["rank", "team", "baseline", "submission_id", "score", *classes, "penalized", "submitted_at",
                      "submissions", *(["public_rank", "rank_change"] if board.board == "private" else [])])
     for e in board.entries:
@@ -210,7 +230,7 @@ def leaderboard_csv(board: Leaderboard) -> str:
 def all_scores_csv(*, session: Session, competition: CompetitionRow) -> str:
     """Every submission of a competition with status and all scores (organizer export)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeCsvWriter(out)
     writer.writerow(["submission_id", "team", "baseline", "status", "created_at", "score_public", "score_private",
                      "score_all", "penalized", "class_scores", "selected_final", "disqualified", "attempts",
                      "scorer_version", "sha256", "message"])

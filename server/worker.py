@@ -24,6 +24,7 @@ from server.queue import (
     claim_next_submission,
     finish_failed,
     finish_scored,
+    has_pending_work,
     heartbeat,
     new_worker_id,
     register_worker,
@@ -84,7 +85,7 @@ class Worker:
                 self.requeue_silent_workers()
                 if self.run_once():
                     done += 1
-                elif exit_when_idle:
+                elif exit_when_idle and not self._work_pending():
                     break
                 else:
                     self.stop.wait(self.settings.worker_poll_seconds)
@@ -111,11 +112,15 @@ class Worker:
             except Exception:  # a missed beat is retried next period; the job must not die of it
                 log.exception("heartbeat failed")
 
+    def _work_pending(self) -> bool:
+        """Jobs waiting out a retry delay, or held by a worker that may die, still need this one (--exit-when-idle)."""
+        with self.database.session() as session:
+            return has_pending_work(session=session)
+
     def requeue_silent_workers(self) -> list[int]:
         with self.database.session() as session:
             ids = requeue_stale(session=session, timeout_seconds=self.settings.worker_timeout_seconds,
-                                max_attempts=self.settings.max_attempts,
-                                backoff_seconds=self.settings.retry_backoff_seconds)
+                                max_worker_crashes=self.settings.max_worker_crashes)
         if ids:
             log.warning("requeued submissions of silent workers: %s", ids)
         return ids

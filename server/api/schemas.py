@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
+from server import inputs
 from server.competition import Competition
 from server.config import Settings
 from server.db import CompetitionRow, Submission, SubmissionEvent, Team
@@ -15,6 +16,18 @@ from server.db.crud import Quota
 # Per-class values that reveal the private split (fid_all mixes it in); hidden from teams until the reveal.
 PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all")
 
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    detail: Any = None
+
+
+class ErrorPublic(BaseModel):
+    """Every API error: `{"error": {"code", "message", "detail"}}` (documented per route for clients)."""
+
+    error: ErrorBody
 
 class CompetitionPublic(BaseModel):
     slug: str
@@ -43,7 +56,8 @@ class CompetitionPublic(BaseModel):
 
     @classmethod
     def build(cls, row: CompetitionRow, competition: Competition, settings: Settings) -> CompetitionPublic:
-        return cls(**competition.config.model_dump(exclude={"slug", "title"}), slug=row.slug, title=row.title,
+        config = competition.config.model_dump(exclude={"slug", "title", "join_code"})  # the join code stays secret
+        return cls(**config, slug=row.slug, title=row.title,
                    private_revealed=row.private_revealed_at is not None, max_upload_bytes=settings.max_upload_bytes,
                    **settings.zip_limits)
 
@@ -53,9 +67,17 @@ class CompetitionsPublic(BaseModel):
     count: int
 
 
+TeamName = Annotated[str, Field(min_length=1, max_length=inputs.MAX_NAME_CHARS + 100),
+                     AfterValidator(inputs.team_name)]  # the +100: surrounding blanks are stripped, then counted
+MemberName = Annotated[str, Field(max_length=inputs.MAX_MEMBER_CHARS + 100), AfterValidator(inputs.member_name)]
+ReasonText = Annotated[str, Field(max_length=inputs.MAX_REASON_CHARS), AfterValidator(inputs.reason_text)]
+
+
 class TeamCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    members: list[str] = Field(default_factory=list, max_length=50)
+    name: TeamName
+    members: list[MemberName] = Field(default_factory=list, max_length=inputs.MAX_MEMBERS)
+    join_code: str | None = Field(None, max_length=200, description="Where the competition has one (from the "
+                                                                      "organizer); organizers need none.")
 
 
 class TeamAdminCreate(TeamCreate):
@@ -188,11 +210,11 @@ class FinalSelection(BaseModel):
 
 
 class Reason(BaseModel):
-    reason: str = ""
+    reason: ReasonText = ""
 
 
 class Disqualify(BaseModel):
-    reason: str = Field(min_length=1, description="Shown to the team.")
+    reason: Annotated[ReasonText, Field(min_length=1, description="Shown to the team.")]
     disqualified: bool = True
 
 

@@ -69,3 +69,24 @@ def test_api_round_trip_through_the_real_scoring_pipeline(make_app, scorer, scor
     assert board["entries"][0]["score"] == detail["score_public"]
     organizer = arena.client.get(upload["status_url"], headers=bearer(ADMIN_TOKEN)).json()
     assert organizer["score_private"] == sum(c["fid_private"] for c in organizer["class_scores"].values())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_exit_when_idle_waits_for_jobs_in_a_retry_delay(make_app, scorer):
+    """A job whose first attempt failed waits out its backoff; `--exit-when-idle` must not leave it behind."""
+    from server.db.crud import create_submission, get_competition, load_competition
+
+    arena = make_app(retry_backoff_seconds=0.5, max_attempts=2)
+    team_id, _ = arena.create_team("a")
+    with arena.database.sessionmaker() as session:
+        from server.db import Team
+
+        competition = load_competition(get_competition(session=session, slug=arena.slug))
+        # No zip is stored under this hash, so each attempt fails with a scoring error (the file is missing).
+        submission, _ = create_submission(session=session, competition=competition, team=session.get(Team, team_id),
+                                          sha256="f" * 64, size_bytes=1)
+    worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")
+    assert worker.run(exit_when_idle=True) == 2
+    with arena.database.sessionmaker() as session:
+        done = session.get(Submission, submission.id)
+        assert (done.status, done.attempts) == (SubmissionStatus.failed, 2)
