@@ -158,6 +158,9 @@ class ScoreFields:
     precision: str
     scorer_version: str
     weights_sha256: str
+    score_public_se: float | None = None
+    score_private_se: float | None = None
+    score_all_se: float | None = None
 
     @classmethod
     def from_report(cls, report: dict[str, Any]) -> ScoreFields:
@@ -168,6 +171,7 @@ class ScoreFields:
             class_scores=classes, timings=report.get("timings", {}), device=str(report.get("device", "")),
             precision=str(report.get("precision", "")), scorer_version=str(report.get("scorer_version", "")),
             weights_sha256=str(report.get("weights_sha256", "")),
+            **{f"score_{split}_se": report.get(f"se_{split}") for split in ("public", "private", "all")},
         )
 
 

@@ -167,7 +167,7 @@ def save_references(path: Path, metadata: dict, classes: dict[str, ClassReferenc
                 f"{cls}/{split}/count": np.array(stats.count),
             }
         arrays |= {f"{cls}/memory": refs.memory, f"{cls}/auto_eps": np.array(refs.auto_eps)}
-        arrays |= {f"{cls}/test/{split}": refs.test_features[split].astype(np.float32) for split in ("public", "private")}
+        arrays |= {f"{cls}/test/{s}": refs.test_features[s].astype(np.float32) for s in ("public", "private")}
         arrays |= {f"{cls}/train_count": np.array(refs.train_count)}
     summary = {**metadata, "auto_eps": {cls: refs.auto_eps for cls, refs in classes.items()}}
     _atomic(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]

@@ -10,9 +10,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from server.competition import Competition
+from server.scoring.diagnostics import diagnostics
 from server.scoring.features import Device, FeatureExtractor, Precision
 from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
-from server.scoring.diagnostics import diagnostics
 from server.scoring.memorization import nearest_neighbours, normalized, penalize
 from server.scoring.references import SPLITS, ClassReferences, References, load_or_build_references
 from server.scoring.uncertainty import (
