@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
+from statistics import NormalDist
 from typing import Literal, Protocol
 from weakref import WeakKeyDictionary
 
@@ -35,6 +36,7 @@ from server.db.crud import load_competition
 from server.errors import Forbidden
 
 Board = Literal["public", "private"]
+Z_95 = NormalDist().inv_cdf(0.975)  # 95% intervals are score +- Z_95 standard errors (as server.scoring.uncertainty)
 PRIVATE_HIDDEN = "The private leaderboard is hidden until the organizer reveals it after the deadline."
 
 
@@ -202,8 +204,6 @@ def _class_standard_errors(class_scores: dict | None, board: Board) -> dict[str,
 
 def statistically_tied(score_a: float, se_a: float | None, score_b: float, se_b: float | None) -> bool:
     """Whether two independent scores are within 1.96 standard errors of their difference of each other."""
-    from server.scoring.uncertainty import Z_95
-
     if se_a is None or se_b is None:
         return False
     return abs(score_a - score_b) <= Z_95 * (se_a**2 + se_b**2) ** 0.5
@@ -215,17 +215,11 @@ def mark_ties(entries: list[LeaderboardEntry]) -> None:
         entry.tied_above = statistically_tied(above.score, above.score_se, entry.score, entry.score_se)
 
 
-TIE_NOTE = ("Within noise of the entry above: the difference is smaller than 1.96 standard errors of a difference "
-            "(bootstrap over the generated images), so sampling the generators again could swap them.")
-
-
 def _uncertainty_csv_header() -> list[str]:
     return ["score_se", "ci95_low", "ci95_high", "tied_above"]
 
 
 def _uncertainty_csv_cells(entry: LeaderboardEntry) -> list[str]:
-    from server.scoring.uncertainty import Z_95
-
     if entry.score_se is None:
         return ["", "", "", str(int(entry.tied_above))]
     low, high = entry.score - Z_95 * entry.score_se, entry.score + Z_95 * entry.score_se

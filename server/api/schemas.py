@@ -11,6 +11,7 @@ from server.competition import Competition
 from server.config import Settings
 from server.db import CompetitionRow, Submission, SubmissionEvent, Team
 from server.db.crud import Quota
+from server.ranking import Z_95
 
 # Per-class values that reveal the private split (fid_all mixes it in); hidden from teams until the reveal.
 PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all", "se_private", "se_all")
@@ -30,8 +31,6 @@ def visible_class_scores(
 
 def interval_95(score: float | None, se: float | None) -> list[float] | None:
     """[low, high] of the 95% bootstrap interval (score +- 1.96 se); None when either is unknown."""
-    from server.scoring.uncertainty import Z_95
-
     if score is None or se is None:
         return None
     return [score - Z_95 * se, score + Z_95 * se]

@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from server.competition import Competition
-from server.scoring.diagnostics import diagnostics
+from server.scoring.diagnostics import describe, diagnostics
 from server.scoring.features import Device, FeatureExtractor, Precision
 from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
 from server.scoring.memorization import nearest_neighbours, normalized, penalize
@@ -53,6 +53,7 @@ class ClassScore(BaseModel):
     diagnostics: dict[str, float] | None = Field(
         None, description="KID mean/std, precision, recall, density, coverage (k=5) against the public test images."
     )
+    diagnosis: str | None = Field(None, description="One plain sentence that reads the diagnostics.")
     nearest_train: list[Neighbour] = Field(
         default_factory=list, description="Generated images closest to a training image (shown to the team)."
     )
@@ -190,6 +191,7 @@ class Scorer:
             n_images=len(features),
             **{f"se_{split}": interval_of(final[split][0], replicates[split]).se for split in SPLITS},
             diagnostics=diagnosis.as_dict(),
+            diagnosis=describe(diagnosis.as_dict()),
             nearest_train=_closest(competition, cls, refs, nearest_train, train_rows),
             nearest_any=_closest(competition, cls, refs, nearest, rows),
         )

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 from server.scoring.frechet import ReferenceStats
 
 REPLICATES = 100
-Z_95 = 1.959963984540054
+Z_95 = NormalDist().inv_cdf(0.975)
 
 
 @dataclass(frozen=True)
