@@ -145,8 +145,8 @@ def _build_class(competition: Competition, extractor: FeatureExtractor, cls: str
             "images for reference statistics; rerun `arena data prepare`"
         )
     train = extractor.features_of_files(train_files, progress, f"{cls} train")
-    test = {split: extractor.features_of_files(files, progress, f"{cls} {split}") for split, files in parts.items()}
-    test["all"] = np.concatenate([test["public"], test["private"]])
+    public, private = (extractor.features_of_files(parts[s], progress, f"{cls} {s}") for s in ("public", "private"))
+    test = _test_features(public, private)
     device = extractor.device
     stats = {split: ReferenceStats.of_features(test[split], device) for split in SPLITS}
     train_n, test_n = normalized(train), normalized(test["all"])

@@ -14,7 +14,7 @@ from server.scoring.diagnostics import describe, diagnostics
 from server.scoring.features import Device, FeatureExtractor, Precision
 from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
 from server.scoring.memorization import nearest_neighbours, normalized, penalize
-from server.scoring.references import SPLITS, ClassReferences, References, load_or_build_references
+from server.scoring.references import SPLITS, ClassReferences, References, TestSplit, load_or_build_references
 from server.scoring.uncertainty import (
     REPLICATES,
     bootstrap_counts,
@@ -146,7 +146,7 @@ class Scorer:
             classes=classes,
             **{f"score_{split}": totals[split] for split in SPLITS},
             # Classes are sampled independently, so replicate b of the total is the sum of the classes' replicate b.
-            **{f"se_{split}": interval_of(totals[split], sum(r[split] for r in replicates.values())).se
+            **{f"se_{split}": interval_of(totals[split], np.sum([r[split] for r in replicates.values()], axis=0)).se
                for split in SPLITS},
             timings=timings,
             device=self.device,
@@ -162,7 +162,7 @@ class Scorer:
         features: np.ndarray,
         images: np.ndarray,
         timings: dict,
-    ) -> tuple[ClassScore, dict[str, np.ndarray]]:
+    ) -> tuple[ClassScore, dict[TestSplit, np.ndarray]]:
         """The class's scores, and its bootstrap replicates of the penalized FID per split (for the totals)."""
         refs = references.classes[cls]
         started = time.perf_counter()
@@ -200,7 +200,7 @@ class Scorer:
     def _replicates(
         self, refs: ClassReferences, features: np.ndarray, images: np.ndarray, cls: str, nearest: np.ndarray,
         eps: float,
-    ) -> dict[str, np.ndarray]:
+    ) -> dict[TestSplit, np.ndarray]:
         """Penalized FID of REPLICATES resamples of the generated images (one draw shared by all splits)."""
         counts = bootstrap_counts(len(features), REPLICATES, seed_of(images, cls))
         out = {}

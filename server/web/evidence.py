@@ -28,7 +28,7 @@ IMAGE_HEADERS = {"Cache-Control": "private, max-age=60"}
 def evidence_context(page: Page, submission: Submission, classes: list[str]) -> dict[str, Any]:
     """Per class, the evidence rows this viewer may see: (set, position, neighbour) for penalized classes, and for
     every class on an organizer's view."""
-    evidence: dict[str, list[tuple[str, int, dict]]] = {}
+    evidence: dict[str, list[tuple[Neighbours, int, dict]]] = {}
     for cls in classes:
         values = (submission.class_scores or {}).get(cls, {})
         if not (values.get("penalized") or page.is_admin):
