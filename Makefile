@@ -22,9 +22,12 @@ venv:
 run: venv
 	$(VENV)/bin/arena serve --demo
 
+# The same suite as CI on a bare machine: Debian's Chromium is installed when missing (as root; otherwise the one
+# command to run is printed), and the local PostgreSQL (127.0.0.1:5432, database `test`) is used when it answers.
 test: venv
+	@.ci/chromium
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n 2 --dist loadfile
+	ARENA_TEST_POSTGRES_URL="$$(.ci/postgres-url $(PY))" $(PY) -m pytest -n 2 --dist loadfile
 
 lint: venv
 	$(PY) -m ruff check .

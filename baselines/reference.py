@@ -13,47 +13,42 @@ from typing import Any
 
 import httpx
 
+from submissions.client import ArenaClient, SubmitError
+
 CONFLICT = 409
 
 
 class ReferenceSubmissionError(RuntimeError):
-    """The server refused a step of the reference entry; the message carries its error code and text."""
+    """The server refused a step of the reference entry; the message carries its status and the client's text."""
 
 
-def _checked(response: httpx.Response, action: str) -> Any:
-    if response.is_success:
-        return response.json()
+def _step(action: str, call: Any) -> Any:
     try:
-        error = response.json()["error"]
-        detail = f"{error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        detail = response.text[:500]
-    raise ReferenceSubmissionError(f"{action} failed ({response.status_code}) at {response.request.url}: {detail}")
+        return call()
+    except SubmitError as exc:
+        raise ReferenceSubmissionError(f"{action} failed ({exc.status_code}): {exc}") from exc
 
 
-def baseline_team_token(client: httpx.Client, slug: str, team_name: str, admin_token: str) -> str:
+def baseline_team_token(admin: ArenaClient, slug: str, team_name: str) -> str:
     """An upload token for the baseline team `team_name`, creating the team on first use."""
-    admin = {"Authorization": f"Bearer {admin_token}"}
-    response = client.post(f"/api/admin/competitions/{slug}/teams", headers=admin,
-                           json={"name": team_name, "members": ["FID Arena baselines"], "is_baseline": True})
-    if response.status_code != CONFLICT:
-        return _checked(response, f"creating team {team_name}")["token"]
-    teams = _checked(client.get(f"/api/admin/competitions/{slug}/teams", headers=admin), "listing teams")["data"]
+    try:
+        return admin.admin_create_team(slug, team_name, ["FID Arena baselines"], is_baseline=True)["token"]
+    except SubmitError as exc:
+        if exc.status_code != CONFLICT:
+            raise ReferenceSubmissionError(f"creating team {team_name} failed ({exc.status_code}): {exc}") from exc
+    teams = _step("listing teams", lambda: admin.admin_teams(slug))
     team = next(t for t in teams if t["name"] == team_name)
     if not team["is_baseline"]:
         raise ReferenceSubmissionError(f"team {team_name!r} exists in {slug!r} but is not a baseline team; "
                                        "rename or remove it, then rerun.")
-    return _checked(client.post(f"/api/admin/teams/{team['id']}/token", headers=admin), "renewing the token")["token"]
+    return _step("renewing the token", lambda: admin.admin_new_token(team["id"]))["token"]
 
 
-def submit_reference(client: httpx.Client, slug: str, model: str, zip_path: Path, admin_token: str) -> dict[str, Any]:
-    """Upload `zip_path` for the team `baseline-MODEL`; returns the server's 202 body (id, status, status_url)."""
-    token = baseline_team_token(client, slug, f"baseline-{model}", admin_token)
-    with zip_path.open("rb") as file:
-        response = client.post(
-            f"/api/competitions/{slug}/submissions",
-            files={"file": (zip_path.name, file, "application/zip")},
-            data={"message": f"reference entry: {model} with its recommended settings"},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-    return _checked(response, f"uploading {zip_path}")
+def submit_reference(http: httpx.Client, slug: str, model: str, zip_path: Path, admin_token: str) -> dict[str, Any]:
+    """Upload `zip_path` for the team `baseline-MODEL` through the one API client (`http` carries the server's
+    base URL); returns the server's 202 body (id, status, status_url)."""
+    server = str(http.base_url)
+    token = baseline_team_token(ArenaClient(server, admin_token, http=http), slug, f"baseline-{model}")
+    team = ArenaClient(server, token, http=http)
+    message = f"reference entry: {model} with its recommended settings"
+    return _step(f"uploading {zip_path}", lambda: team.upload(zip_path, slug, message=message, progress=False))

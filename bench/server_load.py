@@ -46,9 +46,14 @@ sys.path.insert(0, str(REPO))
 
 from server.competition import write_config  # noqa: E402
 from server.config import Settings  # noqa: E402
-from server.db import Database, Submission, SubmissionStatus, utcnow  # noqa: E402
+from server.db import (  # noqa: E402
+    Database,
+    Submission,
+    SubmissionStatus,
+    bump_board_version,  # noqa: E402
+    utcnow,
+)
 from server.db.crud import create_team, register_competition  # noqa: E402
-from server.queue import bump_board_version  # noqa: E402
 
 SLUG = "bench"
 

@@ -9,6 +9,13 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from submissions.spec import (
+    DEFAULT_MAX_COMPRESSION_RATIO,
+    DEFAULT_MAX_ENTRIES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_UNCOMPRESSED_BYTES,
+)
+
 # Tokens nobody may run a real competition with: empty, or copied from an example.
 INSECURE_ADMIN_TOKENS = {"", "changeme", "change-me", "admin", "secret", "password"}
 
@@ -35,10 +42,16 @@ class Settings(BaseSettings):
     admin_token: str = Field("", description="Organizer bearer token; required outside --demo.")
     secret_key: str = Field("", description="Signs session cookies; generated per process when empty.")
     max_upload_bytes: int = Field(200 * 1024 * 1024, description="Uploads larger than this get HTTP 413.")
-    max_zip_entries: int = Field(10_000, description="Most entries a submission zip may hold.")
-    max_uncompressed_bytes: int = Field(512 * 1024 * 1024, description="Most bytes a submission may inflate to.")
-    max_compression_ratio: int = Field(200, description="Highest compression ratio of one zip entry (zip bombs).")
-    max_image_pixels: int = Field(4096 * 4096, description="Largest declared PNG size, checked before decoding.")
+    max_zip_entries: int = Field(DEFAULT_MAX_ENTRIES, description="Most entries a submission zip may hold.")
+    max_uncompressed_bytes: int = Field(
+        DEFAULT_MAX_UNCOMPRESSED_BYTES, description="Most bytes a submission may inflate to."
+    )
+    max_compression_ratio: int = Field(
+        DEFAULT_MAX_COMPRESSION_RATIO, description="Highest compression ratio of one zip entry (zip bombs)."
+    )
+    max_image_pixels: int = Field(
+        DEFAULT_MAX_IMAGE_PIXELS, description="Largest declared PNG size, checked before decoding."
+    )
     worker_heartbeat_seconds: float = Field(5.0, description="How often a worker reports that it is alive.")
     worker_timeout_seconds: float = Field(120.0, description="A job of a worker silent this long is requeued.")
     max_attempts: int = Field(3, description="Scoring attempts before a submission is marked failed.")
@@ -57,6 +70,12 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'arena.db').resolve()}"
+
+    @property
+    def zip_limits(self) -> dict[str, int]:
+        """The zip limits under `SubmissionSpec`'s names: the one mapping from ARENA_MAX_* to the spec (and the API)."""
+        return {"max_entries": self.max_zip_entries, "max_uncompressed_bytes": self.max_uncompressed_bytes,
+                "max_compression_ratio": self.max_compression_ratio, "max_image_pixels": self.max_image_pixels}
 
     @property
     def resolved_public_url(self) -> str:

@@ -17,11 +17,19 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from server.db import CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, WorkerRow, begin_write, utcnow
+from server.db import (
+    Submission,
+    SubmissionEvent,
+    SubmissionStatus,
+    WorkerRow,
+    begin_write,
+    bump_board_version,
+    utcnow,
+)
+from server.db.models import ACTIVE_STATUSES
 from server.errors import Conflict, NotFound
 
 S = SubmissionStatus
-ACTIVE = (S.queued, S.scoring)
 
 
 def transition(
@@ -41,14 +49,6 @@ def transition(
     )
     submission.status = to
     submission.updated_at = now
-
-
-def bump_board_version(session: Session, competition_id: int) -> None:
-    session.execute(
-        update(CompetitionRow)
-        .where(CompetitionRow.id == competition_id)
-        .values(board_version=CompetitionRow.board_version + 1)
-    )
 
 
 # -- workers -------------------------------------------------------------------------------------------------------
@@ -146,7 +146,7 @@ def _held_by(session: Session, submission_id: int, worker_id: str) -> Submission
 
 @dataclass(frozen=True)
 class ScoreFields:
-    """What the server stores from a ScoreReport (`ScoreFields.from_report(report.model_dump(mode='json'))`)."""
+    """The score columns a scored submission stores (the worker maps a ScoreReport to them: `score_fields`)."""
 
     score_public: float
     score_private: float
@@ -162,17 +162,6 @@ class ScoreFields:
     score_private_se: float | None = None
     score_all_se: float | None = None
 
-    @classmethod
-    def from_report(cls, report: dict[str, Any]) -> ScoreFields:
-        classes = report["classes"]
-        return cls(
-            score_public=float(report["score_public"]), score_private=float(report["score_private"]),
-            score_all=float(report["score_all"]), penalized=any(c["penalized"] for c in classes.values()),
-            class_scores=classes, timings=report.get("timings", {}), device=str(report.get("device", "")),
-            precision=str(report.get("precision", "")), scorer_version=str(report.get("scorer_version", "")),
-            weights_sha256=str(report.get("weights_sha256", "")),
-            **{f"score_{split}_se": report.get(f"se_{split}") for split in ("public", "private", "all")},
-        )
 
 
 def finish_scored(
@@ -292,7 +281,7 @@ def rescore(*, session: Session, submission_id: int, reason: str = "", now: date
     now = now or utcnow()
     begin_write(session)
     submission = _get(session, submission_id)
-    if submission.status in ACTIVE:
+    if submission.status in ACTIVE_STATUSES:
         session.commit()
         return submission
     submission.attempts = 0
@@ -324,7 +313,7 @@ def cancel(*, session: Session, submission_id: int, reason: str = "", now: datet
     now = now or utcnow()
     begin_write(session)
     submission = _get(session, submission_id)
-    if submission.status not in ACTIVE:
+    if submission.status not in ACTIVE_STATUSES:
         session.commit()
         raise Conflict(
             f"Submission {submission_id} is {submission.status}; only queued or scoring submissions can be cancelled.",

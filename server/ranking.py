@@ -16,27 +16,32 @@ Rules, in one place:
 - The board is cached per competition until its `board_version` changes (every score, reveal or disqualification
   bumps it), so a check costs one primary-key lookup; `server.api.board_cache` serves the API's reads from
   memory.
+- The one board cache: every rendering of a board (the API's JSON and CSV bytes, the page's table rows) is made by
+  `Leaderboard.rendered` and kept on the cached `Leaderboard` object, so it is dropped exactly when the board is
+  recomputed; nothing else decides when a rendering is stale.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Hashable
 from datetime import datetime
 from statistics import NormalDist
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from weakref import WeakKeyDictionary
 
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from server.competition import load_competition
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utcnow
-from server.db.crud import load_competition
 from server.errors import Forbidden
 
 Board = Literal["public", "private"]
 Z_95 = NormalDist().inv_cdf(0.975)  # 95% intervals are score +- Z_95 standard errors (as server.scoring.uncertainty)
+T = TypeVar("T")
 PRIVATE_HIDDEN = "The private leaderboard is hidden until the organizer reveals it after the deadline."
 
 
@@ -65,9 +70,16 @@ class Leaderboard(BaseModel):
     revealed: bool
     generated_at: datetime
     entries: list[LeaderboardEntry]
+    _renderings: dict[Hashable, Any] = PrivateAttr(default_factory=dict)
 
     def visible_to(self, *, is_admin: bool) -> bool:
         return board_visible(self.board, revealed=self.revealed, is_admin=is_admin)
+
+    def rendered(self, key: Hashable, render: Callable[[Leaderboard], T]) -> T:
+        """`render(self)`, made once per board: `leaderboard()` hands back this same object until the board changes."""
+        if key not in self._renderings:
+            self._renderings[key] = render(self)
+        return self._renderings[key]
 
 
 # Per engine, so tests and tools that open several databases in one process never share boards.

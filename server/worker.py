@@ -15,9 +15,10 @@ import traceback
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from server.competition import load_competition
 from server.config import Settings
 from server.db import Database, Submission, utcnow
-from server.db.crud import list_competitions, load_competition
+from server.db.crud import list_competitions
 from server.queue import (
     ScoreFields,
     claim_next_submission,
@@ -148,7 +149,7 @@ class Worker:
         from submissions import SubmissionSpec, validate_zip
 
         competition = load_competition(submission.team.competition)
-        spec = SubmissionSpec.from_settings(competition.config, self.settings)
+        spec = SubmissionSpec.from_competition(competition.config, **self.settings.zip_limits)
         decoded = validate_zip(upload_path(self.settings.data_dir, submission.sha256), spec)
         report = self.scorer.score(competition, decoded.images)
         for cls, images in decoded.images.items():
@@ -157,7 +158,7 @@ class Worker:
             write_evidence_images(self.settings.data_dir, submission.id, cls, images, [n.image for n in closest])
         with self.database.session() as session:
             kept = finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
-                                 scores=ScoreFields.from_report(report.model_dump(mode="json")), now=utcnow())
+                                 scores=score_fields(report.model_dump(mode="json")), now=utcnow())
         if not kept:
             log.warning("submission %s was cancelled or requeued while scoring; result discarded", submission.id)
 
@@ -166,6 +167,19 @@ class Worker:
         if self.current is not None:
             with self.database.session() as session:
                 release(session=session, submission_id=self.current, worker_id=self.worker_id, reason=reason)
+
+
+def score_fields(report: dict[str, Any]) -> ScoreFields:
+    """The database columns of a scorer's report (`ScoreReport.model_dump(mode="json")`)."""
+    classes = report["classes"]
+    return ScoreFields(
+        score_public=float(report["score_public"]), score_private=float(report["score_private"]),
+        score_all=float(report["score_all"]), penalized=any(c["penalized"] for c in classes.values()),
+        class_scores=classes, timings=report.get("timings", {}), device=str(report.get("device", "")),
+        precision=str(report.get("precision", "")), scorer_version=str(report.get("scorer_version", "")),
+        weights_sha256=str(report.get("weights_sha256", "")),
+        **{f"score_{split}_se": report.get(f"se_{split}") for split in ("public", "private", "all")},
+    )
 
 
 def install_signal_handlers(worker: Worker) -> None:

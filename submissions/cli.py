@@ -26,7 +26,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _load_spec(competition_dir: Path):
-    from server.competition import Competition, CompetitionError
+    from submissions.competition import Competition, CompetitionError
     from submissions.spec import SubmissionSpec
 
     try:
@@ -73,7 +73,7 @@ def sample(
     """
     import numpy as np
 
-    from server.competition import Competition
+    from submissions.competition import Competition
     from submissions.packer import pack
     from submissions.png import decode_gray
     from submissions.report import PackError, Problem

@@ -263,6 +263,31 @@ class ArenaClient:
     def submission(self, submission_id: int | str) -> dict[str, Any]:
         return self._request("GET", f"/api/submissions/{submission_id}")
 
+    def create_team(self, slug: str, name: str, members: list[str] | None = None) -> dict[str, Any]:
+        """Register a team (the client's token: none where self-registration is open, else the organizer's);
+        the body holds its token, shown this once."""
+        return self._request("POST", f"/api/competitions/{slug}/teams", json={"name": name, "members": members or []})
+
+    def me(self) -> dict[str, Any]:
+        """The calling team and today's quota."""
+        return self._request("GET", "/api/teams/me")
+
+    def rotate_token(self) -> dict[str, Any]:
+        """A new token for the calling team; the old one stops working at once."""
+        return self._request("POST", "/api/teams/me/token")
+
+    # Organizer routes (the client's token is the admin token): reference entries use them.
+
+    def admin_create_team(self, slug: str, name: str, members: list[str], *, is_baseline: bool) -> dict[str, Any]:
+        body = {"name": name, "members": members, "is_baseline": is_baseline}
+        return self._request("POST", f"/api/admin/competitions/{slug}/teams", json=body)
+
+    def admin_teams(self, slug: str) -> list[dict[str, Any]]:
+        return self._request("GET", f"/api/admin/competitions/{slug}/teams")["data"]
+
+    def admin_new_token(self, team_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/api/admin/teams/{team_id}/token")
+
     def wait(self, submission_id: int | str, *, poll_seconds: float = 2.0, timeout: float = 3600.0,
              on_status: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Poll until the submission is scored, failed or cancelled; on_status sees every change of status."""

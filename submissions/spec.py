@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.competition import Competition, CompetitionConfig
+from submissions.competition import Competition, CompetitionConfig
 from submissions.report import RULES
 
-if TYPE_CHECKING:
-    from server.config import Settings
-
-# Same defaults as server.config.Settings (a test keeps them equal); repeated here so that teams validating
-# offline need neither the server's settings nor its environment.
+# The one definition of the zip limits' defaults: server.config.Settings takes them from here (ARENA_MAX_* override
+# them on a server), and teams validating offline need neither the server's settings nor its environment.
 DEFAULT_MAX_ENTRIES = 10_000
 DEFAULT_MAX_UNCOMPRESSED_BYTES = 512 * 1024 * 1024
 DEFAULT_MAX_COMPRESSION_RATIO = 200
@@ -46,6 +43,7 @@ class SubmissionSpec(BaseModel):
 
     @classmethod
     def from_competition(cls, competition: Competition | CompetitionConfig, **limit_overrides: Any) -> SubmissionSpec:
+        """The competition's format; a server passes its limits (`**settings.zip_limits`)."""
         config = competition.config if isinstance(competition, Competition) else competition
         return cls(
             classes=list(config.classes),
@@ -53,17 +51,6 @@ class SubmissionSpec(BaseModel):
             image_size=config.image_size,
             mode=config.mode,
             **limit_overrides,
-        )
-
-    @classmethod
-    def from_settings(cls, competition: Competition | CompetitionConfig, settings: Settings) -> SubmissionSpec:
-        """The server's spec: the competition's format with the limits of the running server."""
-        return cls.from_competition(
-            competition,
-            max_entries=settings.max_zip_entries,
-            max_uncompressed_bytes=settings.max_uncompressed_bytes,
-            max_compression_ratio=settings.max_compression_ratio,
-            max_image_pixels=settings.max_image_pixels,
         )
 
     def describe(self) -> str:

@@ -22,7 +22,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, get_args
 from urllib.parse import parse_qsl
 
@@ -57,17 +57,18 @@ class Rendered:
         return cls(body, gzip.compress(body, compresslevel=6, mtime=0), f'"{digest}"')
 
 
+def _render(fmt: Format, board: Leaderboard) -> Rendered:
+    return Rendered.of((board.model_dump_json() if fmt == "json" else leaderboard_csv(board)).encode())
+
+
 @dataclass
 class CachedBoard:
     board: Leaderboard
     checked_at: float  # time.monotonic() of the database check that confirmed it current
-    renders: dict[Format, Rendered] = field(default_factory=dict)
 
     def rendered(self, fmt: Format) -> Rendered:
-        if fmt not in self.renders:
-            body = self.board.model_dump_json() if fmt == "json" else leaderboard_csv(self.board)
-            self.renders[fmt] = Rendered.of(body.encode())
-        return self.renders[fmt]
+        """The bytes in one format, kept with the board (ranking's one board cache: `Leaderboard.rendered`)."""
+        return self.board.rendered(("api", fmt), lambda board: _render(fmt, board))
 
 
 class BoardCache:

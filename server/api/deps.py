@@ -1,51 +1,24 @@
-"""Request dependencies as Annotated aliases: settings, database session, clock, and who is calling.
+"""API request dependencies: who is calling (bearer token: anonymous, a team or the organizer) and the team checks.
 
-The ones that only read `app.state` are `async`: FastAPI runs a plain `def` dependency in its threadpool, a hop
-that costs more than the lookup.
+The dependencies shared with the pages (settings, database session, clock, competition) live in server.deps.
 """
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 
-from server.config import Settings
-from server.db import CompetitionRow, Database, Team
-from server.db.crud import authenticate_team, get_competition
+from server.db import Team
+from server.db.crud import authenticate_team, check_team_in_competition
+from server.deps import CompetitionDep, SessionDep, SettingsDep, is_admin_token
 from server.errors import Forbidden, Unauthorized
 
 bearer = HTTPBearer(auto_error=False, description="A team token (arena_...) or the organizer's admin token.")
 
 
-async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
-
-
-async def get_database(request: Request) -> Database:
-    return request.app.state.database
-
-
-def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
-    with database.sessionmaker() as session:
-        yield session
-
-
-async def get_now(request: Request) -> datetime:
-    clock: Callable[[], datetime] = request.app.state.clock
-    return clock()
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-DatabaseDep = Annotated[Database, Depends(get_database)]
-SessionDep = Annotated[Session, Depends(get_session)]
-NowDep = Annotated[datetime, Depends(get_now)]
 TokenDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
@@ -59,10 +32,6 @@ class Caller:
     @property
     def is_anonymous(self) -> bool:
         return self.team is None and not self.is_admin
-
-
-def is_admin_token(token: str, settings: Settings) -> bool:
-    return bool(settings.admin_token) and hmac.compare_digest(token.encode(), settings.admin_token.encode())
 
 
 def get_caller(session: SessionDep, settings: SettingsDep, credentials: TokenDep) -> Caller:
@@ -115,8 +84,11 @@ IdentifiedCaller = Annotated[Caller, Depends(require_identified)]
 AdminDep = Annotated[Caller, Depends(require_admin)]
 
 
-def get_competition_row(slug: str, session: SessionDep) -> CompetitionRow:
-    return get_competition(session=session, slug=slug)
 
 
-CompetitionDep = Annotated[CompetitionRow, Depends(get_competition_row)]
+def get_competition_team(competition: CompetitionDep, team: CurrentTeam) -> Team:
+    """The calling team, checked to belong to the competition in the path (403 otherwise)."""
+    return check_team_in_competition(team=team, competition=competition)
+
+
+CompetitionTeam = Annotated[Team, Depends(get_competition_team)]

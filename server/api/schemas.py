@@ -36,16 +36,6 @@ def interval_95(score: float | None, se: float | None) -> list[float] | None:
     return [score - Z_95 * se, score + Z_95 * se]
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    detail: Any = None
-
-
-class ErrorPublic(BaseModel):
-    error: ErrorBody
-
-
 class CompetitionPublic(BaseModel):
     slug: str
     title: str
@@ -75,8 +65,7 @@ class CompetitionPublic(BaseModel):
     def build(cls, row: CompetitionRow, competition: Competition, settings: Settings) -> CompetitionPublic:
         return cls(**competition.config.model_dump(exclude={"slug", "title"}), slug=row.slug, title=row.title,
                    private_revealed=row.private_revealed_at is not None, max_upload_bytes=settings.max_upload_bytes,
-                   max_entries=settings.max_zip_entries, max_uncompressed_bytes=settings.max_uncompressed_bytes,
-                   max_compression_ratio=settings.max_compression_ratio, max_image_pixels=settings.max_image_pixels)
+                   **settings.zip_limits)
 
 
 class CompetitionsPublic(BaseModel):

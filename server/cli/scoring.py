@@ -113,7 +113,8 @@ def _read_submission(zip_file: Path | None, images: Path | None, competition, se
         return read_class_folders(images, competition.classes)
     assert zip_file is not None  # score() requires exactly one of the two
     try:
-        return validate_zip(zip_file, SubmissionSpec.from_settings(competition.config, settings)).images
+        spec = SubmissionSpec.from_competition(competition.config, **settings.zip_limits)
+        return validate_zip(zip_file, spec).images
     except SubmissionInvalid as exc:
         typer.echo(json.dumps(exc.report.model_dump(mode="json"), indent=1), err=True)
         raise typer.Exit(2) from exc

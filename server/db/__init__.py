@@ -1,7 +1,8 @@
 """The database: SQLAlchemy 2 models, engine setup (SQLite WAL or PostgreSQL) and Alembic migrations."""
 
+from server.db.boards import bump_board_version
 from server.db.models import Base, CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, Team, WorkerRow
-from server.db.session import Database, begin_write, utcnow
+from server.db.session import Database, begin_write, utc_day, utcnow
 
 __all__ = [
     "Base",
@@ -13,5 +14,7 @@ __all__ = [
     "Team",
     "WorkerRow",
     "begin_write",
+    "bump_board_version",
+    "utc_day",
     "utcnow",
 ]

@@ -1,4 +1,4 @@
-"""Keyword-only service functions for competitions, teams and submissions, shared by the API, pages and CLI.
+"""Persistence of competitions, teams and submissions: keyword-only functions shared by the API, pages and CLI.
 
 They raise server.errors.ArenaError subclasses for anything a user can cause; the caller turns those into HTTP
 responses or messages. Functions that write start with `begin_write(session)` and commit before returning.
@@ -10,50 +10,29 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.competition import Competition, CompetitionError
-from server.config import Settings
+from server.competition import Competition, CompetitionError, competitions_dir, load_competition
+from server.db.boards import bump_board_version
 from server.db.models import QUOTA_STATUSES, CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, Team
-from server.db.session import begin_write, utcnow
+from server.db.session import begin_write, utc_day, utcnow
 from server.errors import (
     Conflict,
     DeadlinePassed,
     DuplicateSubmission,
     Forbidden,
-    InvalidSubmission,
     NotFound,
     QuotaExceeded,
 )
-from server.queue import bump_board_version
-from server.storage import receive_upload, store_upload
 
 TOKEN_PREFIX = "arena_"
 
 # -- competitions --------------------------------------------------------------------------------------------------
-
-_loaded: dict[str, tuple[float, Competition]] = {}
-
-
-def load_competition(row: CompetitionRow) -> Competition:
-    """The competition directory of a row, reloaded when its competition.json changes (organizers edit it)."""
-    config_file = Path(row.root) / "competition.json"
-    mtime = config_file.stat().st_mtime if config_file.exists() else -1.0
-    cached = _loaded.get(row.root)
-    if cached is None or cached[0] != mtime:
-        cached = (mtime, Competition.load(row.root))
-        _loaded[row.root] = cached
-    return cached[1]
-
-
-def competitions_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / "competitions"
 
 
 def register_competition(*, session: Session, root: Path, now: datetime | None = None) -> CompetitionRow:
@@ -212,27 +191,36 @@ class Quota:
 
 def quota_status(*, session: Session, team: Team, daily_limit: int, now: datetime | None = None) -> Quota:
     """Accepted submissions of this UTC day; failed (system) and cancelled runs give their slot back."""
-    now = (now or utcnow()).astimezone(UTC)
-    day_start = datetime.combine(now.date(), time(0), tzinfo=UTC)
+    day_start, day_end = utc_day(now or utcnow())
     used = session.scalar(
         select(func.count(Submission.id)).where(
             Submission.team_id == team.id, Submission.created_at >= day_start,
-            Submission.created_at < day_start + timedelta(days=1), Submission.status.in_(QUOTA_STATUSES),
+            Submission.created_at < day_end, Submission.status.in_(QUOTA_STATUSES),
         )
     )
-    return Quota(limit=daily_limit, used=int(used or 0), resets_at=day_start + timedelta(days=1))
+    return Quota(limit=daily_limit, used=int(used or 0), resets_at=day_end)
 
 
 # -- submissions ---------------------------------------------------------------------------------------------------
 
 
-def _check_may_submit(
-    *, session: Session, competition: Competition, team: Team, sha256: str | None, now: datetime
+def check_team_in_competition(*, team: Team, competition: CompetitionRow) -> Team:
+    """The one membership rule: a team acts only in the competition it is registered in (403 otherwise)."""
+    if team.competition_id != competition.id:
+        raise Forbidden(f"Team '{team.name}' is registered in '{team.competition.slug}', not '{competition.slug}'.")
+    return team
+
+
+def check_may_submit(
+    *, session: Session, competition: CompetitionRow, team: Team, sha256: str | None, now: datetime
 ) -> Quota:
-    if competition.is_past_deadline(now):
+    """Deadline, disqualification, duplicate file and daily quota: the checks that need no look at the zip."""
+    directory = load_competition(competition)
+    config = directory.config
+    if directory.is_past_deadline(now):
         raise DeadlinePassed(
-            f"The deadline of '{competition.slug}' ({competition.config.deadline:%Y-%m-%d %H:%M} UTC) has passed; "
-            "no more submissions are accepted.", detail={"deadline": str(competition.config.deadline)},
+            f"The deadline of '{competition.slug}' ({config.deadline:%Y-%m-%d %H:%M} UTC) has passed; "
+            "no more submissions are accepted.", detail={"deadline": str(config.deadline)},
         )
     if team.disqualified_at is not None:
         raise Forbidden(f"Team '{team.name}' is disqualified: {team.disqualified_reason or 'ask the organizer'}.")
@@ -244,7 +232,7 @@ def _check_may_submit(
                 f"({earlier.created_at:%Y-%m-%d %H:%M} UTC, {earlier.status}). Generate new images to submit again.",
                 detail={"submission_id": earlier.id, "status": earlier.status},
             )
-    quota = quota_status(session=session, team=team, daily_limit=competition.config.daily_limit, now=now)
+    quota = quota_status(session=session, team=team, daily_limit=config.daily_limit, now=now)
     if quota.remaining <= 0:
         raise QuotaExceeded(
             f"Team '{team.name}' has used all {quota.limit} submissions of today (UTC); the quota resets at "
@@ -254,7 +242,7 @@ def _check_may_submit(
 
 
 def create_submission(
-    *, session: Session, competition: Competition, team: Team, sha256: str, size_bytes: int, message: str = "",
+    *, session: Session, competition: CompetitionRow, team: Team, sha256: str, size_bytes: int, message: str = "",
     now: datetime | None = None,
 ) -> tuple[Submission, Quota]:
     """Insert a queued submission after the deadline, duplicate and quota checks; returns it with the new quota.
@@ -266,7 +254,7 @@ def create_submission(
     begin_write(session)
     locked_team = session.scalar(select(Team).where(Team.id == team.id).with_for_update(of=Team))
     assert locked_team is not None
-    _check_may_submit(session=session, competition=competition, team=locked_team, sha256=sha256, now=now)
+    check_may_submit(session=session, competition=competition, team=locked_team, sha256=sha256, now=now)
     submission = Submission(
         competition_id=locked_team.competition_id, team_id=team.id, sha256=sha256, size_bytes=size_bytes,
         message=message.strip(), status=SubmissionStatus.queued, attempts=0, created_at=now, updated_at=now,
@@ -279,43 +267,12 @@ def create_submission(
         session.commit()
     except IntegrityError:
         session.rollback()
-        _check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)
+        check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)
         raise
-    quota = quota_status(session=session, team=team, daily_limit=competition.config.daily_limit, now=now)
+    quota = quota_status(session=session, team=team, daily_limit=load_competition(competition).config.daily_limit,
+                         now=now)
     session.commit()
     return submission, quota
-
-
-def submit_upload(
-    *, session: Session, settings: Settings, competition: Competition, team: Team, source: BinaryIO,
-    message: str = "", now: datetime | None = None,
-) -> tuple[Submission, Quota]:
-    """The whole upload path: copy under the size cap (413), cheap checks (403/409/429), validate (422), store, queue.
-
-    Validation decodes every image, so it runs outside any transaction.
-    """
-    from submissions import SubmissionInvalid, SubmissionSpec, validate_zip
-
-    now = now or utcnow()
-    if team.competition_id != session.scalar(select(CompetitionRow.id).where(CompetitionRow.slug == competition.slug)):
-        raise Forbidden(f"Team '{team.name}' is registered in another competition, not '{competition.slug}'.")
-    temporary, sha256, size = receive_upload(settings.data_dir, source, max_bytes=settings.max_upload_bytes)
-    try:
-        _check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)
-        session.commit()  # no transaction stays open while validating
-        try:
-            validate_zip(temporary, SubmissionSpec.from_settings(competition.config, settings))
-        except SubmissionInvalid as exc:
-            raise InvalidSubmission(
-                f"The zip is not a valid submission for '{competition.slug}' ({len(exc.report.problems)} problem(s)); "
-                "nothing was stored and your quota is unchanged. Fix them and upload again.",
-                detail=exc.report.model_dump(mode="json"),
-            ) from exc
-        store_upload(settings.data_dir, temporary, sha256)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return create_submission(session=session, competition=competition, team=team, sha256=sha256, size_bytes=size,
-                             message=message, now=now)
 
 
 def get_submission(*, session: Session, submission_id: int) -> Submission:

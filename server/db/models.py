@@ -43,8 +43,11 @@ class SubmissionStatus(StrEnum):
     cancelled = "cancelled"
 
 
-# Statuses whose submissions use up the team's daily quota: rejected uploads never get a row, and failed
-# (a system failure after all attempts) or cancelled runs give the slot back.
+# The status groups, defined once. Active: waiting for or being scored (cancellable). Final: nothing more happens
+# unless the organizer rescores (the status page stops polling). Quota: what uses up the team's daily quota;
+# rejected uploads never get a row, and failed (a system failure after all attempts) or cancelled runs give it back.
+ACTIVE_STATUSES = (SubmissionStatus.queued, SubmissionStatus.scoring)
+FINAL_STATUSES = (SubmissionStatus.scored, SubmissionStatus.failed, SubmissionStatus.cancelled)
 QUOTA_STATUSES = (SubmissionStatus.queued, SubmissionStatus.scoring, SubmissionStatus.scored)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -18,6 +18,12 @@ IMMEDIATE = "arena_sqlite_immediate"
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def utc_day(now: datetime) -> tuple[datetime, datetime]:
+    """The UTC day holding `now`: its midnight and the next one (quota days reset at UTC midnight)."""
+    start = datetime.combine(now.astimezone(UTC).date(), time(0), tzinfo=UTC)
+    return start, start + timedelta(days=1)
 
 
 def _configure_sqlite(engine: Engine) -> None:

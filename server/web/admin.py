@@ -9,7 +9,6 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
 from server import queue
-from server.api.deps import is_admin_token
 from server.db import SubmissionStatus
 from server.db.crud import (
     create_team,
@@ -22,6 +21,7 @@ from server.db.crud import (
     reveal_private_board,
     rotate_team_token,
 )
+from server.deps import is_admin_token
 from server.errors import ArenaError, NotFound
 from server.web.deps import Page, PageDep
 from server.web.routing import PageRoute

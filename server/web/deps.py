@@ -10,10 +10,10 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from server.api.deps import NowDep, SessionDep, SettingsDep
 from server.config import Settings
 from server.db import Team
 from server.db.crud import get_team
+from server.deps import NowDep, SessionDep, SettingsDep
 from server.errors import Forbidden, NotFound
 from server.web.render import render
 from server.web.session import WebSession, read_session, write_session

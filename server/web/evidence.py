@@ -13,8 +13,9 @@ from typing import Any, Literal
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
+from server.competition import load_competition
 from server.db import Submission
-from server.db.crud import get_visible_submission, load_competition
+from server.db.crud import get_visible_submission
 from server.errors import Forbidden, NotFound
 from server.storage import evidence_path
 from server.web.deps import Page, PageDep

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Form, UploadFile
@@ -11,24 +9,25 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from markupsafe import Markup
 
 from server import queue
-from server.competition import Competition
-from server.db import CompetitionRow, Submission, SubmissionStatus, Team
+from server.competition import Competition, load_competition, memorization_eps
+from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utc_day
 from server.db.crud import (
     authenticate_team,
+    check_team_in_competition,
     get_competition,
     get_team,
     get_visible_submission,
     list_competitions,
     list_submissions,
     list_teams,
-    load_competition,
     quota_status,
     select_final,
-    submit_upload,
 )
+from server.db.models import FINAL_STATUSES
 from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
 from server.ranking import PRIVATE_HIDDEN, Leaderboard, leaderboard, leaderboard_csv, private_board_visible
 from server.storage import grid_path
+from server.upload import submit_upload
 from server.web.deps import Page, PageDep
 from server.web.evidence import evidence_context
 from server.web.plots import ScorePoint, score_plot_svg
@@ -37,34 +36,12 @@ from server.web.routing import PageRoute
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-FINAL_STATUSES = {SubmissionStatus.scored, SubmissionStatus.failed, SubmissionStatus.cancelled}
 HISTORY_LIMIT = 500
-REFERENCE_SUMMARY_FILE = "fid-references.json"
 
 
 def _safe_next(url: str | None, default: str) -> str:
     # Only local paths: a crafted ?next=https://evil.example must not turn sign-in into an open redirect.
     return url if url and url.startswith("/") and not url.startswith("//") else default
-
-
-def _next_utc_midnight(now: datetime) -> datetime:
-    return datetime.combine(now.date(), time(0), tzinfo=UTC) + timedelta(days=1)
-
-
-def _memorization_eps(comp: Competition) -> dict[str, float]:
-    """ε per class: the configured number, or the calibrated one from the scoring cache's JSON summary.
-
-    The summary (server/scoring/references.py, SUMMARY_FILE) is read as plain JSON so the web tier never imports
-    torch; it is empty until the worker first builds the references.
-    """
-    configured = comp.config.memorization_eps
-    if configured != "auto":
-        return dict.fromkeys(comp.classes, float(configured))
-    try:
-        summary = json.loads((comp.references_dir / REFERENCE_SUMMARY_FILE).read_text())
-        return {cls: float(summary["auto_eps"][cls]) for cls in comp.classes}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
 
 
 @router.get("/static/web/{path:path}", name="web_static")
@@ -100,9 +77,9 @@ def overview(slug: str, page: PageDep) -> Response:
     }
     cli = f"arena submit submission.zip --server {url} --competition {slug} --token YOUR_TEAM_TOKEN"
     return page.render("overview.html", {
-        "comp": comp, "data": data, "eps": _memorization_eps(comp), "eps_auto": comp.config.memorization_eps == "auto",
+        "comp": comp, "data": data, "eps": memorization_eps(comp), "eps_auto": comp.config.memorization_eps == "auto",
         "cli_command": cli,
-        "next_reset": _next_utc_midnight(page.now),
+        "next_reset": utc_day(page.now)[1],
     })
 
 
@@ -112,20 +89,12 @@ def _board_choice(page: Page, row: CompetitionRow, board: str) -> Literal["publi
     return "private" if board == "private" else "public"
 
 
-# Per (competition, board): the board object its rows were rendered from, and the rows. `leaderboard()` hands back
-# the same object until the board changes, so the rows (most of the page's cost) render once per change, not per view.
-_rendered_rows: dict[tuple[str, str], tuple[Leaderboard, str]] = {}
-
-
 def _board_rows(result: Leaderboard, classes: list[str], team: Team | None) -> Markup:
-    """The board's table rows (`_leaderboard_rows.html`), with the signed-in team's own row marked."""
-    key = (result.competition, result.board)
-    cached = _rendered_rows.get(key)
-    if cached is None or cached[0] is not result:
-        html = templates.get_template("_leaderboard_rows.html").render(
-            rows=result.entries, classes=classes, show_rank_change=result.board == "private")
-        cached = _rendered_rows[key] = (result, html)
-    rows = cached[1]
+    """The board's table rows (`_leaderboard_rows.html`), rendered once per board change (most of the page's cost),
+    with the signed-in team's own row marked per request."""
+    template = templates.get_template("_leaderboard_rows.html")
+    rows = result.rendered(("rows_html", tuple(classes)), lambda board: template.render(
+        rows=board.entries, classes=classes, show_rank_change=board.board == "private"))
     if team is not None:
         own = f'<tr data-team="{team.id}" class="'
         rows = rows.replace(own, own + "mine ", 1)
@@ -234,7 +203,8 @@ def submit_post(
     if page.team is None:
         raise Forbidden("Sign in with your team token before submitting.")
     try:
-        submission, _ = submit_upload(session=page.db, settings=page.settings, competition=comp, team=page.team,
+        check_team_in_competition(team=page.team, competition=row)
+        submission, _ = submit_upload(session=page.db, settings=page.settings, competition=row, team=page.team,
                                       source=file.file, message=message[:500], now=page.now)
     except ArenaError as exc:
         page.db.rollback()

@@ -12,6 +12,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 
+from server.db.models import ACTIVE_STATUSES
 from server.ranking import Z_95
 from server.web.session import WebSession
 
@@ -81,6 +82,7 @@ def path_for(request: Request):  # type: ignore[no-untyped-def]
 # Autoescaping on for every template: team names and messages are user input.
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True))
 templates.env.filters.update(fid=fid, fid_pm=fid_pm, utc=utc, remaining=remaining, ago=ago, filesize=filesize)
+templates.env.globals.update(active_statuses=ACTIVE_STATUSES)
 
 
 def render(

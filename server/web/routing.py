@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from server.db.crud import get_team
 from server.errors import ArenaError, Forbidden, NotFound
@@ -42,9 +43,10 @@ class PageRoute(APIRoute):
         async def route(request: Request) -> Response:
             try:
                 return await handler(request)
+            # error_page reads the signed-in team from the database: in the threadpool, not on the event loop.
             except ArenaError as exc:
-                return error_page(request, exc)
+                return await run_in_threadpool(error_page, request, exc)
             except CsrfError as exc:
-                return error_page(request, Forbidden(str(exc)))
+                return await run_in_threadpool(error_page, request, Forbidden(str(exc)))
 
         return route

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from baselines.generate import generate_submission
 from baselines.reference import ReferenceSubmissionError, submit_reference
 from baselines.train import TrainOptions, new_run
-from server.api import create_app
+from server.app import create_app
 from tests.utils.server_factories import (
     ADMIN_TOKEN,
     Clock,

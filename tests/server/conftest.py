@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from server.api import create_app
+from server.app import create_app
 from server.competition import Competition
 from server.db import Database
 from tests.utils.inception import install_random_fid_weights

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from server.cli import app
-from server.db.crud import create_submission, get_competition, get_submission, list_teams, load_competition
+from server.db.crud import create_submission, get_competition, get_submission, list_teams
 from tests.utils.server_factories import add_scored, make_test_competition
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -31,7 +31,7 @@ def test_admin_commands_drive_a_competition(monkeypatch, data_dir, database, dat
         reference, team = list_teams(session=session, competition=row)
         add_scored(session, reference, 50.0, 55.0, row.created_at)
         scored = add_scored(session, team, 40.0, 45.0, row.created_at)
-        queued, _ = create_submission(session=session, competition=load_competition(row), team=team, sha256="a" * 64,
+        queued, _ = create_submission(session=session, competition=row, team=team, sha256="a" * 64,
                                       size_bytes=1)
     listing = arena(monkeypatch, database_url, "admin", "submissions", "-c", "test-comp")
     assert "3 of 3 submissions" in listing and "gan-gang" in listing

@@ -38,7 +38,7 @@ def queue(database, data_dir):
     team, _ = create_team(session=session, competition=row, name="t", now=START)
 
     def submit(count: int = 1, start: int = 0) -> list[int]:
-        return [create_submission(session=session, competition=competition, team=team, sha256=f"{i:064x}",
+        return [create_submission(session=session, competition=row, team=team, sha256=f"{i:064x}",
                                   size_bytes=1, now=START + timedelta(seconds=i))[0].id
                 for i in range(start, start + count)]
 

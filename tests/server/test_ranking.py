@@ -13,7 +13,6 @@ from server.db.crud import (
     create_team,
     disqualify_submission,
     disqualify_team,
-    load_competition,
     register_competition,
     reveal_private_board,
     select_final,
@@ -186,8 +185,7 @@ def test_board_follows_a_score_the_worker_stores(board, data_dir):
     a = team("a")
     add_scored(session, a, public=10.0, private=10.0, created_at=START)
     assert ranks(leaderboard(session=session, competition=row)) == [("a", 1, 10.0)]
-    competition = load_competition(row)
-    queued, _ = create_submission(session=session, competition=competition, team=a, sha256="f" * 64, size_bytes=1,
+    queued, _ = create_submission(session=session, competition=row, team=a, sha256="f" * 64, size_bytes=1,
                                   now=START)
     claimed = claim_next_submission(session=session, worker_id="w1", now=START)
     assert claimed is not None and claimed.id == queued.id

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server.api import create_app
+from server.app import create_app
 from submissions.client import ArenaClient, SubmitError
 from tests.utils.server_factories import (
     ADMIN_TOKEN,
@@ -126,3 +126,28 @@ def test_unknown_competition_is_explained(arena):
     client, _, token = arena()
     with pytest.raises(SubmitError, match="No competition 'nope'.*test-comp"):
         ArenaClient("http://testserver", token, http=client).spec("nope")
+
+
+def test_team_commands_go_through_the_one_client(arena):
+    client, comp, token = arena()
+    team = ArenaClient("http://testserver", token, http=client)
+    assert team.me()["name"] == "Team A"
+    renewed = team.rotate_token()["token"]
+    with pytest.raises(SubmitError, match="HTTP 401"):
+        team.me()  # the old token stopped working at once
+    assert ArenaClient("http://testserver", renewed, http=client).me()["name"] == "Team A"
+    created = ArenaClient("http://testserver", None, http=client).create_team(comp.slug, "Team B", ["Bo"])
+    assert created["name"] == "Team B" and created["token"].startswith("arena_")
+    with pytest.raises(SubmitError, match="HTTP 409"):
+        ArenaClient("http://testserver", None, http=client).create_team(comp.slug, "Team B")
+
+
+def test_arena_team_uses_the_token_saved_by_arena_login(tmp_path, monkeypatch):
+    from server.cli.team import _team_client
+    from submissions.client import store_token
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.delenv("ARENA_TOKEN", raising=False)
+    store_token("http://arena.example:8000", "arena_saved")
+    assert _team_client("http://arena.example:8000/", None).headers == {"Authorization": "Bearer arena_saved"}
+    assert _team_client("http://arena.example:8000", "arena_flag").headers == {"Authorization": "Bearer arena_flag"}

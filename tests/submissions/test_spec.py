@@ -18,12 +18,13 @@ def test_from_competition_and_config_agree(tmp_path):
 
 def test_offline_defaults_equal_the_server_defaults(tmp_path):
     competition = make_competition(tmp_path)
-    assert SubmissionSpec.from_competition(competition) == SubmissionSpec.from_settings(competition, Settings())
+    assert SubmissionSpec.from_competition(competition) == SubmissionSpec.from_competition(
+        competition, **Settings().zip_limits)
 
 
-def test_from_settings_takes_the_server_limits(tmp_path):
+def test_the_server_limits_reach_the_spec(tmp_path):
     settings = Settings(max_zip_entries=7, max_uncompressed_bytes=8, max_compression_ratio=9, max_image_pixels=10)
-    spec = SubmissionSpec.from_settings(make_competition(tmp_path), settings)
+    spec = SubmissionSpec.from_competition(make_competition(tmp_path), **settings.zip_limits)
     assert (spec.max_entries, spec.max_uncompressed_bytes, spec.max_compression_ratio, spec.max_image_pixels) == (
         7, 8, 9, 10)
 

@@ -14,8 +14,7 @@ from sqlalchemy import text
 
 from server.competition import Competition
 from server.config import Settings
-from server.db import Database, Submission, SubmissionStatus, Team
-from server.queue import bump_board_version
+from server.db import Database, Submission, SubmissionStatus, Team, bump_board_version
 from tests.utils.competition import make_competition, random_images
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.db.crud import competitions_dir
+from server.competition import competitions_dir
 from tests.utils.competition import make_competition, random_images
 from tests.utils.inception import install_random_fid_weights
 

@@ -14,11 +14,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server import queue
-from server.api import create_app
+from server.app import create_app
+from server.competition import competitions_dir
 from server.config import Settings
-from server.db.crud import competitions_dir, create_submission, create_team, get_competition, load_competition
-from server.queue import ScoreFields
+from server.db.crud import create_submission, create_team, get_competition
 from server.storage import grid_path, write_sample_grid
+from server.worker import score_fields
 from tests.utils.competition import make_competition, random_images
 
 ADMIN_TOKEN = "admin-" + secrets.token_urlsafe(16)
@@ -63,7 +64,7 @@ class Arena:
         """Insert a submission for the team and finish it as the worker would (scores, sample grids)."""
         with self.database.sessionmaker() as session:
             row = get_competition(session=session, slug="test-comp")
-            submission, _ = create_submission(session=session, competition=load_competition(row), team=team,
+            submission, _ = create_submission(session=session, competition=row, team=team,
                                               sha256=secrets.token_hex(32), size_bytes=1234, message="<b>hi</b>")
             claimed = queue.claim_next_submission(session=session, worker_id=self.worker_id)
             assert claimed is not None and claimed.id == submission.id
@@ -77,7 +78,7 @@ class Arena:
                       "score_all": (public + private) / 2, "timings": {"total": 1.5}, "device": "cpu",
                       "precision": "exact", "scorer_version": "test", "weights_sha256": "0" * 64}
             assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
-                                       scores=ScoreFields.from_report(report))
+                                       scores=score_fields(report))
         if with_grids:
             for cls in ("with_mask", "without_mask"):
                 write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), random_images(8))
@@ -314,7 +315,7 @@ def test_status_page_works_without_javascript(arena):
     scored = arena.scored_submission(arena.alpha, 100.0, 110.0, with_grids=False)
     with arena.database.sessionmaker() as session:
         row = get_competition(session=session, slug="test-comp")
-        queued, _ = create_submission(session=session, competition=load_competition(row), team=arena.alpha,
+        queued, _ = create_submission(session=session, competition=row, team=arena.alpha,
                                       sha256="a" * 64, size_bytes=10)
     client = arena.client()
     arena.sign_in(client, arena.alpha_token)

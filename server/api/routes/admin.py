@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from server.api.deps import AdminDep, CompetitionDep, NowDep, SessionDep, SettingsDep
+from server.api.deps import AdminDep
 from server.api.routes.submissions import to_public
 from server.api.routes.teams import with_token
 from server.api.schemas import (
@@ -22,6 +22,7 @@ from server.api.schemas import (
     TeamWithToken,
     WorkerPublic,
 )
+from server.competition import load_competition
 from server.db.crud import (
     create_team,
     disqualify_submission,
@@ -31,10 +32,10 @@ from server.db.crud import (
     get_team,
     list_submissions,
     list_teams,
-    load_competition,
     reveal_private_board,
     rotate_team_token,
 )
+from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep
 from server.queue import cancel, list_workers, rescore, rescore_competition
 from server.ranking import all_scores_csv
 

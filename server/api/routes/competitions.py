@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.api.deps import CompetitionDep, SessionDep, SettingsDep
 from server.api.schemas import CompetitionPublic, CompetitionsPublic
-from server.db.crud import list_competitions, load_competition
+from server.competition import load_competition
+from server.db.crud import list_competitions
+from server.deps import CompetitionDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/competitions", tags=["competitions"])
 

@@ -5,9 +5,9 @@ from datetime import timedelta
 from fastapi import APIRouter
 from sqlalchemy import func, select, text
 
-from server.api.deps import NowDep, SessionDep, SettingsDep
 from server.api.schemas import HealthPublic
 from server.db import CompetitionRow, Submission, SubmissionStatus, WorkerRow
+from server.deps import NowDep, SessionDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 

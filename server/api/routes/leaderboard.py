@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from server.api.board_cache import BoardCache, board_response
-from server.api.deps import SettingsDep, TokenDep, is_admin_token
+from server.api.deps import TokenDep
+from server.deps import SettingsDep, is_admin_token
 from server.errors import Forbidden
 from server.ranking import PRIVATE_HIDDEN, Board, Leaderboard
 

@@ -3,19 +3,16 @@ from __future__ import annotations
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 from fastapi.responses import FileResponse
 
-from server.api.deps import CompetitionDep, CurrentTeam, IdentifiedCaller, NowDep, SessionDep, SettingsDep
+from server.api.deps import CompetitionTeam, CurrentTeam, IdentifiedCaller
 from server.api.schemas import FinalSelection, QuotaPublic, SubmissionAccepted, SubmissionPublic, SubmissionsPublic
+from server.competition import load_competition
 from server.db import Submission
-from server.db.crud import (
-    get_visible_submission,
-    list_submissions,
-    load_competition,
-    select_final,
-    submit_upload,
-)
-from server.errors import Forbidden, NotFound
+from server.db.crud import get_visible_submission, list_submissions, select_final
+from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep
+from server.errors import NotFound
 from server.ranking import private_board_visible
 from server.storage import grid_path
+from server.upload import submit_upload
 
 router = APIRouter(tags=["submissions"])
 
@@ -28,14 +25,12 @@ def to_public(submission: Submission, *, is_admin: bool) -> SubmissionPublic:
 
 @router.post("/competitions/{slug}/submissions", response_model=SubmissionAccepted, status_code=202,
              responses={413: {}, 409: {}, 422: {}, 429: {}, 403: {}})
-def upload_submission(competition: CompetitionDep, team: CurrentTeam, session: SessionDep, settings: SettingsDep,
+def upload_submission(competition: CompetitionDep, team: CompetitionTeam, session: SessionDep, settings: SettingsDep,
                       request: Request, response: Response, now: NowDep, file: UploadFile = File(...),
                       message: str = Form("")) -> SubmissionAccepted:
     """Upload a zip; it is validated now (422 with the report) and queued for scoring (202)."""
-    if team.competition_id != competition.id:
-        raise Forbidden(f"Team '{team.name}' is registered in '{team.competition.slug}', not '{competition.slug}'.")
-    submission, quota = submit_upload(session=session, settings=settings, competition=load_competition(competition),
-                                      team=team, source=file.file, message=message, now=now)
+    submission, quota = submit_upload(session=session, settings=settings, competition=competition, team=team,
+                                      source=file.file, message=message, now=now)
     response.headers.update(quota.headers(now))
     status_url = str(request.url_for("read_submission", submission_id=submission.id))
     return SubmissionAccepted(id=submission.id, status=submission.status, status_url=status_url,
@@ -43,11 +38,9 @@ def upload_submission(competition: CompetitionDep, team: CurrentTeam, session: S
 
 
 @router.get("/competitions/{slug}/submissions", response_model=SubmissionsPublic)
-def read_my_submissions(competition: CompetitionDep, team: CurrentTeam, session: SessionDep, limit: int = 100,
+def read_my_submissions(team: CompetitionTeam, session: SessionDep, limit: int = 100,
                         offset: int = 0) -> SubmissionsPublic:
     """The calling team's submissions, newest first."""
-    if team.competition_id != competition.id:
-        raise Forbidden(f"Team '{team.name}' is registered in '{team.competition.slug}', not '{competition.slug}'.")
     rows, count = list_submissions(session=session, team=team, limit=min(limit, 500), offset=offset)
     return SubmissionsPublic(data=[to_public(s, is_admin=False) for s in rows], count=count)
 

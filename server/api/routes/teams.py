@@ -2,10 +2,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from server.api.deps import CallerDep, CompetitionDep, CurrentTeam, NowDep, SessionDep
+from server.api.deps import CallerDep, CurrentTeam
 from server.api.schemas import QuotaPublic, TeamCreate, TeamMePublic, TeamPublic, TeamWithToken
+from server.competition import load_competition
 from server.db import Team
-from server.db.crud import create_team, load_competition, quota_status, rotate_team_token
+from server.db.crud import create_team, quota_status, rotate_team_token
+from server.deps import CompetitionDep, NowDep, SessionDep
 from server.errors import Forbidden, Unauthorized
 
 router = APIRouter(tags=["teams"])

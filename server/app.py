@@ -1,4 +1,8 @@
-"""Builds the app: settings, database (migrated, competitions registered), error shape, routers."""
+"""The one application factory: settings, database (migrated, competitions registered), error shape, middleware,
+the API and the pages. ASGI servers use `uvicorn --factory server.app:app_from_environment`.
+
+The top of the server's layers: it imports `api` and `web`, which never import each other.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server import __version__, web
+from server import __version__, api, web
 from server.api.board_cache import BoardCache, LeaderboardFastPath
-from server.api.routes import admin, competitions, health, leaderboard, submissions, teams
-from server.config import Settings
+from server.config import Settings, get_settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
 from server.errors import ArenaError, UploadTooLarge
@@ -110,8 +113,13 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds)
     app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # outermost: before routing
-    app.include_router(health.router)
-    for module in (competitions, teams, submissions, leaderboard, admin):
-        app.include_router(module.router, prefix="/api")
+    app.include_router(api.router)
     app.include_router(web.router)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app from ARENA_* variables, refusing a guessable admin token (what `arena serve` checks too)."""
+    settings = get_settings()
+    settings.require_secure()
+    return create_app(settings)

@@ -1,0 +1,219 @@
+"""`arena admin ...`: organizer commands on the server's database directly (the same ARENA_DATABASE_URL / data dir
+as the server), so an organizer on the server machine needs no token."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from server.cli.common import DATA_DIR_OPTION, fail, load_settings, open_database
+
+if TYPE_CHECKING:
+    from server.config import Settings
+    from server.db import Database
+
+admin_app = typer.Typer(help="Organizer commands on the server's database (no token needed).", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(admin_app, name="admin")
+
+
+def _admin_database(data_dir: Path | None) -> tuple[Settings, Database]:
+    settings = load_settings(data_dir)
+    return settings, open_database(settings)
+
+
+def _run(action: Any) -> Any:
+    from server.errors import ArenaError
+
+    try:
+        return action()
+    except ArenaError as exc:
+        fail(exc.message)
+
+
+@admin_app.command("register")
+def admin_register(root: Path = typer.Argument(..., help="A prepared competition directory."),
+                   data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    """Register a competition directory that lives outside {data_dir}/competitions/."""
+    from server.competition import CompetitionError
+    from server.db.crud import register_competition
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        try:
+            row = register_competition(session=session, root=root)
+        except CompetitionError as exc:
+            fail(str(exc))
+        typer.echo(f"Registered '{row.slug}' from {row.root}")
+
+
+@admin_app.command("submissions")
+def admin_submissions(
+    competition: str | None = typer.Option(None, "--competition", "-c", help="Only this competition (slug)."),
+    status: str | None = typer.Option(None, "--status", help="queued | scoring | scored | failed | cancelled"),
+    limit: int = typer.Option(50, "--limit"),
+    data_dir: Path | None = DATA_DIR_OPTION,
+) -> None:
+    """List submissions, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from server.db.crud import get_competition, list_submissions
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        row = _run(lambda: get_competition(session=session, slug=competition)) if competition else None
+        rows, count = list_submissions(session=session, competition=row, status=status, limit=limit)
+        table = Table(title=f"{len(rows)} of {count} submissions")
+        for column in ("id", "team", "status", "attempts", "public", "private", "created (UTC)", "note"):
+            table.add_column(column)
+        for s in rows:
+            note = s.error or ("disqualified" if s.disqualified_at else "") or ("final" if s.selected_final else "")
+            table.add_row(str(s.id), s.team.name, s.status, str(s.attempts), _fmt(s.score_public),
+                          _fmt(s.score_private), f"{s.created_at:%Y-%m-%d %H:%M}", note)
+        Console().print(table)
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+@admin_app.command("rescore")
+def admin_rescore(
+    submission_id: int | None = typer.Argument(None, help="One submission; or use --all with --competition."),
+    all_: bool = typer.Option(False, "--all", help="Every scored or failed submission of --competition."),
+    competition: str | None = typer.Option(None, "--competition", "-c"),
+    reason: str = typer.Option("", "--reason", help="Recorded in each submission's history."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+) -> None:
+    """Queue submissions again (after a scorer or reference change); quotas are not touched."""
+    from server.db.crud import get_competition
+    from server.queue import rescore, rescore_competition
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        if all_:
+            if not competition:
+                fail("--all needs --competition SLUG")
+            slug = competition
+            row = _run(lambda: get_competition(session=session, slug=slug))
+            ids = rescore_competition(session=session, competition_id=row.id, reason=reason)
+            typer.echo(f"Queued {len(ids)} submission(s) of '{row.slug}' again.")
+        elif submission_id is not None:
+            submission = _run(lambda: rescore(session=session, submission_id=submission_id, reason=reason))
+            typer.echo(f"Submission {submission.id}: {submission.status}")
+        else:
+            fail("give a SUBMISSION_ID, or --all --competition SLUG")
+
+
+@admin_app.command("cancel")
+def admin_cancel(submission_id: int, reason: str = typer.Option("", "--reason"),
+                 data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    """Cancel a queued or scoring submission (the team's quota slot is given back)."""
+    from server.queue import cancel
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        submission = _run(lambda: cancel(session=session, submission_id=submission_id, reason=reason))
+        typer.echo(f"Submission {submission.id}: {submission.status}")
+
+
+@admin_app.command("disqualify")
+def admin_disqualify(
+    submission_id: int | None = typer.Argument(None, help="A submission to remove from the boards."),
+    team_id: int | None = typer.Option(None, "--team", help="Disqualify a whole team instead."),
+    reason: str = typer.Option(..., "--reason", help="Shown to the team."),
+    undo: bool = typer.Option(False, "--undo", help="Restore instead."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+) -> None:
+    """Remove a submission or a team from the leaderboards (or restore it with --undo)."""
+    from server.db.crud import disqualify_submission, disqualify_team
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        if team_id is not None:
+            team = _run(lambda: disqualify_team(session=session, team_id=team_id, reason=reason, disqualified=not undo))
+            typer.echo(f"Team {team.id} '{team.name}': {'restored' if undo else 'disqualified'}")
+        elif submission_id is not None:
+            submission = _run(lambda: disqualify_submission(session=session, submission_id=submission_id,
+                                                            reason=reason, disqualified=not undo))
+            typer.echo(f"Submission {submission.id}: {'restored' if undo else 'disqualified'}")
+        else:
+            fail("give a SUBMISSION_ID or --team TEAM_ID")
+
+
+@admin_app.command("reveal")
+def admin_reveal(slug: str, hide: bool = typer.Option(False, "--hide", help="Hide the private board again."),
+                 data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    """Reveal the private leaderboard to teams and visitors."""
+    from server.db.crud import get_competition, reveal_private_board
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        row = _run(lambda: get_competition(session=session, slug=slug))
+        reveal_private_board(session=session, competition=row, revealed=not hide)
+        typer.echo(f"Private board of '{slug}': {'hidden' if hide else 'revealed'}")
+
+
+@admin_app.command("create-team")
+def admin_create_team(
+    slug: str, name: str, member: list[str] = typer.Option([], "--member", "-m", help="Repeat per member."),
+    baseline: bool = typer.Option(False, "--baseline", help="A reference entry: shown, marked, not ranked."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+) -> None:
+    """Create a team and print its token (shown this once)."""
+    from server.db.crud import create_team, get_competition
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        row = _run(lambda: get_competition(session=session, slug=slug))
+        team, token = _run(lambda: create_team(session=session, competition=row, name=name, members=member,
+                                               is_baseline=baseline))
+        typer.echo(f"Team {team.id} '{team.name}' created{' (baseline)' if baseline else ''}.")
+        typer.echo(f"Token (shown once, keep it secret): {token}")
+
+
+@admin_app.command("export")
+def admin_export(
+    slug: str,
+    board: str = typer.Option("public", "--board", help="public | private | all (every submission's scores)."),
+    fmt: str = typer.Option("csv", "--format", help="csv | json (json: public/private boards only)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="File to write (default: stdout)."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+) -> None:
+    """Export a leaderboard (public or private, even before the reveal) or all scores."""
+    from server.db.crud import get_competition
+    from server.ranking import all_scores_csv, leaderboard, leaderboard_csv
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        row = _run(lambda: get_competition(session=session, slug=slug))
+        if board == "all":
+            text = all_scores_csv(session=session, competition=row)
+        elif board in ("public", "private"):
+            result = leaderboard(session=session, competition=row, board=board, is_admin=True)  # type: ignore[arg-type]
+            text = leaderboard_csv(result) if fmt == "csv" else result.model_dump_json(indent=2)
+        else:
+            fail("--board must be public, private or all")
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text)
+        typer.echo(f"Wrote {out}")
+
+
+@admin_app.command("workers")
+def admin_workers(data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    """Registered workers and their last heartbeat."""
+    from server.queue import list_workers
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        for w in list_workers(session=session):
+            state = "stopped" if w.stopped_at else f"job {w.current_submission_id or '-'}"
+            typer.echo(f"{w.id}  {w.device}  last heartbeat {w.last_heartbeat:%H:%M:%S}  {state}")

@@ -1,0 +1,54 @@
+"""Request dependencies shared by the API and the pages, as Annotated aliases: settings, database, session, clock,
+the competition in the path, and the organizer's token check.
+
+The ones that only read `app.state` are `async`: FastAPI runs a plain `def` dependency in its threadpool, a hop
+that costs more than the lookup.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from server.config import Settings
+from server.db import CompetitionRow, Database
+from server.db.crud import get_competition
+
+
+async def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def get_database(request: Request) -> Database:
+    return request.app.state.database
+
+
+def get_session(database: Annotated[Database, Depends(get_database)]) -> Iterator[Session]:
+    with database.sessionmaker() as session:
+        yield session
+
+
+async def get_now(request: Request) -> datetime:
+    clock: Callable[[], datetime] = request.app.state.clock
+    return clock()
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def is_admin_token(token: str, settings: Settings) -> bool:
+    return bool(settings.admin_token) and hmac.compare_digest(token.encode(), settings.admin_token.encode())
+
+
+def get_competition_row(slug: str, session: SessionDep) -> CompetitionRow:
+    return get_competition(session=session, slug=slug)
+
+
+CompetitionDep = Annotated[CompetitionRow, Depends(get_competition_row)]

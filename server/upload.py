@@ -1,0 +1,58 @@
+"""The upload flow, top to bottom: receive -> checks -> validate -> store -> create.
+
+The one service that crosses layers: it streams the body to disk (storage), runs the cheap database checks
+(deadline, disqualification, duplicate, quota), validates the zip with the team-side format (submissions), stores it
+content-addressed and inserts the queued row with its first event. The caller has checked that the team belongs to
+the competition (`check_team_in_competition`, the API's `CompetitionTeam` dependency).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy.orm import Session
+
+from server.competition import load_competition
+from server.config import Settings
+from server.db import CompetitionRow, Submission, Team, utcnow
+from server.db.crud import Quota, check_may_submit, create_submission
+from server.errors import InvalidSubmission
+from server.storage import receive_upload, store_upload
+from submissions import SubmissionInvalid, SubmissionSpec, validate_zip
+
+
+def submit_upload(
+    *, session: Session, settings: Settings, competition: CompetitionRow, team: Team, source: BinaryIO,
+    message: str = "", now: datetime | None = None,
+) -> tuple[Submission, Quota]:
+    """Copy under the size cap (413), cheap checks (403/409/429), validate (422), store, queue (202).
+
+    Validation decodes every image, so it runs outside any transaction; `create_submission` repeats the cheap
+    checks inside its write transaction, so two concurrent uploads can't both take the last slot.
+    """
+    now = now or utcnow()
+    temporary, sha256, size = receive_upload(settings.data_dir, source, max_bytes=settings.max_upload_bytes)
+    try:
+        check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)
+        session.commit()  # no transaction stays open while validating
+        validate(temporary, competition=competition, settings=settings)
+        store_upload(settings.data_dir, temporary, sha256)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return create_submission(session=session, competition=competition, team=team, sha256=sha256, size_bytes=size,
+                             message=message, now=now)
+
+
+def validate(zip_file: Path, *, competition: CompetitionRow, settings: Settings) -> None:
+    """The zip against the competition's format and the server's limits; 422 with the full report when invalid."""
+    config = load_competition(competition).config
+    try:
+        validate_zip(zip_file, SubmissionSpec.from_competition(config, **settings.zip_limits))
+    except SubmissionInvalid as exc:
+        raise InvalidSubmission(
+            f"The zip is not a valid submission for '{competition.slug}' ({len(exc.report.problems)} problem(s)); "
+            "nothing was stored and your quota is unchanged. Fix them and upload again.",
+            detail=exc.report.model_dump(mode="json"),
+        ) from exc
