@@ -17,8 +17,8 @@ uncertainty, diagnostics and memorization evidence add to the warm time (target:
 times, for one 2 x N entry, the additions exactly as the Scorer runs them (bootstrap replicates against the three
 reference splits, KID and precision/recall/density/coverage against the public split, the nearest training images)
 on features of the real sizes (N generated, N/2 public, N/2 private, N training images per class), and the warm
-network time of the same entry measured on 2 x 100 images and scaled linearly to 2 x N (the network's cost is per
-image). Writes bench/results/trust-overhead-<device>-<N>.json.
+network time of the same entry measured on 2 x NETWORK_SAMPLE images and scaled linearly to 2 x N (the network's
+cost is per image). Writes bench/results/trust-overhead-<device>-<N>.json.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results"
+NETWORK_SAMPLE = 50  # images per class timed through the network for --trust-overhead
 INCEPTION_GFLOPS_PER_IMAGE = 5.71  # InceptionV3 at 299x299 (multiply-adds x 2), the FID network's cost per image
 PYTORCH_FID_UNDER_SHIM = (
     "import runpy, scipy.linalg as l; s = l.sqrtm\n"
@@ -245,12 +246,12 @@ def trust_overhead(args: argparse.Namespace) -> dict:
     n, rng = args.images_per_class, np.random.default_rng(0)
     device = "cpu" if args.device == "auto" else args.device
     extractor = FeatureExtractor(device=device)
-    sample = {cls: random_images(100, seed=i) for i, cls in enumerate(("with_mask", "without_mask"))}
+    sample = {cls: random_images(NETWORK_SAMPLE, seed=i) for i, cls in enumerate(("with_mask", "without_mask"))}
     extractor.features_of_arrays(sample["with_mask"][:4])  # load the model
     started = time.perf_counter()
     for images in sample.values():
         extractor.features_of_arrays(images)
-    network_s = (time.perf_counter() - started) * n / 100
+    network_s = (time.perf_counter() - started) * n / NETWORK_SAMPLE
     trust = {"uncertainty": 0.0, "diagnostics": 0.0, "nearest_train": 0.0, "distance": 0.0}
     for _ in range(2):  # classes
         pool3 = lambda rows: rng.gamma(0.6, 0.5, size=(rows, 2048))  # noqa: E731  (non-negative, like pool3)
@@ -302,7 +303,7 @@ def main() -> None:
         print(f"\nWhat intervals, diagnostics and evidence add to warm scoring of 2 x {n} on {result['device']}:")
         for name, seconds in result["seconds"].items():
             print(f"  {name:<14}{seconds:>8.2f} s" + ("  (already in the scorer before)" if name == "distance" else ""))
-        print(f"  network, 2 x {n} (scaled from 2 x 100): {result['network_s_scaled']:.1f} s")
+        print(f"  network, 2 x {n} (scaled from 2 x {NETWORK_SAMPLE}): {result['network_s_scaled']:.1f} s")
         print(f"  added {result['added_s']:.2f} s of {result['warm_before_s']:.1f} s = {result['overhead']:.1%} "
               "(target: at most 10%)")
         RESULTS.mkdir(parents=True, exist_ok=True)
