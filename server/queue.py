@@ -165,6 +165,9 @@ class ScoreFields:
     precision: str
     scorer_version: str
     weights_sha256: str
+    score_public_se: float | None = None
+    score_private_se: float | None = None
+    score_all_se: float | None = None
 
 
 

@@ -32,7 +32,7 @@ from server.queue import (
     requeue_stale,
     stop_worker,
 )
-from server.storage import grid_path, upload_path, write_sample_grid
+from server.storage import grid_path, upload_path, write_evidence_images, write_sample_grid
 
 if TYPE_CHECKING:
     from server.scoring import Scorer
@@ -160,6 +160,8 @@ class Worker:
         report = self.scorer.score(competition, decoded.images)
         for cls, images in decoded.images.items():
             write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), images)
+            closest = report.classes[cls].nearest_train + report.classes[cls].nearest_any
+            write_evidence_images(self.settings.data_dir, submission.id, cls, images, [n.image for n in closest])
         with self.database.session() as session:
             kept = finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
                                  scores=score_fields(report.model_dump(mode="json")), now=utcnow())
@@ -182,6 +184,7 @@ def score_fields(report: dict[str, Any]) -> ScoreFields:
         class_scores=classes, timings=report.get("timings", {}), device=str(report.get("device", "")),
         precision=str(report.get("precision", "")), scorer_version=str(report.get("scorer_version", "")),
         weights_sha256=str(report.get("weights_sha256", "")),
+        **{f"score_{split}_se": report.get(f"se_{split}") for split in ("public", "private", "all")},
     )
 
 

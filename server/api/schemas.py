@@ -12,9 +12,29 @@ from server.competition import Competition
 from server.config import Settings
 from server.db import CompetitionRow, Submission, SubmissionEvent, Team
 from server.db.crud import Quota
+from server.ranking import Z_95
 
 # Per-class values that reveal the private split (fid_all mixes it in); hidden from teams until the reveal.
-PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all")
+PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all", "se_private", "se_all")
+# Per-class values that name held-out test images (the nearest real image may be one): organizers only, always.
+ORGANIZER_CLASS_FIELDS = ("nearest_any",)
+
+
+def visible_class_scores(
+    classes: dict[str, dict[str, Any]] | None, *, show_private: bool, organizer: bool
+) -> dict[str, dict[str, Any]] | None:
+    """A submission's per-class values without what the viewer may not see."""
+    hidden = (() if show_private else PRIVATE_CLASS_FIELDS) + (() if organizer else ORGANIZER_CLASS_FIELDS)
+    if classes is None:
+        return None
+    return {c: {k: v for k, v in values.items() if k not in hidden} for c, values in classes.items()}
+
+
+def interval_95(score: float | None, se: float | None) -> list[float] | None:
+    """[low, high] of the 95% bootstrap interval (score +- 1.96 se); None when either is unknown."""
+    if score is None or se is None:
+        return None
+    return [score - Z_95 * se, score + Z_95 * se]
 
 
 
@@ -157,6 +177,10 @@ class SubmissionPublic(BaseModel):
     score_public: float | None
     score_private: float | None = Field(None, description="Null for teams until the private reveal.")
     score_all: float | None = None
+    score_public_se: float | None = Field(None, description="Bootstrap standard error of score_public.")
+    score_public_interval: list[float] | None = Field(None, description="95% interval [low, high] of score_public.")
+    score_private_se: float | None = Field(None, description="Null for teams until the private reveal.")
+    score_private_interval: list[float] | None = None
     penalized: bool | None
     class_scores: dict[str, dict[str, Any]] | None
     timings: dict[str, Any] | None
@@ -171,12 +195,16 @@ class SubmissionPublic(BaseModel):
     events: list[SubmissionEventPublic]
 
     @classmethod
-    def build(cls, submission: Submission, *, show_private: bool, grid_url: str) -> SubmissionPublic:
-        classes = submission.class_scores
-        if classes is not None and not show_private:
-            classes = {c: {k: v for k, v in values.items() if k not in PRIVATE_CLASS_FIELDS}
-                       for c, values in classes.items()}
+    def build(
+        cls, submission: Submission, *, show_private: bool, grid_url: str, organizer: bool = False
+    ) -> SubmissionPublic:
+        classes = visible_class_scores(submission.class_scores, show_private=show_private, organizer=organizer)
+        private_se = submission.score_private_se if show_private else None
         return cls(
+            score_public_se=submission.score_public_se,
+            score_public_interval=interval_95(submission.score_public, submission.score_public_se),
+            score_private_se=private_se,
+            score_private_interval=interval_95(submission.score_private, private_se),
             id=submission.id, competition=submission.team.competition.slug, team_id=submission.team_id,
             team_name=submission.team.name, sha256=submission.sha256, size_bytes=submission.size_bytes,
             message=submission.message, status=submission.status, attempts=submission.attempts,

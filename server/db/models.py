@@ -113,6 +113,11 @@ class Submission(Base):
     score_public: Mapped[float | None] = mapped_column(Float)
     score_private: Mapped[float | None] = mapped_column(Float)
     score_all: Mapped[float | None] = mapped_column(Float)
+    # Bootstrap standard errors of the scores (95% interval: score +- 1.96 se); null for entries scored before
+    # scorer 1.1 until `arena admin rescore --all`.
+    score_public_se: Mapped[float | None] = mapped_column(Float)
+    score_private_se: Mapped[float | None] = mapped_column(Float)
+    score_all_se: Mapped[float | None] = mapped_column(Float)
     penalized: Mapped[bool | None] = mapped_column(Boolean)
     class_scores: Mapped[dict[str, Any] | None]  # ScoreReport.classes: per-split FIDs, memorization, penalty
     timings: Mapped[dict[str, Any] | None]

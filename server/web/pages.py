@@ -30,6 +30,7 @@ from server.ranking import PRIVATE_HIDDEN, Leaderboard, leaderboard, leaderboard
 from server.storage import grid_path
 from server.upload import submit_upload
 from server.web.deps import Page, PageDep
+from server.web.evidence import evidence_context
 from server.web.plots import ScorePoint, score_plot_svg
 from server.web.render import STATIC_DIR, templates
 from server.web.routing import PageRoute
@@ -244,6 +245,7 @@ def submission_page(submission_id: RowId, page: PageDep) -> Response:
         **_status_context(page, submission), "comp": comp, "grids": grids,
         "private_visible": private_board_visible(row, is_admin=page.is_admin),
         "can_select": own and comp.config.final_selection_limit > 0 and submission.status == SubmissionStatus.scored,
+        **evidence_context(page, submission, comp.classes),
     })
 
 

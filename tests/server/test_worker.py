@@ -90,3 +90,35 @@ def test_exit_when_idle_waits_for_jobs_in_a_retry_delay(make_app, scorer):
     with arena.database.sessionmaker() as session:
         done = session.get(Submission, submission.id)
         assert (done.status, done.attempts) == (SubmissionStatus.failed, 2)
+
+
+def test_a_rescore_fills_in_intervals_diagnostics_and_evidence_for_an_older_entry(
+    make_app, scorer, scoring_competition
+):
+    from server.queue import rescore_competition
+    from server.storage import evidence_path
+
+    arena = make_app(competition=scoring_competition)
+    _, token = arena.create_team("a")
+    upload = arena.upload(token, submission_zip(arena.competition, seed=3)).json()
+    worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")
+    assert worker.run(exit_when_idle=True) == 1
+    with arena.database.sessionmaker() as session:  # what scorer 1.0 left behind
+        submission = session.get(Submission, upload["id"])
+        submission.score_public_se = submission.score_private_se = submission.score_all_se = None
+        old_fields = ("fid", "raw", "memorization", "penalized")
+        submission.class_scores = {cls: {k: v for k, v in values.items() if k.startswith(old_fields)}
+                                   for cls, values in submission.class_scores.items()}
+        submission.scorer_version = "1.0.0"
+        session.commit()
+        rescore_competition(session=session, competition_id=submission.competition_id, reason="scorer 1.1")
+    assert worker.run(exit_when_idle=True) == 1
+    with arena.database.sessionmaker() as session:
+        submission = session.get(Submission, upload["id"])
+        assert submission.status == SubmissionStatus.scored and submission.scorer_version == "1.1.0"
+        assert all(math.isfinite(v) for v in (submission.score_public_se, submission.score_private_se))
+        for cls, values in submission.class_scores.items():
+            assert values["diagnostics"]["n_images"] == 2 and values["diagnosis"]
+            assert values["se_public"] is not None and values["nearest_train"]
+            for neighbour in values["nearest_train"] + values["nearest_any"]:
+                assert evidence_path(arena.settings.data_dir, submission.id, cls, neighbour["image"]).is_file()

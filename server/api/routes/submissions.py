@@ -21,7 +21,7 @@ router = APIRouter(tags=["submissions"])
 
 def to_public(submission: Submission, *, is_admin: bool) -> SubmissionPublic:
     show_private = private_board_visible(submission.team.competition, is_admin=is_admin)
-    return SubmissionPublic.build(submission, show_private=show_private,
+    return SubmissionPublic.build(submission, show_private=show_private, organizer=is_admin,
                                   grid_url=f"/api/submissions/{submission.id}/grids/{{cls}}.png")
 
 
