@@ -38,8 +38,9 @@ def test_cache_holds_statistics_memorization_set_and_eps(random_competition):
 
 def test_cache_keeps_the_raw_test_features_and_the_memory_files(random_competition):
     competition, scorer = random_competition
-    stored = load_references(competition.references_dir / CACHE_FILE,
-                             expected_metadata(competition, scorer.extractor.weights_sha256))
+    engine = scorer.extractor.engine
+    stored = load_references(competition.references_dir / cache_file(engine),
+                             expected_metadata(competition, scorer.extractor.weights_sha256, engine))
     assert stored is not None
     refs = stored.classes["with_mask"]
     public = scorer.extractor.features_of_files(competition.test_files("with_mask", "public"))
@@ -55,7 +56,8 @@ def test_cache_keeps_the_raw_test_features_and_the_memory_files(random_competiti
 def test_an_older_cache_without_the_test_features_is_rebuilt(random_competition, tmp_path):
     competition, scorer = random_competition
     copy = Competition.load(shutil.copytree(competition.root, tmp_path / "copy"))
-    path = copy.references_dir / CACHE_FILE
+    engine = scorer.extractor.engine
+    path = copy.references_dir / cache_file(engine)
     with np.load(path) as archive:
         old = {k: archive[k] for k in archive.files if "/test/" not in k and not k.endswith("train_count")}
     metadata = json.loads(str(old["metadata"]))
@@ -63,7 +65,7 @@ def test_an_older_cache_without_the_test_features_is_rebuilt(random_competition,
     old["metadata"] = np.array(json.dumps(metadata, sort_keys=True))
     np.savez(path, **old)
     rebuilt = scorer.prepare(copy, progress=False)
-    assert rebuilt.metadata["contents_version"] == expected_metadata(copy, scorer.extractor.weights_sha256)[
+    assert rebuilt.metadata["contents_version"] == expected_metadata(copy, scorer.extractor.weights_sha256, engine)[
         "contents_version"]
     assert rebuilt.classes["with_mask"].test_features["public"].shape == (2, 2048)
 
