@@ -13,7 +13,16 @@
     the share of the CPU's fp32 peak (cores x FMA lanes x 2 FMA units x 2 flops x clock, from lscpu) and the max
     abs pool3 difference to eager torch.
 Each runs in its own process so its peak RSS is its own. Device: CUDA when present (pytorch-fid gets --device
-cuda too). Prints a table and writes bench/results/scoring-<device>-<N>.json.
+cuda too). Prints a table and writes bench/results/scoring-<device>-<N>.json. The table's last lines give what the
+uncertainty, diagnostics and memorization evidence add to the warm time (target: at most 10%).
+
+    python bench/scoring.py --trust-overhead         # only that overhead, in about a minute (no reference build)
+
+times, for one 2 x N entry, the additions exactly as the Scorer runs them (bootstrap replicates against the three
+reference splits, KID and precision/recall/density/coverage against the public split, the nearest training images)
+on features of the real sizes (N generated, N/2 public, N/2 private, N training images per class), and the warm
+network time of the same entry measured on 2 x NETWORK_SAMPLE images and scaled linearly to 2 x N (the network's
+cost is per image). Writes bench/results/trust-overhead-<device>-<N>.json.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results"
+NETWORK_SAMPLE = 50  # images per class timed through the network for --trust-overhead
 INCEPTION_GFLOPS_PER_IMAGE = 5.71  # InceptionV3 at 299x299 (multiply-adds x 2), the FID network's cost per image
 PYTORCH_FID_UNDER_SHIM = (
     "import runpy, scipy.linalg as l; s = l.sqrtm\n"
@@ -301,6 +311,10 @@ def print_table(summary: dict) -> None:
         for name, r in summary["runtimes"]["runtimes"].items():
             print(f"{name:<44}{r['images_per_s']:>8.2f}{r['share_of_fp32_peak']:>9.1%}{r['max_abs_diff_vs_eager']:>11.1e}")
     print(f"Fréchet distance per class (3 splits): {summary['distance_s_per_class']:.3f} s")
+    timings = summary["warm"]["onnxruntime" if summary["device"] == "cpu" else "exact"]["timings"]
+    added = timings.get("uncertainty", 0.0) + timings.get("diagnostics", 0.0)
+    print(f"intervals + diagnostics: {added:.2f} s = {added / (timings['total'] - added):.1%} of the rest "
+          "(target: at most 10%)")
     for cls, parity in summary["fid_ours_vs_pytorch_fid"].items():
         print(f"FID {cls}: ours {parity['ours']:.6f}, pytorch-fid {parity['pytorch_fid']:.6f}, "
               f"rel. diff {parity['relative_difference']:.2e}")
@@ -308,6 +322,64 @@ def print_table(summary: dict) -> None:
         gpu = summary["gpu"]
         print(f"GPU {gpu['name']}: fp32 matmul {gpu['fp32_matmul_tflops']:.1f} TFLOP/s, floor {gpu['floor_s']:.3f} s; "
               f"FID change vs exact: {gpu['fid_change']}")
+
+
+def trust_overhead(args: argparse.Namespace) -> dict:
+    """Seconds the trust additions take per 2 x N entry, against the warm scoring time of the same entry."""
+    import numpy as np
+
+    from server.scoring.diagnostics import diagnostics
+    from server.scoring.features import FeatureExtractor
+    from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
+    from server.scoring.memorization import nearest_neighbours, normalized
+    from server.scoring.uncertainty import (
+        REPLICATES,
+        bootstrap_counts,
+        frechet_replicates,
+        penalized_replicates,
+        reference_factor,
+    )
+    from tests.utils.competition import random_images
+
+    n, rng = args.images_per_class, np.random.default_rng(0)
+    device = "cpu" if args.device == "auto" else args.device
+    extractor = FeatureExtractor(device=device)
+    sample = {cls: random_images(NETWORK_SAMPLE, seed=i) for i, cls in enumerate(("with_mask", "without_mask"))}
+    extractor.features_of_arrays(sample["with_mask"][:4])  # load the model
+    started = time.perf_counter()
+    for images in sample.values():
+        extractor.features_of_arrays(images)
+    network_s = (time.perf_counter() - started) * n / NETWORK_SAMPLE
+    trust = {"uncertainty": 0.0, "diagnostics": 0.0, "nearest_train": 0.0, "distance": 0.0}
+    for _ in range(2):  # classes
+        pool3 = lambda rows: rng.gamma(0.6, 0.5, size=(rows, 2048))  # noqa: E731  (non-negative, like pool3)
+        test = {"public": pool3(n // 2), "private": pool3(n - n // 2)}
+        test["all"] = np.concatenate([test["public"], test["private"]])
+        train, generated = normalized(pool3(n)), pool3(n)
+        stats = {split: ReferenceStats.of_features(f, device) for split, f in test.items()}
+        images = random_images(n, seed=1)
+        started = time.perf_counter()
+        for split in stats:
+            frechet_distance_to_reference(stats[split], generated, device)
+        trust["distance"] += time.perf_counter() - started
+        started = time.perf_counter()
+        counts = bootstrap_counts(n, REPLICATES, seed=1)
+        nearest = np.full(n, 0.3)
+        for split in stats:
+            raw = frechet_replicates(stats[split], reference_factor(stats[split], test[split]), generated, counts,
+                                     device)
+            penalized_replicates(raw, nearest, counts, eps=0.1)
+        trust["uncertainty"] += time.perf_counter() - started
+        started = time.perf_counter()
+        diagnostics(test["public"], generated, images, device=device)
+        trust["diagnostics"] += time.perf_counter() - started
+        started = time.perf_counter()
+        nearest_neighbours(normalized(generated), train, device)
+        trust["nearest_train"] += time.perf_counter() - started
+    added = trust["uncertainty"] + trust["diagnostics"] + trust["nearest_train"]
+    warm = network_s + trust["distance"]
+    return {"device": device, "images_per_class": n, "replicates": REPLICATES, "seconds": trust,
+            "network_s_scaled": network_s, "warm_before_s": warm, "added_s": added, "overhead": added / warm}
 
 
 def main() -> None:
@@ -324,7 +396,23 @@ def main() -> None:
     parser.add_argument("--precision", default="exact", help=argparse.SUPPRESS)
     parser.add_argument("--engine", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--runtimes-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--trust-overhead", action="store_true",
+                        help="Only time what intervals, diagnostics and evidence add (see the docstring).")
     args = parser.parse_args()
+    if args.trust_overhead:
+        result = trust_overhead(args)
+        n = result["images_per_class"]
+        print(f"\nWhat intervals, diagnostics and evidence add to warm scoring of 2 x {n} on {result['device']}:")
+        for name, seconds in result["seconds"].items():
+            print(f"  {name:<14}{seconds:>8.2f} s" + ("  (already in the scorer before)" if name == "distance" else ""))
+        print(f"  network, 2 x {n} (scaled from 2 x {NETWORK_SAMPLE}): {result['network_s_scaled']:.1f} s")
+        print(f"  added {result['added_s']:.2f} s of {result['warm_before_s']:.1f} s = {result['overhead']:.1%} "
+              "(target: at most 10%)")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out = RESULTS / f"trust-overhead-{result['device']}-{n}.json"
+        out.write_text(json.dumps(result, indent=1))
+        print(f"wrote {out}")
+        return
     if args.warm_child:
         warm_child(args)
         return

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__, api, web
 from server.api.board_cache import BoardCache, LeaderboardFastPath
+from server.api.rate_limit import ClientRateLimit
 from server.config import Settings, get_settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
@@ -50,17 +51,31 @@ class BodySizeLimit:
             refusal = await self._refusal(scope)
             await refusal(scope, receive, send)
             return
-        received = 0
+        received, over_cap = 0, False
 
         async def limited_receive() -> Any:
-            nonlocal received
+            nonlocal received, over_cap
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
+                over_cap = True
                 raise UploadTooLarge(self._message())
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Any) -> None:
+            # The form parser turns the error raised in `receive` into its own 400 ("error parsing the body");
+            # a body cut off at the cap is answered with the 413 below instead.
+            if not over_cap:
+                await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except UploadTooLarge:
+            if not over_cap:
+                raise
+        if over_cap:
+            refusal = await self._refusal(scope)
+            await refusal(scope, receive, send)
 
     async def _refusal(self, scope: Scope) -> Response:
         """JSON for API clients; the web form's users get a page like every other web error."""
@@ -71,6 +86,25 @@ class BodySizeLimit:
     def _message(self) -> str:
         return (f"The request is larger than the upload limit ({self.max_bytes - MULTIPART_OVERHEAD:,} bytes). "
                 "Check that the zip holds only the PNG images the competition asks for.")
+
+
+class HeadAsGet:
+    """HEAD on any GET route: run it as GET and send the headers without the body (RFC 9110 9.3.2)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -112,7 +146,9 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds)
-    app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # outermost: before routing
+    app.state.team_creation_limit = ClientRateLimit(settings.team_creation_rate_limit, action="create teams")
+    app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # before routing
+    app.add_middleware(HeadAsGet)  # outermost: HEAD reads take every GET path, the fast one included
     app.include_router(api.router)
     app.include_router(web.router)
     return app

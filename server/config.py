@@ -57,7 +57,11 @@ class Settings(BaseSettings):
     )
     worker_heartbeat_seconds: float = Field(5.0, description="How often a worker reports that it is alive.")
     worker_timeout_seconds: float = Field(120.0, description="A job of a worker silent this long is requeued.")
-    max_attempts: int = Field(3, description="Scoring attempts before a submission is marked failed.")
+    max_attempts: int = Field(3, description="Scoring attempts (scoring errors) before a submission is marked failed.")
+    max_worker_crashes: int = Field(
+        4, ge=1, description="A submission whose scoring killed this many distinct workers is failed as a poison pill "
+        "(a worker dying otherwise never uses up the submission's attempts)."
+    )
     retry_backoff_seconds: float = Field(30.0, description="Wait before retry n is base * 2**(n-1) seconds.")
     worker_poll_seconds: float = Field(1.0, description="How often an idle worker looks for queued submissions.")
     worker_shutdown_grace_seconds: float = Field(
@@ -65,6 +69,10 @@ class Settings(BaseSettings):
     )
     leaderboard_max_age_seconds: float = Field(
         1.0, description="How often the API checks a leaderboard against the database (0: on every request)."
+    )
+    team_creation_rate_limit: str = Field(
+        "10/hour", description="Teams one client address may create by self-registration (`limits` notation, "
+        "e.g. 10/hour or 3/minute; empty: no limit). Per server process; organizers are not limited."
     )
     host: str = Field("127.0.0.1", description="Address `arena serve` binds to.")
     port: int = Field(8000, description="Port `arena serve` listens on.")

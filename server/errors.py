@@ -68,3 +68,16 @@ class InvalidSettings(ArenaError):
 class QuotaExceeded(ArenaError):
     status_code = 429
     code = "quota_exceeded"
+
+
+class InvalidInput(ArenaError, ValueError):
+    """A text field breaks a rule (blank, too long, control characters). Also a ValueError, so a pydantic
+    validator that raises it gives the API's usual 422 with the field named."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+class RateLimited(ArenaError):
+    status_code = 429
+    code = "rate_limited"

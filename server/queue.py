@@ -3,6 +3,10 @@
 Every status change goes through `transition`, which writes a SubmissionEvent with its reason. Claims are one
 atomic statement; workers register and heartbeat; a job whose worker went silent is requeued by whichever worker
 notices first; attempts are bounded and retried with exponential backoff.
+
+A worker dying mid-job is not the submission's fault: it is requeued without using an attempt, and the crash is
+recorded as an event (reason starting with WORKER_LOST, worker_id = the dead worker). Only a submission that has
+been held by `max_worker_crashes` distinct dead workers is failed, as a poison pill, with that reason.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from server.db.models import ACTIVE_STATUSES
 from server.errors import Conflict, NotFound
 
 S = SubmissionStatus
+WORKER_LOST = "worker lost"
 
 
 def transition(
@@ -71,7 +76,9 @@ def register_worker(*, session: Session, worker_id: str, device: str, now: datet
 
 def heartbeat(*, session: Session, worker_id: str, now: datetime | None = None) -> None:
     begin_write(session)
-    session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(last_heartbeat=now or utcnow()))
+    # A worker marked stopped after a long silence that beats again is alive after all.
+    session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(last_heartbeat=now or utcnow(),
+                                                                            stopped_at=None))
     session.commit()
 
 
@@ -158,6 +165,9 @@ class ScoreFields:
     precision: str
     scorer_version: str
     weights_sha256: str
+    score_public_se: float | None = None
+    score_private_se: float | None = None
+    score_all_se: float | None = None
 
 
 
@@ -235,11 +245,39 @@ def release(*, session: Session, submission_id: int, worker_id: str, reason: str
     return submission is not None
 
 
+def crashed_workers(submission: Submission) -> list[str]:
+    """The distinct workers that died while holding this submission, oldest first (from its event history)."""
+    ids = [e.worker_id for e in submission.events if e.reason.startswith(WORKER_LOST) and e.worker_id]
+    return list(dict.fromkeys(ids))
+
+
+def requeue_after_crash(submission: Submission, *, session: Session, reason: str, max_worker_crashes: int,
+                        now: datetime) -> None:
+    """A worker died holding the job: back to the queue at once without using an attempt, unless the job has now
+    crashed `max_worker_crashes` distinct workers (a poison pill), which fails it."""
+    dead = submission.worker_id
+    submission.worker_id = None
+    submission.attempts = max(0, submission.attempts - 1)
+    crashes = len(set(crashed_workers(submission)) | ({dead} - {None}))
+    if crashes < max_worker_crashes:
+        transition(session, submission, S.queued,
+                   f"{WORKER_LOST}: {reason}; back in the queue (worker crash {crashes} of {max_worker_crashes} "
+                   "allowed; crashes do not use attempts)", now=now, worker_id=dead)
+        return
+    submission.error = (f"poison pill: scoring this submission ended {crashes} distinct workers without a result; "
+                        "the organizer can look at the workers' logs and rescore it")
+    submission.finished_at = now
+    transition(session, submission, S.failed, f"{WORKER_LOST}: {reason}; {submission.error} (this does not use your "
+               "quota)", now=now, worker_id=dead)
+
+
 def requeue_stale(
-    *, session: Session, timeout_seconds: float, max_attempts: int, backoff_seconds: float,
-    now: datetime | None = None,
+    *, session: Session, timeout_seconds: float, max_worker_crashes: int, now: datetime | None = None,
 ) -> list[int]:
-    """Requeue (or fail) jobs held by workers whose heartbeat is older than the timeout. Returns their ids."""
+    """Requeue jobs held by workers whose heartbeat is older than the timeout, and mark those workers stopped.
+
+    Returns the requeued (or, for poison pills, failed) submission ids.
+    """
     now = now or utcnow()
     cutoff = now - timedelta(seconds=timeout_seconds)
     begin_write(session)
@@ -254,13 +292,18 @@ def requeue_stale(
         if worker is None and not unknown:
             continue
         silent_for = (now - worker.last_heartbeat).total_seconds() if worker else timeout_seconds
-        requeue_or_fail(
-            submission, session=session, max_attempts=max_attempts, backoff_seconds=backoff_seconds, now=now,
-            reason=f"worker {submission.worker_id} went silent (no heartbeat for {silent_for:.0f} s)",
-        )
+        requeue_after_crash(submission, session=session, max_worker_crashes=max_worker_crashes, now=now,
+                            reason=f"worker {submission.worker_id} went silent (no heartbeat for {silent_for:.0f} s)")
         requeued.append(submission.id)
+    session.execute(update(WorkerRow).where(WorkerRow.id.in_(silent), WorkerRow.stopped_at.is_(None))
+                    .values(stopped_at=now, current_submission_id=None))
     session.commit()
     return requeued
+
+
+def has_pending_work(*, session: Session) -> bool:
+    """Whether any submission still waits (a retry delay included) or is being scored."""
+    return session.scalar(select(Submission.id).where(Submission.status.in_(ACTIVE_STATUSES)).limit(1)) is not None
 
 
 # -- organizer actions ---------------------------------------------------------------------------------------------

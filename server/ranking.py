@@ -7,6 +7,12 @@ Rules, in one place:
   its best public ones, as Kaggle does) or, without selection, its best-public submission; ranked by private score.
   A team can't pick its entry by private score, so the private split stays a fair held-out test.
 - Ties go to the earlier submission. Baseline (reference) teams appear at their score, marked, without a rank.
+- Statistical ties: each row whose score is not distinguishable from the row above it is marked (`tied_above`);
+  the order does not change. The test is the bootstrap of the difference: two entries share no images, so their
+  bootstrap replicates are independent and the difference has standard error sqrt(se_a^2 + se_b^2); the rows tie
+  when |a - b| <= 1.96 x that. Interval overlap would be the simpler rule but is too lenient: two 95% intervals
+  overlap up to |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a
+  tie. Entries scored before the intervals existed (se unknown) are never marked.
 - The board is cached per competition until its `board_version` changes (every score, reveal or disqualification
   bumps it), so a check costs one primary-key lookup; `server.api.board_cache` serves the API's reads from
   memory.
@@ -21,6 +27,7 @@ import csv
 import io
 from collections.abc import Callable, Hashable
 from datetime import datetime
+from statistics import NormalDist
 from typing import Any, Literal, Protocol, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -33,6 +40,7 @@ from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utcnow
 from server.errors import Forbidden
 
 Board = Literal["public", "private"]
+Z_95 = NormalDist().inv_cdf(0.975)  # 95% intervals are score +- Z_95 standard errors (as server.scoring.uncertainty)
 T = TypeVar("T")
 PRIVATE_HIDDEN = "The private leaderboard is hidden until the organizer reveals it after the deadline."
 
@@ -51,6 +59,9 @@ class LeaderboardEntry(BaseModel):
     last_submitted_at: datetime  # the team's newest counted submission (the board's "last entry")
     public_rank: int | None = None  # private board only: where the team stood on the public board
     rank_change: int | None = None  # private board only: positive = moved up
+    score_se: float | None = None  # bootstrap standard error of `score` (95% interval: +- 1.96 se)
+    class_se: dict[str, float] = {}  # per-class standard errors on this board's split
+    tied_above: bool = False  # not distinguishable from the row above (see the module docstring)
 
 
 class Leaderboard(BaseModel):
@@ -110,6 +121,8 @@ class _Counted(Protocol):
     score_public: float
     score_private: float | None
     selected_final: bool
+    score_public_se: float | None
+    score_private_se: float | None
 
 
 def _sort_key(score: float, submission: _Counted) -> tuple[float, datetime, int]:
@@ -119,7 +132,8 @@ def _sort_key(score: float, submission: _Counted) -> tuple[float, datetime, int]
 def _counted_submissions(session: Session, competition_id: int) -> dict[int, list[_Counted]]:
     rows = session.execute(
         select(Submission.id, Submission.team_id, Submission.created_at, Submission.score_public,
-               Submission.score_private, Submission.selected_final)
+               Submission.score_private, Submission.selected_final, Submission.score_public_se,
+               Submission.score_private_se)
         .join(Team, Team.id == Submission.team_id)
         .where(
             Submission.competition_id == competition_id, Submission.status == SubmissionStatus.scored,
@@ -187,38 +201,94 @@ def _compute(session: Session, competition: CompetitionRow, board: Board, *, rev
             submissions_count=len(by_team[submission.team_id]),
             last_submitted_at=max(s.created_at for s in by_team[submission.team_id]),
             public_rank=before, rank_change=(before - rank) if board == "private" and rank and before else None,
+            score_se=getattr(submission, f"score_{board}_se"),
+            class_se=_class_standard_errors(detail.class_scores, board),
         ))
+    mark_ties(entries)
     return Leaderboard(competition=competition.slug, board=board, revealed=revealed, generated_at=utcnow(),
                        entries=entries)
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: object) -> object:
+    """A text cell a spreadsheet would run as a formula, prefixed with ' (shown as text). Numbers are written as
+    numbers (not text), so a negative rank change stays a number."""
+    return "'" + cell if isinstance(cell, str) and cell.startswith(FORMULA_TRIGGERS) else cell
+
+
+class SafeCsvWriter:
+    """csv.writer whose rows go through `spreadsheet_safe`: every CSV the server writes uses it."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        self._writer = csv.writer(out)
+
+    def writerow(self, row: list[object]) -> None:
+        self._writer.writerow([spreadsheet_safe(cell) for cell in row])
+
+
+def _class_standard_errors(class_scores: dict | None, board: Board) -> dict[str, float]:
+    return {cls: float(values[f"se_{board}"]) for cls, values in (class_scores or {}).items()
+            if values.get(f"se_{board}") is not None}
+
+
+def statistically_tied(score_a: float, se_a: float | None, score_b: float, se_b: float | None) -> bool:
+    """Whether two independent scores are within 1.96 standard errors of their difference of each other."""
+    if se_a is None or se_b is None:
+        return False
+    return abs(score_a - score_b) <= Z_95 * (se_a**2 + se_b**2) ** 0.5
+
+
+def mark_ties(entries: list[LeaderboardEntry]) -> None:
+    """Set `tied_above` on each entry not distinguishable from the entry above it (board order)."""
+    for above, entry in zip(entries, entries[1:], strict=False):
+        entry.tied_above = statistically_tied(above.score, above.score_se, entry.score, entry.score_se)
+
+
+def _uncertainty_csv_header() -> list[str]:
+    return ["score_se", "ci95_low", "ci95_high", "tied_above"]
+
+
+def _uncertainty_csv_cells(entry: LeaderboardEntry) -> list[str]:
+    if entry.score_se is None:
+        return ["", "", "", str(int(entry.tied_above))]
+    low, high = entry.score - Z_95 * entry.score_se, entry.score + Z_95 * entry.score_se
+    return [f"{entry.score_se:.6f}", f"{low:.6f}", f"{high:.6f}", str(int(entry.tied_above))]
 
 
 def leaderboard_csv(board: Leaderboard) -> str:
     classes = sorted({cls for entry in board.entries for cls in entry.class_scores})
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeCsvWriter(out)
     writer.writerow(["rank", "team", "baseline", "submission_id", "score", *classes, "penalized", "submitted_at",
-                     "submissions", *(["public_rank", "rank_change"] if board.board == "private" else [])])
+                     "submissions", *(["public_rank", "rank_change"] if board.board == "private" else []),
+                     *_uncertainty_csv_header()])
     for e in board.entries:
         writer.writerow([e.rank or "", e.team_name, int(e.is_baseline), e.submission_id, f"{e.score:.6f}",
                          *(f"{e.class_scores.get(c, 0.0):.6f}" for c in classes), int(e.penalized),
                          e.submitted_at.isoformat(), e.submissions_count,
                          *([e.public_rank or "", e.rank_change if e.rank_change is not None else ""]
-                           if board.board == "private" else [])])
+                           if board.board == "private" else []),
+                         *_uncertainty_csv_cells(e)])
     return out.getvalue()
 
 
 def all_scores_csv(*, session: Session, competition: CompetitionRow) -> str:
     """Every submission of a competition with status and all scores (organizer export)."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = SafeCsvWriter(out)
     writer.writerow(["submission_id", "team", "baseline", "status", "created_at", "score_public", "score_private",
-                     "score_all", "penalized", "class_scores", "selected_final", "disqualified", "attempts",
+                     "score_all", "score_public_se", "score_private_se", "score_all_se", "penalized", "class_scores",
+                     "selected_final", "disqualified", "attempts",
                      "scorer_version", "sha256", "message"])
     rows = session.scalars(select(Submission).where(Submission.competition_id == competition.id)
                            .order_by(Submission.id)).unique()
     for s in rows:
         writer.writerow([s.id, s.team.name, int(s.team.is_baseline), s.status, s.created_at.isoformat(),
-                         s.score_public, s.score_private, s.score_all, s.penalized, s.class_scores or {},
+                         s.score_public, s.score_private, s.score_all, s.score_public_se, s.score_private_se,
+                         s.score_all_se, s.penalized, s.class_scores or {},
                          int(s.selected_final), int(bool(s.disqualified_at or s.team.disqualified_at)),
                          s.attempts, s.scorer_version, s.sha256, s.message])
     return out.getvalue()

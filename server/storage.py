@@ -75,6 +75,19 @@ def grid_path(data_dir: Path, submission_id: int, cls: str) -> Path:
     return Path(data_dir) / "grids" / str(submission_id) / f"{cls}.png"
 
 
+def evidence_path(data_dir: Path, submission_id: int, cls: str, image: int) -> Path:
+    """One generated image kept as memorization evidence (it is shown next to its nearest real image)."""
+    return Path(data_dir) / "grids" / str(submission_id) / "evidence" / cls / f"{image:05d}.png"
+
+
+def write_evidence_images(data_dir: Path, submission_id: int, cls: str, images: np.ndarray, indices) -> None:
+    """Save the generated images the scorer named as closest to real ones (indices into the class's images)."""
+    for image in sorted(set(indices)):
+        path = evidence_path(data_dir, submission_id, cls, image)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[image], mode="L").save(path)
+
+
 def write_sample_grid(path: Path, images: np.ndarray, side: int = GRID_SIDE) -> Path:
     """Tile the first side*side images (N, H, W uint8) into one PNG, up to `side` per row; empty cells are black."""
     count, height, width = images.shape

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session
 
+from server import inputs
 from server.competition import load_competition
 from server.config import Settings
 from server.db import CompetitionRow, Submission, Team, utcnow
@@ -33,6 +34,7 @@ def submit_upload(
     checks inside its write transaction, so two concurrent uploads can't both take the last slot.
     """
     now = now or utcnow()
+    message = inputs.submission_message(message)
     temporary, sha256, size = receive_upload(settings.data_dir, source, max_bytes=settings.max_upload_bytes)
     try:
         check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)

@@ -24,6 +24,7 @@ from server.queue import (
     claim_next_submission,
     finish_failed,
     finish_scored,
+    has_pending_work,
     heartbeat,
     new_worker_id,
     register_worker,
@@ -31,7 +32,7 @@ from server.queue import (
     requeue_stale,
     stop_worker,
 )
-from server.storage import grid_path, upload_path, write_sample_grid
+from server.storage import grid_path, upload_path, write_evidence_images, write_sample_grid
 
 if TYPE_CHECKING:
     from server.scoring import Scorer
@@ -84,7 +85,7 @@ class Worker:
                 self.requeue_silent_workers()
                 if self.run_once():
                     done += 1
-                elif exit_when_idle:
+                elif exit_when_idle and not self._work_pending():
                     break
                 else:
                     self.stop.wait(self.settings.worker_poll_seconds)
@@ -111,11 +112,15 @@ class Worker:
             except Exception:  # a missed beat is retried next period; the job must not die of it
                 log.exception("heartbeat failed")
 
+    def _work_pending(self) -> bool:
+        """Jobs waiting out a retry delay, or held by a worker that may die, still need this one (--exit-when-idle)."""
+        with self.database.session() as session:
+            return has_pending_work(session=session)
+
     def requeue_silent_workers(self) -> list[int]:
         with self.database.session() as session:
             ids = requeue_stale(session=session, timeout_seconds=self.settings.worker_timeout_seconds,
-                                max_attempts=self.settings.max_attempts,
-                                backoff_seconds=self.settings.retry_backoff_seconds)
+                                max_worker_crashes=self.settings.max_worker_crashes)
         if ids:
             log.warning("requeued submissions of silent workers: %s", ids)
         return ids
@@ -155,6 +160,8 @@ class Worker:
         report = self.scorer.score(competition, decoded.images)
         for cls, images in decoded.images.items():
             write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), images)
+            closest = report.classes[cls].nearest_train + report.classes[cls].nearest_any
+            write_evidence_images(self.settings.data_dir, submission.id, cls, images, [n.image for n in closest])
         with self.database.session() as session:
             kept = finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
                                  scores=score_fields(report.model_dump(mode="json")), now=utcnow())
@@ -177,6 +184,7 @@ def score_fields(report: dict[str, Any]) -> ScoreFields:
         class_scores=classes, timings=report.get("timings", {}), device=str(report.get("device", "")),
         precision=str(report.get("precision", "")), scorer_version=str(report.get("scorer_version", "")),
         weights_sha256=str(report.get("weights_sha256", "")),
+        **{f"score_{split}_se": report.get(f"se_{split}") for split in ("public", "private", "all")},
     )
 
 

@@ -49,6 +49,8 @@ class CompetitionConfig(BaseModel):
     daily_limit: int = Field(5, ge=1, description="Accepted submissions per team per UTC day.")
     final_selection_limit: int = Field(0, ge=0, description="0: best submission counts; N: teams pick up to N finals.")
     self_registration: bool = True
+    join_code: str | None = Field(None, min_length=1, description="Self-registration needs this code (a course "
+                                  "hands it out in class); never shown by the API.")
     deadline: datetime | None = None
     status: CompetitionStatus = "open"
     baseline_rules: str = "Reference entries from the bundled baselines are shown on the leaderboard but not ranked."

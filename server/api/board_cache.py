@@ -110,6 +110,11 @@ class BoardCache:
         finally:
             del self._checks[key]
 
+    def forget(self, slug: str) -> None:
+        """Drop a competition's boards (its visibility changed): the next read checks the database first."""
+        for key in [key for key in self._boards if key[0] == slug]:
+            del self._boards[key]
+
     def _current_board(self, slug: str, board: Board) -> Leaderboard:
         with self.database.sessionmaker() as session:
             competition = get_competition(session=session, slug=slug)

@@ -3,18 +3,51 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
+from server import inputs
 from server.competition import Competition
 from server.config import Settings
 from server.db import CompetitionRow, Submission, SubmissionEvent, Team
 from server.db.crud import Quota
+from server.ranking import Z_95
 
 # Per-class values that reveal the private split (fid_all mixes it in); hidden from teams until the reveal.
-PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all")
+PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all", "se_private", "se_all")
+# Per-class values that name held-out test images (the nearest real image may be one): organizers only, always.
+ORGANIZER_CLASS_FIELDS = ("nearest_any",)
 
+
+def visible_class_scores(
+    classes: dict[str, dict[str, Any]] | None, *, show_private: bool, organizer: bool
+) -> dict[str, dict[str, Any]] | None:
+    """A submission's per-class values without what the viewer may not see."""
+    hidden = (() if show_private else PRIVATE_CLASS_FIELDS) + (() if organizer else ORGANIZER_CLASS_FIELDS)
+    if classes is None:
+        return None
+    return {c: {k: v for k, v in values.items() if k not in hidden} for c, values in classes.items()}
+
+
+def interval_95(score: float | None, se: float | None) -> list[float] | None:
+    """[low, high] of the 95% bootstrap interval (score +- 1.96 se); None when either is unknown."""
+    if score is None or se is None:
+        return None
+    return [score - Z_95 * se, score + Z_95 * se]
+
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    detail: Any = None
+
+
+class ErrorPublic(BaseModel):
+    """Every API error: `{"error": {"code", "message", "detail"}}` (documented per route for clients)."""
+
+    error: ErrorBody
 
 class CompetitionPublic(BaseModel):
     slug: str
@@ -43,7 +76,8 @@ class CompetitionPublic(BaseModel):
 
     @classmethod
     def build(cls, row: CompetitionRow, competition: Competition, settings: Settings) -> CompetitionPublic:
-        return cls(**competition.config.model_dump(exclude={"slug", "title"}), slug=row.slug, title=row.title,
+        config = competition.config.model_dump(exclude={"slug", "title", "join_code"})  # the join code stays secret
+        return cls(**config, slug=row.slug, title=row.title,
                    private_revealed=row.private_revealed_at is not None, max_upload_bytes=settings.max_upload_bytes,
                    **settings.zip_limits)
 
@@ -53,9 +87,17 @@ class CompetitionsPublic(BaseModel):
     count: int
 
 
+TeamName = Annotated[str, Field(min_length=1, max_length=inputs.MAX_NAME_CHARS + 100),
+                     AfterValidator(inputs.team_name)]  # the +100: surrounding blanks are stripped, then counted
+MemberName = Annotated[str, Field(max_length=inputs.MAX_MEMBER_CHARS + 100), AfterValidator(inputs.member_name)]
+ReasonText = Annotated[str, Field(max_length=inputs.MAX_REASON_CHARS), AfterValidator(inputs.reason_text)]
+
+
 class TeamCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    members: list[str] = Field(default_factory=list, max_length=50)
+    name: TeamName
+    members: list[MemberName] = Field(default_factory=list, max_length=inputs.MAX_MEMBERS)
+    join_code: str | None = Field(None, max_length=200, description="Where the competition has one (from the "
+                                                                      "organizer); organizers need none.")
 
 
 class TeamAdminCreate(TeamCreate):
@@ -135,6 +177,10 @@ class SubmissionPublic(BaseModel):
     score_public: float | None
     score_private: float | None = Field(None, description="Null for teams until the private reveal.")
     score_all: float | None = None
+    score_public_se: float | None = Field(None, description="Bootstrap standard error of score_public.")
+    score_public_interval: list[float] | None = Field(None, description="95% interval [low, high] of score_public.")
+    score_private_se: float | None = Field(None, description="Null for teams until the private reveal.")
+    score_private_interval: list[float] | None = None
     penalized: bool | None
     class_scores: dict[str, dict[str, Any]] | None
     timings: dict[str, Any] | None
@@ -149,12 +195,16 @@ class SubmissionPublic(BaseModel):
     events: list[SubmissionEventPublic]
 
     @classmethod
-    def build(cls, submission: Submission, *, show_private: bool, grid_url: str) -> SubmissionPublic:
-        classes = submission.class_scores
-        if classes is not None and not show_private:
-            classes = {c: {k: v for k, v in values.items() if k not in PRIVATE_CLASS_FIELDS}
-                       for c, values in classes.items()}
+    def build(
+        cls, submission: Submission, *, show_private: bool, grid_url: str, organizer: bool = False
+    ) -> SubmissionPublic:
+        classes = visible_class_scores(submission.class_scores, show_private=show_private, organizer=organizer)
+        private_se = submission.score_private_se if show_private else None
         return cls(
+            score_public_se=submission.score_public_se,
+            score_public_interval=interval_95(submission.score_public, submission.score_public_se),
+            score_private_se=private_se,
+            score_private_interval=interval_95(submission.score_private, private_se),
             id=submission.id, competition=submission.team.competition.slug, team_id=submission.team_id,
             team_name=submission.team.name, sha256=submission.sha256, size_bytes=submission.size_bytes,
             message=submission.message, status=submission.status, attempts=submission.attempts,
@@ -188,11 +238,11 @@ class FinalSelection(BaseModel):
 
 
 class Reason(BaseModel):
-    reason: str = ""
+    reason: ReasonText = ""
 
 
 class Disqualify(BaseModel):
-    reason: str = Field(min_length=1, description="Shown to the team.")
+    reason: Annotated[ReasonText, Field(min_length=1, description="Shown to the team.")]
     disqualified: bool = True
 
 

@@ -151,6 +151,15 @@ def _read_submission(zip_file: Path | None, images: Path | None, competition, se
         raise typer.Exit(2) from exc
 
 
+SPLITS = ("public", "private", "all")  # as server.scoring.references.SPLITS, without importing torch for --help
+
+
+def _with_interval(score: float, se: float | None) -> str:
+    from server.ranking import Z_95
+
+    return f"{score:.3f}" if se is None else f"{score:.3f} ± {Z_95 * se:.3f}"
+
+
 def _report_table(report) -> str:
     from io import StringIO
 
@@ -161,14 +170,18 @@ def _report_table(report) -> str:
     for column in ("class", "public", "private", "all", "memorization d", "eps", "penalized", "images"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for cls, s in report.classes.items():
-        table.add_row(cls, f"{s.fid_public:.3f}", f"{s.fid_private:.3f}", f"{s.fid_all:.3f}",
+        table.add_row(cls, *(_with_interval(getattr(s, f"fid_{x}"), getattr(s, f"se_{x}")) for x in SPLITS),
                       f"{s.memorization_distance:.4f}", f"{s.memorization_eps:.4f}", "yes" if s.penalized else "no",
                       str(s.n_images))
-    table.add_row("score", f"{report.score_public:.3f}", f"{report.score_private:.3f}", f"{report.score_all:.3f}",
-                  "", "", "", "", style="bold")
+    totals = (_with_interval(getattr(report, f"score_{x}"), getattr(report, f"se_{x}")) for x in SPLITS)
+    table.add_row("score", *totals, "", "", "", "", style="bold")
     buffer = StringIO()
-    console = Console(file=buffer, width=110)
+    console = Console(file=buffer, width=130)
     console.print(table)
+    console.print("± is the half-width of a 95% bootstrap interval over the generated images.")
+    for cls, s in report.classes.items():
+        if s.diagnosis:
+            console.print(f"{cls}: {s.diagnosis}")
     console.print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()))
     console.print(f"weights sha256 {report.weights_sha256}")
     return buffer.getvalue().rstrip()

@@ -1,10 +1,20 @@
 """The database: SQLAlchemy 2 models, engine setup (SQLite WAL or PostgreSQL) and Alembic migrations."""
 
 from server.db.boards import bump_board_version
-from server.db.models import Base, CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, Team, WorkerRow
+from server.db.models import (
+    Base,
+    BrowserSession,
+    CompetitionRow,
+    Submission,
+    SubmissionEvent,
+    SubmissionStatus,
+    Team,
+    WorkerRow,
+)
 from server.db.session import Database, begin_write, utc_day, utcnow
 
 __all__ = [
+    "BrowserSession",
     "Base",
     "CompetitionRow",
     "Database",

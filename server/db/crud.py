@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from server import inputs
 from server.competition import Competition, CompetitionError, competitions_dir, load_competition
 from server.db.boards import bump_board_version
 from server.db.models import QUOTA_STATUSES, CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, Team
@@ -102,14 +103,12 @@ def create_team(
     is_baseline: bool = False, now: datetime | None = None,
 ) -> tuple[Team, str]:
     """Create a team and return it with its token; only the token's hash is stored, so show the token now."""
-    name = name.strip()
-    if not name:
-        raise Conflict("A team needs a name.")
+    name, members = inputs.team_name(name), inputs.member_names(list(members or []))
     if load_competition(competition).config.status == "archived":
         raise Forbidden(f"'{competition.slug}' is archived (read-only); reopen it in its settings to add teams.")
     token = new_token()
     begin_write(session)
-    team = Team(competition_id=competition.id, name=name, members=list(members or []), token_hash=hash_token(token),
+    team = Team(competition_id=competition.id, name=name, members=members, token_hash=hash_token(token),
                 is_baseline=is_baseline, created_at=now or utcnow())
     session.add(team)
     try:
@@ -240,7 +239,9 @@ def check_may_submit(
     if team.disqualified_at is not None:
         raise Forbidden(f"Team '{team.name}' is disqualified: {team.disqualified_reason or 'ask the organizer'}.")
     if sha256 is not None:
-        earlier = session.scalar(select(Submission).where(Submission.team_id == team.id, Submission.sha256 == sha256))
+        # A failed or cancelled run gave its quota back, so its zip may be uploaded again.
+        earlier = session.scalar(select(Submission).where(Submission.team_id == team.id, Submission.sha256 == sha256,
+                                                          Submission.status.in_(QUOTA_STATUSES)))
         if earlier is not None:
             raise DuplicateSubmission(
                 f"Your team already submitted this exact file as submission {earlier.id} "

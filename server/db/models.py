@@ -87,7 +87,9 @@ class Team(Base):
 class Submission(Base):
     __tablename__ = "submissions"
     __table_args__ = (
-        UniqueConstraint("team_id", "sha256", name="uq_submissions_team_sha256"),
+        # Not unique: a failed or cancelled zip may be uploaded again (the duplicate check runs under the team's
+        # write lock in crud.create_submission).
+        Index("ix_submissions_team_sha256", "team_id", "sha256"),
         Index("ix_submissions_claim", "status", "not_before", "created_at"),
         Index("ix_submissions_board", "competition_id", "status", "team_id"),
         Index("ix_submissions_team_created", "team_id", "created_at"),
@@ -111,6 +113,11 @@ class Submission(Base):
     score_public: Mapped[float | None] = mapped_column(Float)
     score_private: Mapped[float | None] = mapped_column(Float)
     score_all: Mapped[float | None] = mapped_column(Float)
+    # Bootstrap standard errors of the scores (95% interval: score +- 1.96 se); null for entries scored before
+    # scorer 1.1 until `arena admin rescore --all`.
+    score_public_se: Mapped[float | None] = mapped_column(Float)
+    score_private_se: Mapped[float | None] = mapped_column(Float)
+    score_all_se: Mapped[float | None] = mapped_column(Float)
     penalized: Mapped[bool | None] = mapped_column(Boolean)
     class_scores: Mapped[dict[str, Any] | None]  # ScoreReport.classes: per-split FIDs, memorization, penalty
     timings: Mapped[dict[str, Any] | None]
@@ -142,6 +149,20 @@ class SubmissionEvent(Base):
     created_at: Mapped[datetime]
 
     submission: Mapped[Submission] = relationship(back_populates="events")
+
+
+class BrowserSession(Base):
+    """A signed-in browser. The cookie holds only a random key (this row's id is its hash); the row remembers the
+    token hashes it was opened with, so the session ends when a token is rotated, the team is disqualified or the
+    browser signs out."""
+
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    team_token_hash: Mapped[str | None] = mapped_column(String(64))
+    admin_token_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
 
 
 class WorkerRow(Base):

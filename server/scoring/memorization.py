@@ -24,15 +24,25 @@ def normalized(features: np.ndarray) -> np.ndarray:
 
 def nearest_cosine_distances(queries: np.ndarray, memory: np.ndarray, device: str = "cpu") -> np.ndarray:
     """For each normalized query row, min over normalized memory rows of 1 - |cos|; chunked to bound memory."""
+    return nearest_neighbours(queries, memory, device)[0]
+
+
+def nearest_neighbours(
+    queries: np.ndarray, memory: np.ndarray, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(distance, memory row) of each normalized query's nearest memory row by 1 - |cos|."""
     import torch
 
     memory_t = torch.as_tensor(memory, device=device)
-    out = []
+    distances, rows = [], []
     for start in range(0, len(queries), CHUNK):
         chunk = torch.as_tensor(queries[start : start + CHUNK], device=device)
-        similarity = (chunk @ memory_t.T).abs().amax(dim=1).clamp(max=1.0)
-        out.append((1.0 - similarity.double()).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0)
+        similarity, row = (chunk @ memory_t.T).abs().max(dim=1)
+        distances.append((1.0 - similarity.clamp(max=1.0).double()).cpu().numpy())
+        rows.append(row.cpu().numpy())
+    if not distances:
+        return np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(distances), np.concatenate(rows)
 
 
 def memorization_distance(generated: np.ndarray, memory: np.ndarray, device: str = "cpu") -> float:

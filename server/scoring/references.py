@@ -2,11 +2,13 @@
 
 One `.npz` per competition and feature engine under `competition.references_dir`, plus a small JSON summary people
 (and the web pages) can read without numpy. For every class: mu, sigma and sqrt(sigma) of the public, private and
-whole test split; the L2-normalized pool3 features of train + test (the memorization set); the automatic MiFID eps.
-The cache is rebuilt only when its metadata (dataset hash, weights sha256, feature engine, dims, counts,
-preprocessing version) no longer matches, so references and submissions always go through the same engine; one
-file per engine lets a GPU worker (torch) and a CPU worker (onnxruntime) share a competition without rebuilding
-each other's cache. Writes go through a temporary file and a rename, so a server and a worker building at the same
+whole test split; the L2-normalized pool3 features of train + test (the memorization set); the automatic MiFID eps; the
+raw features of the public and private test images (float32, which is exact: the network computes in float32), which
+the bootstrap interval and the diagnostics need. The cache is rebuilt only when its metadata (dataset hash, weights
+sha256, feature engine, dims, counts, preprocessing version, `CONTENTS_VERSION`) no longer matches, so references and
+submissions always go through the same engine and older caches are rebuilt; one file per engine lets a GPU worker
+(torch) and a CPU worker (onnxruntime) share a competition without rebuilding each other's cache. Writes go through a
+temporary file and a rename, so a server and a worker building at the same
 time both end with a complete file.
 """
 
@@ -33,6 +35,8 @@ SUMMARY_FILE = "fid-references.json"
 TestSplit = Literal["public", "private", "all"]
 SPLITS: tuple[TestSplit, ...] = ("public", "private", "all")
 log = logging.getLogger(__name__)
+# 2: the raw public/private test features are stored (uncertainty and diagnostics need them).
+CONTENTS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,22 @@ class ClassReferences:
     stats: dict[TestSplit, ReferenceStats]
     memory: np.ndarray  # normalized float32 features of train + test
     auto_eps: float
+    test_features: dict[TestSplit, np.ndarray]  # raw features per split ("all" = public then private)
+    train_count: int  # memory rows [0, train_count) are training images, the rest test images (public, private)
+
+    def memory_file(self, competition: Competition, cls: str, row: int) -> tuple[str, str]:
+        """(split, path relative to the competition root) of a row of the memorization set."""
+        if row < self.train_count:
+            return "train", _relative(competition, competition.train_files(cls)[row])
+        public = competition.test_files(cls, "public")
+        row -= self.train_count
+        if row < len(public):
+            return "public", _relative(competition, public[row])
+        return "private", _relative(competition, competition.test_files(cls, "private")[row - len(public)])
+
+
+def _relative(competition: Competition, path: Path) -> str:
+    return path.relative_to(competition.root).as_posix()
 
 
 @dataclass(frozen=True)
@@ -70,6 +90,7 @@ def expected_metadata(competition: Competition, weights_sha256: str, engine: str
         "dims": FEATURE_DIMS,
         "counts": counts,
         "preprocessing_version": PREPROCESSING_VERSION,
+        "contents_version": CONTENTS_VERSION,
     }
 
 
@@ -101,7 +122,16 @@ def _class_from_archive(archive, cls: str) -> ClassReferences:
         )
         for split in SPLITS
     }
-    return ClassReferences(stats=stats, memory=archive[f"{cls}/memory"], auto_eps=float(archive[f"{cls}/auto_eps"]))
+    return ClassReferences(
+        stats=stats, memory=archive[f"{cls}/memory"], auto_eps=float(archive[f"{cls}/auto_eps"]),
+        test_features=_test_features(archive[f"{cls}/test/public"], archive[f"{cls}/test/private"]),
+        train_count=int(archive[f"{cls}/train_count"]),
+    )
+
+
+def _test_features(public: np.ndarray, private: np.ndarray) -> dict[TestSplit, np.ndarray]:
+    public, private = np.asarray(public, np.float64), np.asarray(private, np.float64)
+    return {"public": public, "private": private, "all": np.concatenate([public, private])}
 
 
 def build_references(
@@ -123,13 +153,14 @@ def _build_class(competition: Competition, extractor: FeatureExtractor, cls: str
             "images for reference statistics; rerun `arena data prepare`"
         )
     train = extractor.features_of_files(train_files, progress, f"{cls} train")
-    test = {split: extractor.features_of_files(files, progress, f"{cls} {split}") for split, files in parts.items()}
-    test["all"] = np.concatenate([test["public"], test["private"]])
+    public, private = (extractor.features_of_files(parts[s], progress, f"{cls} {s}") for s in ("public", "private"))
+    test = _test_features(public, private)
     device = extractor.device
     stats = {split: ReferenceStats.of_features(test[split], device) for split in SPLITS}
     train_n, test_n = normalized(train), normalized(test["all"])
     return ClassReferences(
-        stats=stats, memory=np.concatenate([train_n, test_n]), auto_eps=auto_eps(test_n, train_n, device)
+        stats=stats, memory=np.concatenate([train_n, test_n]), auto_eps=auto_eps(test_n, train_n, device),
+        test_features=test, train_count=len(train),
     )
 
 
@@ -144,6 +175,8 @@ def save_references(path: Path, metadata: dict, classes: dict[str, ClassReferenc
                 f"{cls}/{split}/count": np.array(stats.count),
             }
         arrays |= {f"{cls}/memory": refs.memory, f"{cls}/auto_eps": np.array(refs.auto_eps)}
+        arrays |= {f"{cls}/test/{s}": refs.test_features[s].astype(np.float32) for s in ("public", "private")}
+        arrays |= {f"{cls}/train_count": np.array(refs.train_count)}
     summary = {**metadata, "auto_eps": {cls: refs.auto_eps for cls, refs in classes.items()}}
     _atomic(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
     _atomic(path.with_name(SUMMARY_FILE), lambda handle: handle.write(json.dumps(summary, indent=1).encode()))

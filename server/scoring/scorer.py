@@ -10,13 +10,31 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from server.competition import Competition
+from server.scoring.diagnostics import describe, diagnostics
 from server.scoring.features import Device, FeatureExtractor, Precision
 from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
-from server.scoring.memorization import memorization_distance, penalize
+from server.scoring.memorization import nearest_neighbours, normalized, penalize
 from server.scoring.onnx_engine import Engine
-from server.scoring.references import SPLITS, References, load_or_build_references
+from server.scoring.references import SPLITS, ClassReferences, References, TestSplit, load_or_build_references
+from server.scoring.uncertainty import (
+    REPLICATES,
+    bootstrap_counts,
+    frechet_replicates,
+    interval_of,
+    penalized_replicates,
+    reference_factor,
+    seed_of,
+)
 
-SCORER_VERSION = "1.0.0"
+SCORER_VERSION = "1.1.0"  # 1.1: bootstrap standard errors, diagnostics, memorization evidence
+EVIDENCE_IMAGES = 4  # generated images shown next to their nearest real image
+
+
+class Neighbour(BaseModel):
+    image: int = Field(description="Index of the generated image in its class (file name order).")
+    split: str = Field(description="Where its nearest real image is: train, public or private.")
+    file: str = Field(description="That real image, relative to the competition directory.")
+    distance: float = Field(description="1 - |cos| between their Inception features.")
 
 
 class ClassScore(BaseModel):
@@ -30,6 +48,19 @@ class ClassScore(BaseModel):
     memorization_eps: float = Field(description="Threshold in force; below it the FIDs are divided by d.")
     penalized: bool
     n_images: int
+    se_public: float | None = Field(None, description="Bootstrap standard error of fid_public (95%: +- 1.96 se).")
+    se_private: float | None = None
+    se_all: float | None = None
+    diagnostics: dict[str, float] | None = Field(
+        None, description="KID mean/std, precision, recall, density, coverage (k=5) against the public test images."
+    )
+    diagnosis: str | None = Field(None, description="One plain sentence that reads the diagnostics.")
+    nearest_train: list[Neighbour] = Field(
+        default_factory=list, description="Generated images closest to a training image (shown to the team)."
+    )
+    nearest_any: list[Neighbour] = Field(
+        default_factory=list, description="Generated images closest to any real image, test included (organizers)."
+    )
 
 
 class ScoreReport(BaseModel):
@@ -37,7 +68,12 @@ class ScoreReport(BaseModel):
     score_public: float
     score_private: float
     score_all: float
-    timings: dict[str, float] = Field(description="Seconds: decode, features, distance, memorization, total.")
+    se_public: float | None = Field(None, description="Bootstrap standard error of score_public.")
+    se_private: float | None = None
+    se_all: float | None = None
+    timings: dict[str, float] = Field(
+        description="Seconds: decode, features, distance, memorization, uncertainty, diagnostics, total."
+    )
     device: str
     precision: str
     engine: str = Field("torch", description="Feature engine: torch or onnxruntime (reports before it: torch).")
@@ -97,17 +133,25 @@ class Scorer:
         started = time.perf_counter()
         check_images(competition, images)
         references = self.prepare(competition, progress)
-        timings = {"references": time.perf_counter() - started, "distance": 0.0, "memorization": 0.0}
+        timings = {"references": time.perf_counter() - started} | dict.fromkeys(
+            ("distance", "memorization", "uncertainty", "diagnostics"), 0.0
+        )
         before = dict(self.extractor.timings)
-        classes = {}
+        classes, replicates = {}, {}
         for cls in competition.classes:
             features = self.extractor.features_of_arrays(images[cls], progress, cls)
-            classes[cls] = self._class_score(competition, references, cls, features, timings)
+            classes[cls], replicates[cls] = self._class_score(
+                competition, references, cls, features, images[cls], timings
+            )
         timings |= {name: self.extractor.timings[name] - before[name] for name in ("decode", "features")}
         timings["total"] = time.perf_counter() - started
+        totals = {split: sum(getattr(c, f"fid_{split}") for c in classes.values()) for split in SPLITS}
         return ScoreReport(
             classes=classes,
-            **{f"score_{split}": sum(getattr(c, f"fid_{split}") for c in classes.values()) for split in SPLITS},
+            **{f"score_{split}": totals[split] for split in SPLITS},
+            # Classes are sampled independently, so replicate b of the total is the sum of the classes' replicate b.
+            **{f"se_{split}": interval_of(totals[split], np.sum([r[split] for r in replicates.values()], axis=0)).se
+               for split in SPLITS},
             timings=timings,
             device=self.device,
             precision=self.extractor.precision,
@@ -116,25 +160,72 @@ class Scorer:
         )
 
     def _class_score(
-        self, competition: Competition, references: References, cls: str, features: np.ndarray, timings: dict
-    ) -> ClassScore:
+        self,
+        competition: Competition,
+        references: References,
+        cls: str,
+        features: np.ndarray,
+        images: np.ndarray,
+        timings: dict,
+    ) -> tuple[ClassScore, dict[TestSplit, np.ndarray]]:
+        """The class's scores, and its bootstrap replicates of the penalized FID per split (for the totals)."""
         refs = references.classes[cls]
         started = time.perf_counter()
         raw = {split: frechet_distance_to_reference(refs.stats[split], features, self.device) for split in SPLITS}
         timings["distance"] += time.perf_counter() - started
         started = time.perf_counter()
-        distance = memorization_distance(features, refs.memory, self.device)
+        queries = normalized(features)
+        nearest, rows = nearest_neighbours(queries, refs.memory, self.device)
+        nearest_train, train_rows = nearest_neighbours(queries, refs.memory[: refs.train_count], self.device)
+        distance = float(nearest.mean())
         timings["memorization"] += time.perf_counter() - started
         eps = references.eps(competition, cls)
         final = {split: penalize(value, distance, eps) for split, value in raw.items()}
-        return ClassScore(
+        started = time.perf_counter()
+        replicates = self._replicates(refs, features, images, cls, nearest, eps)
+        timings["uncertainty"] += time.perf_counter() - started
+        started = time.perf_counter()
+        diagnosis = diagnostics(refs.test_features["public"], features, images, seed_of(images, cls), self.device)
+        timings["diagnostics"] += time.perf_counter() - started
+        score = ClassScore(
             **{f"fid_{split}": final[split][0] for split in SPLITS},
             **{f"raw_fid_{split}": raw[split] for split in SPLITS},
             memorization_distance=distance,
             memorization_eps=eps,
             penalized=final["all"][1],
             n_images=len(features),
+            **{f"se_{split}": interval_of(final[split][0], replicates[split]).se for split in SPLITS},
+            diagnostics=diagnosis.as_dict(),
+            diagnosis=describe(diagnosis.as_dict()),
+            nearest_train=_closest(competition, cls, refs, nearest_train, train_rows),
+            nearest_any=_closest(competition, cls, refs, nearest, rows),
         )
+        return score, replicates
+
+    def _replicates(
+        self, refs: ClassReferences, features: np.ndarray, images: np.ndarray, cls: str, nearest: np.ndarray,
+        eps: float,
+    ) -> dict[TestSplit, np.ndarray]:
+        """Penalized FID of REPLICATES resamples of the generated images (one draw shared by all splits)."""
+        counts = bootstrap_counts(len(features), REPLICATES, seed_of(images, cls))
+        out = {}
+        for split in SPLITS:
+            factor = reference_factor(refs.stats[split], refs.test_features[split])
+            raw = frechet_replicates(refs.stats[split], factor, features, counts, self.device)
+            out[split] = penalized_replicates(raw, nearest, counts, eps)
+        return out
+
+
+def _closest(
+    competition: Competition, cls: str, refs: ClassReferences, distances: np.ndarray, rows: np.ndarray
+) -> list[Neighbour]:
+    """The EVIDENCE_IMAGES generated images nearest to a real one, each with that real image and the distance."""
+    order = np.argsort(distances, kind="stable")[:EVIDENCE_IMAGES]
+    neighbours = []
+    for image in order:
+        split, file = refs.memory_file(competition, cls, int(rows[image]))
+        neighbours.append(Neighbour(image=int(image), split=split, file=file, distance=float(distances[image])))
+    return neighbours
 
 
 def check_images(competition: Competition, images: dict[str, np.ndarray]) -> None:

@@ -1,17 +1,19 @@
 """The web interface: server-rendered pages (Jinja2) on top of the same service functions as the API.
 
-`create_app` includes `router`; pages live in `pages` (everyone and teams) and `admin` and `console` (organizers).
+`create_app` includes `router`; pages live in `pages` (everyone and teams), `admin` and `console` (organizers);
+`evidence` serves the memorization evidence images of the submission page.
 `error_page` renders an error for a browser outside the routes too (the upload size cap).
 """
 
 from fastapi import APIRouter
 
-from server.web import admin, console, pages
+from server.web import admin, console, evidence, pages
 from server.web.routing import error_page
 
 router = APIRouter()
 router.include_router(pages.router)
 router.include_router(admin.router)
+router.include_router(evidence.router)
 router.include_router(console.router)
 router.include_router(console.new_router)
 

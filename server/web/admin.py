@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
-from server import queue
+from server import inputs, queue
 from server.db import SubmissionStatus
 from server.db.crud import (
     create_team,
@@ -23,8 +23,10 @@ from server.db.crud import (
 )
 from server.deps import is_admin_token
 from server.errors import ArenaError, NotFound
+from server.params import RowId, id_from_text
 from server.web.deps import Page, PageDep
 from server.web.routing import PageRoute
+from server.web.session import start_signed_in
 
 router = APIRouter(prefix="/admin", route_class=PageRoute, include_in_schema=False)
 
@@ -54,7 +56,7 @@ def admin_signin_post(
         context = {**ADMIN_SIGNIN, "action": page.url_for("web_admin_signin_post"), "next_url": "",
                    "error": "That is not this server's admin token."}
         return page.render("signin.html", context, status_code=401)
-    page.session.sign_in_admin()
+    start_signed_in(page.db, page.session, admin_token=page.settings.admin_token, now=page.now)
     page.session.set_flash("ok", "Signed in as organizer.")
     return page.redirect(page.url_for("web_admin"))
 
@@ -85,6 +87,7 @@ def admin_reveal(slug: str, page: PageDep, csrf_token: Annotated[str, Form()] = 
     page.require_admin()
     page.session.check_csrf(csrf_token)
     row = reveal_private_board(session=page.db, competition=get_competition(session=page.db, slug=slug))
+    page.request.app.state.boards.forget(row.slug)
     page.session.set_flash("ok", f"The private leaderboard of {row.slug} is now visible to everyone.")
     return page.redirect(back if back.startswith("/admin") else page.url_for("web_admin"))
 
@@ -105,7 +108,8 @@ def admin_submissions(page: PageDep, competition: str = "", status: str = "", te
     """All submissions, newest first, filtered by competition, status and team."""
     page.require_admin()
     row = get_competition(session=page.db, slug=competition) if competition else None
-    team_row = get_team(session=page.db, team_id=int(team)) if team.isdigit() else None
+    team_id = id_from_text(team)
+    team_row = get_team(session=page.db, team_id=team_id) if team_id is not None else None
     chosen_status = status if status in SubmissionStatus.__members__ else None
     submissions, total = list_submissions(session=page.db, competition=row, team=team_row, status=chosen_status,
                                           limit=PAGE_SIZE)
@@ -120,7 +124,7 @@ def admin_submissions(page: PageDep, competition: str = "", status: str = "", te
 
 @router.post("/submissions/{submission_id}/{action}", name="web_admin_submission_action")
 def admin_submission_action(
-    submission_id: int, action: str, page: PageDep, reason: Annotated[str, Form()] = "",
+    submission_id: RowId, action: str, page: PageDep, reason: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "", back: Annotated[str, Form()] = "",
 ) -> Response:
     """Rescore, cancel or disqualify one submission; every change is recorded with its reason."""
@@ -128,7 +132,7 @@ def admin_submission_action(
     page.session.check_csrf(csrf_token)
     if action not in SUBMISSION_ACTIONS:
         raise NotFound(f"No action '{action}'; use one of {', '.join(SUBMISSION_ACTIONS)}.")
-    reason = reason.strip()[:500]
+    reason = inputs.reason_text(reason)
     if action == "rescore":
         queue.rescore(session=page.db, submission_id=submission_id, reason=reason)
     elif action == "cancel":
@@ -165,7 +169,7 @@ def admin_teams_create(
     page.session.check_csrf(csrf_token)
     row = get_competition(session=page.db, slug=competition)
     try:
-        team, token = create_team(session=page.db, competition=row, name=name[:100],
+        team, token = create_team(session=page.db, competition=row, name=name,
                                   members=[m.strip() for m in members.split(",") if m.strip()],
                                   is_baseline=is_baseline == "1")
     except ArenaError as exc:
@@ -174,7 +178,7 @@ def admin_teams_create(
 
 
 @router.post("/teams/{team_id}/rotate", name="web_admin_team_rotate", response_class=HTMLResponse)
-def admin_team_rotate(team_id: int, page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+def admin_team_rotate(team_id: RowId, page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
     """Replace a team's token; the old one stops working at once."""
     page.require_admin()
     page.session.check_csrf(csrf_token)

@@ -14,11 +14,10 @@ from server.competition import Competition
 from server.config import Settings
 from server.console import competition_announcements
 from server.db import Team
-from server.db.crud import get_team
 from server.deps import NowDep, SessionDep, SettingsDep
-from server.errors import Forbidden, NotFound
+from server.errors import Forbidden
 from server.web.render import render
-from server.web.session import WebSession, read_session, write_session
+from server.web.session import WebSession, read_session, signed_in_team, write_session
 
 
 @dataclass
@@ -64,12 +63,7 @@ class Page:
 
 def _page(request: Request, db: SessionDep, settings: SettingsDep, now: NowDep) -> Page:
     session = read_session(request, settings.secret_key)
-    team = None
-    if session.team_id is not None:
-        try:
-            team = get_team(session=db, team_id=session.team_id)
-        except NotFound:
-            session.sign_out()  # the team was deleted since it signed in
+    team = signed_in_team(db, session, settings.admin_token, now=now)
     return Page(request=request, db=db, settings=settings, session=session, team=team, now=now)
 
 

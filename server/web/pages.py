@@ -25,13 +25,16 @@ from server.db.crud import (
 )
 from server.db.models import FINAL_STATUSES
 from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
+from server.params import RowId
 from server.ranking import PRIVATE_HIDDEN, Leaderboard, leaderboard, leaderboard_csv, private_board_visible
 from server.storage import grid_path
 from server.upload import submit_upload
 from server.web.deps import Page, PageDep
+from server.web.evidence import evidence_context
 from server.web.plots import ScorePoint, score_plot_svg
 from server.web.render import STATIC_DIR, templates
 from server.web.routing import PageRoute
+from server.web.session import end_signed_in, start_signed_in
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -155,7 +158,7 @@ def signin_post(
                    "error": "That token is not valid. Check for missing characters, or ask the organizer for a new "
                             "one."}
         return page.render("signin.html", context, status_code=401)
-    page.session.sign_in_team(team.id)
+    start_signed_in(page.db, page.session, team=team, now=page.now)
     page.session.set_flash("ok", f"Signed in as team {team.name}.")
     return page.redirect(_safe_next(next, page.url_for("web_overview", slug=team.competition.slug)))
 
@@ -164,7 +167,7 @@ def signin_post(
 def signout(page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
     """Forget the team and organizer sign-in."""
     page.session.check_csrf(csrf_token)
-    page.session.sign_out()
+    end_signed_in(page.db, page.session)
     page.session.set_flash("info", "Signed out.")
     return page.redirect(page.url_for("web_index"))
 
@@ -204,7 +207,7 @@ def submit_post(
     try:
         check_team_in_competition(team=page.team, competition=row)
         submission, _ = submit_upload(session=page.db, settings=page.settings, competition=row, team=page.team,
-                                      source=file.file, message=message[:500], now=page.now)
+                                      source=file.file, message=message, now=page.now)
     except ArenaError as exc:
         page.db.rollback()
         problems = exc.detail.get("problems", []) if isinstance(exc, InvalidSubmission) else []
@@ -229,7 +232,7 @@ def _status_context(page: Page, submission: Submission) -> dict[str, object]:
 
 
 @router.get("/submissions/{submission_id}", name="web_submission", response_class=HTMLResponse)
-def submission_page(submission_id: int, page: PageDep) -> Response:
+def submission_page(submission_id: RowId, page: PageDep) -> Response:
     """Live status, scores, memorization distances and sample grids of one of the team's submissions."""
     submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
                                         is_admin=page.is_admin)
@@ -242,11 +245,12 @@ def submission_page(submission_id: int, page: PageDep) -> Response:
         **_status_context(page, submission), "comp": comp, "grids": grids,
         "private_visible": private_board_visible(row, is_admin=page.is_admin),
         "can_select": own and comp.config.final_selection_limit > 0 and submission.status == SubmissionStatus.scored,
+        **evidence_context(page, submission, comp.classes),
     })
 
 
 @router.get("/submissions/{submission_id}/status", name="web_submission_status", response_class=HTMLResponse)
-def submission_status(submission_id: int, page: PageDep) -> Response:
+def submission_status(submission_id: RowId, page: PageDep) -> Response:
     """The status box alone, polled by the page's script until the submission reaches a final state."""
     submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
                                         is_admin=page.is_admin)
@@ -256,7 +260,7 @@ def submission_status(submission_id: int, page: PageDep) -> Response:
 
 
 @router.get("/submissions/{submission_id}/grids/{cls}.png", name="web_grid")
-def sample_grid(submission_id: int, cls: str, page: PageDep) -> Response:
+def sample_grid(submission_id: RowId, cls: str, page: PageDep) -> Response:
     """A sample grid the worker rendered, only for the owning team and organizers."""
     submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
                                         is_admin=page.is_admin)
@@ -268,7 +272,7 @@ def sample_grid(submission_id: int, cls: str, page: PageDep) -> Response:
 
 @router.post("/submissions/{submission_id}/final", name="web_submission_select")
 def submission_select(
-    submission_id: int, page: PageDep, selected: Annotated[str, Form()] = "1", csrf_token: Annotated[str, Form()] = ""
+    submission_id: RowId, page: PageDep, selected: Annotated[str, Form()] = "1", csrf_token: Annotated[str, Form()] = ""
 ) -> Response:
     """Select (or unselect) a scored submission as one of the team's finals."""
     page.session.check_csrf(csrf_token)
@@ -293,7 +297,7 @@ def _visible_team(page: Page, team_id: int) -> Team:
 
 
 @router.get("/teams/{team_id}", name="web_team", response_class=HTMLResponse)
-def team_page(team_id: int, page: PageDep) -> Response:
+def team_page(team_id: RowId, page: PageDep) -> Response:
     """The team's submissions and its score over time."""
     team = _visible_team(page, team_id)
     history, _ = list_submissions(session=page.db, team=team, limit=HISTORY_LIMIT)

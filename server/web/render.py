@@ -15,6 +15,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from server.db.models import ACTIVE_STATUSES
+from server.ranking import Z_95
 from server.web.session import WebSession
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -26,6 +27,14 @@ def fid(value: object) -> Markup:
     if isinstance(value, int | float):
         return Markup(f"{value:.2f}")
     return Markup('<span class="muted">–</span>')  # None, or a class missing from an older report
+
+
+def fid_pm(value: object, se: object) -> Markup:
+    """`123.4 ± 2.1`: a score with the half-width of its 95% bootstrap interval; the plain score without one."""
+    if not isinstance(value, int | float) or not isinstance(se, int | float):
+        return fid(value)
+    return Markup(f'{value:.1f} <span class="pm" title="95% interval [{value - Z_95 * se:.1f}, '
+                  f'{value + Z_95 * se:.1f}]">± {Z_95 * se:.1f}</span>')
 
 
 def utc(value: datetime | None) -> str:
@@ -91,8 +100,8 @@ def path_for(request: Request):  # type: ignore[no-untyped-def]
 
 # Autoescaping on for every template: team names and messages are user input.
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True))
-templates.env.filters.update(fid=fid, utc=utc, remaining=remaining, ago=ago, filesize=filesize, markdown=markdown,
-                             local_time=local_time)
+templates.env.filters.update(fid=fid, fid_pm=fid_pm, utc=utc, remaining=remaining, ago=ago, filesize=filesize,
+                             markdown=markdown, local_time=local_time)
 templates.env.globals.update(active_statuses=ACTIVE_STATUSES)
 
 

@@ -36,6 +36,40 @@ def test_cache_holds_statistics_memorization_set_and_eps(random_competition):
     assert set(summary["auto_eps"]) == set(competition.classes)
 
 
+def test_cache_keeps_the_raw_test_features_and_the_memory_files(random_competition):
+    competition, scorer = random_competition
+    engine = scorer.extractor.engine
+    stored = load_references(competition.references_dir / cache_file(engine),
+                             expected_metadata(competition, scorer.extractor.weights_sha256, engine))
+    assert stored is not None
+    refs = stored.classes["with_mask"]
+    public = scorer.extractor.features_of_files(competition.test_files("with_mask", "public"))
+    np.testing.assert_array_equal(refs.test_features["public"], public)  # float32 storage is exact
+    assert refs.stats["public"].mu == pytest.approx(public.mean(axis=0), rel=1e-12)
+    assert refs.test_features["all"].shape == (4, 2048) and refs.train_count == 2
+    assert [refs.memory_file(competition, "with_mask", row)[0] for row in range(6)] == [
+        "train", "train", "public", "public", "private", "private"]
+    split, file = refs.memory_file(competition, "with_mask", 4)
+    assert (competition.root / file) == competition.test_files("with_mask", "private")[0]
+
+
+def test_an_older_cache_without_the_test_features_is_rebuilt(random_competition, tmp_path):
+    competition, scorer = random_competition
+    copy = Competition.load(shutil.copytree(competition.root, tmp_path / "copy"))
+    engine = scorer.extractor.engine
+    path = copy.references_dir / cache_file(engine)
+    with np.load(path) as archive:
+        old = {k: archive[k] for k in archive.files if "/test/" not in k and not k.endswith("train_count")}
+    metadata = json.loads(str(old["metadata"]))
+    del metadata["contents_version"]
+    old["metadata"] = np.array(json.dumps(metadata, sort_keys=True))
+    np.savez(path, **old)
+    rebuilt = scorer.prepare(copy, progress=False)
+    assert rebuilt.metadata["contents_version"] == expected_metadata(copy, scorer.extractor.weights_sha256, engine)[
+        "contents_version"]
+    assert rebuilt.classes["with_mask"].test_features["public"].shape == (2, 2048)
+
+
 def test_a_new_process_reuses_the_cache(random_competition, random_weights, monkeypatch):
     competition, scorer = random_competition
 
@@ -49,7 +83,8 @@ def test_a_new_process_reuses_the_cache(random_competition, random_weights, monk
 
 
 @pytest.mark.parametrize(
-    "changed", ["dataset_hash", "weights_sha256", "engine", "dims", "preprocessing_version", "counts"]
+    "changed",
+    ["dataset_hash", "weights_sha256", "engine", "dims", "preprocessing_version", "counts", "contents_version"],
 )
 def test_cache_is_stale_when_an_input_changes(random_competition, changed):
     competition, scorer = random_competition

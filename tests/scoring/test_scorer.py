@@ -45,6 +45,39 @@ def test_report_totals_and_metadata(random_competition):
         report.classes["with_mask"].raw_fid_all, rel=1e-9)
 
 
+def test_report_carries_intervals_diagnostics_and_evidence(random_competition):
+    competition, scorer = random_competition
+    images = generated(competition, n=6)
+    report = scorer.score(competition, images)
+    for split in ("public", "private", "all"):
+        total_se = getattr(report, f"se_{split}")
+        class_se = [getattr(c, f"se_{split}") for c in report.classes.values()]
+        assert total_se is not None and np.isfinite(total_se) and total_se >= 0
+        assert all(se is not None and np.isfinite(se) for se in class_se)
+    for score in report.classes.values():
+        assert set(score.diagnostics) >= {"kid_mean", "kid_std", "precision", "recall", "density", "coverage"}
+        assert score.diagnostics["n_images"] == 6
+        assert [n.split for n in score.nearest_train] == ["train"] * len(score.nearest_train)
+        assert 1 <= len(score.nearest_any) <= 4
+        assert [n.distance for n in score.nearest_any] == sorted(n.distance for n in score.nearest_any)
+        assert min(n.distance for n in score.nearest_any) <= min(n.distance for n in score.nearest_train)
+        assert all((competition.root / n.file).is_file() for n in score.nearest_any + score.nearest_train)
+    assert {"uncertainty", "diagnostics"} <= set(report.timings)
+    again = scorer.score(competition, images)
+    assert again.se_public == report.se_public  # seeded by the images: a rescore reproduces the interval
+
+
+def test_constant_and_duplicate_images_get_finite_numbers(random_competition):
+    competition, scorer = random_competition
+    images = {cls: np.full((4, 64, 64), 128, np.uint8) for cls in competition.classes}
+    report = scorer.score(competition, images)
+    dumped = report.model_dump(mode="json")
+    values = [dumped["score_public"], dumped["se_public"]] + [
+        v for c in dumped["classes"].values() for v in c["diagnostics"].values()]
+    assert all(np.isfinite(v) for v in values)
+    assert all(c.diagnostics["distinct_images"] == 1 for c in report.classes.values())
+
+
 @pytest.mark.parametrize(
     ("images", "message"),
     [

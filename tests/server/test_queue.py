@@ -14,9 +14,11 @@ from server.queue import (
     ScoreFields,
     cancel,
     claim_next_submission,
+    crashed_workers,
     finish_failed,
     finish_scored,
     heartbeat,
+    list_workers,
     register_worker,
     release,
     requeue_stale,
@@ -81,18 +83,43 @@ def test_silent_worker_jobs_are_requeued_and_the_events_say_why(queue):
     claim_next_submission(session=session, worker_id="dead", now=START)
     later = START + timedelta(seconds=200)
     heartbeat(session=session, worker_id="alive", now=later)
-    kwargs = {"timeout_seconds": 120, "max_attempts": 3, "backoff_seconds": 0}
+    kwargs = {"timeout_seconds": 120, "max_worker_crashes": 3}
     assert requeue_stale(session=session, now=START + timedelta(seconds=60), **kwargs) == []  # not silent yet
     assert requeue_stale(session=session, now=later, **kwargs) == [sid]
     submission = get_submission(session=session, submission_id=sid)
     assert submission.status == SubmissionStatus.queued and submission.worker_id is None
     assert "worker dead went silent (no heartbeat for 200 s)" in submission.events[-1].reason
+    assert submission.attempts == 0  # a crash is not the submission's fault
+    workers = {w.id: w for w in list_workers(session=session)}
+    assert workers["dead"].stopped_at == later and workers["alive"].stopped_at is None
     # The dead worker's late result is discarded; the next claim scores it once.
     assert not finish_scored(session=session, submission_id=sid, worker_id="dead", scores=SCORES, now=later)
     assert claim_next_submission(session=session, worker_id="alive", now=later).id == sid
     assert finish_scored(session=session, submission_id=sid, worker_id="alive", scores=SCORES, now=later)
     assert statuses(get_submission(session=session, submission_id=sid)) == [
         (None, "queued"), ("queued", "scoring"), ("scoring", "queued"), ("queued", "scoring"), ("scoring", "scored")]
+
+
+def test_worker_crashes_never_use_attempts_and_only_a_poison_pill_fails(queue):
+    """Three workers dying on a valid submission used to fail it; now only `max_worker_crashes` distinct dead
+    workers do, and the failure says why."""
+    session, _, team, submit = queue
+    [sid] = submit()
+    now = START
+    for crash in range(1, 5):
+        register_worker(session=session, worker_id=f"w{crash}", device="cpu", now=now)
+        assert claim_next_submission(session=session, worker_id=f"w{crash}", now=now).id == sid
+        now += timedelta(seconds=300)
+        assert requeue_stale(session=session, timeout_seconds=120, max_worker_crashes=4, now=now) == [sid]
+        submission = get_submission(session=session, submission_id=sid)
+        assert submission.attempts == 0
+        assert crashed_workers(submission) == [f"w{i}" for i in range(1, crash + 1)]
+        if crash < 4:
+            assert submission.status == SubmissionStatus.queued and submission.not_before is None
+    assert submission.status == SubmissionStatus.failed
+    assert "poison pill" in submission.error and "4 distinct workers" in submission.error
+    assert "poison pill" in submission.events[-1].reason
+    assert quota_status(session=session, team=team, daily_limit=5, now=now).used == 0
 
 
 def test_failures_retry_with_backoff_then_fail_without_using_quota(queue):

@@ -113,8 +113,34 @@ def test_private_board_is_hidden_until_revealed_then_shows_rank_change(board):
     assert [(e.public_rank, e.rank_change) for e in result.entries] == [(2, 1), (1, -1)]
     assert result.entries[0].class_scores == {"with_mask": 7.5, "without_mask": 7.5}
     csv_text = leaderboard_csv(result)
-    assert csv_text.splitlines()[0].endswith("public_rank,rank_change")
+    assert ",public_rank,rank_change," in csv_text.splitlines()[0]
     assert csv_text.splitlines()[1].startswith("1,b,0,")
+
+
+def test_entries_within_noise_of_the_row_above_are_marked_tied_without_reordering(board):
+    session, row, team = board()
+    a, b, c, d, old = team("a"), team("b"), team("c"), team("d"), team("old")
+    add_scored(session, a, public=20.0, private=30.0, created_at=START, public_se=1.0, private_se=1.0)
+    # 1.5 apart with se 1 each: difference se sqrt(2) = 1.41, limit 2.77 -> tied; the intervals overlap too.
+    add_scored(session, b, public=21.5, private=20.0, created_at=START, public_se=1.0, private_se=1.0)
+    # 3.3 apart: the 95% intervals [19.54, 23.46] and [22.84, 26.76] still overlap, but the difference is
+    # significant (3.3 > 2.77): not a tie under the difference test.
+    add_scored(session, c, public=24.8, private=20.5, created_at=START, public_se=1.0, private_se=1.0)
+    add_scored(session, d, public=25.0, private=50.0, created_at=START, public_se=0.1, private_se=0.1)
+    add_scored(session, old, public=25.1, private=60.0, created_at=START)  # scored before intervals: se unknown
+    result = leaderboard(session=session, competition=row)
+    assert ranks(result) == [("a", 1, 20.0), ("b", 2, 21.5), ("c", 3, 24.8), ("d", 4, 25.0), ("old", 5, 25.1)]
+    assert [e.tied_above for e in result.entries] == [False, True, False, True, False]
+    assert result.entries[0].score_se == 1.0
+    lines = leaderboard_csv(result).splitlines()
+    assert lines[0].endswith(",score_se,ci95_low,ci95_high,tied_above")
+    assert lines[2].endswith(",1.000000,19.540036,23.459964,1") and lines[5].endswith(",,,,0")
+
+    reveal_private_board(session=session, competition=row)
+    private = leaderboard(session=session, competition=row, board="private")
+    assert [(e.team_name, e.tied_above) for e in private.entries] == [
+        ("b", False), ("c", True), ("a", False), ("d", False), ("old", False)]
+    assert [e.rank_change for e in private.entries] == [1, 1, -2, 0, 0]
 
 
 def test_private_board_without_selection_uses_the_best_public_submission(board):

@@ -69,3 +69,56 @@ def test_api_round_trip_through_the_real_scoring_pipeline(make_app, scorer, scor
     assert board["entries"][0]["score"] == detail["score_public"]
     organizer = arena.client.get(upload["status_url"], headers=bearer(ADMIN_TOKEN)).json()
     assert organizer["score_private"] == sum(c["fid_private"] for c in organizer["class_scores"].values())
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_exit_when_idle_waits_for_jobs_in_a_retry_delay(make_app, scorer):
+    """A job whose first attempt failed waits out its backoff; `--exit-when-idle` must not leave it behind."""
+    from server.db.crud import create_submission, get_competition, load_competition
+
+    arena = make_app(retry_backoff_seconds=0.5, max_attempts=2)
+    team_id, _ = arena.create_team("a")
+    with arena.database.sessionmaker() as session:
+        from server.db import Team
+
+        competition = load_competition(get_competition(session=session, slug=arena.slug))
+        # No zip is stored under this hash, so each attempt fails with a scoring error (the file is missing).
+        submission, _ = create_submission(session=session, competition=competition, team=session.get(Team, team_id),
+                                          sha256="f" * 64, size_bytes=1)
+    worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")
+    assert worker.run(exit_when_idle=True) == 2
+    with arena.database.sessionmaker() as session:
+        done = session.get(Submission, submission.id)
+        assert (done.status, done.attempts) == (SubmissionStatus.failed, 2)
+
+
+def test_a_rescore_fills_in_intervals_diagnostics_and_evidence_for_an_older_entry(
+    make_app, scorer, scoring_competition
+):
+    from server.queue import rescore_competition
+    from server.storage import evidence_path
+
+    arena = make_app(competition=scoring_competition)
+    _, token = arena.create_team("a")
+    upload = arena.upload(token, submission_zip(arena.competition, seed=3)).json()
+    worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")
+    assert worker.run(exit_when_idle=True) == 1
+    with arena.database.sessionmaker() as session:  # what scorer 1.0 left behind
+        submission = session.get(Submission, upload["id"])
+        submission.score_public_se = submission.score_private_se = submission.score_all_se = None
+        old_fields = ("fid", "raw", "memorization", "penalized")
+        submission.class_scores = {cls: {k: v for k, v in values.items() if k.startswith(old_fields)}
+                                   for cls, values in submission.class_scores.items()}
+        submission.scorer_version = "1.0.0"
+        session.commit()
+        rescore_competition(session=session, competition_id=submission.competition_id, reason="scorer 1.1")
+    assert worker.run(exit_when_idle=True) == 1
+    with arena.database.sessionmaker() as session:
+        submission = session.get(Submission, upload["id"])
+        assert submission.status == SubmissionStatus.scored and submission.scorer_version == "1.1.0"
+        assert all(math.isfinite(v) for v in (submission.score_public_se, submission.score_private_se))
+        for cls, values in submission.class_scores.items():
+            assert values["diagnostics"]["n_images"] == 2 and values["diagnosis"]
+            assert values["se_public"] is not None and values["nearest_train"]
+            for neighbour in values["nearest_train"] + values["nearest_any"]:
+                assert evidence_path(arena.settings.data_dir, submission.id, cls, neighbour["image"]).is_file()

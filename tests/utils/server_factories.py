@@ -18,7 +18,7 @@ from server.db import Database, Submission, SubmissionStatus, Team, bump_board_v
 from tests.utils.competition import make_competition, random_images
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
-TABLES = "submission_events, submissions, teams, workers, competitions"
+TABLES = "browser_sessions, submission_events, submissions, teams, workers, competitions"
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
@@ -104,7 +104,8 @@ class ArenaApp:
 
 
 def add_scored(session: Any, team: Team, public: float, private: float, created_at: datetime, *,
-               selected: bool = False, classes: tuple[str, ...] = ("with_mask", "without_mask")) -> Submission:
+               selected: bool = False, classes: tuple[str, ...] = ("with_mask", "without_mask"),
+               public_se: float | None = None, private_se: float | None = None) -> Submission:
     """A scored submission row as the worker would leave it (ranking tests need no scoring run)."""
     per_class = {c: {"fid_public": public / len(classes), "fid_private": private / len(classes), "penalized": False}
                  for c in classes}
@@ -112,7 +113,8 @@ def add_scored(session: Any, team: Team, public: float, private: float, created_
         competition_id=team.competition_id, team_id=team.id, sha256=uuid.uuid4().hex * 2,
         size_bytes=1, message="", status=SubmissionStatus.scored, attempts=1, created_at=created_at,
         updated_at=created_at, score_public=public, score_private=private, score_all=(public + private) / 2,
-        penalized=False, class_scores=per_class, selected_final=selected,
+        penalized=False, class_scores=per_class, selected_final=selected, score_public_se=public_se,
+        score_private_se=private_se,
     )
     session.add(submission)
     bump_board_version(session, team.competition_id)

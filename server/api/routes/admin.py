@@ -36,6 +36,7 @@ from server.db.crud import (
     rotate_team_token,
 )
 from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep
+from server.params import Limit, Offset, RowId
 from server.queue import cancel, list_workers, rescore, rescore_competition
 from server.ranking import all_scores_csv
 
@@ -44,30 +45,31 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 @router.get("/submissions", response_model=SubmissionsPublic)
 def admin_list_submissions(_: AdminDep, session: SessionDep, competition: str | None = None,
-                           status: str | None = None, limit: int = 100, offset: int = 0) -> SubmissionsPublic:
+                           status: str | None = None, limit: Limit = 100, offset: Offset = 0) -> SubmissionsPublic:
     """All submissions, newest first, optionally of one competition and one status."""
     row = get_competition(session=session, slug=competition) if competition else None
-    rows, count = list_submissions(session=session, competition=row, status=status, limit=min(limit, 1000),
+    rows, count = list_submissions(session=session, competition=row, status=status, limit=limit,
                                    offset=offset)
     return SubmissionsPublic(data=[to_public(s, is_admin=True) for s in rows], count=count)
 
 
 @router.post("/submissions/{submission_id}/rescore", response_model=SubmissionPublic)
-def admin_rescore(submission_id: int, body: Reason, _: AdminDep, session: SessionDep, now: NowDep) -> SubmissionPublic:
+def admin_rescore(submission_id: RowId, body: Reason, _: AdminDep, session: SessionDep,
+                  now: NowDep) -> SubmissionPublic:
     """Queue one submission again (quota untouched)."""
     rescore(session=session, submission_id=submission_id, reason=body.reason, now=now)
     return to_public(get_submission(session=session, submission_id=submission_id), is_admin=True)
 
 
 @router.post("/submissions/{submission_id}/cancel", response_model=SubmissionPublic)
-def admin_cancel(submission_id: int, body: Reason, _: AdminDep, session: SessionDep, now: NowDep) -> SubmissionPublic:
+def admin_cancel(submission_id: RowId, body: Reason, _: AdminDep, session: SessionDep, now: NowDep) -> SubmissionPublic:
     """Cancel a queued or scoring submission (its quota slot is given back)."""
     cancel(session=session, submission_id=submission_id, reason=body.reason, now=now)
     return to_public(get_submission(session=session, submission_id=submission_id), is_admin=True)
 
 
 @router.post("/submissions/{submission_id}/disqualify", response_model=SubmissionPublic)
-def admin_disqualify_submission(submission_id: int, body: Disqualify, _: AdminDep, session: SessionDep,
+def admin_disqualify_submission(submission_id: RowId, body: Disqualify, _: AdminDep, session: SessionDep,
                                 now: NowDep) -> SubmissionPublic:
     """Remove one submission from the boards (or restore it with disqualified=false)."""
     submission = disqualify_submission(session=session, submission_id=submission_id, reason=body.reason,
@@ -85,9 +87,10 @@ def admin_rescore_all(competition: CompetitionDep, body: Reason, _: AdminDep, se
 
 @router.post("/competitions/{slug}/reveal", response_model=CompetitionPublic)
 def admin_reveal(competition: CompetitionDep, body: Reveal, _: AdminDep, session: SessionDep, now: NowDep,
-                 settings: SettingsDep) -> CompetitionPublic:
+                 settings: SettingsDep, request: Request) -> CompetitionPublic:
     """Show the private board to everyone (or hide it again with revealed=false)."""
     row = reveal_private_board(session=session, competition=competition, revealed=body.revealed, now=now)
+    request.app.state.boards.forget(row.slug)  # a hidden board must not be served from the cache a moment longer
     return CompetitionPublic.build(row, load_competition(row), settings)
 
 
@@ -108,7 +111,7 @@ def admin_create_team(competition: CompetitionDep, body: TeamAdminCreate, _: Adm
 
 
 @router.post("/teams/{team_id}/token", response_model=TeamWithToken)
-def admin_rotate_token(team_id: int, _: AdminDep, session: SessionDep, request: Request,
+def admin_rotate_token(team_id: RowId, _: AdminDep, session: SessionDep, request: Request,
                        now: NowDep) -> TeamWithToken:
     """Give a team a new token (the old one stops working)."""
     team = get_team(session=session, team_id=team_id)
@@ -116,7 +119,7 @@ def admin_rotate_token(team_id: int, _: AdminDep, session: SessionDep, request: 
 
 
 @router.post("/teams/{team_id}/disqualify", response_model=TeamPublic)
-def admin_disqualify_team(team_id: int, body: Disqualify, _: AdminDep, session: SessionDep,
+def admin_disqualify_team(team_id: RowId, body: Disqualify, _: AdminDep, session: SessionDep,
                           now: NowDep) -> TeamPublic:
     """Remove a team from the boards and stop its uploads (or restore it)."""
     return TeamPublic.build(disqualify_team(session=session, team_id=team_id, reason=body.reason,

@@ -10,6 +10,8 @@ from server.db import Submission
 from server.db.crud import get_visible_submission, list_submissions, select_final
 from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep
 from server.errors import NotFound
+from server.inputs import MAX_MESSAGE_CHARS
+from server.params import Limit, Offset, RowId
 from server.ranking import private_board_visible
 from server.storage import grid_path
 from server.upload import submit_upload
@@ -19,7 +21,7 @@ router = APIRouter(tags=["submissions"])
 
 def to_public(submission: Submission, *, is_admin: bool) -> SubmissionPublic:
     show_private = private_board_visible(submission.team.competition, is_admin=is_admin)
-    return SubmissionPublic.build(submission, show_private=show_private,
+    return SubmissionPublic.build(submission, show_private=show_private, organizer=is_admin,
                                   grid_url=f"/api/submissions/{submission.id}/grids/{{cls}}.png")
 
 
@@ -27,7 +29,7 @@ def to_public(submission: Submission, *, is_admin: bool) -> SubmissionPublic:
              responses={413: {}, 409: {}, 422: {}, 429: {}, 403: {}})
 def upload_submission(competition: CompetitionDep, team: CompetitionTeam, session: SessionDep, settings: SettingsDep,
                       request: Request, response: Response, now: NowDep, file: UploadFile = File(...),
-                      message: str = Form("")) -> SubmissionAccepted:
+                      message: str = Form("", max_length=MAX_MESSAGE_CHARS)) -> SubmissionAccepted:
     """Upload a zip; it is validated now (422 with the report) and queued for scoring (202)."""
     submission, quota = submit_upload(session=session, settings=settings, competition=competition, team=team,
                                       source=file.file, message=message, now=now)
@@ -38,15 +40,15 @@ def upload_submission(competition: CompetitionDep, team: CompetitionTeam, sessio
 
 
 @router.get("/competitions/{slug}/submissions", response_model=SubmissionsPublic)
-def read_my_submissions(team: CompetitionTeam, session: SessionDep, limit: int = 100,
-                        offset: int = 0) -> SubmissionsPublic:
+def read_my_submissions(team: CompetitionTeam, session: SessionDep, limit: Limit = 100,
+                        offset: Offset = 0) -> SubmissionsPublic:
     """The calling team's submissions, newest first."""
-    rows, count = list_submissions(session=session, team=team, limit=min(limit, 500), offset=offset)
+    rows, count = list_submissions(session=session, team=team, limit=limit, offset=offset)
     return SubmissionsPublic(data=[to_public(s, is_admin=False) for s in rows], count=count)
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionPublic)
-def read_submission(submission_id: int, caller: IdentifiedCaller, session: SessionDep) -> SubmissionPublic:
+def read_submission(submission_id: RowId, caller: IdentifiedCaller, session: SessionDep) -> SubmissionPublic:
     """Status, scores and every status change with its reason (the owning team or the organizer)."""
     submission = get_visible_submission(session=session, submission_id=submission_id, team=caller.team,
                                         is_admin=caller.is_admin)
@@ -54,7 +56,7 @@ def read_submission(submission_id: int, caller: IdentifiedCaller, session: Sessi
 
 
 @router.get("/submissions/{submission_id}/grids/{cls}.png", response_class=FileResponse)
-def read_sample_grid(submission_id: int, cls: str, caller: IdentifiedCaller, session: SessionDep,
+def read_sample_grid(submission_id: RowId, cls: str, caller: IdentifiedCaller, session: SessionDep,
                      settings: SettingsDep) -> FileResponse:
     """The 8x8 sample grid of one class (written after scoring)."""
     submission = get_visible_submission(session=session, submission_id=submission_id, team=caller.team,
@@ -66,7 +68,7 @@ def read_sample_grid(submission_id: int, cls: str, caller: IdentifiedCaller, ses
 
 
 @router.post("/submissions/{submission_id}/final", response_model=SubmissionPublic)
-def choose_final(submission_id: int, body: FinalSelection, team: CurrentTeam, session: SessionDep,
+def choose_final(submission_id: RowId, body: FinalSelection, team: CurrentTeam, session: SessionDep,
                  now: NowDep) -> SubmissionPublic:
     """Select (or unselect) one of your scored submissions as a final for the private board."""
     limit = load_competition(team.competition).config.final_selection_limit

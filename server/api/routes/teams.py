@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, Request
 
 from server.api.deps import CallerDep, CurrentTeam
+from server.api.rate_limit import ClientRateLimit
 from server.api.schemas import QuotaPublic, TeamCreate, TeamMePublic, TeamPublic, TeamWithToken
-from server.competition import load_competition
+from server.competition import CompetitionConfig, load_competition
 from server.db import Team
 from server.db.crud import create_team, quota_status, rotate_team_token
 from server.deps import CompetitionDep, NowDep, SessionDep
@@ -25,13 +28,25 @@ def with_token(team: Team, token: str, request: Request) -> TeamWithToken:
 def register_team(body: TeamCreate, competition: CompetitionDep, caller: CallerDep, session: SessionDep,
                   request: Request, now: NowDep) -> TeamWithToken:
     """Create a team (organizer, or anyone where self-registration is open); its token is shown this once."""
-    if not caller.is_admin and not load_competition(competition).config.self_registration:
-        if caller.is_anonymous:
-            raise Unauthorized("Teams of this competition are created by the organizer (send the admin token).")
-        raise Forbidden("Teams of this competition are created by the organizer; a team token can't create teams.")
+    if not caller.is_admin:
+        check_self_registration(load_competition(competition).config, body.join_code, caller.is_anonymous)
+        limit: ClientRateLimit = request.app.state.team_creation_limit
+        limit.hit(request.client.host if request.client else "unknown")
     team, token = create_team(session=session, competition=competition, name=body.name, members=body.members,
                               now=now)
     return with_token(team, token, request)
+
+
+def check_self_registration(config: CompetitionConfig, join_code: str | None, anonymous: bool) -> None:
+    """Self-registration must be open, and where the competition has a join code, the caller must know it."""
+    if not config.self_registration:
+        if anonymous:
+            raise Unauthorized("Teams of this competition are created by the organizer (send the admin token).")
+        raise Forbidden("Teams of this competition are created by the organizer; a team token can't create teams.")
+    if config.join_code and not hmac.compare_digest((join_code or "").encode(), config.join_code.encode()):
+        raise Forbidden("This competition needs its join code to create a team (the organizer hands it out): send "
+                        '`"join_code": "..."` with the team.', detail={"join_code": "missing" if not join_code
+                                                                        else "wrong"})
 
 
 @router.get("/teams/me", response_model=TeamMePublic)

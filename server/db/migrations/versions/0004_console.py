@@ -1,7 +1,7 @@
 """organizer console: settings history and announcements
 
-Revision ID: 0002_console
-Revises: 0001
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-29
 """
 
@@ -10,8 +10,8 @@ from alembic import op
 
 from server.db.models import UTCDateTime
 
-revision = '0002_console'
-down_revision = '0001'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

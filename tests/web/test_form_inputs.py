@@ -1,0 +1,34 @@
+"""The organizer's forms follow the same input rules as the API (issue 12): no silent truncation, no control
+characters, bounded reasons."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.web.test_pages import Arena, csrf_of
+
+
+@pytest.fixture
+def arena(data_dir):
+    return Arena(data_dir)
+
+
+@pytest.mark.parametrize("name", ["x" * 101, "tab\there", "nul\x00", "   "])
+def test_the_team_form_refuses_names_the_api_refuses(arena, name):
+    organizer = arena.client()
+    arena.sign_in_admin(organizer)
+    csrf = csrf_of(organizer.get("/admin/teams").text)
+    response = organizer.post("/admin/teams", data={"competition": "test-comp", "name": name, "csrf_token": csrf})
+    assert response.status_code == 422 and "team name" in response.text
+    assert "arena_" not in response.text  # no team, no token
+
+
+def test_an_action_reason_with_control_characters_is_refused(arena):
+    submission_id = arena.scored_submission(arena.alpha, 100.0, 110.0, with_grids=False)
+    organizer = arena.client()
+    arena.sign_in_admin(organizer)
+    csrf = csrf_of(organizer.get("/admin/submissions").text)
+    response = organizer.post(f"/admin/submissions/{submission_id}/disqualify",
+                              data={"csrf_token": csrf, "reason": "bad\x00"})
+    assert response.status_code == 422 and "control character" in response.text
+    assert "No scored submissions yet" not in arena.client().get("/c/test-comp/leaderboard").text
