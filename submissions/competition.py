@@ -26,6 +26,8 @@ from pydantic import BaseModel, Field, field_validator
 CONFIG_FILE = "competition.json"
 MANIFEST_FILE = "manifest.json"
 Split = Literal["train", "public", "private"]
+# What a competition accepts: image zips (the default), ONNX generators the server samples, or either.
+SubmissionKinds = Literal["images", "model", "both"]
 
 
 class CompetitionError(ValueError):
@@ -46,6 +48,8 @@ class CompetitionConfig(BaseModel):
     daily_limit: int = Field(5, ge=1, description="Accepted submissions per team per UTC day.")
     final_selection_limit: int = Field(0, ge=0, description="0: best submission counts; N: teams pick up to N finals.")
     self_registration: bool = True
+    submission_kinds: SubmissionKinds = Field(
+        "images", description="images: zips of PNGs; model: an ONNX generator the server samples; both: either.")
     deadline: datetime | None = None
     baseline_rules: str = "Reference entries from the bundled baselines are shown on the leaderboard but not ranked."
     team_rules: str = "One account per team; no hand-picked or copied real images; the memorization check applies."
