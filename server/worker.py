@@ -13,7 +13,10 @@ import signal
 import threading
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from server.competition import load_competition
 from server.config import Settings
@@ -31,12 +34,18 @@ from server.queue import (
     requeue_stale,
     stop_worker,
 )
-from server.storage import grid_path, upload_path, write_sample_grid
+from server.storage import grid_path, model_path, sampled_zip_path, upload_path, write_sample_grid
 
 if TYPE_CHECKING:
     from server.scoring import Scorer
+    from submissions import SubmissionSpec
 
 log = logging.getLogger("arena.worker")
+
+
+class ModelFailed(Exception):
+    """A submitted model could not be sampled (hang, crash, memory, NaN, wrong shape): the team's fault, so the
+    submission fails at once, without retries, and gives its quota back."""
 
 
 class WorkerInterrupted(BaseException):
@@ -130,6 +139,11 @@ class Worker:
         self.current = submission.id
         try:
             self._score(submission)
+        except ModelFailed as exc:
+            log.warning("submission %s: %s", submission.id, exc)
+            with self.database.session() as session:
+                finish_failed(session=session, submission_id=submission.id, worker_id=self.worker_id,
+                              error=str(exc), max_attempts=0, backoff_seconds=0)
         except WorkerInterrupted:
             with self.database.session() as session:
                 release(session=session, submission_id=submission.id, worker_id=self.worker_id,
@@ -150,7 +164,7 @@ class Worker:
 
         competition = load_competition(submission.team.competition)
         spec = SubmissionSpec.from_competition(competition.config, **self.settings.zip_limits)
-        decoded = validate_zip(upload_path(self.settings.data_dir, submission.sha256), spec)
+        decoded = validate_zip(self._images_zip(submission.sha256, spec), spec)
         report = self.scorer.score(competition, decoded.images)
         for cls, images in decoded.images.items():
             write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), images)
@@ -160,11 +174,53 @@ class Worker:
         if not kept:
             log.warning("submission %s was cancelled or requeued while scoring; result discarded", submission.id)
 
+    def _images_zip(self, sha256: str, spec: SubmissionSpec) -> Path:
+        """The zip to score: the upload itself, or the images sampled from an uploaded model (sampled once and
+        kept, so grids, rescoring and the memorization check see the same images)."""
+        uploaded = upload_path(self.settings.data_dir, sha256)
+        if uploaded.exists() or not model_path(self.settings.data_dir, sha256).exists():
+            return uploaded
+        sampled = sampled_zip_path(self.settings.data_dir, sha256)
+        if not sampled.exists():
+            from submissions import pack
+
+            images = sample_images(model_path(self.settings.data_dir, sha256), spec, self.settings,
+                                   seed=seed_of(sha256))
+            partial = sampled.with_suffix(".partial")
+            pack(images, partial, spec)
+            partial.replace(sampled)  # a crash mid-write never leaves a half zip under the final name
+        return sampled
+
     def abandon_current(self, reason: str) -> None:
         """From another thread: give the current job back (the worker's own late result is then discarded)."""
         if self.current is not None:
             with self.database.session() as session:
                 release(session=session, submission_id=self.current, worker_id=self.worker_id, reason=reason)
+
+
+def seed_of(sha256: str) -> int:
+    """The sampling seed a model submission fixes: from its content hash, so nobody can pick a lucky seed."""
+    return int(sha256[:8], 16)
+
+
+def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, seed: int) -> dict[str, np.ndarray]:
+    """images_per_class images per class from an ONNX model, in a capped child process; ModelFailed otherwise."""
+    from submissions.model import validate_model
+    from submissions.report import SubmissionInvalid
+    from submissions.sampling import SamplingFailed, SamplingJob, sample_model
+
+    try:
+        info = validate_model(model, spec, dry_run=False)  # the class order and latent size; rules may have changed
+        job = SamplingJob(model=str(model), labels=[info.label_of(c) for c in spec.classes],
+                          per_class=spec.images_per_class, latent_size=info.latent_size,
+                          image_size=spec.image_size, seed=seed, threads=settings.model_sampling_threads)
+        images = sample_model(job, memory_bytes=settings.model_memory_bytes,
+                              time_limit_s=settings.model_sampling_seconds)
+    except SamplingFailed as exc:
+        raise ModelFailed(f"model sampling failed ({exc.kind}): {exc}") from exc
+    except SubmissionInvalid as exc:
+        raise ModelFailed(f"the model no longer passes validation: {exc}") from exc
+    return dict(zip(spec.classes, images, strict=True))
 
 
 def score_fields(report: dict[str, Any]) -> ScoreFields:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from pathlib import Path
 from submissions.report import Problem, SubmissionInvalid, ValidationReport
 from submissions.sampling import INPUT_LABEL, INPUT_Z, OUTPUT_IMAGES, SamplingFailed, SamplingJob, sample_model
 from submissions.spec import MAX_OPSET, MIN_OPSET, SubmissionSpec
+from submissions.validate import DecodedSubmission, validate_zip
 
 # What generators are built from: arithmetic, convolutions, normalizations, activations, shape plumbing. No control
 # flow (Loop, If, Scan: a model that never ends), no random generators (the seed must decide every image).
@@ -56,8 +58,17 @@ class ModelInfo:
         return self.classes.index(cls)
 
 
-def is_onnx_name(name: str) -> bool:
-    return name.lower().endswith(".onnx")
+def validate_submission(path: str | Path, spec: SubmissionSpec) -> DecodedSubmission | ModelInfo:
+    """A zip (told by its bytes, not its name) or a model, each against its rules and the competition's kinds."""
+    path = Path(path)
+    is_zip = zipfile.is_zipfile(path)
+    if is_zip and not spec.accepts_images:
+        raise SubmissionInvalid(ValidationReport(valid=False, problems=[Problem(
+            rule="kind_not_accepted", file=path.name, found="a zip of images",
+            fix="this competition accepts models only: submit an ONNX generator (see `arena submission spec`)")]))
+    if is_zip or not spec.accepts_model:  # an images-only competition reports a model as not_a_zip
+        return validate_zip(path, spec)
+    return validate_model(path, spec)
 
 
 def validate_model(path: str | Path, spec: SubmissionSpec, *, dry_run: bool = True) -> ModelInfo:

@@ -36,6 +36,7 @@ RULES: dict[str, str] = {
 # Rule id -> one-line description, in the order the validator checks them. `arena submission spec` prints these
 # for competitions that accept models (submissions.model checks them).
 MODEL_RULES: dict[str, str] = {
+    "kind_not_accepted": "The competition accepts this kind of submission (its submission_kinds).",
     "model_too_large": "The ONNX file is at most max_model_bytes.",
     "not_onnx": "The file is a readable ONNX model in one file (no external data files).",
     "opset_out_of_range": "The model's ONNX opset is in the supported range (min_opset to max_opset).",
