@@ -34,12 +34,16 @@ class CompetitionPublic(BaseModel):
     private_revealed: bool
     baseline_rules: str
     team_rules: str
+    submission_kinds: str
     # The server's limits, so clients (`arena submit`) check a zip locally exactly as the server will.
     max_upload_bytes: int
     max_entries: int
     max_uncompressed_bytes: int
     max_compression_ratio: int
     max_image_pixels: int
+    max_model_bytes: int
+    model_memory_bytes: int
+    model_time_limit_s: float
 
     @classmethod
     def build(cls, row: CompetitionRow, competition: Competition, settings: Settings) -> CompetitionPublic:

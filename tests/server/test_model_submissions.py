@@ -78,14 +78,31 @@ def test_a_model_that_fails_while_sampling_fails_at_once_without_quota(make_app,
     assert arena.client.get("/api/teams/me", headers=bearer(token)).json()["quota"]["used"] == 0
 
 
+def first_rule(response) -> str:
+    return response.json()["error"]["detail"]["problems"][0]["rule"]
+
+
 def test_each_competition_takes_only_its_kinds(make_app, scoring_competition, tmp_path):
     images_only = make_app(competition=scoring_competition)
     _, token = images_only.create_team("a")
     rejected = upload_model(images_only, token, onnx_models.generator(tmp_path / "g.onnx"))
-    assert rejected.status_code == 422 and rejected.json()["error"]["detail"]["problems"][0]["rule"] == "not_a_zip"
+    assert rejected.status_code == 422 and first_rule(rejected) == "not_a_zip"
     models_only = make_app(competition=with_kinds(scoring_competition, "model", tmp_path))
     _, token = models_only.create_team("b")
     rejected = models_only.upload(token, submission_zip(models_only.competition))
-    assert rejected.status_code == 422 and rejected.json()["error"]["detail"]["problems"][0]["rule"] == "kind_not_accepted"
+    assert rejected.status_code == 422 and first_rule(rejected) == "kind_not_accepted"
     custom = upload_model(models_only, token, onnx_models.custom_op(tmp_path / "c.onnx"))
-    assert custom.status_code == 422 and custom.json()["error"]["detail"]["problems"][0]["rule"] == "operator_not_allowed"
+    assert custom.status_code == 422 and first_rule(custom) == "operator_not_allowed"
+
+
+def test_the_pages_say_what_the_competition_takes(make_app, scoring_competition, tmp_path):
+    from tests.web.test_pages import csrf_of
+
+    arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path))
+    _, token = arena.create_team("web")
+    overview = arena.client.get(f"/c/{arena.slug}").text
+    assert "A zip of PNG images or an ONNX generator the server samples." in overview
+    csrf = csrf_of(arena.client.get("/signin").text)
+    arena.client.post("/signin", data={"token": token, "csrf_token": csrf})
+    form = arena.client.get(f"/c/{arena.slug}/submit").text
+    assert 'accept=".zip,application/zip,.onnx"' in form and "Submission zip or generator (.onnx)" in form

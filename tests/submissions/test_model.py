@@ -102,3 +102,19 @@ def test_every_rule_is_described_in_the_spec(spec):
     assert "Submission kinds: both" in text and "A zip with one folder per class" in text
     assert all(rule in text for rule in MODEL_RULES)
     assert "ONNX" not in spec.describe()  # an images-only competition does not mention models
+
+
+def test_submission_check_takes_a_model_where_the_competition_does(tmp_path):
+    from typer.testing import CliRunner
+
+    from server.cli import app
+
+    competition = make_competition(tmp_path / "comp", images_per_class=5, submission_kinds="both")
+    model = onnx_models.generator(tmp_path / "g.onnx")
+    checked = CliRunner().invoke(app, ["submission", "check", str(model), "--competition", str(competition.root)])
+    assert checked.exit_code == 0, checked.output
+    spec_text = CliRunner().invoke(app, ["submission", "spec", "--competition", str(competition.root)]).output
+    assert "Submission kinds: both" in spec_text and "operator_not_allowed" in spec_text
+    broken = onnx_models.custom_op(tmp_path / "custom.onnx")
+    failed = CliRunner().invoke(app, ["submission", "check", str(broken), "--competition", str(competition.root)])
+    assert failed.exit_code == 1 and "operator_not_allowed" in failed.output
