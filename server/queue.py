@@ -158,6 +158,7 @@ class ScoreFields:
     precision: str
     scorer_version: str
     weights_sha256: str
+    sample_sets: dict[str, Any] | None = None  # model submissions only (server.worker.score_sample_sets)
 
 
 

@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,18 +168,24 @@ class Worker:
         report = self.scorer.score(competition, decoded.images)
         for cls, images in decoded.images.items():
             write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), images)
+        scores = score_fields(report.model_dump(mode="json"))
+        if self._is_model(submission.sha256):
+            scores = replace(scores, sample_sets=self._score_sample_sets(submission.sha256, spec, competition, scores))
         with self.database.session() as session:
             kept = finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
-                                 scores=score_fields(report.model_dump(mode="json")), now=utcnow())
+                                 scores=scores, now=utcnow())
         if not kept:
             log.warning("submission %s was cancelled or requeued while scoring; result discarded", submission.id)
+
+    def _is_model(self, sha256: str) -> bool:
+        data_dir = self.settings.data_dir
+        return not upload_path(data_dir, sha256).exists() and model_path(data_dir, sha256).exists()
 
     def _images_zip(self, sha256: str, spec: SubmissionSpec) -> Path:
         """The zip to score: the upload itself, or the images sampled from an uploaded model (sampled once and
         kept, so grids, rescoring and the memorization check see the same images)."""
-        uploaded = upload_path(self.settings.data_dir, sha256)
-        if uploaded.exists() or not model_path(self.settings.data_dir, sha256).exists():
-            return uploaded
+        if not self._is_model(sha256):
+            return upload_path(self.settings.data_dir, sha256)
         sampled = sampled_zip_path(self.settings.data_dir, sha256)
         if not sampled.exists():
             from submissions import pack
@@ -190,6 +196,21 @@ class Worker:
             pack(images, partial, spec)
             partial.replace(sampled)  # a crash mid-write never leaves a half zip under the final name
         return sampled
+
+    def _score_sample_sets(self, sha256: str, spec: SubmissionSpec, competition: Any,
+                           first: ScoreFields) -> dict[str, Any]:
+        """Score model_sample_sets - 1 more image sets with fresh seeds: the spread of a model's score measured,
+        not estimated by a bootstrap of one set. The extra images are scored and dropped."""
+        seed = seed_of(sha256)
+        seeds, public, private = [seed], [first.score_public], [first.score_private]
+        model = model_path(self.settings.data_dir, sha256)
+        for offset in range(1, self.settings.model_sample_sets):
+            images = sample_images(model, spec, self.settings, seed=seed + offset)
+            report = self.scorer.score(competition, images)
+            seeds.append(seed + offset)
+            public.append(report.score_public)
+            private.append(report.score_private)
+        return {"method": "fresh sample sets", "seeds": seeds, **spread("public", public), **spread("private", private)}
 
     def abandon_current(self, reason: str) -> None:
         """From another thread: give the current job back (the worker's own late result is then discarded)."""
@@ -221,6 +242,13 @@ def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, seed
     except SubmissionInvalid as exc:
         raise ModelFailed(f"the model no longer passes validation: {exc}") from exc
     return dict(zip(spec.classes, images, strict=True))
+
+
+def spread(name: str, scores: list[float]) -> dict[str, Any]:
+    """{name: scores, name_mean, name_std}: the sample standard deviation across sets (0 for one set)."""
+    values = np.asarray(scores, dtype=np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return {name: [float(v) for v in values], f"{name}_mean": float(values.mean()), f"{name}_std": std}
 
 
 def score_fields(report: dict[str, Any]) -> ScoreFields:

@@ -35,7 +35,7 @@ def upload_model(arena, token, path):
 
 
 def test_a_model_is_sampled_scored_and_its_samples_kept(make_app, scorer, scoring_competition, tmp_path):
-    arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path))
+    arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path), model_sample_sets=3)
     _, token = arena.create_team("gen")
     accepted = upload_model(arena, token, onnx_models.generator(tmp_path / "g.onnx"))
     assert accepted.status_code == 202, accepted.text
@@ -49,6 +49,12 @@ def test_a_model_is_sampled_scored_and_its_samples_kept(make_app, scorer, scorin
         data_dir = arena.settings.data_dir
         assert model_path(data_dir, sha).is_file() and not upload_path(data_dir, sha).exists()
         assert grid_path(arena.settings.data_dir, submission.id, "with_mask").is_file()
+        sets = submission.sample_sets
+        assert sets["method"] == "fresh sample sets" and len(set(sets["seeds"])) == 3
+        assert sets["public"][0] == submission.score_public and len(sets["private"]) == 3
+        assert sets["public_std"] > 0  # three different image sets, three different scores
+    shown = arena.client.get(accepted.json()["status_url"], headers=bearer(token)).json()["sample_sets"]
+    assert shown["public"] == sets["public"] and not any(k.startswith("private") for k in shown)  # before the reveal
     samples = sampled_zip_path(arena.settings.data_dir, sha)
     before = samples.stat().st_mtime_ns
     # Rescoring reads the kept samples: same images, no second sampling.
@@ -106,3 +112,15 @@ def test_the_pages_say_what_the_competition_takes(make_app, scoring_competition,
     arena.client.post("/signin", data={"token": token, "csrf_token": csrf})
     form = arena.client.get(f"/c/{arena.slug}/submit").text
     assert 'accept=".zip,application/zip,.onnx"' in form and "Submission zip or generator (.onnx)" in form
+
+
+def test_the_submission_page_labels_the_spread_of_fresh_sample_sets(make_app, scorer, scoring_competition, tmp_path):
+    from tests.web.test_pages import csrf_of
+
+    arena = make_app(competition=with_kinds(scoring_competition, "model", tmp_path), model_sample_sets=2)
+    _, token = arena.create_team("gen")
+    submission_id = upload_model(arena, token, onnx_models.generator(tmp_path / "g.onnx")).json()["id"]
+    Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w").run(exit_when_idle=True)
+    arena.client.post("/signin", data={"token": token, "csrf_token": csrf_of(arena.client.get("/signin").text)})
+    page = arena.client.get(f"/submissions/{submission_id}").text
+    assert "over 2 fresh sample sets of your model, not a bootstrap" in page
