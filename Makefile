@@ -39,3 +39,9 @@ bench: venv
 	$(PY) bench/scoring.py
 	$(PY) bench/server_load.py
 	$(PY) bench/training.py
+
+# The one-shot GPU check (bench/gpu.py, under 9 minutes on one GPU; ARGS="--smoke" runs it on the CPU). No venv
+# prerequisite: on a GPU machine without the network it runs with that machine's python3 (see docs/BENCHMARKS.md).
+.PHONY: bench-gpu
+bench-gpu:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bench/gpu.py $(ARGS)

@@ -7,7 +7,11 @@
     `disp` argument pytorch-fid 0.3.0 passes to sqrtm);
 (b) `arena score --images GEN --competition DIR` in a new process (model load included; references cached on disk);
 (c) warm: a long-lived process with the model loaded and the references in memory scores the same PNGs
-    (decode included).
+    (decode included), once per engine: on CPU `torch` (the scorer before issue 16) and `onnxruntime`;
+(d) on CPU, the feature runtimes alone on one batch of 64x64 images in one process: eager torch, channels-last
+    torch, ONNX Runtime and OpenVINO (when installed: `pip install -c constraints.txt '.[bench]'`), with images/s,
+    the share of the CPU's fp32 peak (cores x FMA lanes x 2 FMA units x 2 flops x clock, from lscpu) and the max
+    abs pool3 difference to eager torch.
 Each runs in its own process so its peak RSS is its own. Device: CUDA when present (pytorch-fid gets --device
 cuda too). Prints a table and writes bench/results/scoring-<device>-<N>.json.
 """
@@ -83,7 +87,7 @@ def warm_child(args: argparse.Namespace) -> None:
     from server.scoring.features import read_class_folders
 
     competition = Competition.load(args.competition)
-    scorer = Scorer(device=args.device, precision=args.precision)
+    scorer = Scorer(device=args.device, precision=args.precision, engine=args.engine)
     scorer.prepare(competition, progress=False)
     warm_up = {cls: images[:2] for cls, images in read_class_folders(args.generated, competition.classes).items()}
     scorer.score(competition, warm_up)
@@ -130,51 +134,133 @@ def run(args: argparse.Namespace) -> dict:
     Scorer(device=device).prepare(competition)  # one-time reference build (cached on disk for the runs below)
     reference_build_s = time.perf_counter() - started
 
-    pytorch_fid = {}
-    for cls in competition.classes:
+    pytorch_fid: dict = {}
+    cold: dict = {}
+    for cls in competition.classes if not args.only_warm else ():
         real = competition_dir / "test" / cls
         result = measured([sys.executable, "-c", PYTORCH_FID_UNDER_SHIM, str(generated / cls), str(real),
                            "--device", device, "--num-workers", str(min(8, os.cpu_count() or 1))])
         result["fid"] = float(re.search(r"FID:\s*([0-9.eE+-]+)", result.pop("stdout")).group(1))
         pytorch_fid[cls] = result
 
-    cold = measured([sys.executable, "-m", "server.cli", "score", "--images", str(generated), "--competition",
-                     str(competition_dir), "--json", "--device", device])
-    cold["report"] = json.loads(cold.pop("stdout"))
+    if not args.only_warm:
+        cold = measured([sys.executable, "-m", "server.cli", "score", "--images", str(generated), "--competition",
+                         str(competition_dir), "--json", "--device", device])
+        cold["report"] = json.loads(cold.pop("stdout"))
 
+    runtimes = measured([sys.executable, str(Path(__file__).resolve()), "--runtimes-child"]) if device == "cpu" else {}
     warm = {}
-    for precision in ["exact"] + (["tf32", "fp16"] if device == "cuda" else []):
+    variants = [("exact", "torch"), ("exact", "onnxruntime")] if device == "cpu" else \
+        [("exact", "torch"), ("tf32", "torch"), ("fp16", "torch")]
+    for precision, engine in variants:
         child = measured([sys.executable, str(Path(__file__).resolve()), "--warm-child", "--competition",
                           str(competition_dir), "--generated", str(generated), "--device", device, "--precision",
-                          precision, "--repeats", str(args.repeats)])
-        warm[precision] = {**json.loads(child["stdout"]), "process_wall_s": child["wall_s"]}
+                          precision, "--engine", engine, "--repeats", str(args.repeats)])
+        name = engine if device == "cpu" else precision
+        warm[name] = {**json.loads(child["stdout"]), "process_wall_s": child["wall_s"]}
 
-    return summarize(args, device, reference_build_s, pytorch_fid, cold, warm)
+    summary = summarize(args, device, reference_build_s, pytorch_fid, cold, warm)
+    if runtimes:
+        summary["runtimes"] = json.loads(runtimes["stdout"])
+    return summary
+
+
+def cpu_fp32_peak_gflops() -> dict:
+    """cores x SIMD fp32 lanes (16 with AVX-512, 8 with AVX2) x 2 FMA units x 2 flops x clock (lscpu max MHz, else
+    BogoMIPS / 2). Two FMA units per core holds for the server x86 cores this runs on (Zen, Skylake-SP and later)."""
+    info = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = fields.get("Flags", "").split()
+    lanes = 16 if "avx512f" in flags else 8 if "fma" in flags else 4
+    mhz = float(fields.get("CPU max MHz") or float(fields.get("BogoMIPS", "4000")) / 2)
+    cores = len(os.sched_getaffinity(0))
+    return {"cores": cores, "fp32_lanes": lanes, "fma_units": 2, "ghz": mhz / 1e3, "model": fields.get("Model name"),
+            "peak_gflops": cores * lanes * 2 * 2 * mhz / 1e3}
+
+
+def runtimes_child(batch: int = 16, repeats: int = 2) -> None:
+    """(d): each runtime on the same batch, the best of `repeats` timed runs after one warm-up, same process."""
+    import numpy as np
+    import torch
+
+    from server.scoring.onnx_engine import OnnxPool3, ensure_export, pool3_module
+    from server.scoring.weights import resolve_weights
+
+    weights = resolve_weights(allow_download=False)
+    onnx_path = ensure_export(weights.path, weights.sha256)
+    threads = len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)
+    images = np.random.default_rng(0).integers(0, 256, (batch, 1, 64, 64)).repeat(3, axis=1).astype(np.float32) / 255
+    eager = pool3_module(weights.path)
+    channels_last = pool3_module(weights.path).to(memory_format=torch.channels_last)
+    runners = {
+        "torch eager fp32": lambda x: eager(torch.from_numpy(x)).numpy(),
+        "torch channels-last fp32": lambda x: channels_last(
+            torch.from_numpy(x).contiguous(memory_format=torch.channels_last)).numpy(),
+        "onnxruntime CPU, all graph optimizations": OnnxPool3(onnx_path, threads),
+    }
+    try:
+        import openvino
+
+        compiled = openvino.Core().compile_model(str(onnx_path), "CPU", {
+            "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"})
+        runners[f"openvino {openvino.__version__} f32"] = lambda x: compiled(x)[0]
+    except ImportError:
+        pass
+    results, reference = {}, None
+    with torch.inference_mode():
+        for name, run_batch in runners.items():
+            run_batch(images[:2])
+            times = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                features = run_batch(images)
+                times.append(time.perf_counter() - started)
+            reference = features if reference is None else reference
+            results[name] = {"images_per_s": batch / min(times),
+                             "max_abs_diff_vs_eager": float(np.abs(features - reference).max())}
+    peak = cpu_fp32_peak_gflops()
+    for result in results.values():
+        result["share_of_fp32_peak"] = result["images_per_s"] * INCEPTION_GFLOPS_PER_IMAGE / peak["peak_gflops"]
+    print(json.dumps({"batch": batch, "threads": threads, "cpu": peak, "runtimes": results,
+                      "versions": {"torch": torch.__version__, "onnxruntime": __import__("onnxruntime").__version__}}))
 
 
 def summarize(args, device, reference_build_s, pytorch_fid, cold, warm) -> dict:
-    exact = warm["exact"]
-    baseline_s = sum(r["wall_s"] for r in pytorch_fid.values())
+    exact = warm["onnxruntime" if device == "cpu" else "exact"]
+    baseline_s = sum(r["wall_s"] for r in pytorch_fid.values()) or float("nan")
     ours = {cls: s["raw_fid_all"] for cls, s in exact["report"]["classes"].items()}
-    summary = {
+    summary: dict = {
         "device": device,
         "torch_threads": os.cpu_count(),
         "images_per_class": args.images_per_class,
         "train_per_class": args.train_per_class,
         "reference_build_s": reference_build_s,
         "pytorch_fid": pytorch_fid,
-        "arena_score_cold": {k: v for k, v in cold.items() if k != "report"} | {"timings": cold["report"]["timings"]},
+        "arena_score_cold": {k: v for k, v in cold.items() if k != "report"} | (
+            {"timings": cold["report"]["timings"]} if cold else {}),
         "warm": {p: {k: v for k, v in w.items() if k != "report"} | {"timings": w["report"]["timings"],
                                                                   "score_all": w["report"]["score_all"]}
                  for p, w in warm.items()},
         "fid_ours_vs_pytorch_fid": {cls: {"ours": ours[cls], "pytorch_fid": pytorch_fid[cls]["fid"],
                                           "relative_difference": abs(ours[cls] / pytorch_fid[cls]["fid"] - 1)}
-                                    for cls in ours},
+                                    for cls in ours if cls in pytorch_fid},
         "ratios": {"warm_over_pytorch_fid": exact["wall_s"] / baseline_s,
-                   "cold_over_pytorch_fid": cold["wall_s"] / baseline_s,
+                   "cold_over_pytorch_fid": cold.get("wall_s", float("nan")) / baseline_s,
                    "speedup_warm": baseline_s / exact["wall_s"]},
         "distance_s_per_class": exact["report"]["timings"]["distance"] / len(ours),
     }
+    if device == "cpu":
+        before = warm["torch"]
+        summary["engines"] = {
+            name: {"wall_s": w["wall_s"], "features_s": w["report"]["timings"]["features"],
+                   "images_per_s_features": 2 * args.images_per_class / w["report"]["timings"]["features"],
+                   "speedup_vs_torch": before["wall_s"] / w["wall_s"], "peak_rss_mb": w["peak_rss_mb"],
+                   "fid_relative_difference_vs_torch": {
+                       cls: abs(c["raw_fid_all"] / before["report"]["classes"][cls]["raw_fid_all"] - 1)
+                       for cls, c in w["report"]["classes"].items()}}
+            for name, w in warm.items()}
     if device == "cuda":
         import torch
 
@@ -188,12 +274,13 @@ def summarize(args, device, reference_build_s, pytorch_fid, cold, warm) -> dict:
 
 
 def print_table(summary: dict) -> None:
-    baseline = sum(r["wall_s"] for r in summary["pytorch_fid"].values())
+    baseline = sum(r["wall_s"] for r in summary["pytorch_fid"].values()) or float("nan")
     rows = [(f"(a) python -m pytorch_fid, {cls}", r["wall_s"], r["peak_rss_mb"])
             for cls, r in summary["pytorch_fid"].items()]
-    rows += [("(a) total", baseline, max(r["peak_rss_mb"] for r in summary["pytorch_fid"].values())),
-             ("(b) arena score, new process", summary["arena_score_cold"]["wall_s"],
-              summary["arena_score_cold"]["peak_rss_mb"])]
+    if summary["pytorch_fid"]:
+        rows += [("(a) total", baseline, max(r["peak_rss_mb"] for r in summary["pytorch_fid"].values())),
+                 ("(b) arena score, new process", summary["arena_score_cold"]["wall_s"],
+                  summary["arena_score_cold"]["peak_rss_mb"])]
     rows += [(f"(c) warm in-process, {p}", w["wall_s"], w["peak_rss_mb"]) for p, w in summary["warm"].items()]
     n = summary["images_per_class"]
     print(f"\nScoring 2 x {n} generated vs 2 x {n} real 64x64 PNGs on {summary['device']} "
@@ -201,8 +288,18 @@ def print_table(summary: dict) -> None:
     print(f"{'run':<38}{'wall s':>10}{'peak RSS MB':>14}{'x (a) total':>13}")
     for name, wall, rss in rows:
         print(f"{name:<38}{wall:>10.2f}{rss:>14.0f}{wall / baseline:>13.3f}")
-    timings = summary["warm"]["exact"]["timings"]
-    print("warm exact breakdown (s): " + ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+    for name, engine in summary.get("engines", {}).items():
+        print(f"engine {name:<12} features {engine['images_per_s_features']:6.2f} img/s, warm scoring "
+              f"{engine['speedup_vs_torch']:.2f}x torch, FID rel. diff vs torch "
+              f"{max(engine['fid_relative_difference_vs_torch'].values()):.1e}")
+    if "runtimes" in summary:
+        cpu = summary["runtimes"]["cpu"]
+        print(f"\nFeature runtimes, batch {summary['runtimes']['batch']} of 64x64, {summary['runtimes']['threads']} "
+              f"threads; fp32 peak {cpu['peak_gflops']:.0f} GFLOP/s ({cpu['cores']} cores x {cpu['fp32_lanes']} lanes "
+              f"x 2 FMA x 2 x {cpu['ghz']:.2f} GHz)")
+        print(f"{'runtime':<44}{'img/s':>8}{'of peak':>9}{'max|diff|':>11}")
+        for name, r in summary["runtimes"]["runtimes"].items():
+            print(f"{name:<44}{r['images_per_s']:>8.2f}{r['share_of_fp32_peak']:>9.1%}{r['max_abs_diff_vs_eager']:>11.1e}")
     print(f"Fréchet distance per class (3 splits): {summary['distance_s_per_class']:.3f} s")
     for cls, parity in summary["fid_ours_vs_pytorch_fid"].items():
         print(f"FID {cls}: ours {parity['ours']:.6f}, pytorch-fid {parity['pytorch_fid']:.6f}, "
@@ -222,10 +319,17 @@ def main() -> None:
     parser.add_argument("--warm-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--competition", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--generated", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--only-warm", action="store_true",
+                        help="Skip (a) pytorch-fid's CLI and (b) the cold `arena score` (a busy machine).")
     parser.add_argument("--precision", default="exact", help=argparse.SUPPRESS)
+    parser.add_argument("--engine", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--runtimes-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.warm_child:
         warm_child(args)
+        return
+    if args.runtimes_child:
+        runtimes_child()
         return
     args.train_per_class = args.train_per_class or args.images_per_class
     summary = run(args)

@@ -89,4 +89,5 @@ def write_config(root: Path, config: CompetitionConfig) -> None:
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:
-    (root / MANIFEST_FILE).write_text(json.dumps(manifest.model_dump(by_alias=True), indent=1) + "\n")
+    document = manifest.model_dump(by_alias=True, exclude_none=True)  # a manifest without audit stays as it was
+    (root / MANIFEST_FILE).write_text(json.dumps(document, indent=1) + "\n")

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     precision: Literal["exact", "tf32", "fp16"] = Field(
         "exact", description="exact = fp32 with TF32 off (default); tf32/fp16 are faster, see docs/BENCHMARKS.md."
     )
+    fid_engine: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto", description="Feature engine: auto = torch on CUDA, onnxruntime on CPU (about 2x eager torch there)."
+    )
     fid_weights: Path | None = Field(None, description="Path to pt_inception-2015-12-05-6726825d.pth (optional).")
     fid_weights_download: bool = Field(
         True, description="Try pytorch-fid's official download (10 s timeout) when no local FID weights exist."

@@ -55,7 +55,8 @@ class WorkerInterrupted(BaseException):
 def make_scorer(settings: Settings) -> Scorer:
     from server.scoring import Scorer
 
-    return Scorer(device=settings.device, precision=settings.precision, weights_path=settings.fid_weights)
+    return Scorer(device=settings.device, precision=settings.precision, weights_path=settings.fid_weights,
+                  allow_download=settings.fid_weights_download, engine=settings.fid_engine)
 
 
 @dataclass

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -74,6 +74,8 @@ class ManifestEntry(BaseModel):
 class Manifest(BaseModel):
     dataset_hash: str
     files: list[ManifestEntry]
+    # What `arena data prepare` found (splits, class mapping, left-out files, duplicates); not part of the hash.
+    audit: dict[str, Any] | None = None
 
     @staticmethod
     def hash_entries(files: list[ManifestEntry]) -> str:
@@ -84,9 +86,9 @@ class Manifest(BaseModel):
         return digest.hexdigest()
 
     @classmethod
-    def build(cls, files: list[ManifestEntry]) -> Manifest:
+    def build(cls, files: list[ManifestEntry], audit: dict[str, Any] | None = None) -> Manifest:
         ordered = sorted(files, key=lambda e: e.path)
-        return cls(dataset_hash=cls.hash_entries(ordered), files=ordered)
+        return cls(dataset_hash=cls.hash_entries(ordered), files=ordered, audit=audit)
 
 
 @dataclass(frozen=True)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Literal, NoReturn
 
 import typer
 
 from server.competition import CONFIG_FILE
 from server.data import demo
+from server.data.audit import NEAR_MAX_DISTANCE, NEAR_MIN_CORRELATION, PAIR_KINDS
+
+if TYPE_CHECKING:
+    from server.data.prepare import PrepareReport
 
 data_app = typer.Typer(help="Create competition data: a procedural demo or a prepared dataset.", no_args_is_help=True)
 
@@ -51,13 +55,25 @@ def demo_command(
 @data_app.command("prepare")
 def prepare_command(
     source: Path = typer.Option(
-        ..., "--source", help="Dataset root with train/<class>/ and test/<class>/, or (with --test-source) the "
-        "training class folders."
+        ..., "--source", help="Dataset root (a folder, .zip or .tar(.gz)) with split folders (train/, Test/, "
+        "Validation/, ...) of class folders; or, with --test-source, the training class folders."
     ),
     out: Path = typer.Option(..., "--out", help="Competition directory to create."),
     test_source: Path | None = typer.Option(
-        None, "--test-source", help="Held-out class folders, when they are not SOURCE/test."
+        None, "--test-source", help="Held-out class folders (folder or archive), when the source has no test split."
     ),
+    classes: list[str] = typer.Option(
+        [], "--class", metavar="NAME=FOLDER", help="Competition class NAME takes the images of class folder FOLDER "
+        "(repeatable; repeat a NAME to merge folders). Default: every folder, named in snake case (WithMask -> "
+        "with_mask)."
+    ),
+    validation: Literal["train", "test", "ignore"] = typer.Option(
+        "test", "--validation", help="Where a validation split's images go."
+    ),
+    small: Literal["upscale", "skip", "error"] = typer.Option(
+        "skip", "--small", help="Images smaller than --image-size: leave out (listed), enlarge, or stop."
+    ),
+    dedupe: bool = typer.Option(False, "--dedupe", help="Leave out test images that duplicate training images."),
     slug: str | None = typer.Option(None, "--slug", help="Competition id in URLs; default: the --out folder name."),
     title: str | None = typer.Option(None, "--title"),
     images_per_class: int = typer.Option(
@@ -68,9 +84,11 @@ def prepare_command(
         0.5, "--public-fraction", min=0.0, max=1.0, help="Share of test images on the public leaderboard."
     ),
     seed: int = typer.Option(0, "--seed", help="Seeds the public/private split."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable or too small images (listed)."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files (listed) instead of stopping."),
+    max_extract_gb: float = typer.Option(20.0, "--max-extract-gb", min=0.0, help="Largest archive contents accepted."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Decoding processes; 0: one per core (at most 8)."),
 ) -> None:
-    """Prepare a competition from a dataset of class folders (e.g. Face-Mask-Classification-20000-Dataset)."""
+    """Prepare a competition from a downloaded dataset of class folders (Kaggle, Hugging Face, GitHub)."""
     from server.data import DataPreparationError, prepare_competition
 
     try:
@@ -78,6 +96,10 @@ def prepare_command(
             source,
             out,
             test_source=test_source,
+            class_map=_class_map(classes),
+            validation=validation,
+            small=small,
+            dedupe=dedupe,
             slug=slug,
             title=title,
             images_per_class=images_per_class,
@@ -85,14 +107,72 @@ def prepare_command(
             public_fraction=public_fraction,
             seed=seed,
             skip_bad=skip_bad,
+            workers=workers or None,
+            max_extract_bytes=int(max_extract_gb * 1024**3),
         )
     except DataPreparationError as exc:
         _fail(exc)
-    if result.skipped:
-        typer.echo(f"Left out {len(result.skipped)} unusable image(s) (--skip-bad):", err=True)
-        for line in result.skipped:
-            typer.echo(f"  - {line}", err=True)
+    _print_report(result.report, image_size)
     _summarize(result.competition.root, unchanged=result.unchanged)
+
+
+def _class_map(pairs: list[str]) -> dict[str, list[str]] | None:
+    """`--class NAME=FOLDER` options as {NAME: [FOLDER, ...]} (None when there are none)."""
+    mapping: dict[str, list[str]] = {}
+    for pair in pairs:
+        name, sep, folder = pair.partition("=")
+        if not (sep and name.strip() and folder.strip()):
+            _fail(ValueError(f"--class {pair!r}: expected NAME=FOLDER, e.g. --class with_mask=WithMask."))
+        mapping.setdefault(name.strip(), []).append(folder.strip())
+    return mapping or None
+
+
+def _print_report(report: PrepareReport, image_size: int) -> None:
+    """What prepare found and did: splits, class mapping, left-out files, duplicates (all in manifest.json)."""
+    layout = report.layout
+    default = ", the default" if report.validation == "test" else ""
+    for split, root in layout.roots.items():
+        part = report.validation if split == "validation" else split
+        note = f" (--validation {report.validation}{default})" if split == "validation" else ""
+        typer.echo(f"Split   {layout.show(root)} -> {part}{note}")
+    for cls, folders in sorted(layout.mapping().items()):
+        typer.echo(f"Class   {cls} <- {', '.join(folders)}")
+    for folder in layout.left_out:
+        typer.echo(f"Unused  {folder}")
+    if report.renamed:
+        typer.echo(f"Renamed {len(report.renamed)} file(s) whose names collide (e.g. 10.jpg and 10.png): "
+                   "manifest.json audit.renamed lists them")
+    if report.small:
+        action = "enlarged (--small upscale)" if report.small_policy == "upscale" else "left out (--small skip)"
+        typer.echo(f"Small   {len(report.small)} image(s) under {image_size}x{image_size} {action}")
+    if report.unreadable:
+        _echo_list(f"Left out {len(report.unreadable)} unusable file(s) (--skip-bad):", report.unreadable)
+    if report.duplicates:
+        _print_duplicates(report)
+
+
+def _print_duplicates(report: PrepareReport) -> None:
+    assert report.duplicates is not None
+    counts = report.duplicates.counts()
+    typer.echo(f"Duplicates (pairs: exact / near: pHash <= {NEAR_MAX_DISTANCE} bits apart, pixel correlation >= "
+               f"{NEAR_MIN_CORRELATION}):")
+    for kind in PAIR_KINDS:
+        typer.echo(f"  {kind.replace('_', ' '):18} {counts['exact'][kind]} / {counts['near'][kind]}")
+    across = [*report.duplicates.exact["across_train_test"], *report.duplicates.near["across_train_test"]]
+    if report.dropped:
+        _echo_list(f"  --dedupe left out {len(report.dropped)} test image(s) that copy training images:",
+                   [f"{path} ({source})" for path, source in report.dropped.items()])
+    elif across:
+        _echo_list("  test images that copy training images (pass --dedupe to leave them out):",
+                   [f"{pair[1]} ~ {pair[0]}" for pair in across])
+
+
+def _echo_list(title: str, lines: list[str], shown: int = 10) -> None:
+    typer.echo(title)
+    for line in lines[:shown]:
+        typer.echo(f"  - {line}")
+    if len(lines) > shown:
+        typer.echo(f"  ... and {len(lines) - shown} more (all in manifest.json)")
 
 
 def _fail(exc: Exception) -> NoReturn:

@@ -12,6 +12,7 @@ weights_app = typer.Typer(help="FID Inception weights: where they come from, off
 
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
 PRECISION_HELP = "exact (fp32, TF32 off; default), tf32 or fp16 (CUDA only)."
+ENGINE_HELP = "auto (torch on CUDA, onnxruntime on CPU), torch or onnxruntime. Default: ARENA_FID_ENGINE."
 
 
 def register(app: typer.Typer) -> None:
@@ -20,22 +21,37 @@ def register(app: typer.Typer) -> None:
 
 
 @weights_app.command("status")
-def weights_status(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Show which weights file would be used, its source and sha256 (never downloads or converts)."""
+def weights_status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    device: str = typer.Option(None, help=DEVICE_HELP + " Default: ARENA_DEVICE."),
+    engine: str = typer.Option(None, help=ENGINE_HELP),
+) -> None:
+    """Show the weights file (source, sha256) and which engine would run from which file (never builds)."""
     from server.config import get_settings
+    from server.scoring.features import resolve_device
+    from server.scoring.onnx_engine import EngineUnavailableError, export_path, export_state, resolve_engine
     from server.scoring.weights import WeightsNotFoundError, find_local_weights, hub_cache_path
 
+    settings = get_settings()
     try:
-        found = find_local_weights(get_settings().fid_weights)
-    except WeightsNotFoundError as exc:
+        found = find_local_weights(settings.fid_weights)
+        chosen = resolve_engine(engine or settings.fid_engine,  # type: ignore[arg-type]
+                                resolve_device(device or settings.device))  # type: ignore[arg-type]
+    except (WeightsNotFoundError, EngineUnavailableError, ValueError) as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from exc
     if found is None:
         typer.echo(f"No FID weights at {hub_cache_path()} and ARENA_FID_WEIGHTS is unset. "
                    "Run `arena weights import`.", err=True)
         raise typer.Exit(1)
-    status = {"path": str(found.path), "source": found.source, "sha256": found.sha256, "origin": found.origin}
-    typer.echo(json.dumps(status, indent=1) if as_json else "\n".join(f"{k:>7}: {v}" for k, v in status.items()))
+    status = {"path": str(found.path), "source": found.source, "sha256": found.sha256, "origin": found.origin,
+              "engine": chosen, "engine_file": str(found.path)}
+    if chosen == "onnxruntime":
+        onnx = export_path(found.path)
+        state = export_state(onnx, found.sha256)
+        note = "" if state == "current" else " (built on first use or by `arena weights verify`)"
+        status |= {"engine_file": str(onnx), "export": state + note}
+    typer.echo(json.dumps(status, indent=1) if as_json else "\n".join(f"{k:>11}: {v}" for k, v in status.items()))
 
 
 @weights_app.command("import")
@@ -63,18 +79,30 @@ def weights_import(
 def weights_verify(
     device: str = typer.Option("cpu", help=DEVICE_HELP),
     samples: int = typer.Option(2, min=1, help="Random 299x299 inputs to compare."),
+    engine: str = typer.Option(None, help=ENGINE_HELP),
 ) -> None:
-    """Check the loaded network against fid-helper's TorchScript (max abs <= 1e-5) and the stored fingerprint."""
+    """Check the torch network against fid-helper's TorchScript (max abs <= 1e-5) and the stored fingerprint,
+    and the ONNX export (built when missing or stale) against the torch network on fixed inputs."""
+    from server.config import get_settings
     from server.scoring import FeatureExtractor
+    from server.scoring.features import resolve_device
+    from server.scoring.onnx_engine import EXPORT_TOLERANCE, resolve_engine, verify_export
     from server.scoring.weights import FINGERPRINT_TOLERANCE, VERIFY_TOLERANCE, verify_weights
 
-    extractor = FeatureExtractor(device=device)  # type: ignore[arg-type]
+    settings = get_settings()
+    extractor = FeatureExtractor(device=device, weights_path=settings.fid_weights,  # type: ignore[arg-type]
+                                 allow_download=settings.fid_weights_download, engine="torch")
     result = verify_weights(extractor, n_random=samples)
     typer.echo(f"weights      {extractor.weights.path} ({extractor.weights.source}, sha256 {extractor.weights_sha256})")
     typer.echo(f"vs fid-helper max |diff| {result.max_abs_difference:.3g} (limit {VERIFY_TOLERANCE:g})")
     typer.echo(f"fingerprint  max |diff| {result.fingerprint_difference:.3g} (limit {FINGERPRINT_TOLERANCE:g})")
-    typer.echo("PASS" if result.passed else "FAIL")
-    if not result.passed:
+    passed = result.passed
+    if resolve_engine(engine or settings.fid_engine, resolve_device(device)) == "onnxruntime":  # type: ignore[arg-type]
+        path, difference = verify_export(extractor.weights.path, extractor.weights_sha256)
+        typer.echo(f"onnx export  {path}: vs torch max |diff| {difference:.3g} (limit {EXPORT_TOLERANCE:g})")
+        passed = passed and difference <= EXPORT_TOLERANCE
+    typer.echo("PASS" if passed else "FAIL")
+    if not passed:
         raise typer.Exit(1)
 
 
@@ -88,6 +116,7 @@ def score(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     device: str = typer.Option(None, help=DEVICE_HELP + " Default: ARENA_DEVICE."),
     precision: str = typer.Option(None, help=PRECISION_HELP + " Default: ARENA_PRECISION."),
+    engine: str = typer.Option(None, help=ENGINE_HELP),
 ) -> None:
     """Score a submission against a competition's held-out test images (FID per class + memorization check)."""
     from server.competition import Competition
@@ -99,7 +128,9 @@ def score(
     settings = get_settings()
     competition = Competition.load(competition_dir)
     arrays = _read_submission(zip_file, images, competition, settings)
-    scorer = Scorer(device=device or settings.device, precision=precision or settings.precision)  # type: ignore[arg-type]
+    scorer = Scorer(device=device or settings.device, precision=precision or settings.precision,  # type: ignore[arg-type]
+                    weights_path=settings.fid_weights, allow_download=settings.fid_weights_download,
+                    engine=engine or settings.fid_engine)  # type: ignore[arg-type]
     report = scorer.score(competition, arrays, progress=not as_json)
     typer.echo(report.model_dump_json(indent=1) if as_json else _report_table(report))
 
@@ -126,7 +157,7 @@ def _report_table(report) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"FID (scorer {report.scorer_version}, {report.device}, {report.precision})")
+    table = Table(title=f"FID (scorer {report.scorer_version}, {report.device}, {report.engine}, {report.precision})")
     for column in ("class", "public", "private", "all", "memorization d", "eps", "penalized", "images"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for cls, s in report.classes.items():

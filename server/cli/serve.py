@@ -135,6 +135,7 @@ def _stop_embedded(worker: Worker, thread: threading.Thread, grace: float) -> No
 
 def worker_command(
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda (default ARENA_DEVICE)."),
+    engine: str | None = typer.Option(None, "--engine", help="auto | torch | onnxruntime (default ARENA_FID_ENGINE)."),
     exit_when_idle: bool = typer.Option(False, "--exit-when-idle", help="Stop once the queue is empty."),
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
@@ -142,11 +143,11 @@ def worker_command(
     from server.worker import Worker, install_signal_handlers
 
     configure_logging()
-    settings = load_settings(data_dir, device=device)
+    settings = load_settings(data_dir, device=device, fid_engine=engine)
     worker = Worker(database=open_database(settings), settings=settings)
     install_signal_handlers(worker)
     where = settings.resolved_database_url.split("@")[-1]  # never print a password
-    typer.echo(f"Worker {worker.worker_id} on {where} (device {settings.device})")
+    typer.echo(f"Worker {worker.worker_id} on {where} (device {settings.device}, engine {settings.fid_engine})")
     done = worker.run(exit_when_idle=exit_when_idle, prepare=True)
     signal.setitimer(signal.ITIMER_REAL, 0)  # a pending grace-period alarm must not fire during exit
     typer.echo(f"Worker {worker.worker_id} stopped after {done} submission(s).")

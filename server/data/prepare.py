@@ -1,58 +1,108 @@
-"""`arena data prepare`: turn a dataset clone into a competition directory.
+"""`arena data prepare`: turn a dataset as downloaded (folder or archive) into a competition directory.
 
-Two source layouts:
+Two source layouts (see server/data/layout.py for how splits and classes are found and named):
 
-    --source DIR                       DIR/train/<class>/*  and  DIR/test/<class>/*
-                                       (a clone of Face-Mask-Classification-20000-Dataset has exactly this)
-    --source DIR --test-source HELD    DIR/<class>/* are the training images, HELD/<class>/* the held-out ones
+    --source DIR|ARCHIVE                 split folders (train/, Test/, Validation/, ...) of class folders
+    --source DIR --test-source HELD      DIR/<class>/* are the training images, HELD/<class>/* the held-out ones
 
 Every image is decoded, converted to 8-bit grayscale and resized to the competition size with PIL's bicubic
-filter (antialiased when shrinking), then stored as a PNG named after its source file. Generated submissions go
-through the same grayscale PNG path, so real and generated images reach the FID network identically.
-Grayscale conversion: RGB by PIL's ITU-R 601-2 luma; transparent pixels composited onto white; 16-bit
-grayscale scaled to 8 bits (PIL's own `convert('L')` would clip everything above 255 to white); EXIF rotation
-applied. Non-square images are stretched to the square size. Hidden files (names starting with a dot) are ignored.
+filter (antialiased when shrinking), then stored as a PNG. Generated submissions go through the same grayscale PNG
+path, so real and generated images reach the FID network identically. Grayscale conversion: RGB and CMYK by PIL's
+ITU-R 601-2 luma; palettes expanded; transparent pixels composited onto white; 16-bit grayscale scaled to 8 bits
+(PIL's own `convert('L')` would clip everything above 255 to white); EXIF rotation applied; animated GIF/WebP: the
+first frame. Non-square images are stretched to the square size.
+
+Images smaller than the competition size follow `--small`: `skip` (default) leaves them out and lists them,
+because an upscaled 34x34 photo is a blurred 64x64 one and would pull the FID reference statistics towards blur;
+`upscale` keeps them (bicubic), `error` stops. Unreadable files stop the run unless `--skip-bad`. Decoding runs in
+worker processes (one per core), then every prepared image goes through the duplicate audit (server/data/audit.py).
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from server.competition import Competition, Split
+from server.data.audit import AuditedImage, DuplicateReport, find_duplicates, perceptual_hash
 from server.data.errors import DataPreparationError
+from server.data.layout import Layout, SourceImage, ValidationPolicy, check_class_names, find_layout, source_images
+from server.data.sources import DEFAULT_MAX_EXTRACT_BYTES, open_source
 from server.data.writer import CompetitionWriter, competition_config, encode_png, public_test_names
 
-PARTS = ("train", "test")
-CLASS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SmallPolicy = Literal["upscale", "skip", "error"]
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+# Below this many images, starting worker processes costs more than it saves.
+PROCESS_POOL_MIN_IMAGES = 200
+CHUNK_SIZE = 32
 
 
 class UnusableImage(Exception):
     """One source file cannot become a competition image; the message says why."""
 
+    def __init__(self, reason: str, *, small: bool = False) -> None:
+        super().__init__(reason)
+        self.small = small
+
 
 @dataclass(frozen=True)
-class SourceImage:
-    path: Path
-    part: str  # train | test
-    cls: str
-    name: str  # output file name: the source file's stem + .png
+class Converted:
+    """What a worker made of one source file: PNG bytes and hash, or the reason it is unusable."""
+
+    png: bytes | None = None
+    phash: int = 0
+    problem: str = ""
+    small: bool = False  # smaller than the competition size (upscaled, or left out)
+
+
+@dataclass
+class PrepareReport:
+    """What prepare found and did, for the summary and manifest.json's `audit`."""
+
+    layout: Layout
+    validation: ValidationPolicy
+    small_policy: SmallPolicy
+    renamed: dict[str, str] = field(default_factory=dict)  # output path -> source file
+    small: list[str] = field(default_factory=list)  # source files smaller than the competition size
+    unreadable: list[str] = field(default_factory=list)  # "source: reason", left out by --skip-bad
+    duplicates: DuplicateReport | None = None
+    dropped: dict[str, str] = field(default_factory=dict)  # test images --dedupe left out -> source file
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "splits": {split: self.layout.show(root) for split, root in sorted(self.layout.roots.items())},
+            "validation": self.validation,
+            "classes": self.layout.mapping(),
+            "left_out_folders": self.layout.left_out,
+            "renamed": self.renamed,
+            "small_images": {"policy": self.small_policy, "files": self.small},
+            "unreadable": self.unreadable,
+            "duplicates": self.duplicates.as_json() if self.duplicates else None,
+            "dedupe_dropped": self.dropped,
+        }
 
 
 @dataclass
 class PrepareResult:
     competition: Competition
-    skipped: list[str] = field(default_factory=list)  # "path: reason" of bad files left out by --skip-bad
+    report: PrepareReport
     unchanged: bool = False  # the output already held this exact competition
+
+    @property
+    def skipped(self) -> list[str]:
+        """"path: reason" of the unreadable files left out by --skip-bad."""
+        return self.report.unreadable
 
 
 def prepare_competition(
@@ -60,6 +110,10 @@ def prepare_competition(
     out: str | Path,
     *,
     test_source: str | Path | None = None,
+    class_map: dict[str, list[str]] | None = None,
+    validation: ValidationPolicy = "test",
+    small: SmallPolicy = "skip",
+    dedupe: bool = False,
     slug: str | None = None,
     title: str | None = None,
     images_per_class: int = 1000,
@@ -69,32 +123,40 @@ def prepare_competition(
     skip_bad: bool = False,
     progress: bool = True,
     workers: int | None = None,
+    max_extract_bytes: int = DEFAULT_MAX_EXTRACT_BYTES,
 ) -> PrepareResult:
-    """Prepare a competition directory at `out` from a dataset tree (see the module docstring for layouts)."""
-    out = Path(out)
-    images = discover_source_images(Path(source), Path(test_source) if test_source else None)
-    classes = sorted({image.cls for image in images})
+    """Prepare a competition directory at `out` from a dataset (see the module docstring for layouts and rules)."""
+    out = Path(out).resolve()
     slug = slug or default_slug(out)
-    config = competition_config(
-        slug=slug,
-        title=title or slug.replace("-", " ").capitalize(),
-        classes=classes,
-        images_per_class=images_per_class,
-        image_size=image_size,
-        public_fraction=public_fraction,
-    )
-    with CompetitionWriter(out, config) as writer:
-        encoded, problems = _encode_all(images, image_size, progress, workers)
-        if problems and not skip_bad:
-            raise DataPreparationError(
-                f"{len(problems)} source image(s) cannot be used (unreadable, not an image, or smaller than "
-                f"{image_size}x{image_size}). Fix: remove or replace them, or pass --skip-bad to leave them out:",
-                problems,
-            )
-        _require_every_class_filled(images, encoded)
-        _write_images(writer, images, encoded, seed=seed, public_fraction=public_fraction)
-        competition = writer.finish()
-        return PrepareResult(competition=competition, skipped=problems, unchanged=writer.unchanged)
+    if class_map:
+        check_class_names(class_map)
+    with ExitStack() as stack:
+        trees = [
+            stack.enter_context(open_source(Path(path), out.parent / f".{out.name}.{option[2:]}-{os.getpid()}",
+                                            option=option, max_bytes=max_extract_bytes))
+            for path, option in ((source, "--source"), (test_source, "--test-source")) if path is not None
+        ]
+        layout = find_layout(trees[0], trees[1] if test_source else None, validation=validation, class_map=class_map)
+        images = source_images(layout)
+        config = competition_config(
+            slug=slug,
+            title=title or slug.replace("-", " ").capitalize(),
+            classes=layout.classes,
+            images_per_class=images_per_class,
+            image_size=image_size,
+            public_fraction=public_fraction,
+        )
+        with CompetitionWriter(out, config) as writer:
+            report = PrepareReport(layout=layout, validation=validation, small_policy=small)
+            converted = _convert_all(images, image_size, small == "upscale", progress, workers)
+            usable = _usable_images(images, converted, report, skip_bad=skip_bad, image_size=image_size)
+            usable = _audit(usable, report, dedupe=dedupe)
+            _require_every_class_filled(images, usable, report)
+            report.renamed = {_output_path(image): image.shown for image, _ in usable if _renamed(image)}
+            _write_images(writer, usable, seed=seed, public_fraction=public_fraction)
+            competition = writer.finish(audit=report.as_json())
+            result = PrepareResult(competition=competition, report=report, unchanged=writer.unchanged)
+    return result
 
 
 def default_slug(out: Path) -> str:
@@ -103,106 +165,35 @@ def default_slug(out: Path) -> str:
     return slug or "competition"
 
 
-def discover_source_images(source: Path, test_source: Path | None) -> list[SourceImage]:
-    """All source files of both parts, sorted; structural problems (missing or mismatched classes) raise."""
-    roots = _part_roots(source, test_source)
-    folders = {part: _class_folders(root, part) for part, root in roots.items()}
-    _require_same_classes(folders, roots)
-    images: list[SourceImage] = []
-    for part in PARTS:
-        for cls, folder in sorted(folders[part].items()):
-            images.extend(_images_in(folder, part, cls))
-    return images
+def load_competition_image(path: Path, size: int, *, upscale: bool = False) -> np.ndarray:
+    """One source image as uint8 (size, size) grayscale pixels; UnusableImage says why it can't be."""
+    gray = decode_grayscale(path)
+    _require_size(gray, size, upscale)
+    return to_square(gray, size)
 
 
-def _part_roots(source: Path, test_source: Path | None) -> dict[str, Path]:
-    if not source.is_dir():
-        raise DataPreparationError(f"{source}: the --source directory does not exist. Fix: pass the dataset folder.")
-    if test_source is not None:
-        if not test_source.is_dir():
-            raise DataPreparationError(
-                f"{test_source}: the --test-source directory does not exist. Fix: pass the held-out images' folder."
-            )
-        return {"train": source, "test": test_source}
-    missing = [part for part in PARTS if not (source / part).is_dir()]
-    if missing:
-        raise DataPreparationError(
-            f"{source}: no {' and no '.join(f'{part}/' for part in missing)} folder. A source holds train/<class>/ "
-            "and test/<class>/ image folders. Fix: point --source at the dataset clone's root, or pass the "
-            "training class folders as --source and the held-out ones as --test-source."
-        )
-    return {part: source / part for part in PARTS}
-
-
-def _class_folders(root: Path, part: str) -> dict[str, Path]:
-    folders = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")}
-    if not folders:
-        raise DataPreparationError(
-            f"{root}: no class folders in the {part} images. Fix: put each class's images in its own folder, "
-            f"e.g. {root}/with_mask/ and {root}/without_mask/."
-        )
-    bad_names = [name for name in folders if not CLASS_NAME.match(name)]
-    if bad_names:
-        raise DataPreparationError(
-            f"{root}: class folder names become submission folder names and may hold only letters, digits, "
-            "'_', '-' and '.'. Fix: rename these folders:",
-            [str(folders[name]) for name in bad_names],
-        )
-    return folders
-
-
-def _require_same_classes(folders: dict[str, dict[str, Path]], roots: dict[str, Path]) -> None:
-    problems = []
-    for part, other in (("train", "test"), ("test", "train")):
-        for cls in sorted(folders[part].keys() - folders[other].keys()):
-            problems.append(f"class {cls!r} is in {roots[part]} but missing in {roots[other]}")
-    if problems:
-        raise DataPreparationError(
-            "Training and test images must have the same classes. Fix: add the missing class folders "
-            "(with images) or remove the extra ones:",
-            problems,
-        )
-
-
-def _images_in(folder: Path, part: str, cls: str) -> list[SourceImage]:
-    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    if not entries:
-        raise DataPreparationError(
-            f"{folder}: the class folder is empty. Fix: add the {part} images of class {cls!r}, or remove the "
-            "class from both parts."
-        )
-    subfolders = [str(p) for p in entries if not p.is_file()]
-    if subfolders:
-        raise DataPreparationError(
-            f"{folder}: a class folder must hold image files only, not folders. Fix: move these out:", subfolders
-        )
-    by_name: dict[str, list[Path]] = defaultdict(list)
-    for path in entries:
-        by_name[f"{path.stem}.png"].append(path)
-    clashes = [" and ".join(str(p) for p in paths) for paths in by_name.values() if len(paths) > 1]
-    if clashes:
-        raise DataPreparationError(
-            f"{folder}: files that differ only in their extension would be stored under the same name. "
-            "Fix: rename or remove one of each pair:",
-            clashes,
-        )
-    return [SourceImage(path=paths[0], part=part, cls=cls, name=name) for name, paths in sorted(by_name.items())]
-
-
-def load_competition_image(path: Path, size: int) -> np.ndarray:
-    """Decode one source image into uint8 (size, size) grayscale pixels; UnusableImage says why it can't."""
+def decode_grayscale(path: Path) -> Image.Image:
+    """The whole image (first frame), upright by its EXIF orientation, as 8-bit grayscale."""
     try:
         with Image.open(path) as image:
             image.load()  # decode everything now, so truncated files fail here
-            if image.width < size or image.height < size:
-                raise UnusableImage(
-                    f"{image.width}x{image.height} is smaller than the competition size {size}x{size}"
-                )
-            gray = to_grayscale(ImageOps.exif_transpose(image))
-    except UnusableImage:
-        raise
+            return to_grayscale(ImageOps.exif_transpose(image))
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise UnusableImage(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+def _require_size(gray: Image.Image, size: int, upscale: bool) -> None:
+    if _is_small(gray, size) and not upscale:
+        raise UnusableImage(
+            f"{gray.width}x{gray.height} is smaller than the competition size {size}x{size}", small=True
+        )
+
+
+def _is_small(image: Image.Image, size: int) -> bool:
+    return image.width < size or image.height < size
+
+
+def to_square(gray: Image.Image, size: int) -> np.ndarray:
     return np.asarray(gray.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None))
 
 
@@ -219,54 +210,106 @@ def to_grayscale(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
-def _encode_all(
-    images: list[SourceImage], size: int, progress: bool, workers: int | None
-) -> tuple[dict[Path, bytes], list[str]]:
-    """Competition PNG bytes of every usable image, and a 'path: reason' line for each unusable one (in order)."""
-
-    def encode(image: SourceImage) -> bytes | str:
-        try:
-            return encode_png(load_competition_image(image.path, size))
-        except UnusableImage as exc:
-            return f"{image.path}: {exc}"
-
-    # PIL and zlib release the GIL while decoding, resizing and compressing, so threads use every core.
-    with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        jobs = pool.map(encode, images)
-        results = list(tqdm(jobs, total=len(images), desc="Preparing images", unit="img", disable=not progress))
-    encoded = {image.path: result for image, result in zip(images, results, strict=True) if isinstance(result, bytes)}
-    return encoded, [result for result in results if isinstance(result, str)]
+def convert_image(job: tuple[str, int, bool]) -> Converted:
+    """One source file -> its competition PNG and perceptual hash (runs in a worker process)."""
+    path, size, upscale = job
+    try:
+        gray = decode_grayscale(Path(path))
+        _require_size(gray, size, upscale)
+    except UnusableImage as exc:
+        return Converted(problem=str(exc), small=exc.small)
+    pixels = to_square(gray, size)
+    return Converted(png=encode_png(pixels), phash=perceptual_hash(pixels), small=_is_small(gray, size))
 
 
-def _require_every_class_filled(images: list[SourceImage], encoded: dict[Path, bytes]) -> None:
-    usable = {(image.part, image.cls) for image in images if image.path in encoded}
-    empty = sorted({(image.part, image.cls) for image in images} - usable)
+def _convert_all(
+    images: list[SourceImage], size: int, upscale: bool, progress: bool, workers: int | None
+) -> list[Converted]:
+    jobs = [(str(image.path), size, upscale) for image in images]
+    workers = workers or min(8, os.cpu_count() or 1)
+    bar = {"total": len(jobs), "desc": "Preparing images", "unit": "img", "disable": not progress}
+    if workers == 1 or len(jobs) < PROCESS_POOL_MIN_IMAGES:
+        return list(tqdm(map(convert_image, jobs), **bar))
+    # Processes, not threads: the per-image Python and numpy work (hash, bookkeeping) holds the GIL.
+    # spawn, not fork: the caller may hold threads (torch, a server) that a forked child would inherit broken.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(tqdm(pool.map(convert_image, jobs, chunksize=CHUNK_SIZE), **bar))
+
+
+def _usable_images(
+    images: list[SourceImage], converted: list[Converted], report: PrepareReport, *, skip_bad: bool, image_size: int
+) -> list[tuple[SourceImage, Converted]]:
+    """The images to keep; unreadable and small files are reported, or stop the run."""
+    pairs = list(zip(images, converted, strict=True))
+    unreadable = [f"{image.shown}: {c.problem}" for image, c in pairs if c.problem and not c.small]
+    if unreadable and not skip_bad:
+        raise DataPreparationError(
+            f"{len(unreadable)} source file(s) cannot be used (unreadable or not an image). Fix: remove or replace "
+            "them, or pass --skip-bad to leave them out:",
+            unreadable,
+        )
+    if report.small_policy == "error" and any(c.small for c in converted):
+        raise DataPreparationError(
+            f"{sum(c.small for c in converted)} source image(s) are smaller than the competition size "
+            f"{image_size}x{image_size} (--small error). Fix: pass --small skip to leave them out or --small upscale "
+            "to enlarge them:",
+            [f"{image.shown}: {c.problem}" for image, c in pairs if c.small],
+        )
+    report.unreadable = unreadable
+    report.small = [image.shown for image, c in pairs if c.small]
+    return [(image, c) for image, c in pairs if c.png is not None]
+
+
+def _audit(
+    usable: list[tuple[SourceImage, Converted]], report: PrepareReport, *, dedupe: bool
+) -> list[tuple[SourceImage, Converted]]:
+    """Find duplicates (into the report); with --dedupe, leave out test images that copy training images."""
+    report.duplicates = find_duplicates([
+        AuditedImage(_output_path(image), image.part, c.png or b"", c.phash)
+        for image, c in usable
+    ])
+    if not dedupe:
+        return usable
+    copies = report.duplicates.test_images_copying_train()
+    report.dropped = {_output_path(image): image.shown for image, _ in usable if _output_path(image) in copies}
+    return [(image, c) for image, c in usable if _output_path(image) not in copies]
+
+
+def _output_path(image: SourceImage) -> str:
+    return f"{image.part}/{image.cls}/{image.name}"
+
+
+def _renamed(image: SourceImage) -> bool:
+    return image.name != f"{image.path.stem}.png"
+
+
+def _require_every_class_filled(
+    images: list[SourceImage], usable: list[tuple[SourceImage, Converted]], report: PrepareReport
+) -> None:
+    filled = {(image.part, image.cls) for image, _ in usable}
+    empty = sorted({(image.part, image.cls) for image in images} - filled)
     if empty:
         raise DataPreparationError(
-            "After leaving out the unusable images, some class folders have no images left. "
-            "Fix: add usable images to them:",
+            "After leaving out unusable, small (--small skip) and duplicate (--dedupe) images, some classes have no "
+            "images left. Fix: add usable images to them, or pass --small upscale to keep small images:",
             [f"{part}/{cls}" for part, cls in empty],
         )
 
 
 def _write_images(
-    writer: CompetitionWriter,
-    images: list[SourceImage],
-    encoded: dict[Path, bytes],
-    *,
-    seed: int,
-    public_fraction: float,
+    writer: CompetitionWriter, usable: list[tuple[SourceImage, Converted]], *, seed: int, public_fraction: float
 ) -> None:
-    usable = [image for image in images if image.path in encoded]
     test_names: dict[str, list[str]] = defaultdict(list)
-    for image in usable:
+    for image, _ in usable:
         if image.part == "test":
             test_names[image.cls].append(image.name)
     public = {
         cls: public_test_names(names, seed=seed, fraction=public_fraction) for cls, names in test_names.items()
     }
-    for image in usable:
+    for image, converted in usable:
         split: Split = "train"
         if image.part == "test":
             split = "public" if image.name in public[image.cls] else "private"
-        writer.add(image.part, image.cls, image.name, split, encoded[image.path])
+        assert converted.png is not None  # usable images are converted
+        writer.add(image.part, image.cls, image.name, split, converted.png)

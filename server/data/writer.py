@@ -14,6 +14,7 @@ import os
 import shutil
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -135,9 +136,10 @@ class CompetitionWriter:
         digest = hashlib.sha256(png).hexdigest()
         self.entries.append(ManifestEntry.model_validate({"path": rel, "class": cls, "split": split, "sha256": digest}))
 
-    def finish(self) -> Competition:
-        """Write manifest, config and preview, then install the directory (or keep an identical existing one)."""
-        manifest = Manifest.build(self.entries)
+    def finish(self, audit: dict[str, Any] | None = None) -> Competition:
+        """Write manifest (with prepare's audit), config and preview, then install the directory (or keep an
+        identical existing one)."""
+        manifest = Manifest.build(self.entries, audit=audit)
         write_config(self.staging, self.config)
         write_manifest(self.staging, manifest)
         write_preview(self.staging, Competition.load(self.staging))

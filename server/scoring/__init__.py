@@ -3,7 +3,8 @@
     from server.scoring import Scorer
     report = Scorer().score(Competition.load(dir), {"with_mask": uint8 (N,64,64), ...})
 
-Call chain: weights (resolve / convert / verify) -> features (PNG or arrays -> pool3, float64) ->
+Call chain: network (pytorch-fid's InceptionV3) -> weights (resolve / convert / verify) -> onnx_engine (the CPU
+engine: cached ONNX export, ONNX Runtime) -> features (PNG or arrays -> pool3, float64, torch or onnxruntime) ->
 frechet (mu, sigma, sqrt(sigma), eigenvalue trace) and memorization (1 - |cos| nearest neighbours) ->
 references (per-competition .npz cache) -> scorer (ScoreReport).
 """

@@ -1,10 +1,14 @@
-"""pytorch-fid's FID InceptionV3, built by pytorch-fid itself from a given weights file."""
+"""pytorch-fid's FID InceptionV3, built by pytorch-fid itself from a given weights file.
+
+The bottom of the scoring chain: it imports nothing from the rest of `server.scoring` (weights.py builds on it).
+"""
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-
-from server.scoring.weights import pytorch_fid_loading
+from unittest import mock
 
 
 def empty_fid_inception():
@@ -34,3 +38,23 @@ def load_pool3_inception(weights: Path):
     with pytorch_fid_loading(weights):
         model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]])
     return model.eval()
+
+
+@contextmanager
+def pytorch_fid_loading(path: Path):
+    """Make pytorch-fid's InceptionV3 load `path`.
+
+    pytorch-fid hard-codes its loader (torch.hub.load_state_dict_from_url on the release URL), so an explicit
+    path can only reach it by swapping that one function while the model is built.
+    """
+    import torch
+    from pytorch_fid import inception
+
+    def load(url, *args, **kwargs):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    with _loader_lock, mock.patch.object(inception, "load_state_dict_from_url", load):
+        yield
+
+
+_loader_lock = threading.Lock()

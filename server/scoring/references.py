@@ -1,10 +1,12 @@
 """The per-competition reference cache: statistics of the held-out test images and the memorization set.
 
-One `.npz` per competition under `competition.references_dir`, plus a small JSON summary people (and the web
-pages) can read without numpy. For every class: mu, sigma and sqrt(sigma) of the public, private and whole test
-split; the L2-normalized pool3 features of train + test (the memorization set); the automatic MiFID eps.
-The cache is rebuilt only when its metadata (dataset hash, weights sha256, dims, counts, preprocessing version)
-no longer matches. Writes go through a temporary file and a rename, so a server and a worker building at the same
+One `.npz` per competition and feature engine under `competition.references_dir`, plus a small JSON summary people
+(and the web pages) can read without numpy. For every class: mu, sigma and sqrt(sigma) of the public, private and
+whole test split; the L2-normalized pool3 features of train + test (the memorization set); the automatic MiFID eps.
+The cache is rebuilt only when its metadata (dataset hash, weights sha256, feature engine, dims, counts,
+preprocessing version) no longer matches, so references and submissions always go through the same engine; one
+file per engine lets a GPU worker (torch) and a CPU worker (onnxruntime) share a competition without rebuilding
+each other's cache. Writes go through a temporary file and a rename, so a server and a worker building at the same
 time both end with a complete file.
 """
 
@@ -26,7 +28,7 @@ from server.scoring.features import FEATURE_DIMS, PREPROCESSING_VERSION, Feature
 from server.scoring.frechet import ReferenceStats
 from server.scoring.memorization import auto_eps, normalized
 
-CACHE_FILE = "fid-references.npz"
+CACHE_FILE = "fid-references.npz"  # the torch engine's; other engines add their name (cache_file)
 SUMMARY_FILE = "fid-references.json"
 TestSplit = Literal["public", "private", "all"]
 SPLITS: tuple[TestSplit, ...] = ("public", "private", "all")
@@ -52,7 +54,11 @@ class References:
         return self.classes[cls].auto_eps if configured == "auto" else float(configured)
 
 
-def expected_metadata(competition: Competition, weights_sha256: str) -> dict:
+def cache_file(engine: str) -> str:
+    return CACHE_FILE if engine == "torch" else CACHE_FILE.replace(".npz", f".{engine}.npz")
+
+
+def expected_metadata(competition: Competition, weights_sha256: str, engine: str) -> dict:
     counts = {
         cls: {"train": len(competition.train_files(cls)), **{s: len(competition.test_files(cls, s)) for s in SPLITS}}
         for cls in competition.classes
@@ -60,6 +66,7 @@ def expected_metadata(competition: Competition, weights_sha256: str) -> dict:
     return {
         "dataset_hash": competition.manifest.dataset_hash,
         "weights_sha256": weights_sha256,
+        "engine": engine,
         "dims": FEATURE_DIMS,
         "counts": counts,
         "preprocessing_version": PREPROCESSING_VERSION,
@@ -74,7 +81,8 @@ def load_references(path: Path, metadata: dict) -> References | None:
         with np.load(path, allow_pickle=False) as archive:
             stored = json.loads(str(archive["metadata"]))
             if stored != metadata:
-                log.info("reference cache %s is stale (inputs changed); rebuilding", path)
+                changed = sorted(key for key in metadata.keys() | stored.keys() if stored.get(key) != metadata.get(key))
+                log.warning("reference cache %s is stale (%s changed); rebuilding", path, ", ".join(changed))
                 return None
             classes = {cls: _class_from_archive(archive, cls) for cls in metadata["counts"]}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
@@ -101,7 +109,7 @@ def build_references(
 ) -> References:
     """Features of every train and test image, then statistics, square roots and the eps calibration."""
     classes = {cls: _build_class(competition, extractor, cls, progress) for cls in competition.classes}
-    path = competition.references_dir / CACHE_FILE
+    path = competition.references_dir / cache_file(extractor.engine)
     save_references(path, metadata, classes)
     return References(metadata=metadata, classes=classes, path=path)
 
@@ -155,6 +163,6 @@ def _atomic(path: Path, write) -> None:
 def load_or_build_references(
     competition: Competition, extractor: FeatureExtractor, progress: bool = True
 ) -> References:
-    metadata = expected_metadata(competition, extractor.weights_sha256)
-    path = competition.references_dir / CACHE_FILE
+    metadata = expected_metadata(competition, extractor.weights_sha256, extractor.engine)
+    path = competition.references_dir / cache_file(extractor.engine)
     return load_references(path, metadata) or build_references(competition, extractor, metadata, progress)

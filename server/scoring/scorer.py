@@ -13,6 +13,7 @@ from server.competition import Competition
 from server.scoring.features import Device, FeatureExtractor, Precision
 from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
 from server.scoring.memorization import memorization_distance, penalize
+from server.scoring.onnx_engine import Engine
 from server.scoring.references import SPLITS, References, load_or_build_references
 
 SCORER_VERSION = "1.0.0"
@@ -39,12 +40,16 @@ class ScoreReport(BaseModel):
     timings: dict[str, float] = Field(description="Seconds: decode, features, distance, memorization, total.")
     device: str
     precision: str
+    engine: str = Field("torch", description="Feature engine: torch or onnxruntime (reports before it: torch).")
     weights_sha256: str
     scorer_version: str = SCORER_VERSION
 
 
 class Scorer:
-    """Scores submissions for any number of competitions with one InceptionV3 loaded once (lazily)."""
+    """Scores submissions for any number of competitions with one InceptionV3 loaded once (lazily).
+
+    Settings arrive as arguments (the worker and the CLI pass theirs); the library reads no global configuration.
+    """
 
     def __init__(
         self,
@@ -54,18 +59,17 @@ class Scorer:
         *,
         batch_size: int | None = None,
         decode_threads: int | None = None,
-        allow_download: bool | None = None,
+        allow_download: bool = True,
+        engine: Engine = "auto",
     ):
-        from server.config import get_settings
-
-        settings = get_settings()
         self.extractor = FeatureExtractor(
             device=device,
             precision=precision,
-            weights_path=weights_path if weights_path is not None else settings.fid_weights,
+            weights_path=weights_path,
             batch_size=batch_size,
             decode_threads=decode_threads,
-            allow_download=settings.fid_weights_download if allow_download is None else allow_download,
+            allow_download=allow_download,
+            engine=engine,
         )
         self._references: dict[tuple[str, str], References] = {}
         # One scoring at a time per Scorer: the server's start-up prepare() and its worker thread share it, and
@@ -107,6 +111,7 @@ class Scorer:
             timings=timings,
             device=self.device,
             precision=self.extractor.precision,
+            engine=self.extractor.engine,
             weights_sha256=self.extractor.weights_sha256,
         )
 

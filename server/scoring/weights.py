@@ -20,13 +20,13 @@ import io
 import os
 import threading
 import urllib.request
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-from unittest import mock
 
 import numpy as np
+
+from server.scoring.network import empty_fid_inception
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{FID_WEIGHTS_FILE}"
@@ -185,8 +185,6 @@ def converted_state_dict() -> dict:
     """Map fid-helper's 94 (weight, beta, mean, var) convolutions in order onto pytorch-fid's BasicConv2d blocks."""
     import torch
 
-    from server.scoring.network import empty_fid_inception
-
     source = load_fid_helper_torchscript().state_dict()
     source_convs = [name[: -len(".weight")] for name in source if name.endswith(".weight")]
     target = empty_fid_inception().state_dict()
@@ -256,23 +254,3 @@ def verify_weights(extractor, n_random: int = 2, seed: int = 0) -> VerifyResult:
     measured = fingerprint(extractor.features_of_arrays(fingerprint_input()))
     fingerprint_diff = max(abs(a - b) for a, b in zip(measured, FINGERPRINT, strict=True))
     return VerifyResult(float(np.abs(ours - theirs).max()), fingerprint_diff)
-
-
-@contextmanager
-def pytorch_fid_loading(path: Path):
-    """Make pytorch-fid's InceptionV3 load `path`.
-
-    pytorch-fid hard-codes its loader (torch.hub.load_state_dict_from_url on the release URL), so an explicit
-    path can only reach it by swapping that one function while the model is built.
-    """
-    import torch
-    from pytorch_fid import inception
-
-    def load(url, *args, **kwargs):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-    with _loader_lock, mock.patch.object(inception, "load_state_dict_from_url", load):
-        yield
-
-
-_loader_lock = threading.Lock()

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from server.cli import app
 from server.competition import Competition
-from tests.data.trees import make_tree, write_image
+from tests.data.trees import make_tree
 
 runner = CliRunner()
 
@@ -37,13 +37,13 @@ def test_prepare_command(tmp_path):
 
 def test_prepare_error_exits_2_without_traceback(tmp_path):
     source = make_tree(tmp_path / "src", train=2, test=2)
-    write_image(source / "train" / "with_mask" / "tiny.png", 20)
+    (source / "train" / "with_mask" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     args = ["data", "prepare", "--source", str(source), "--out", str(tmp_path / "out")]
     result = runner.invoke(app, args, prog_name="arena")
     assert result.exit_code == 2
-    assert "tiny.png" in result.output and "--skip-bad" in result.output
+    assert "broken.jpg" in result.output and "--skip-bad" in result.output
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)  # handled, not a crash
     assert not (tmp_path / "out").exists()
     skipped = runner.invoke(app, [*args, "--skip-bad"], prog_name="arena")
-    assert skipped.exit_code == 0 and "Left out 1 unusable image" in skipped.output
+    assert skipped.exit_code == 0 and "Left out 1 unusable file(s) (--skip-bad)" in skipped.output

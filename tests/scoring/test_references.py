@@ -12,15 +12,17 @@ from server.competition import Competition
 from server.scoring import Scorer
 from server.scoring.features import FeatureExtractor
 from server.scoring.memorization import auto_eps
-from server.scoring.references import CACHE_FILE, SUMMARY_FILE, expected_metadata, load_references
+from server.scoring.references import CACHE_FILE, SUMMARY_FILE, cache_file, expected_metadata, load_references
 
 
 def test_cache_holds_statistics_memorization_set_and_eps(random_competition):
     competition, scorer = random_competition
     references = scorer.prepare(competition)
     leftovers = sorted(p.name for p in competition.references_dir.iterdir())
-    assert leftovers == sorted([CACHE_FILE, SUMMARY_FILE])  # no temporary files left behind
-    assert references.metadata == expected_metadata(competition, scorer.extractor.weights_sha256)
+    # no temporary files left behind
+    assert leftovers == sorted([cache_file(scorer.extractor.engine), SUMMARY_FILE])
+    engine = scorer.extractor.engine
+    assert references.metadata == expected_metadata(competition, scorer.extractor.weights_sha256, engine)
     for cls in competition.classes:
         refs = references.classes[cls]
         assert {split: s.count for split, s in refs.stats.items()} == {"public": 2, "private": 2, "all": 4}
@@ -41,16 +43,18 @@ def test_a_new_process_reuses_the_cache(random_competition, random_weights, monk
         raise AssertionError("references recomputed although the cache is valid")
 
     monkeypatch.setattr(FeatureExtractor, "features_of_files", no_features)
-    fresh = Scorer(device="cpu").prepare(competition)
+    fresh = Scorer(device="cpu", engine=scorer.extractor.engine).prepare(competition)
     np.testing.assert_array_equal(fresh.classes["with_mask"].memory,
                                   scorer.prepare(competition).classes["with_mask"].memory)
 
 
-@pytest.mark.parametrize("changed", ["dataset_hash", "weights_sha256", "dims", "preprocessing_version", "counts"])
+@pytest.mark.parametrize(
+    "changed", ["dataset_hash", "weights_sha256", "engine", "dims", "preprocessing_version", "counts"]
+)
 def test_cache_is_stale_when_an_input_changes(random_competition, changed):
     competition, scorer = random_competition
-    metadata = expected_metadata(competition, scorer.extractor.weights_sha256)
-    path = competition.references_dir / CACHE_FILE
+    metadata = expected_metadata(competition, scorer.extractor.weights_sha256, scorer.extractor.engine)
+    path = competition.references_dir / cache_file(scorer.extractor.engine)
     assert load_references(path, metadata) is not None
     altered = {**metadata, changed: {"with_mask": {"train": 99}} if changed == "counts" else "other"}
     assert load_references(path, altered) is None
@@ -64,15 +68,15 @@ def test_dataset_change_changes_the_metadata(random_competition, tmp_path):
     manifest["files"] = [e for e in manifest["files"] if e["path"] != "train/with_mask/00000.png"]
     manifest["dataset_hash"] = "changed"
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    changed = expected_metadata(Competition.load(copy), scorer.extractor.weights_sha256)
-    assert load_references(copy / "references" / CACHE_FILE, changed) is None
+    changed = expected_metadata(Competition.load(copy), scorer.extractor.weights_sha256, "onnxruntime")
+    assert load_references(copy / "references" / cache_file("onnxruntime"), changed) is None
 
 
 def test_a_corrupt_or_half_written_cache_is_ignored(random_competition, tmp_path):
     competition, scorer = random_competition
-    metadata = expected_metadata(competition, scorer.extractor.weights_sha256)
+    metadata = expected_metadata(competition, scorer.extractor.weights_sha256, scorer.extractor.engine)
     broken = tmp_path / CACHE_FILE
-    broken.write_bytes((competition.references_dir / CACHE_FILE).read_bytes()[:1000])
+    broken.write_bytes((competition.references_dir / cache_file(scorer.extractor.engine)).read_bytes()[:1000])
     assert load_references(broken, metadata) is None
     broken.write_bytes(b"not a zip")
     assert load_references(broken, metadata) is None
@@ -85,3 +89,19 @@ def test_eps_is_the_configured_number_or_the_calibrated_one(random_competition):
     for cls in competition.classes:
         assert references.eps(competition, cls) == references.classes[cls].auto_eps
         assert references.eps(strict, cls) == 0.3
+
+
+def test_each_engine_keeps_its_own_cache_and_never_reads_the_others(random_competition, random_weights, tmp_path):
+    competition, scorer = random_competition
+    assert scorer.extractor.engine == "onnxruntime"  # the CPU default when onnxruntime is installed
+    copy = tmp_path / "copy"
+    shutil.copytree(competition.root, copy)
+    competition = Competition.load(copy)
+    torch_refs = Scorer(device="cpu", engine="torch").prepare(competition)
+    assert torch_refs.path.name == CACHE_FILE and torch_refs.metadata["engine"] == "torch"
+    onnx_path = competition.references_dir / cache_file("onnxruntime")
+    onnx_metadata = expected_metadata(competition, scorer.extractor.weights_sha256, "onnxruntime")
+    assert load_references(onnx_path, onnx_metadata) is not None  # the torch build left it alone
+    # a torch cache put where the onnxruntime one belongs is refused (and so rebuilt), not mixed in
+    shutil.copy(torch_refs.path, onnx_path)
+    assert load_references(onnx_path, onnx_metadata) is None
