@@ -51,7 +51,7 @@ def main() -> None:
         start = time.perf_counter()
         images = sample_model(job, memory_bytes=cap, time_limit_s=3600)
         seconds = time.perf_counter() - start
-        rows["dcgan 2 x %d" % args.per_class] = {
+        rows[f"dcgan 2 x {args.per_class}"] = {
             "seconds": round(seconds, 2), "images_per_s": round(images.shape[0] * images.shape[1] / seconds, 1),
             "peak_rss_mib": round(children_peak_mib(), 1), "file_mib": round(path.stat().st_size / 2**20, 1),
             "outcome": "ok"}
