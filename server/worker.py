@@ -221,7 +221,9 @@ class Worker:
 
 
 def seed_of(sha256: str) -> int:
-    """The sampling seed a model submission fixes: from its content hash, so nobody can pick a lucky seed."""
+    """The sampling seed a model submission fixes: from its content hash, so the arena draws the noise and any
+    worker draws the same. A team could still search offline for a file whose hash gives a lucky seed; the spread
+    over fresh sample sets (`_score_sample_sets`) shows how much that could buy."""
     return int(sha256[:8], 16)
 
 
