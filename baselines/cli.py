@@ -75,13 +75,21 @@ def train_command(
 
 def generate_command(
     run: Path = typer.Argument(..., help="Run folder made by `arena train`."),
-    out: Path = typer.Option(..., "--out", help="Zip file to write."),
+    out: Path = typer.Option(None, "--out", help="Zip file to write."),
+    model: Path = typer.Option(None, "--model", help="Instead of a zip, export the generator to this .onnx file."),
     per_class: int = typer.Option(None, "--per-class", help="Default: the competition's images_per_class (else 1000)."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: the run's newest checkpoint."),
     device: str = typer.Option("auto", "--device", help=DEVICE_HELP),
     seed: int = typer.Option(0, "--seed", help="Noise seed: same seed, same zip."),
 ) -> None:
-    """Sample a trained run (EMA weights where present) into a submission zip."""
+    """Sample a trained run (EMA weights where present) into a submission zip, or export it (--model out.onnx)."""
+    if (out is None) == (model is None):
+        raise typer.BadParameter("give exactly one of --out ZIP or --model FILE.onnx")
+    if model is not None:
+        from baselines.generate import export_run
+
+        typer.echo(f"wrote {export_run(run, model, checkpoint=checkpoint)}")
+        return
     from baselines.generate import generate_submission
 
     path = generate_submission(run, out, per_class=per_class, checkpoint=checkpoint, device=device, seed=seed)

@@ -3,10 +3,13 @@
     arena generate runs/00003-sngan --out sngan.zip                 # images_per_class of the run's competition
     arena generate runs/00003-sngan --out sngan.zip --checkpoint runs/00003-sngan/checkpoints/step-0040000.pt
     arena generate runs/00003-sngan --out practice.zip --per-class 100          # a smaller practice zip
+    arena generate runs/00003-sngan --model sngan.onnx                         # the generator as a model submission
 """
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +80,30 @@ def generate_submission(run_dir: Path, out: Path, *, per_class: int | None = Non
     target = spec if spec is not None and spec.images_per_class == per_class else classes
     pack(images, out, target, progress=True)
     return out
+
+
+def export_onnx(G: torch.nn.Module, out: Path, *, classes: list[str], z_dim: int, opset: int = 17) -> Path:
+    """Write G in the model-submission format (submissions.model): inputs z, label; output images; metadata.
+
+    The legacy TorchScript exporter (dynamo=False) needs no extra package and gives one self-contained file.
+    """
+    import onnx
+
+    G = G.cpu().eval()
+    example = (torch.zeros(2, z_dim), torch.zeros(2, dtype=torch.long))
+    batch = {0: "batch"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
+        torch.onnx.export(G, example, str(out), dynamo=False, opset_version=opset, input_names=["z", "label"],
+                          output_names=["images"], dynamic_axes={"z": batch, "label": batch, "images": batch})
+    model = onnx.load(str(out))
+    onnx.helper.set_model_props(model, {"latent_size": str(z_dim), "classes": json.dumps(classes)})
+    onnx.save(model, str(out))
+    return out
+
+
+def export_run(run_dir: Path, out: Path, *, checkpoint: Path | None = None) -> Path:
+    """`arena generate RUN --model out.onnx`: the run's generator (EMA weights where kept) as an ONNX file."""
+    G, run_config = load_generator(run_dir, checkpoint, device="cpu")
+    return export_onnx(G, out, classes=run_config["classes"], z_dim=run_config["model_config"]["z_dim"])

@@ -62,7 +62,7 @@ class Generator(nn.Module):
         self.to_image = nn.Sequential(nn.BatchNorm2d(w), nn.ReLU(), nn.Conv2d(w, 1, 3, padding=1), nn.Tanh())
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.project(z).view(-1, self.top_channels, 4, 4)
+        h = self.project(z).unflatten(1, (self.top_channels, 4, 4))  # keeps the channel count in an ONNX export
         for block in self.blocks:
             h = block(h, labels)
         return self.to_image(h)

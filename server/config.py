@@ -13,7 +13,10 @@ from submissions.spec import (
     DEFAULT_MAX_COMPRESSION_RATIO,
     DEFAULT_MAX_ENTRIES,
     DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_MODEL_BYTES,
     DEFAULT_MAX_UNCOMPRESSED_BYTES,
+    DEFAULT_MODEL_MEMORY_BYTES,
+    DEFAULT_MODEL_TIME_LIMIT_S,
 )
 
 # Tokens nobody may run a real competition with: empty, or copied from an example.
@@ -55,6 +58,20 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(
         DEFAULT_MAX_IMAGE_PIXELS, description="Largest declared PNG size, checked before decoding."
     )
+    max_model_bytes: int = Field(DEFAULT_MAX_MODEL_BYTES, description="Largest ONNX model a team may submit.")
+    model_memory_bytes: int = Field(
+        DEFAULT_MODEL_MEMORY_BYTES, description="Address-space cap (RLIMIT_AS) of the process that samples a model."
+    )
+    model_dry_run_seconds: float = Field(
+        DEFAULT_MODEL_TIME_LIMIT_S, description="Wall-clock limit of the one-batch dry run when a model is uploaded."
+    )
+    model_sampling_seconds: float = Field(
+        1800.0, description="Wall-clock limit of sampling one image set from a model; past it the submission fails."
+    )
+    model_sampling_threads: int = Field(2, ge=1, description="CPU threads onnxruntime uses to sample a model.")
+    model_sample_sets: int = Field(
+        5, ge=1, description="Image sets sampled from a model with fresh seeds; their spread is its score interval."
+    )
     worker_heartbeat_seconds: float = Field(5.0, description="How often a worker reports that it is alive.")
     worker_timeout_seconds: float = Field(120.0, description="A job of a worker silent this long is requeued.")
     max_attempts: int = Field(3, description="Scoring attempts (scoring errors) before a submission is marked failed.")
@@ -83,10 +100,13 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{(self.data_dir / 'arena.db').resolve()}"
 
     @property
-    def zip_limits(self) -> dict[str, int]:
-        """The zip limits under `SubmissionSpec`'s names: the one mapping from ARENA_MAX_* to the spec (and the API)."""
+    def zip_limits(self) -> dict[str, int | float]:
+        """The submission limits under `SubmissionSpec`'s names: the one mapping from ARENA_MAX_* and ARENA_MODEL_*
+        to the spec (and the API)."""
         return {"max_entries": self.max_zip_entries, "max_uncompressed_bytes": self.max_uncompressed_bytes,
-                "max_compression_ratio": self.max_compression_ratio, "max_image_pixels": self.max_image_pixels}
+                "max_compression_ratio": self.max_compression_ratio, "max_image_pixels": self.max_image_pixels,
+                "max_model_bytes": self.max_model_bytes, "model_memory_bytes": self.model_memory_bytes,
+                "model_time_limit_s": self.model_dry_run_seconds}
 
     @property
     def resolved_public_url(self) -> str:

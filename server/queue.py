@@ -168,6 +168,7 @@ class ScoreFields:
     score_public_se: float | None = None
     score_private_se: float | None = None
     score_all_se: float | None = None
+    sample_sets: dict[str, Any] | None = None  # model submissions only (server.worker.score_sample_sets)
 
 
 

@@ -1,6 +1,9 @@
 """Files under the data dir: content-addressed uploads and per-class sample grids.
 
     {data_dir}/uploads/ab/abcdef....zip      an accepted zip, named by its sha256 (identical bytes stored once)
+    {data_dir}/uploads/ab/abcdef....onnx     an accepted model (issue 18), named the same way
+    {data_dir}/uploads/ab/abcdef....samples.zip   the images the worker sampled from that model (its seed is fixed
+                                             by the hash, so rescoring scores the same images)
     {data_dir}/uploads/incoming/             partial uploads while they are hashed and validated
     {data_dir}/grids/<submission id>/<class>.png   8x8 sample grid the web pages show
 """
@@ -27,8 +30,16 @@ def uploads_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "uploads"
 
 
-def upload_path(data_dir: Path, sha256: str) -> Path:
-    return uploads_dir(data_dir) / sha256[:2] / f"{sha256}.zip"
+def upload_path(data_dir: Path, sha256: str, suffix: str = ".zip") -> Path:
+    return uploads_dir(data_dir) / sha256[:2] / f"{sha256}{suffix}"
+
+
+def model_path(data_dir: Path, sha256: str) -> Path:
+    return upload_path(data_dir, sha256, ".onnx")
+
+
+def sampled_zip_path(data_dir: Path, sha256: str) -> Path:
+    return upload_path(data_dir, sha256, ".samples.zip")
 
 
 def receive_upload(data_dir: Path, source: BinaryIO, *, max_bytes: int) -> tuple[Path, str, int]:
@@ -60,9 +71,9 @@ def receive_upload(data_dir: Path, source: BinaryIO, *, max_bytes: int) -> tuple
     return path, digest.hexdigest(), size
 
 
-def store_upload(data_dir: Path, temporary: Path, sha256: str) -> Path:
+def store_upload(data_dir: Path, temporary: Path, sha256: str, suffix: str = ".zip") -> Path:
     """Move a validated upload to its content address (keeping an identical file already there)."""
-    target = upload_path(data_dir, sha256)
+    target = upload_path(data_dir, sha256, suffix)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         temporary.unlink(missing_ok=True)

@@ -1,9 +1,9 @@
 """The upload flow, top to bottom: receive -> checks -> validate -> store -> create.
 
 The one service that crosses layers: it streams the body to disk (storage), runs the cheap database checks
-(deadline, disqualification, duplicate, quota), validates the zip with the team-side format (submissions), stores it
-content-addressed and inserts the queued row with its first event. The caller has checked that the team belongs to
-the competition (`check_team_in_competition`, the API's `CompetitionTeam` dependency).
+(deadline, disqualification, duplicate, quota), validates the zip or ONNX model with the team-side format
+(submissions), stores it content-addressed and inserts the queued row with its first event. The caller has checked
+that the team belongs to the competition (`check_team_in_competition`, the API's `CompetitionTeam` dependency).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from server.db import CompetitionRow, Submission, Team, utcnow
 from server.db.crud import Quota, check_may_submit, create_submission
 from server.errors import InvalidSubmission
 from server.storage import receive_upload, store_upload
-from submissions import SubmissionInvalid, SubmissionSpec, validate_zip
+from submissions import SubmissionInvalid, SubmissionSpec
+from submissions.model import ModelInfo, validate_submission
 
 
 def submit_upload(
@@ -39,22 +40,24 @@ def submit_upload(
     try:
         check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)
         session.commit()  # no transaction stays open while validating
-        validate(temporary, competition=competition, settings=settings)
-        store_upload(settings.data_dir, temporary, sha256)
+        suffix = validate(temporary, competition=competition, settings=settings)
+        store_upload(settings.data_dir, temporary, sha256, suffix)
     finally:
         temporary.unlink(missing_ok=True)
     return create_submission(session=session, competition=competition, team=team, sha256=sha256, size_bytes=size,
                              message=message, now=now)
 
 
-def validate(zip_file: Path, *, competition: CompetitionRow, settings: Settings) -> None:
-    """The zip against the competition's format and the server's limits; 422 with the full report when invalid."""
+def validate(upload: Path, *, competition: CompetitionRow, settings: Settings) -> str:
+    """A zip or a model against the competition's format and the server's limits; 422 with the full report when
+    invalid. Returns the suffix it is stored under: .zip or .onnx."""
     config = load_competition(competition).config
     try:
-        validate_zip(zip_file, SubmissionSpec.from_competition(config, **settings.zip_limits))
+        checked = validate_submission(upload, SubmissionSpec.from_competition(config, **settings.zip_limits))
     except SubmissionInvalid as exc:
         raise InvalidSubmission(
-            f"The zip is not a valid submission for '{competition.slug}' ({len(exc.report.problems)} problem(s)); "
+            f"The upload is not a valid submission for '{competition.slug}' ({len(exc.report.problems)} problem(s)); "
             "nothing was stored and your quota is unchanged. Fix them and upload again.",
             detail=exc.report.model_dump(mode="json"),
         ) from exc
+    return ".onnx" if isinstance(checked, ModelInfo) else ".zip"

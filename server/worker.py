@@ -12,8 +12,11 @@ import logging
 import signal
 import threading
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from server.competition import load_competition
 from server.config import Settings
@@ -32,12 +35,25 @@ from server.queue import (
     requeue_stale,
     stop_worker,
 )
-from server.storage import grid_path, upload_path, write_evidence_images, write_sample_grid
+from server.storage import (
+    grid_path,
+    model_path,
+    sampled_zip_path,
+    upload_path,
+    write_evidence_images,
+    write_sample_grid,
+)
 
 if TYPE_CHECKING:
     from server.scoring import Scorer
+    from submissions import SubmissionSpec
 
 log = logging.getLogger("arena.worker")
+
+
+class ModelFailed(Exception):
+    """A submitted model could not be sampled (hang, crash, memory, NaN, wrong shape): the team's fault, so the
+    submission fails at once, without retries, and gives its quota back."""
 
 
 class WorkerInterrupted(BaseException):
@@ -136,6 +152,11 @@ class Worker:
         self.current = submission.id
         try:
             self._score(submission)
+        except ModelFailed as exc:
+            log.warning("submission %s: %s", submission.id, exc)
+            with self.database.session() as session:
+                finish_failed(session=session, submission_id=submission.id, worker_id=self.worker_id,
+                              error=str(exc), max_attempts=0, backoff_seconds=0)
         except WorkerInterrupted:
             with self.database.session() as session:
                 release(session=session, submission_id=submission.id, worker_id=self.worker_id,
@@ -156,23 +177,95 @@ class Worker:
 
         competition = load_competition(submission.team.competition)
         spec = SubmissionSpec.from_competition(competition.config, **self.settings.zip_limits)
-        decoded = validate_zip(upload_path(self.settings.data_dir, submission.sha256), spec)
+        decoded = validate_zip(self._images_zip(submission.sha256, spec), spec)
         report = self.scorer.score(competition, decoded.images)
         for cls, images in decoded.images.items():
             write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), images)
             closest = report.classes[cls].nearest_train + report.classes[cls].nearest_any
             write_evidence_images(self.settings.data_dir, submission.id, cls, images, [n.image for n in closest])
+        scores = score_fields(report.model_dump(mode="json"))
+        if self._is_model(submission.sha256):
+            scores = replace(scores, sample_sets=self._score_sample_sets(submission.sha256, spec, competition, scores))
         with self.database.session() as session:
             kept = finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
-                                 scores=score_fields(report.model_dump(mode="json")), now=utcnow())
+                                 scores=scores, now=utcnow())
         if not kept:
             log.warning("submission %s was cancelled or requeued while scoring; result discarded", submission.id)
+
+    def _is_model(self, sha256: str) -> bool:
+        data_dir = self.settings.data_dir
+        return not upload_path(data_dir, sha256).exists() and model_path(data_dir, sha256).exists()
+
+    def _images_zip(self, sha256: str, spec: SubmissionSpec) -> Path:
+        """The zip to score: the upload itself, or the images sampled from an uploaded model (sampled once and
+        kept, so grids, rescoring and the memorization check see the same images)."""
+        if not self._is_model(sha256):
+            return upload_path(self.settings.data_dir, sha256)
+        sampled = sampled_zip_path(self.settings.data_dir, sha256)
+        if not sampled.exists():
+            from submissions import pack
+
+            images = sample_images(model_path(self.settings.data_dir, sha256), spec, self.settings,
+                                   seed=seed_of(sha256))
+            partial = sampled.with_suffix(".partial")
+            pack(images, partial, spec)
+            partial.replace(sampled)  # a crash mid-write never leaves a half zip under the final name
+        return sampled
+
+    def _score_sample_sets(self, sha256: str, spec: SubmissionSpec, competition: Any,
+                           first: ScoreFields) -> dict[str, Any]:
+        """Score model_sample_sets - 1 more image sets with fresh seeds: the spread of a model's score measured,
+        not estimated by a bootstrap of one set. The extra images are scored and dropped."""
+        seed = seed_of(sha256)
+        seeds, public, private = [seed], [first.score_public], [first.score_private]
+        model = model_path(self.settings.data_dir, sha256)
+        for offset in range(1, self.settings.model_sample_sets):
+            images = sample_images(model, spec, self.settings, seed=seed + offset)
+            report = self.scorer.score(competition, images)
+            seeds.append(seed + offset)
+            public.append(report.score_public)
+            private.append(report.score_private)
+        return {"method": "fresh sample sets", "seeds": seeds, **spread("public", public), **spread("private", private)}
 
     def abandon_current(self, reason: str) -> None:
         """From another thread: give the current job back (the worker's own late result is then discarded)."""
         if self.current is not None:
             with self.database.session() as session:
                 release(session=session, submission_id=self.current, worker_id=self.worker_id, reason=reason)
+
+
+def seed_of(sha256: str) -> int:
+    """The sampling seed a model submission fixes: from its content hash, so the arena draws the noise and any
+    worker draws the same. A team could still search offline for a file whose hash gives a lucky seed; the spread
+    over fresh sample sets (`_score_sample_sets`) shows how much that could buy."""
+    return int(sha256[:8], 16)
+
+
+def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, seed: int) -> dict[str, np.ndarray]:
+    """images_per_class images per class from an ONNX model, in a capped child process; ModelFailed otherwise."""
+    from submissions.model import validate_model
+    from submissions.report import SubmissionInvalid
+    from submissions.sampling import SamplingFailed, SamplingJob, sample_model
+
+    try:
+        info = validate_model(model, spec, dry_run=False)  # the class order and latent size; rules may have changed
+        job = SamplingJob(model=str(model), labels=[info.label_of(c) for c in spec.classes],
+                          per_class=spec.images_per_class, latent_size=info.latent_size,
+                          image_size=spec.image_size, seed=seed, threads=settings.model_sampling_threads)
+        images = sample_model(job, memory_bytes=settings.model_memory_bytes,
+                              time_limit_s=settings.model_sampling_seconds)
+    except SamplingFailed as exc:
+        raise ModelFailed(f"model sampling failed ({exc.kind}): {exc}") from exc
+    except SubmissionInvalid as exc:
+        raise ModelFailed(f"the model no longer passes validation: {exc}") from exc
+    return dict(zip(spec.classes, images, strict=True))
+
+
+def spread(name: str, scores: list[float]) -> dict[str, Any]:
+    """{name: scores, name_mean, name_std}: the sample standard deviation across sets (0 for one set)."""
+    values = np.asarray(scores, dtype=np.float64)
+    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return {name: [float(v) for v in values], f"{name}_mean": float(values.mean()), f"{name}_std": std}
 
 
 def score_fields(report: dict[str, Any]) -> ScoreFields:

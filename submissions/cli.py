@@ -43,17 +43,17 @@ def spec(competition: Path = COMPETITION_DIR) -> None:
 
 @submission_app.command("check")
 def check(
-    file: Path = typer.Argument(..., help="The zip to check."),
+    file: Path = typer.Argument(..., help="The zip (or .onnx model) to check."),
     competition: Path = COMPETITION_DIR,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON (what the API returns)."),
 ) -> None:
-    """Validate a zip offline, exactly as the server will. Exit 0 when valid, 1 when not."""
+    """Validate a zip or model offline, exactly as the server will. Exit 0 when valid, 1 when not."""
     from submissions.client import format_report
+    from submissions.model import validate_submission
     from submissions.report import SubmissionInvalid
-    from submissions.validate import validate_zip
 
     try:
-        report = validate_zip(file, _load_spec(competition)).report
+        report = validate_submission(file, _load_spec(competition)).report
     except SubmissionInvalid as exc:
         report = exc.report
     typer.echo(json.dumps(report.model_dump(mode="json"), indent=2) if as_json else format_report(report))
@@ -104,7 +104,8 @@ def sample(
 
 
 def submit(
-    file: Path = typer.Argument(..., help="The zip to upload.", exists=True, dir_okay=False),
+    file: Path = typer.Argument(..., help="The zip (or .onnx model, where the competition takes models) to upload.",
+                                exists=True, dir_okay=False),
     server: str = typer.Option(..., "--server", "-s", help="Server URL, e.g. http://127.0.0.1:8000."),
     competition: str = typer.Option(..., "--competition", "-c", help="Competition slug."),
     token: str | None = typer.Option(None, "--token", "-t", help="Team token (else $ARENA_TOKEN or `arena login`)."),
@@ -113,10 +114,10 @@ def submit(
     competition_dir: Path | None = typer.Option(None, help="Validate against this directory instead of asking the "
                                                 "server for the competition's format.", file_okay=False),
 ) -> None:
-    """Validate a zip locally, upload it, and optionally wait for its score."""
+    """Validate a zip or model locally, upload it, and optionally wait for its score."""
     from submissions.client import ArenaClient, format_report, format_score_table, resolve_token
+    from submissions.model import validate_submission
     from submissions.report import SubmissionError, SubmissionInvalid
-    from submissions.validate import validate_zip
 
     try:
         resolved = resolve_token(server, token)
@@ -126,9 +127,9 @@ def submit(
         client = ArenaClient(server, resolved)
         spec = _load_spec(competition_dir) if competition_dir else client.spec(competition)
         try:
-            validate_zip(file, spec)
+            validate_submission(file, spec)
         except SubmissionInvalid as exc:
-            raise _fail(format_report(exc.report) + "\nNot uploaded: fix the zip first.") from exc
+            raise _fail(format_report(exc.report) + "\nNot uploaded: fix it first.") from exc
         created = client.upload(file, competition, message=message)
         typer.echo(f"Submission {created.get('id')} accepted: {created.get('status')}. {_quota_text(created)}")
         if wait:

@@ -256,7 +256,8 @@ class ArenaClient:
         """POST the zip as multipart field `file`; returns the 202 body {id, status, status_url, quota}."""
         with open(path, "rb") as stream, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
                                                desc="uploading", disable=not progress) as bar:
-            files = {"file": (path.name, _ProgressReader(stream, bar), "application/zip")}
+            kind = "application/octet-stream" if path.suffix.lower() == ".onnx" else "application/zip"
+            files = {"file": (path.name, _ProgressReader(stream, bar), kind)}
             data = {"message": message} if message else {}
             return self._request("POST", f"/api/competitions/{slug}/submissions", files=files, data=data)
 

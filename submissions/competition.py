@@ -29,6 +29,8 @@ Split = Literal["train", "public", "private"]
 # open: teams submit; closed: pages and boards stay, uploads are refused (before opening, or after the season);
 # archived: read-only, still browsable (no uploads, no new teams, no setting changes until reopened).
 CompetitionStatus = Literal["open", "closed", "archived"]
+# What a competition accepts: image zips (the default), ONNX generators the server samples, or either.
+SubmissionKinds = Literal["images", "model", "both"]
 
 
 class CompetitionError(ValueError):
@@ -51,6 +53,8 @@ class CompetitionConfig(BaseModel):
     self_registration: bool = True
     join_code: str | None = Field(None, min_length=1, description="Self-registration needs this code (a course "
                                   "hands it out in class); never shown by the API.")
+    submission_kinds: SubmissionKinds = Field(
+        "images", description="images: zips of PNGs; model: an ONNX generator the server samples; both: either.")
     deadline: datetime | None = None
     status: CompetitionStatus = "open"
     baseline_rules: str = "Reference entries from the bundled baselines are shown on the leaderboard but not ranked."

@@ -33,6 +33,24 @@ RULES: dict[str, str] = {
     "corrupt_image": "Every image decodes completely.",
 }
 
+# Rule id -> one-line description, in the order the validator checks them. `arena submission spec` prints these
+# for competitions that accept models (submissions.model checks them).
+MODEL_RULES: dict[str, str] = {
+    "kind_not_accepted": "The competition accepts this kind of submission (its submission_kinds).",
+    "model_too_large": "The ONNX file is at most max_model_bytes.",
+    "not_onnx": "The file is a readable ONNX model in one file (no external data files).",
+    "opset_out_of_range": "The model's ONNX opset is in the supported range (min_opset to max_opset).",
+    "operator_not_allowed": "Only standard ONNX operators from the allowlist: no custom domains, control flow "
+    "(Loop, If, Scan), random generators or local functions.",
+    "metadata": "Metadata 'latent_size' (an integer) and 'classes' (a JSON list of exactly the competition's "
+    "classes: the label order).",
+    "wrong_inputs": "Inputs exactly 'z' float32 (N, latent_size) and 'label' int64 (N,).",
+    "wrong_output": "One output 'images', float32 or uint8, shaped (N, 1, image_size, image_size).",
+    "dry_run_timeout": "One batch samples within model_time_limit_s.",
+    "dry_run_memory": "One batch samples within model_memory_bytes.",
+    "dry_run_failed": "One batch runs without error and gives finite values of the right shape.",
+}
+
 
 class Problem(BaseModel):
     """One broken rule: where (file inside the zip, or the zip itself), what was found, and how to fix it."""

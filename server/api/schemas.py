@@ -67,12 +67,16 @@ class CompetitionPublic(BaseModel):
     private_revealed: bool
     baseline_rules: str
     team_rules: str
+    submission_kinds: str
     # The server's limits, so clients (`arena submit`) check a zip locally exactly as the server will.
     max_upload_bytes: int
     max_entries: int
     max_uncompressed_bytes: int
     max_compression_ratio: int
     max_image_pixels: int
+    max_model_bytes: int
+    model_memory_bytes: int
+    model_time_limit_s: float
 
     @classmethod
     def build(cls, row: CompetitionRow, competition: Competition, settings: Settings) -> CompetitionPublic:
@@ -159,6 +163,12 @@ class SubmissionEventPublic(BaseModel):
                    worker_id=event.worker_id, created_at=event.created_at)
 
 
+def _visible_sample_sets(sample_sets: dict[str, Any] | None, show_private: bool) -> dict[str, Any] | None:
+    if sample_sets is None or show_private:
+        return sample_sets
+    return {k: v for k, v in sample_sets.items() if not k.startswith("private")}
+
+
 class SubmissionPublic(BaseModel):
     id: int
     competition: str
@@ -184,6 +194,8 @@ class SubmissionPublic(BaseModel):
     penalized: bool | None
     class_scores: dict[str, dict[str, Any]] | None
     timings: dict[str, Any] | None
+    sample_sets: dict[str, Any] | None = Field(
+        None, description="Model submissions: scores of fresh sample sets; private ones after the reveal.")
     device: str | None
     precision: str | None
     scorer_version: str | None
@@ -213,6 +225,7 @@ class SubmissionPublic(BaseModel):
             score_private=submission.score_private if show_private else None,
             score_all=submission.score_all if show_private else None, penalized=submission.penalized,
             class_scores=classes, timings=submission.timings, device=submission.device,
+            sample_sets=_visible_sample_sets(submission.sample_sets, show_private),
             precision=submission.precision, scorer_version=submission.scorer_version,
             worker_id=submission.worker_id, selected_final=submission.selected_final,
             disqualified=submission.disqualified_at is not None, disqualified_reason=submission.disqualified_reason,

@@ -121,6 +121,8 @@ class Submission(Base):
     penalized: Mapped[bool | None] = mapped_column(Boolean)
     class_scores: Mapped[dict[str, Any] | None]  # ScoreReport.classes: per-split FIDs, memorization, penalty
     timings: Mapped[dict[str, Any] | None]
+    # Model submissions: the scores of several fresh sample sets (seeds), the honest spread of the score.
+    sample_sets: Mapped[dict[str, Any] | None]
     device: Mapped[str | None] = mapped_column(String(32))
     precision: Mapped[str | None] = mapped_column(String(16))
     scorer_version: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,126 @@
+"""Model submissions end to end: upload an ONNX generator, the worker samples it in a capped process and scores the
+images like a zip; a model that fails while sampling fails at once, with the reason, and costs no quota."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from sqlalchemy import select
+
+from server.competition import Competition
+from server.db import Submission, SubmissionStatus
+from server.storage import grid_path, model_path, sampled_zip_path, upload_path
+from server.worker import Worker
+from tests.utils import onnx_models
+from tests.utils.server_factories import bearer, submission_zip
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+def with_kinds(competition: Competition, kinds: str, tmp_path) -> Competition:
+    """The shared scoring competition (its references built once) under another submission_kinds."""
+    root = tmp_path / f"kinds-{kinds}"
+    root.mkdir()
+    for name in ("manifest.json", "train", "test", "references"):
+        (root / name).symlink_to((competition.root / name).resolve())
+    config = competition.config.model_copy(update={"submission_kinds": kinds, "slug": f"comp-{kinds}"})
+    (root / "competition.json").write_text(config.model_dump_json())
+    return Competition.load(root)
+
+
+def upload_model(arena, token, path):
+    return arena.client.post(f"/api/competitions/{arena.slug}/submissions", headers=bearer(token),
+                             files={"file": (path.name, path.read_bytes(), "application/octet-stream")})
+
+
+def test_a_model_is_sampled_scored_and_its_samples_kept(make_app, scorer, scoring_competition, tmp_path):
+    arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path), model_sample_sets=3)
+    _, token = arena.create_team("gen")
+    accepted = upload_model(arena, token, onnx_models.generator(tmp_path / "g.onnx"))
+    assert accepted.status_code == 202, accepted.text
+    worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")
+    assert worker.run(exit_when_idle=True) == 1
+    with arena.database.sessionmaker() as session:
+        submission = session.scalars(select(Submission)).one()
+        assert submission.status == SubmissionStatus.scored, submission.error
+        assert math.isfinite(submission.score_public) and submission.score_public > 0
+        sha = submission.sha256
+        data_dir = arena.settings.data_dir
+        assert model_path(data_dir, sha).is_file() and not upload_path(data_dir, sha).exists()
+        assert grid_path(arena.settings.data_dir, submission.id, "with_mask").is_file()
+        sets = submission.sample_sets
+        assert sets["method"] == "fresh sample sets" and len(set(sets["seeds"])) == 3
+        assert sets["public"][0] == submission.score_public and len(sets["private"]) == 3
+        assert sets["public_std"] > 0  # three different image sets, three different scores
+    shown = arena.client.get(accepted.json()["status_url"], headers=bearer(token)).json()["sample_sets"]
+    assert shown["public"] == sets["public"] and not any(k.startswith("private") for k in shown)  # before the reveal
+    samples = sampled_zip_path(arena.settings.data_dir, sha)
+    before = samples.stat().st_mtime_ns
+    # Rescoring reads the kept samples: same images, no second sampling.
+    assert worker._images_zip(sha, worker_spec(arena)) == samples and samples.stat().st_mtime_ns == before
+    # The same competition still takes zips.
+    assert arena.upload(token, submission_zip(arena.competition, seed=3)).status_code == 202
+
+
+def worker_spec(arena):
+    from submissions import SubmissionSpec
+
+    return SubmissionSpec.from_competition(arena.competition, **arena.settings.zip_limits)
+
+
+def test_a_model_that_fails_while_sampling_fails_at_once_without_quota(make_app, scorer, scoring_competition,
+                                                                          tmp_path):
+    arena = make_app(competition=with_kinds(scoring_competition, "model", tmp_path), model_sampling_seconds=0.01)
+    _, token = arena.create_team("slow")
+    assert upload_model(arena, token, onnx_models.generator(tmp_path / "g.onnx")).status_code == 202
+    worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")
+    assert worker.run(exit_when_idle=True) == 1
+    with arena.database.sessionmaker() as session:
+        submission = session.scalars(select(Submission)).one()
+        assert submission.status == SubmissionStatus.failed and submission.attempts == 1
+        assert "model sampling failed (timeout)" in submission.error
+        assert "does not use your quota" in submission.events[-1].reason
+    assert arena.client.get("/api/teams/me", headers=bearer(token)).json()["quota"]["used"] == 0
+
+
+def first_rule(response) -> str:
+    return response.json()["error"]["detail"]["problems"][0]["rule"]
+
+
+def test_each_competition_takes_only_its_kinds(make_app, scoring_competition, tmp_path):
+    images_only = make_app(competition=scoring_competition)
+    _, token = images_only.create_team("a")
+    rejected = upload_model(images_only, token, onnx_models.generator(tmp_path / "g.onnx"))
+    assert rejected.status_code == 422 and first_rule(rejected) == "not_a_zip"
+    models_only = make_app(competition=with_kinds(scoring_competition, "model", tmp_path))
+    _, token = models_only.create_team("b")
+    rejected = models_only.upload(token, submission_zip(models_only.competition))
+    assert rejected.status_code == 422 and first_rule(rejected) == "kind_not_accepted"
+    custom = upload_model(models_only, token, onnx_models.custom_op(tmp_path / "c.onnx"))
+    assert custom.status_code == 422 and first_rule(custom) == "operator_not_allowed"
+
+
+def test_the_pages_say_what_the_competition_takes(make_app, scoring_competition, tmp_path):
+    from tests.web.test_pages import csrf_of
+
+    arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path))
+    _, token = arena.create_team("web")
+    overview = arena.client.get(f"/c/{arena.slug}").text
+    assert "A zip of PNG images or an ONNX generator the server samples." in overview
+    csrf = csrf_of(arena.client.get("/signin").text)
+    arena.client.post("/signin", data={"token": token, "csrf_token": csrf})
+    form = arena.client.get(f"/c/{arena.slug}/submit").text
+    assert 'accept=".zip,application/zip,.onnx"' in form and "Submission zip or generator (.onnx)" in form
+
+
+def test_the_submission_page_labels_the_spread_of_fresh_sample_sets(make_app, scorer, scoring_competition, tmp_path):
+    from tests.web.test_pages import csrf_of
+
+    arena = make_app(competition=with_kinds(scoring_competition, "model", tmp_path), model_sample_sets=2)
+    _, token = arena.create_team("gen")
+    submission_id = upload_model(arena, token, onnx_models.generator(tmp_path / "g.onnx")).json()["id"]
+    Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w").run(exit_when_idle=True)
+    arena.client.post("/signin", data={"token": token, "csrf_token": csrf_of(arena.client.get("/signin").text)})
+    page = arena.client.get(f"/submissions/{submission_id}").text
+    assert "over 2 fresh sample sets of your model, not a bootstrap" in page

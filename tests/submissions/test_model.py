@@ -1,0 +1,120 @@
+"""Model submissions: a valid ONNX generator passes and samples; each broken rule is reported with its fix."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from submissions import SubmissionInvalid, SubmissionSpec
+from submissions.model import validate_model
+from submissions.report import MODEL_RULES
+from submissions.sampling import SamplingFailed, SamplingJob, sample_model
+from tests.utils import onnx_models
+from tests.utils.competition import make_competition
+
+
+@pytest.fixture
+def spec(tmp_path):
+    competition = make_competition(tmp_path / "comp", images_per_class=5)
+    return SubmissionSpec.from_competition(competition).model_copy(
+        update={"model_memory_bytes": 2 * 2**30, "model_time_limit_s": 20.0})
+
+
+def rules_of(path, spec, **kwargs) -> list[str]:
+    with pytest.raises(SubmissionInvalid) as caught:
+        validate_model(path, spec, **kwargs)
+    problems = caught.value.report.problems
+    assert all(p.file == path.name and p.found and p.fix for p in problems)
+    return [p.rule for p in problems]
+
+
+def test_a_valid_generator_passes_and_samples_deterministically(spec, tmp_path):
+    info = validate_model(onnx_models.generator(tmp_path / "g.onnx"), spec)
+    assert (info.latent_size, info.classes, len(info.sha256)) == (4, ["with_mask", "without_mask"], 64)
+    job = SamplingJob(model=str(info.path), labels=[0, 1], per_class=5, latent_size=4, image_size=64, seed=7,
+                      batch_size=3)
+    first = sample_model(job, memory_bytes=2**31, time_limit_s=30)
+    assert first.shape == (2, 5, 64, 64) and first.dtype == np.uint8 and first.std() > 0
+    assert np.array_equal(first, sample_model(job, memory_bytes=2**31, time_limit_s=30))
+    other = sample_model(SamplingJob(**{**job.__dict__, "seed": 8}), memory_bytes=2**31, time_limit_s=30)
+    assert not np.array_equal(first, other)
+
+
+def test_custom_operator_is_rejected(spec, tmp_path):
+    assert rules_of(onnx_models.custom_op(tmp_path / "custom.onnx"), spec) == ["operator_not_allowed"]
+
+
+def test_a_loop_is_rejected_before_it_runs(spec, tmp_path):
+    assert rules_of(onnx_models.looping(tmp_path / "loop.onnx"), spec) == ["operator_not_allowed"]
+
+
+def test_wrong_output_shape_declared_and_at_run_time(spec, tmp_path):
+    declared = onnx_models.generator(tmp_path / "declared.onnx", out_shape=("batch", 3, 64, 64))
+    assert rules_of(declared, spec) == ["wrong_output"]
+    # Declared right, but the graph makes 32x128 images: caught by the dry run.
+    lying = onnx_models.generator(tmp_path / "lying.onnx", image_shape=(-1, 1, 32, 128))
+    assert rules_of(lying, spec) == ["dry_run_failed"]
+
+
+def test_metadata_and_inputs_are_checked(spec, tmp_path):
+    wrong_classes = onnx_models.generator(tmp_path / "c.onnx", classes=["cat", "dog"])
+    assert rules_of(wrong_classes, spec) == ["metadata"]
+    assert rules_of(onnx_models.generator(tmp_path / "m.onnx", metadata={}), spec) == ["metadata"]
+    assert rules_of(onnx_models.generator(tmp_path / "o.onnx", opset=9), spec) == ["opset_out_of_range"]
+
+
+def test_a_file_over_the_cap_is_rejected_unread(spec, tmp_path):
+    huge = tmp_path / "huge.onnx"
+    with huge.open("wb") as handle:  # a sparse 200 MB file: costs no disk and no time
+        handle.truncate(200 * 10**6)
+    assert os.path.getsize(huge) == 200 * 10**6 > spec.max_model_bytes
+    assert rules_of(huge, spec) == ["model_too_large"]
+
+
+def test_not_onnx(spec, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"PK\x03\x04 this is a zip, not a model")
+    assert rules_of(junk, spec) == ["not_onnx"]
+
+
+def test_unbounded_allocation_is_stopped_by_the_memory_cap(spec, tmp_path):
+    assert rules_of(onnx_models.unbounded_allocation(tmp_path / "alloc.onnx"), spec) == ["dry_run_memory"]
+
+
+def test_a_model_that_runs_too_long_is_killed(spec, tmp_path):
+    slow = onnx_models.slow(tmp_path / "slow.onnx")
+    assert rules_of(slow, spec.model_copy(update={"model_time_limit_s": 4.0})) == ["dry_run_timeout"]
+
+
+def test_nan_output_fails_the_dry_run(spec, tmp_path):
+    path = onnx_models.nan_images(tmp_path / "nan.onnx")
+    assert rules_of(path, spec) == ["dry_run_failed"]
+    with pytest.raises(SamplingFailed) as caught:
+        sample_model(SamplingJob(model=str(path), labels=[0], per_class=2, latent_size=4, image_size=64, seed=0),
+                     memory_bytes=2**31, time_limit_s=30)
+    assert caught.value.kind == "non_finite"
+
+
+def test_every_rule_is_described_in_the_spec(spec):
+    text = spec.model_copy(update={"submission_kinds": "both"}).describe()
+    assert "Submission kinds: both" in text and "A zip with one folder per class" in text
+    assert all(rule in text for rule in MODEL_RULES)
+    assert "ONNX" not in spec.describe()  # an images-only competition does not mention models
+
+
+def test_submission_check_takes_a_model_where_the_competition_does(tmp_path):
+    from typer.testing import CliRunner
+
+    from server.cli import app
+
+    competition = make_competition(tmp_path / "comp", images_per_class=5, submission_kinds="both")
+    model = onnx_models.generator(tmp_path / "g.onnx")
+    checked = CliRunner().invoke(app, ["submission", "check", str(model), "--competition", str(competition.root)])
+    assert checked.exit_code == 0, checked.output
+    spec_text = CliRunner().invoke(app, ["submission", "spec", "--competition", str(competition.root)]).output
+    assert "Submission kinds: both" in spec_text and "operator_not_allowed" in spec_text
+    broken = onnx_models.custom_op(tmp_path / "custom.onnx")
+    failed = CliRunner().invoke(app, ["submission", "check", str(broken), "--competition", str(competition.root)])
+    assert failed.exit_code == 1 and "operator_not_allowed" in failed.output

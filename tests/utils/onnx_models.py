@@ -1,0 +1,97 @@
+"""Small ONNX generators built node by node: a valid one, and ones that break one rule each."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+CLASSES = ["with_mask", "without_mask"]
+LATENT = 4
+
+
+def _const(name: str, array: np.ndarray) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [name], value=numpy_helper.from_array(array, name))
+
+
+def generator(path: Path, *, size: int = 64, out_shape=("batch", 1, 64, 64), classes=CLASSES, extra=(),
+              pre=None, metadata: dict | None = None, opset: int = 17, image_shape=None) -> Path:
+    """images = tanh(reshape(z @ W + E[label])) with optional extra nodes feeding `pre` (added times zero)."""
+    rng = np.random.default_rng(0)
+    shape = np.array(image_shape or (-1, 1, size, size), dtype=np.int64)
+    nodes = [
+        _const("W", rng.standard_normal((LATENT, size * size)).astype(np.float32)),
+        _const("E", rng.standard_normal((len(classes), size * size)).astype(np.float32)),
+        _const("shape", shape),
+        helper.make_node("MatMul", ["z", "W"], ["zw"]),
+        helper.make_node("Gather", ["E", "label"], ["emb"]),
+        helper.make_node("Add", ["zw", "emb"], ["h"]),
+        helper.make_node("Reshape", ["h", "shape"], ["grid"]),
+        *extra,
+    ]
+    if pre is not None:  # fold the extra branch's scalar into the image so it cannot be pruned
+        nodes += [_const("zero", np.array(0.0, np.float32)), helper.make_node("Mul", [pre, "zero"], ["nothing"]),
+                  helper.make_node("Add", ["grid", "nothing"], ["grid2"]), helper.make_node("Tanh", ["grid2"],
+                                                                                            ["images"])]
+    else:
+        nodes.append(helper.make_node("Tanh", ["grid"], ["images"]))
+    graph = helper.make_graph(
+        nodes, "generator",
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["batch", LATENT]),
+         helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, list(out_shape))],
+    )
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(n.domain, 1) for n in extra if n.domain]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=8)
+    meta = {"latent_size": str(LATENT), "classes": json.dumps(classes)} if metadata is None else metadata
+    helper.set_model_props(model, meta)
+    onnx.save(model, str(path))
+    return path
+
+
+def custom_op(path: Path) -> Path:
+    node = helper.make_node("Magic", ["z"], ["magic"], domain="com.example")
+    return generator(path, extra=[node, helper.make_node("ReduceSum", ["magic"], ["m"], keepdims=0)], pre="m")
+
+
+def looping(path: Path) -> Path:
+    body = helper.make_graph([helper.make_node("Identity", ["cond_in"], ["cond_out"])], "body",
+                             [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                              helper.make_tensor_value_info("cond_in", TensorProto.BOOL, [])],
+                             [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, [])])
+    nodes = [_const("forever", np.array(True)),
+             helper.make_node("Loop", ["", "forever"], [], body=body)]
+    return generator(path, extra=nodes)
+
+
+def unbounded_allocation(path: Path) -> Path:
+    """A 64 GiB tensor whose size depends on the input, so nothing can fold it away before the dry run."""
+    nodes = [
+        _const("big", np.array([2**34], np.int64)),
+        helper.make_node("ReduceSum", ["label"], ["labels_sum"], keepdims=1),  # 0 or more: the shape stays huge
+        helper.make_node("Add", ["big", "labels_sum"], ["n"]),
+        helper.make_node("ConstantOfShape", ["n"], ["huge"], value=numpy_helper.from_array(np.ones(1, np.float32))),
+        helper.make_node("ReduceSum", ["huge"], ["s"], keepdims=0),
+    ]
+    return generator(path, extra=nodes, pre="s")
+
+
+def slow(path: Path, rounds: int = 200, side: int = 2048) -> Path:
+    """Hundreds of large matrix products on an input-dependent matrix: runs for minutes, stands for a hang."""
+    nodes = [_const("mshape", np.array([side, side], np.int64)),
+             helper.make_node("ConstantOfShape", ["mshape"], ["M"],
+                              value=numpy_helper.from_array(np.full(1, 1e-3, np.float32))),
+             helper.make_node("ReduceSum", ["z"], ["zs"], keepdims=0),
+             helper.make_node("Add", ["M", "zs"], ["x0"])]
+    for i in range(rounds):
+        nodes.append(helper.make_node("MatMul", [f"x{i}", "M"], [f"x{i + 1}"]))
+    nodes.append(helper.make_node("ReduceSum", [f"x{rounds}"], ["s"], keepdims=0))
+    return generator(path, extra=nodes, pre="s")
+
+
+def nan_images(path: Path) -> Path:
+    nodes = [_const("nan", np.array(np.nan, np.float32))]
+    return generator(path, extra=nodes, pre="nan")
