@@ -6,10 +6,10 @@ looks for directories, and how the data writer writes them. The directory descri
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Protocol
 
+from server.atomic import write_atomically
 from submissions.competition import (
     CONFIG_FILE,
     MANIFEST_FILE,
@@ -87,10 +87,8 @@ def competitions_dir(data_dir: Path) -> Path:
 
 def write_config(root: Path, config: CompetitionConfig) -> None:
     """Atomically: a server reading competition.json while the organizer saves sees the old or the new file."""
-    target = root / CONFIG_FILE
-    temporary = target.with_name(f".{CONFIG_FILE}.{os.getpid()}.tmp")
-    temporary.write_text(config.model_dump_json(indent=2) + "\n")
-    os.replace(temporary, target)
+    document = config.model_dump_json(indent=2) + "\n"
+    write_atomically(root / CONFIG_FILE, lambda temporary: temporary.write_text(document))
 
 
 def write_manifest(root: Path, manifest: Manifest) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from server.atomic import write_atomically
 from server.competition import MANIFEST_FILE, Competition, CompetitionError, competitions_dir, write_config
 from server.data.errors import DataPreparationError
 from server.data.prepare import prepare_competition
@@ -151,9 +152,8 @@ def _summary(competition: Competition) -> dict[str, Any]:
 
 
 def _write_result(directory: Path, *, state: str, message: str, summary: dict[str, Any]) -> None:
-    temporary = directory / f".{RESULT_FILE}.tmp"
-    temporary.write_text(json.dumps({"state": state, "message": message, **summary}))
-    os.replace(temporary, directory / RESULT_FILE)
+    document = json.dumps({"state": state, "message": message, **summary})
+    write_atomically(directory / RESULT_FILE, lambda temporary: temporary.write_text(document))
 
 
 def state(data_dir: Path, slug: str) -> dict[str, Any]:

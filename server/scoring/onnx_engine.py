@@ -22,8 +22,9 @@ from typing import Literal
 
 import numpy as np
 
+from server.atomic import write_atomically
 from server.scoring.network import load_pool3_inception
-from server.scoring.weights import _atomic_write, file_sha256, fingerprint_input
+from server.scoring.weights import file_sha256, fingerprint_input
 
 Engine = Literal["auto", "torch", "onnxruntime"]
 ENGINES: tuple[Engine, ...] = ("auto", "torch", "onnxruntime")
@@ -129,9 +130,9 @@ def export_onnx(weights: Path, weights_sha256: str, destination: Path | None = N
                                f"(limit {EXPORT_TOLERANCE:g}); keep --engine torch and report this")
 
     try:
-        _atomic_write(destination, write)
+        write_atomically(destination, write)
         record = {**expected_record(weights_sha256), "onnx_sha256": file_sha256(destination)}
-        _atomic_write(_sidecar(destination), lambda temporary: temporary.write_text(json.dumps(record, indent=1)))
+        write_atomically(_sidecar(destination), lambda temporary: temporary.write_text(json.dumps(record, indent=1)))
     except PermissionError as exc:
         raise EngineUnavailableError(
             f"cannot write the ONNX export next to the weights ({destination}: {exc}); point ARENA_FID_WEIGHTS at "

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from server.atomic import write_atomically
 from server.competition import Competition, CompetitionError
 from server.scoring.features import FEATURE_DIMS, PREPROCESSING_VERSION, FeatureExtractor
 from server.scoring.frechet import ReferenceStats
@@ -183,14 +182,13 @@ def save_references(path: Path, metadata: dict, classes: dict[str, ClassReferenc
 
 
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
+    """`write(handle)` through `write_atomically` (np.savez would add .npz to a temporary file's name)."""
+
+    def fill(temporary: Path) -> None:
         with temporary.open("wb") as handle:
             write(handle)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+
+    write_atomically(path, fill)
 
 
 def load_or_build_references(

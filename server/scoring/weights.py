@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import threading
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from server.atomic import write_atomically
 from server.scoring.network import empty_fid_inception
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -136,17 +135,6 @@ def resolve_weights(
     raise WeightsNotFoundError(f"No FID Inception weights at {hub_cache_path()} ({tried}). " + _fix_hint())
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def download_official(destination: Path, timeout: float = DOWNLOAD_TIMEOUT_SECONDS) -> Path:
     """pytorch-fid's release file, checked against the hash prefix in its name."""
     def write(temporary: Path) -> None:
@@ -157,7 +145,7 @@ def download_official(destination: Path, timeout: float = DOWNLOAD_TIMEOUT_SECON
         if not digest.startswith(OFFICIAL_SHA256_PREFIX):
             raise OSError(f"downloaded file has sha256 {digest}, expected prefix {OFFICIAL_SHA256_PREFIX}")
 
-    _atomic_write(destination, write)
+    write_atomically(destination, write)
     return destination
 
 
@@ -215,7 +203,7 @@ def convert_fid_helper(destination: Path | None = None) -> Path:
     # torch.save would otherwise embed in the archive.
     buffer = io.BytesIO()
     torch.save(converted_state_dict(), buffer)
-    _atomic_write(destination, lambda temporary: temporary.write_bytes(buffer.getvalue()))
+    write_atomically(destination, lambda temporary: temporary.write_bytes(buffer.getvalue()))
     return destination
 
 
