@@ -18,11 +18,12 @@ uncertainty, diagnostics and memorization evidence add to the warm time (target:
 
     python bench/scoring.py --trust-overhead         # only that overhead, in about a minute (no reference build)
 
-times, for one 2 x N entry, the additions exactly as the Scorer runs them (bootstrap replicates against the three
-reference splits, KID and precision/recall/density/coverage against the public split, the nearest training images)
-on features of the real sizes (N generated, N/2 public, N/2 private, N training images per class), and the warm
-network time of the same entry measured on 2 x NETWORK_SAMPLE images and scaled linearly to 2 x N (the network's
-cost is per image). Writes bench/results/trust-overhead-<device>-<N>.json.
+times, for one 2 x N entry, the additions exactly as the Scorer runs them (bootstrap replicates against the ranked
+reference splits, public and private; KID and precision/recall/density/coverage against the public split; the
+nearest training images) on features of the real sizes (N generated, N/2 public, N/2 private, N training images per
+class), and the warm network time of the same entry measured on 2 x NETWORK_SAMPLE images and scaled linearly to
+2 x N (the network's cost is per image), on CPU once per engine (torch and onnxruntime, the default). Writes
+bench/results/trust-overhead-<device>-<N>.json.
 """
 
 from __future__ import annotations
@@ -328,10 +329,40 @@ def trust_overhead(args: argparse.Namespace) -> dict:
     """Seconds the trust additions take per 2 x N entry, against the warm scoring time of the same entry."""
     import numpy as np
 
+    from server.scoring.scorer import BOOTSTRAPPED
+    from server.scoring.uncertainty import REPLICATES
+
+    n, rng = args.images_per_class, np.random.default_rng(0)
+    device = "cpu" if args.device == "auto" else args.device
+    engines = ("torch", "onnxruntime") if device == "cpu" else ("torch",)
+    network = {engine: network_seconds(device, engine, n) for engine in engines}
+    network_s = {engine: wall for engine, (wall, _) in network.items()}
+    network_cpu = {engine: cpu_s for engine, (_, cpu_s) in network.items()}
+    trust = {"uncertainty": 0.0, "diagnostics": 0.0, "nearest_train": 0.0, "distance": 0.0}
+    cpu = dict.fromkeys(trust, 0.0)  # process CPU seconds, all threads: comparable on a busy machine
+    for _ in range(2):  # classes
+        for name, (wall_s, cpu_s) in class_additions(n, rng, device).items():
+            trust[name] += wall_s
+            cpu[name] += cpu_s
+    added = trust["uncertainty"] + trust["diagnostics"] + trust["nearest_train"]
+    added_cpu = cpu["uncertainty"] + cpu["diagnostics"] + cpu["nearest_train"]
+    warm = {engine: seconds + trust["distance"] for engine, seconds in network_s.items()}
+    warm_cpu = {engine: seconds + cpu["distance"] for engine, seconds in network_cpu.items()}
+    return {"device": device, "images_per_class": n, "replicates": REPLICATES, "bootstrapped": list(BOOTSTRAPPED),
+            "seconds": trust, "cpu_seconds": cpu, "network_s_scaled": network_s, "network_cpu_s_scaled": network_cpu,
+            "warm_before_s": warm, "added_s": added, "overhead": {e: added / s for e, s in warm.items()},
+            "added_cpu_s": added_cpu, "overhead_cpu": {e: added_cpu / s for e, s in warm_cpu.items()},
+            "load_average_1m": os.getloadavg()[0]}
+
+
+def class_additions(n: int, rng, device: str) -> dict[str, tuple[float, float]]:
+    """Wall and CPU seconds of each addition for one class, on random pool3-like features of the real sizes."""
+    import numpy as np
+
     from server.scoring.diagnostics import diagnostics
-    from server.scoring.features import FeatureExtractor
     from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
     from server.scoring.memorization import nearest_neighbours, normalized
+    from server.scoring.scorer import BOOTSTRAPPED
     from server.scoring.uncertainty import (
         REPLICATES,
         bootstrap_counts,
@@ -341,45 +372,48 @@ def trust_overhead(args: argparse.Namespace) -> dict:
     )
     from tests.utils.competition import random_images
 
-    n, rng = args.images_per_class, np.random.default_rng(0)
-    device = "cpu" if args.device == "auto" else args.device
-    extractor = FeatureExtractor(device=device)
-    sample = {cls: random_images(NETWORK_SAMPLE, seed=i) for i, cls in enumerate(("with_mask", "without_mask"))}
-    extractor.features_of_arrays(sample["with_mask"][:4])  # load the model
-    started = time.perf_counter()
-    for images in sample.values():
-        extractor.features_of_arrays(images)
-    network_s = (time.perf_counter() - started) * n / NETWORK_SAMPLE
-    trust = {"uncertainty": 0.0, "diagnostics": 0.0, "nearest_train": 0.0, "distance": 0.0}
-    for _ in range(2):  # classes
-        pool3 = lambda rows: rng.gamma(0.6, 0.5, size=(rows, 2048))  # noqa: E731  (non-negative, like pool3)
-        test = {"public": pool3(n // 2), "private": pool3(n - n // 2)}
-        test["all"] = np.concatenate([test["public"], test["private"]])
-        train, generated = normalized(pool3(n)), pool3(n)
-        stats = {split: ReferenceStats.of_features(f, device) for split, f in test.items()}
-        images = random_images(n, seed=1)
-        started = time.perf_counter()
-        for split in stats:
-            frechet_distance_to_reference(stats[split], generated, device)
-        trust["distance"] += time.perf_counter() - started
-        started = time.perf_counter()
-        counts = bootstrap_counts(n, REPLICATES, seed=1)
-        nearest = np.full(n, 0.3)
-        for split in stats:
+    pool3 = lambda rows: rng.gamma(0.6, 0.5, size=(rows, 2048))  # noqa: E731  (non-negative, like pool3)
+    test = {"public": pool3(n // 2), "private": pool3(n - n // 2)}
+    test["all"] = np.concatenate([test["public"], test["private"]])
+    train, generated = normalized(pool3(n)), pool3(n)
+    stats = {split: ReferenceStats.of_features(f, device) for split, f in test.items()}
+    images = random_images(n, seed=1)
+    counts, nearest = bootstrap_counts(n, REPLICATES, seed=1), np.full(n, 0.3)
+
+    def bootstrap() -> None:
+        for split in BOOTSTRAPPED:
             raw = frechet_replicates(stats[split], reference_factor(stats[split], test[split]), generated, counts,
                                      device)
             penalized_replicates(raw, nearest, counts, eps=0.1)
-        trust["uncertainty"] += time.perf_counter() - started
-        started = time.perf_counter()
-        diagnostics(test["public"], generated, images, device=device)
-        trust["diagnostics"] += time.perf_counter() - started
-        started = time.perf_counter()
-        nearest_neighbours(normalized(generated), train, device)
-        trust["nearest_train"] += time.perf_counter() - started
-    added = trust["uncertainty"] + trust["diagnostics"] + trust["nearest_train"]
-    warm = network_s + trust["distance"]
-    return {"device": device, "images_per_class": n, "replicates": REPLICATES, "seconds": trust,
-            "network_s_scaled": network_s, "warm_before_s": warm, "added_s": added, "overhead": added / warm}
+
+    steps = {
+        "distance": lambda: [frechet_distance_to_reference(stats[split], generated, device) for split in stats],
+        "uncertainty": bootstrap,
+        "diagnostics": lambda: diagnostics(test["public"], generated, images, device=device),
+        "nearest_train": lambda: nearest_neighbours(normalized(generated), train, device),
+    }
+    out = {}
+    for name, step in steps.items():
+        started, cpu_started = time.perf_counter(), time.process_time()
+        step()
+        out[name] = (time.perf_counter() - started, time.process_time() - cpu_started)
+    return out
+
+
+def network_seconds(device: str, engine: str, n: int) -> tuple[float, float]:
+    """Warm network wall and CPU seconds of 2 x n images on one engine, measured on 2 x NETWORK_SAMPLE (the cost is
+    per image)."""
+    from server.scoring.features import FeatureExtractor
+    from tests.utils.competition import random_images
+
+    extractor = FeatureExtractor(device=device, engine=engine)
+    sample = {cls: random_images(NETWORK_SAMPLE, seed=i) for i, cls in enumerate(("with_mask", "without_mask"))}
+    extractor.features_of_arrays(sample["with_mask"][:4])  # load the model
+    started, cpu_started = time.perf_counter(), time.process_time()
+    for images in sample.values():
+        extractor.features_of_arrays(images)
+    scale = n / NETWORK_SAMPLE
+    return (time.perf_counter() - started) * scale, (time.process_time() - cpu_started) * scale
 
 
 def main() -> None:
@@ -404,10 +438,14 @@ def main() -> None:
         n = result["images_per_class"]
         print(f"\nWhat intervals, diagnostics and evidence add to warm scoring of 2 x {n} on {result['device']}:")
         for name, seconds in result["seconds"].items():
-            print(f"  {name:<14}{seconds:>8.2f} s" + ("  (already in the scorer before)" if name == "distance" else ""))
-        print(f"  network, 2 x {n} (scaled from 2 x {NETWORK_SAMPLE}): {result['network_s_scaled']:.1f} s")
-        print(f"  added {result['added_s']:.2f} s of {result['warm_before_s']:.1f} s = {result['overhead']:.1%} "
-              "(target: at most 10%)")
+            print(f"  {name:<14}{seconds:>8.2f} s wall {result['cpu_seconds'][name]:>8.2f} s CPU"
+                  + ("  (already in the scorer before)" if name == "distance" else ""))
+        for engine, seconds in result["network_s_scaled"].items():
+            print(f"  network ({engine}), 2 x {n} (scaled from 2 x {NETWORK_SAMPLE}): {seconds:.1f} s wall, "
+                  f"{result['network_cpu_s_scaled'][engine]:.1f} s CPU; added {result['added_s']:.2f} s of "
+                  f"{result['warm_before_s'][engine]:.1f} s = {result['overhead'][engine]:.1%} wall, "
+                  f"{result['overhead_cpu'][engine]:.1%} CPU (target: at most 10%)")
+        print(f"  load average (1 min) at the end: {result['load_average_1m']:.1f}")
         RESULTS.mkdir(parents=True, exist_ok=True)
         out = RESULTS / f"trust-overhead-{result['device']}-{n}.json"
         out.write_text(json.dumps(result, indent=1))

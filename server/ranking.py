@@ -280,7 +280,7 @@ def all_scores_csv(*, session: Session, competition: CompetitionRow) -> str:
     out = io.StringIO()
     writer = SafeCsvWriter(out)
     writer.writerow(["submission_id", "team", "baseline", "status", "created_at", "score_public", "score_private",
-                     "score_all", "score_public_se", "score_private_se", "score_all_se", "penalized", "class_scores",
+                     "score_all", "score_public_se", "score_private_se", "penalized", "class_scores",
                      "selected_final", "disqualified", "attempts",
                      "scorer_version", "sha256", "message"])
     rows = session.scalars(select(Submission).where(Submission.competition_id == competition.id)
@@ -288,7 +288,7 @@ def all_scores_csv(*, session: Session, competition: CompetitionRow) -> str:
     for s in rows:
         writer.writerow([s.id, s.team.name, int(s.team.is_baseline), s.status, s.created_at.isoformat(),
                          s.score_public, s.score_private, s.score_all, s.score_public_se, s.score_private_se,
-                         s.score_all_se, s.penalized, s.class_scores or {},
+                         s.penalized, s.class_scores or {},
                          int(s.selected_final), int(bool(s.disqualified_at or s.team.disqualified_at)),
                          s.attempts, s.scorer_version, s.sha256, s.message])
     return out.getvalue()

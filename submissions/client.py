@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any, BinaryIO
 
 import httpx
@@ -28,6 +29,8 @@ from submissions.spec import SubmissionSpec
 
 TOKEN_ENV = "ARENA_TOKEN"
 FINAL_STATUSES = {"scored", "failed", "cancelled"}
+SPLITS = ("public", "private")  # the boards' splits; private values arrive after the reveal
+Z_95 = NormalDist().inv_cdf(0.975)  # as server.ranking.Z_95 (this package imports nothing from the server)
 
 
 class SubmitError(SubmissionError):
@@ -316,21 +319,36 @@ def _number(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "hidden" if value is None else str(value)
 
 
+def _with_interval(value: Any, se: Any) -> str:
+    """`123.456 ± 4.321` (the half-width of the 95% interval) when the standard error is known, else the number."""
+    if isinstance(value, int | float) and isinstance(se, int | float):
+        return f"{value:.3f} ± {Z_95 * se:.3f}"
+    return _number(value)
+
+
+def _total_se(submission: Mapping[str, Any], split: str) -> Any:
+    """The API names the totals' standard errors score_<split>_se, a ScoreReport dump se_<split>."""
+    se = submission.get(f"score_{split}_se")
+    return submission.get(f"se_{split}") if se is None else se
+
+
 def format_score_table(submission: Mapping[str, Any]) -> str:
-    """Per-class FID (public, private when revealed), memorization distance and the totals, as a text table."""
+    """Per-class FID with its 95% interval (public, private when revealed), memorization distance and the totals."""
     status = submission.get("status", "?")
     classes = _class_scores(submission)
     if classes is None:
         reason = submission.get("error") or ""
         return f"Submission {submission.get('id', '?')}: {status}" + (f" ({reason})" if reason else "")
-    rows = [("class", "FID public", "FID private", "memorization d", "eps", "penalized")]
+    rows: list[tuple[str, ...]] = [("class", "FID public", "FID private", "memorization d", "eps", "penalized")]
     for cls, score in classes.items():
-        rows.append((cls, _number(score.get("fid_public")), _number(score.get("fid_private")),
+        rows.append((cls, *(_with_interval(score.get(f"fid_{split}"), score.get(f"se_{split}")) for split in SPLITS),
                      _number(score.get("memorization_distance")), _number(score.get("memorization_eps")),
                      "YES" if score.get("penalized") else "no"))
-    rows.append(("total", _number(submission.get("score_public")), _number(submission.get("score_private")), "", "",
-                 ""))
+    rows.append(("total", *(_with_interval(submission.get(f"score_{split}"), _total_se(submission, split))
+                            for split in SPLITS), "", "", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return f"Submission {submission.get('id', '?')}: {status}\n" + "\n".join(lines)
+    note = "\n± is the half-width of a 95% interval: how far the score may move on a fresh sample of your generator."
+    has_interval = any("±" in cell for row in rows for cell in row)
+    return f"Submission {submission.get('id', '?')}: {status}\n" + "\n".join(lines) + (note if has_interval else "")

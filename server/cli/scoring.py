@@ -170,15 +170,15 @@ def _report_table(report) -> str:
     for column in ("class", "public", "private", "all", "memorization d", "eps", "penalized", "images"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for cls, s in report.classes.items():
-        table.add_row(cls, *(_with_interval(getattr(s, f"fid_{x}"), getattr(s, f"se_{x}")) for x in SPLITS),
+        table.add_row(cls, *(_with_interval(getattr(s, f"fid_{x}"), getattr(s, f"se_{x}", None)) for x in SPLITS),
                       f"{s.memorization_distance:.4f}", f"{s.memorization_eps:.4f}", "yes" if s.penalized else "no",
                       str(s.n_images))
-    totals = (_with_interval(getattr(report, f"score_{x}"), getattr(report, f"se_{x}")) for x in SPLITS)
+    totals = (_with_interval(getattr(report, f"score_{x}"), getattr(report, f"se_{x}", None)) for x in SPLITS)
     table.add_row("score", *totals, "", "", "", "", style="bold")
     buffer = StringIO()
     console = Console(file=buffer, width=130)
     console.print(table)
-    console.print("± is the half-width of a 95% bootstrap interval over the generated images.")
+    console.print("± is the half-width of a 95% bootstrap interval over the generated images (the ranked splits).")
     for cls, s in report.classes.items():
         if s.diagnosis:
             console.print(f"{cls}: {s.diagnosis}")

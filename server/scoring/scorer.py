@@ -26,7 +26,10 @@ from server.scoring.uncertainty import (
     seed_of,
 )
 
-SCORER_VERSION = "1.1.0"  # 1.1: bootstrap standard errors, diagnostics, memorization evidence
+SCORER_VERSION = "1.2.0"  # 1.1: bootstrap standard errors, diagnostics, evidence; 1.2: no interval for "all"
+# The splits a leaderboard ranks (public now, private after the reveal): the only ones whose interval is shown, so the
+# only ones bootstrapped. "all" (public + private) is an organizer figure that no board ranks.
+BOOTSTRAPPED: tuple[TestSplit, ...] = ("public", "private")
 EVIDENCE_IMAGES = 4  # generated images shown next to their nearest real image
 
 
@@ -50,7 +53,6 @@ class ClassScore(BaseModel):
     n_images: int
     se_public: float | None = Field(None, description="Bootstrap standard error of fid_public (95%: +- 1.96 se).")
     se_private: float | None = None
-    se_all: float | None = None
     diagnostics: dict[str, float] | None = Field(
         None, description="KID mean/std, precision, recall, density, coverage (k=5) against the public test images."
     )
@@ -70,7 +72,6 @@ class ScoreReport(BaseModel):
     score_all: float
     se_public: float | None = Field(None, description="Bootstrap standard error of score_public.")
     se_private: float | None = None
-    se_all: float | None = None
     timings: dict[str, float] = Field(
         description="Seconds: decode, features, distance, memorization, uncertainty, diagnostics, total."
     )
@@ -151,7 +152,7 @@ class Scorer:
             **{f"score_{split}": totals[split] for split in SPLITS},
             # Classes are sampled independently, so replicate b of the total is the sum of the classes' replicate b.
             **{f"se_{split}": interval_of(totals[split], np.sum([r[split] for r in replicates.values()], axis=0)).se
-               for split in SPLITS},
+               for split in BOOTSTRAPPED},
             timings=timings,
             device=self.device,
             precision=self.extractor.precision,
@@ -194,7 +195,7 @@ class Scorer:
             memorization_eps=eps,
             penalized=final["all"][1],
             n_images=len(features),
-            **{f"se_{split}": interval_of(final[split][0], replicates[split]).se for split in SPLITS},
+            **{f"se_{split}": interval_of(final[split][0], replicates[split]).se for split in BOOTSTRAPPED},
             diagnostics=diagnosis.as_dict(),
             diagnosis=describe(diagnosis.as_dict()),
             nearest_train=_closest(competition, cls, refs, nearest_train, train_rows),
@@ -206,10 +207,10 @@ class Scorer:
         self, refs: ClassReferences, features: np.ndarray, images: np.ndarray, cls: str, nearest: np.ndarray,
         eps: float,
     ) -> dict[TestSplit, np.ndarray]:
-        """Penalized FID of REPLICATES resamples of the generated images (one draw shared by all splits)."""
+        """Penalized FID of REPLICATES resamples of the generated images (one draw shared by the ranked splits)."""
         counts = bootstrap_counts(len(features), REPLICATES, seed_of(images, cls))
         out = {}
-        for split in SPLITS:
+        for split in BOOTSTRAPPED:
             factor = reference_factor(refs.stats[split], refs.test_features[split])
             raw = frechet_replicates(refs.stats[split], factor, features, counts, self.device)
             out[split] = penalized_replicates(raw, nearest, counts, eps)

@@ -24,6 +24,7 @@ measures how often one sample set's interval covers fresh sets' scores.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -96,41 +97,83 @@ def frechet_replicates(
     trace_generated = n / (n - 1) * spread
     projected = torch.as_tensor(centred @ factor.T, device=device)  # P, (n, r)
     w = torch.as_tensor(weights, device=device)
-    if projected.shape[1] < (1 - np.exp(-1)) * n:
-        tr_sqrt = _trace_sqrt_small_reference(projected, w, n)
-    else:
-        tr_sqrt = _trace_sqrt_gram(projected, w, n)
+    tr_sqrt = _trace_sqrt_batched(projected, w) if projected.is_cuda else _trace_sqrt_threaded(projected, w)
     return mean_terms + np.trace(reference.sigma) + trace_generated - 2 * tr_sqrt
 
 
-def _trace_sqrt_small_reference(projected, weights, n: int) -> np.ndarray:
-    """sum sqrt eig(M_w) per replicate, M_w = n/(n-1) B^T B with B the drawn rows of P - 1 p_w^T scaled by sqrt(w)."""
+def _uses_gram(projected) -> bool:
+    """The k x k Gram form when the reference factor has more rows than a replicate's expected distinct draws."""
+    n, r = projected.shape
+    return r >= (1 - np.exp(-1)) * n
+
+
+def _replicate_matrix(projected, gram, w):
+    """The symmetric matrix of one replicate whose eigenvalues' square roots sum to tr sqrt(S_r S_w).
+
+    Only the k drawn rows (w_i > 0) enter: r x r = B^T B, or k x k = B B^T from the shared Gram matrix, with
+    B = sqrt(n/(n-1) w) * (P - 1 p_w^T) on the drawn rows.
+    """
     import torch
 
-    out = []
-    for w in weights:
-        drawn = torch.nonzero(w > 0).squeeze(1)
-        rows = (projected[drawn] - w @ projected) * torch.sqrt(w[drawn] * (n / (n - 1)))[:, None]
-        matrix = rows.T @ rows
-        out.append(_sum_sqrt_eigenvalues(torch.linalg.eigvalsh((matrix + matrix.T) / 2)[None])[0])
-    return np.array(out)
+    n = len(w)
+    drawn = torch.nonzero(w > 0).squeeze(1)
+    root_w = torch.sqrt(w[drawn] * (n / (n - 1)))
+    if gram is None:
+        rows = (projected[drawn] - w @ projected) * root_w[:, None]
+        return rows.T @ rows
+    g = gram @ w
+    centred = gram[drawn][:, drawn] - g[drawn][:, None] - g[drawn][None, :] + w @ g
+    return root_w[:, None] * centred * root_w[None, :]
 
 
-def _trace_sqrt_gram(projected, weights, n: int) -> np.ndarray:
-    """sum sqrt eig(A_w) per replicate, from the shared Gram matrix restricted to the drawn rows."""
+def _trace_sqrt_threaded(projected, weights) -> np.ndarray:
+    """CPU: one replicate per task on single-threaded torch, as many tasks at once as torch has threads.
+
+    A 500 x 500 eigendecomposition gains little from a second thread inside LAPACK (its tridiagonal reduction is
+    memory-bound), while independent replicates on separate cores scale; the threads release the GIL in torch.
+    """
     import torch
 
-    gram = projected @ projected.T
+    gram = projected @ projected.T if _uses_gram(projected) else None
+
+    def one(w) -> float:
+        matrix = _replicate_matrix(projected, gram, w)
+        return float(_sum_sqrt_eigenvalues(torch.linalg.eigvalsh((matrix + matrix.T) / 2)[None])[0])
+
+    threads = torch.get_num_threads()
+    if threads == 1 or len(weights) == 1:
+        return np.array([one(w) for w in weights])
+    try:
+        with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            return np.array(list(pool.map(one, weights)))
+    finally:
+        torch.set_num_threads(threads)  # the workers' set_num_threads(1) also lowered the process-wide BLAS pool
+
+
+def _trace_sqrt_batched(projected, weights, chunk: int = 25) -> np.ndarray:
+    """GPU: the replicates' matrices stacked into one batched eigvalsh per chunk.
+
+    Undrawn rows have w_i = 0, so keeping all n rows only adds zero eigenvalues (they count as 0): every replicate has
+    the same shape, r x r or n x n, and needs no gather.
+    """
+    import torch
+
+    n = projected.shape[0]
+    gram = projected @ projected.T if _uses_gram(projected) else None
     out = []
-    for w in weights:
-        g = gram @ w
-        c = w @ g
-        drawn = torch.nonzero(w > 0).squeeze(1)
-        root_w = torch.sqrt(w[drawn] * (n / (n - 1)))
-        centred = gram[drawn][:, drawn] - g[drawn][:, None] - g[drawn][None, :] + c
-        matrix = root_w[:, None] * centred * root_w[None, :]
-        out.append(torch.linalg.eigvalsh((matrix + matrix.T) / 2))
-    return np.array([float(_sum_sqrt_eigenvalues(values[None])[0]) for values in out])
+    for start in range(0, len(weights), chunk):
+        w = weights[start : start + chunk]  # (b, n)
+        root_w = torch.sqrt(w * (n / (n - 1)))
+        if gram is None:
+            rows = (projected[None] - (w @ projected)[:, None, :]) * root_w[..., None]  # (b, n, r)
+            matrices = rows.transpose(1, 2) @ rows
+        else:
+            g = w @ gram  # (b, n)
+            c = torch.sum(w * g, dim=1)
+            centred = gram[None] - g[:, :, None] - g[:, None, :] + c[:, None, None]
+            matrices = root_w[:, :, None] * centred * root_w[:, None, :]
+        out.append(_sum_sqrt_eigenvalues(torch.linalg.eigvalsh((matrices + matrices.transpose(1, 2)) / 2)))
+    return np.concatenate(out)
 
 
 def _sum_sqrt_eigenvalues(values) -> np.ndarray:

@@ -49,11 +49,12 @@ def test_report_carries_intervals_diagnostics_and_evidence(random_competition):
     competition, scorer = random_competition
     images = generated(competition, n=6)
     report = scorer.score(competition, images)
-    for split in ("public", "private", "all"):
+    for split in ("public", "private"):  # the splits a board ranks; "all" is not bootstrapped
         total_se = getattr(report, f"se_{split}")
         class_se = [getattr(c, f"se_{split}") for c in report.classes.values()]
         assert total_se is not None and np.isfinite(total_se) and total_se >= 0
         assert all(se is not None and np.isfinite(se) for se in class_se)
+    assert "se_all" not in report.model_dump() and "se_all" not in report.classes["with_mask"].model_dump()
     for score in report.classes.values():
         assert set(score.diagnostics) >= {"kid_mean", "kid_std", "precision", "recall", "density", "coverage"}
         assert score.diagnostics["n_images"] == 6

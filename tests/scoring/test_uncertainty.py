@@ -86,3 +86,35 @@ def test_penalty_applies_per_replicate_with_its_own_distance():
     raw = np.array([10.0, 10.0])
     out = penalized_replicates(raw, np.array([0.05, 0.5]), counts, eps=0.1)
     np.testing.assert_allclose(out, [10.0 / 0.05, 10.0])
+
+
+@pytest.mark.parametrize(("m", "n"), [(20, 80), (120, 60)])  # the r x r form, then the k x k Gram form
+def test_gpu_batched_form_equals_the_cpu_threaded_form(m, n):
+    # The GPU path keeps all n rows (undrawn ones weigh 0) and stacks the replicates; run here on CPU tensors.
+    import torch
+
+    from server.scoring.uncertainty import _trace_sqrt_batched, _trace_sqrt_threaded
+
+    rng = np.random.default_rng(5)
+    projected = torch.as_tensor(rng.normal(size=(n, 64)) @ rng.normal(size=(64, m)))
+    weights = torch.as_tensor(bootstrap_counts(n, replicates=7, seed=3) / n)
+    np.testing.assert_allclose(_trace_sqrt_batched(projected, weights, chunk=3),
+                               _trace_sqrt_threaded(projected, weights), rtol=1e-9)
+
+
+def test_threaded_replicates_leave_torch_threads_as_they_were():
+    import torch
+
+    reference, real = _reference(20, 32)
+    generated = np.random.default_rng(6).normal(size=(50, 32))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        counts = bootstrap_counts(50, 6, seed=1)
+        first = frechet_replicates(reference, reference_factor(reference, real), generated, counts)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)  # the serial path gives the same numbers
+        np.testing.assert_allclose(
+            frechet_replicates(reference, reference_factor(reference, real), generated, counts), first, rtol=1e-12)
+    finally:
+        torch.set_num_threads(before)

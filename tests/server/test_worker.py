@@ -11,6 +11,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from server.db import Submission, SubmissionStatus
+from server.scoring import SCORER_VERSION
 from server.storage import grid_path
 from server.worker import Worker
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
@@ -72,6 +73,37 @@ def test_api_round_trip_through_the_real_scoring_pipeline(make_app, scorer, scor
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_constant_images_get_a_clear_finite_score_through_the_whole_pipeline(make_app, scorer, scoring_competition):
+    """Issue 11, bad input: a class of one repeated constant image (fewer than 2 distinct images) is scored with
+    finite numbers everywhere (no NaN in the JSON, no 500), its interval and diagnosis included."""
+    import io
+
+    from submissions import pack
+
+    arena = make_app(competition=scoring_competition)
+    team = arena.client.post(f"/api/competitions/{arena.slug}/teams", json={"name": "flat", "members": ["A"]}).json()
+    count = arena.competition.config.images_per_class
+    images = {"with_mask": np.full((count, 64, 64), 128, np.uint8),
+              "without_mask": np.zeros((count, 64, 64), np.uint8)}
+    buffer = io.BytesIO()
+    pack(images, buffer, arena.competition.classes)
+    upload = arena.upload(team["token"], buffer.getvalue())
+    assert upload.status_code == 202, upload.text
+    worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")
+    assert worker.run(exit_when_idle=True) == 1
+
+    response = arena.client.get(upload.json()["status_url"], headers=bearer(team["token"]))
+    assert response.status_code == 200 and "NaN" not in response.text and "Infinity" not in response.text
+    detail = response.json()
+    assert detail["status"] == "scored", detail
+    numbers = [detail["score_public"], detail["score_public_se"], *detail["score_public_interval"]]
+    for values in detail["class_scores"].values():
+        numbers += [values["fid_public"], values["se_public"], *values["diagnostics"].values()]
+        assert values["diagnostics"]["distinct_images"] == 1 and "identical" in values["diagnosis"]
+    assert all(math.isfinite(v) for v in numbers)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_exit_when_idle_waits_for_jobs_in_a_retry_delay(make_app, scorer):
     """A job whose first attempt failed waits out its backoff; `--exit-when-idle` must not leave it behind."""
     from server.db.crud import create_submission, get_competition, load_competition
@@ -105,7 +137,7 @@ def test_a_rescore_fills_in_intervals_diagnostics_and_evidence_for_an_older_entr
     assert worker.run(exit_when_idle=True) == 1
     with arena.database.sessionmaker() as session:  # what scorer 1.0 left behind
         submission = session.get(Submission, upload["id"])
-        submission.score_public_se = submission.score_private_se = submission.score_all_se = None
+        submission.score_public_se = submission.score_private_se = None
         old_fields = ("fid", "raw", "memorization", "penalized")
         submission.class_scores = {cls: {k: v for k, v in values.items() if k.startswith(old_fields)}
                                    for cls, values in submission.class_scores.items()}
@@ -115,10 +147,11 @@ def test_a_rescore_fills_in_intervals_diagnostics_and_evidence_for_an_older_entr
     assert worker.run(exit_when_idle=True) == 1
     with arena.database.sessionmaker() as session:
         submission = session.get(Submission, upload["id"])
-        assert submission.status == SubmissionStatus.scored and submission.scorer_version == "1.1.0"
+        assert submission.status == SubmissionStatus.scored and submission.scorer_version == SCORER_VERSION
         assert all(math.isfinite(v) for v in (submission.score_public_se, submission.score_private_se))
         for cls, values in submission.class_scores.items():
             assert values["diagnostics"]["n_images"] == 2 and values["diagnosis"]
             assert values["se_public"] is not None and values["nearest_train"]
+            assert "se_all" not in values  # the unranked split is not bootstrapped
             for neighbour in values["nearest_train"] + values["nearest_any"]:
                 assert evidence_path(arena.settings.data_dir, submission.id, cls, neighbour["image"]).is_file()

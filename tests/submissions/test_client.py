@@ -141,6 +141,26 @@ def test_score_table_shows_each_class_and_the_total():
     assert lines[5].split() == ["total", "3101.250", "hidden"]
 
 
+def test_score_table_shows_the_95_percent_interval_when_the_server_sends_it():
+    # The API after the reveal: per-class se_<split>, totals' score_<split>_se; ± is 1.96 standard errors.
+    scored = {**SCORED, "score_private": 3201.5, "score_public_se": 2.0, "score_private_se": 1.0,
+              "class_scores": {cls: {**values, "fid_private": values["fid_public"] + 50.0, "se_public": 1.0,
+                                     "se_private": 0.5}
+                               for cls, values in SCORED["class_scores"].items()}}
+    lines = format_score_table(scored).splitlines()
+    assert lines[3].split() == ["with_mask", "101.250", "±", "1.960", "151.250", "±", "0.980", "0.210", "0.030", "no"]
+    assert lines[5].split() == ["total", "3101.250", "±", "3.920", "3201.500", "±", "1.960"]
+    assert lines[6].startswith("± is the half-width of a 95% interval")
+    # A ScoreReport dump (`arena score --json`) names the totals' errors se_<split>.
+    report = {k: v for k, v in scored.items() if not k.endswith("_se")} | {"se_public": 0.5, "se_private": 0.0}
+    assert format_score_table(report).splitlines()[5].split() == ["total", "3101.250", "±", "0.980", "3201.500", "±",
+                                                                  "0.000"]
+
+
+def test_score_table_without_intervals_has_no_interval_note():
+    assert "±" not in format_score_table(SCORED)  # entries scored before the bootstrap existed
+
+
 def test_failed_submission_shows_the_reason():
     assert format_score_table({"id": 3, "status": "failed", "error": "worker crashed"}) == (
         "Submission 3: failed (worker crashed)")
