@@ -11,9 +11,10 @@ Rules, in one place:
   the order does not change. The test is the bootstrap of the difference: two entries share no images, so their
   bootstrap replicates are independent and the difference has standard error sqrt(se_a^2 + se_b^2); the rows tie
   when |a - b| <= 1.96 x that. A model submission's se is measured instead: the standard deviation of its score
-  over fresh sample sets (`interval_sets` of them, server.worker.with_sample_set_interval), the same quantity. Interval overlap would be the simpler rule but is too lenient: two 95% intervals
-  overlap up to |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a
-  tie. Entries scored before the intervals existed (se unknown) are never marked.
+  over fresh sample sets (`interval_sets` of them, server.worker.with_sample_set_interval), the same quantity.
+  Interval overlap would be the simpler rule but is too lenient: two 95% intervals overlap up to
+  |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a tie.
+  Entries scored before the intervals existed (se unknown) are never marked.
 - The board is cached per competition until its `board_version` changes (every score, reveal or disqualification
   bumps it), so a check costs one primary-key lookup; `server.api.board_cache` serves the API's reads from
   memory.

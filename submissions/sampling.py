@@ -93,16 +93,20 @@ def sample_model(job: SamplingJob, *, memory_bytes: int, time_limit_s: float) ->
     """uint8 (len(labels), per_class, H, W) images, sampled in a capped child process; SamplingFailed otherwise."""
     with tempfile.TemporaryDirectory(prefix="arena-sample-") as workdir:
         out = Path(workdir, "images.npy")
-        command = [sys.executable, "-m", "submissions.sampling", json.dumps(job.__dict__), str(out)]
         kernel_limit = provider_name(job.providers[0]) == CPU
-        returncode, stderr = run_capped(command, memory_bytes=memory_bytes, time_limit_s=time_limit_s,
-                                        kernel_limit=kernel_limit)
+        returncode, stderr = run_capped(sampling_command(job, out), memory_bytes=memory_bytes,
+                                        time_limit_s=time_limit_s, kernel_limit=kernel_limit)
         if returncode != 0:
             raise _failure(returncode, stderr, memory_bytes)
         used = out.with_suffix(".provider").read_text()
         if used != provider_name(job.providers[0]):
             log.warning("sampled on %s: onnxruntime did not start %s", used, provider_name(job.providers[0]))
         return np.load(out)
+
+
+def sampling_command(job: SamplingJob, out: Path) -> list[str]:
+    """The child process that samples `job` into `out` (.npy) and names the provider that ran it beside it."""
+    return [sys.executable, "-m", "submissions.sampling", json.dumps(job.__dict__), str(out)]
 
 
 def run_capped(command: list[str], *, memory_bytes: int, time_limit_s: float, kernel_limit: bool) -> tuple[int, str]:
@@ -130,7 +134,7 @@ def _watch(process: subprocess.Popen, memory_bytes: int, deadline: float, time_l
             pass
         resident = resident_bytes(process.pid)
         if resident > memory_bytes:
-            raise SamplingFailed("memory", f"the model used {resident / 2**20:.0f} MiB of memory, over the cap of "
+            raise SamplingFailed("memory", f"the model used {resident / 2**20:.1f} MiB of memory, over the cap of "
                                  f"{memory_bytes / 2**20:.0f} MiB, and was stopped")
         if time.monotonic() > deadline:
             raise SamplingFailed("timeout", f"sampling took longer than the limit of {time_limit_s:g} s")

@@ -152,3 +152,4 @@ def test_a_model_interval_is_the_spread_of_its_sample_sets_everywhere(make_app, 
     rows = {line.split(",")[1]: line for line in csv[1:]}
     assert rows["gen"].endswith(",over 3 sample sets") and rows["pngs"].endswith(",bootstrap over the images")
     assert "fresh sample sets" in arena.client.get(f"/c/{arena.slug}/leaderboard").text
+
