@@ -2,8 +2,8 @@
 
     {data_dir}/uploads/ab/abcdef....zip      an accepted zip, named by its sha256 (identical bytes stored once)
     {data_dir}/uploads/ab/abcdef....onnx     an accepted model (issue 18), named the same way
-    {data_dir}/uploads/ab/abcdef....samples.zip   the images the worker sampled from that model (its seed is fixed
-                                             by the hash, so rescoring scores the same images)
+    {data_dir}/uploads/ab/abcdef....samples.zip   the images the worker sampled from that model (kept, so
+                                             rescoring scores the same images; its seed: `model_seed`)
     {data_dir}/uploads/incoming/             partial uploads while they are hashed and validated
     {data_dir}/grids/<submission id>/<class>.png   8x8 sample grid the web pages show
     {data_dir}/secrets/sampling-salt         the server's secret for model sampling seeds (0600, made once)
