@@ -167,6 +167,7 @@ class ScoreFields:
     weights_sha256: str
     score_public_se: float | None = None
     score_private_se: float | None = None
+    score_all_se: float | None = None
     sample_sets: dict[str, Any] | None = None  # model submissions only (server.worker.score_sample_sets)
 
 

@@ -117,6 +117,7 @@ class Submission(Base):
     # scorer 1.1 until `arena admin rescore --all`.
     score_public_se: Mapped[float | None] = mapped_column(Float)
     score_private_se: Mapped[float | None] = mapped_column(Float)
+    score_all_se: Mapped[float | None] = mapped_column(Float)
     penalized: Mapped[bool | None] = mapped_column(Boolean)
     class_scores: Mapped[dict[str, Any] | None]  # ScoreReport.classes: per-split FIDs, memorization, penalty
     timings: Mapped[dict[str, Any] | None]

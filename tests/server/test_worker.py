@@ -137,7 +137,7 @@ def test_a_rescore_fills_in_intervals_diagnostics_and_evidence_for_an_older_entr
     assert worker.run(exit_when_idle=True) == 1
     with arena.database.sessionmaker() as session:  # what scorer 1.0 left behind
         submission = session.get(Submission, upload["id"])
-        submission.score_public_se = submission.score_private_se = None
+        submission.score_public_se = submission.score_private_se = submission.score_all_se = None
         old_fields = ("fid", "raw", "memorization", "penalized")
         submission.class_scores = {cls: {k: v for k, v in values.items() if k.startswith(old_fields)}
                                    for cls, values in submission.class_scores.items()}
