@@ -317,7 +317,7 @@ def score_fields(report: dict[str, Any]) -> ScoreFields:
         class_scores=classes, timings=report.get("timings", {}), device=str(report.get("device", "")),
         precision=str(report.get("precision", "")), scorer_version=str(report.get("scorer_version", "")),
         weights_sha256=str(report.get("weights_sha256", "")),
-        **{f"score_{split}_se": report.get(f"se_{split}") for split in ("public", "private")},
+        **{f"score_{split}_se": report.get(f"se_{split}") for split in ("public", "private", "all")},
     )
 
 

@@ -15,7 +15,7 @@ from server.db.crud import Quota
 from server.ranking import Z_95, interval_label, interval_sets
 
 # Per-class values that reveal the private split (fid_all mixes it in); hidden from teams until the reveal.
-# se_all: only in reports of scorer 1.1 (1.2 bootstraps the ranked splits only), still stored for older entries.
+# se_all: from model submissions' sample sets and reports of scorer 1.1 (1.2 bootstraps the ranked splits only).
 PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all", "se_private", "se_all")
 # Per-class values that name held-out test images (the nearest real image may be one): organizers only, always.
 ORGANIZER_CLASS_FIELDS = ("nearest_any",)
