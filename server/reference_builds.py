@@ -5,33 +5,23 @@ organizer's "Build reference statistics" button), by `arena admin references SLU
 engine's cache missing or stale at start-up (new weights, another engine). Workers claim builds before submissions,
 in one statement as they claim submissions; a competition's submissions wait while it has a queued or running build
 (`queue.claim_next_submission`), so teams may upload meanwhile. The worker reports images done per class every
-`PROGRESS_SECONDS` (and tqdm in its log); a build whose worker stops heartbeating is claimed again, and one that
-ended `max_worker_crashes` workers fails. The build itself is `load_or_build_references`: a current cache is
-only checked, never rebuilt.
+`reference_worker.PROGRESS_SECONDS` (and tqdm in its log); a build whose worker stops heartbeating is claimed
+again, and one that ended `max_worker_crashes` workers fails. This module only reads and writes rows (the web tier
+imports it); the build itself, with the scoring engine, is server/reference_worker.py.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-import traceback
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from server.competition import Competition, load_competition
-from server.db import CompetitionRow, Database, ReferenceBuild, WorkerRow, begin_write, utcnow
+from server.db import CompetitionRow, ReferenceBuild, WorkerRow, begin_write, utcnow
 from server.db.models import ACTIVE_BUILD_STATUSES
 from server.db.models import ReferenceBuildStatus as B
-
-if TYPE_CHECKING:
-    from server.scoring.features import FeatureExtractor
-
-log = logging.getLogger("arena.references")
-PROGRESS_SECONDS = 2.0  # how often a running build writes its progress (the console refreshes every 2 s)
-
 
 # -- queueing and reading (the web process, the CLI, a worker at start-up) -----------------------------------------
 
@@ -172,62 +162,3 @@ def requeue_stale_builds(*, session: Session, timeout_seconds: float, max_worker
         requeued.append(build.id)
     session.commit()
     return requeued
-
-
-class ProgressReporter:
-    """Counts images per class as the network finishes batches and writes them at most every PROGRESS_SECONDS."""
-
-    def __init__(self, database: Database, build: ReferenceBuild, worker_id: str, every: float) -> None:
-        self.database, self.build_id, self.worker_id, self.every = database, build.id, worker_id, every
-        self.progress: dict[str, Any] = {"classes": {cls: {**c, "done": 0}
-                                                     for cls, c in (build.progress or {}).get("classes", {}).items()},
-                                         "stage": "starting"}
-        self.written_at = time.monotonic()
-
-    def __call__(self, cls: str, part: str, images: int) -> None:
-        counts = self.progress["classes"].setdefault(cls, {"done": 0, "total": 0})
-        counts["done"] += images
-        self.progress = {**self.progress, "stage": f"{cls} {part}"}
-        if time.monotonic() - self.written_at >= self.every:
-            self.written_at = time.monotonic()
-            with self.database.session() as session:
-                record_progress(session=session, build_id=self.build_id, worker_id=self.worker_id,
-                                progress=self.progress)
-
-    def completed(self) -> dict[str, Any]:
-        """Every class done (also when a current cache was only checked, which passes no image through)."""
-        classes = {cls: {**c, "done": c["total"]} for cls, c in self.progress["classes"].items()}
-        return {"classes": classes, "stage": "done"}
-
-
-def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureExtractor, worker_id: str,
-              progress_seconds: float = PROGRESS_SECONDS) -> bool:
-    """Build (or find current) the claimed build's references with this worker's extractor; record the outcome.
-    Returns whether it succeeded. Exceptions from the build fail it with their message; BaseException (a worker
-    interrupted) propagates, for the worker to give the build back."""
-    from server.scoring.references import cache_problem, load_or_build_references
-
-    started = time.monotonic()
-    reporter = ProgressReporter(database, build, worker_id, progress_seconds)
-    with database.session() as session:
-        competition = load_competition(session.get_one(CompetitionRow, build.competition_id))
-    try:
-        problem = cache_problem(competition, extractor)
-        if problem is not None:
-            log.info("building the reference statistics of '%s' (%s)", competition.slug, problem)
-            load_or_build_references(competition, extractor, progress=True, on_progress=reporter)
-    except Exception as exc:
-        log.error("reference build %s of '%s' failed: %s", build.id, competition.slug, traceback.format_exc())
-        with database.session() as session:
-            finish_build(session=session, build_id=build.id, worker_id=worker_id, ok=False,
-                         outcome=f"{type(exc).__name__}: {exc}", progress=reporter.progress)
-        return False
-    seconds = time.monotonic() - started
-    outcome = (f"built in {seconds:.1f} s ({problem})" if problem else
-               f"already current: the {extractor.engine} cache matches these images and weights (checked in "
-               f"{seconds:.1f} s)")
-    with database.session() as session:
-        finish_build(session=session, build_id=build.id, worker_id=worker_id, ok=True, outcome=outcome,
-                     progress=reporter.completed())
-    log.info("reference build %s of '%s': %s", build.id, competition.slug, outcome)
-    return True

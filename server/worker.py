@@ -35,7 +35,8 @@ from server.queue import (
     requeue_stale,
     stop_worker,
 )
-from server.reference_builds import claim_next_build, release_build, request_build, requeue_stale_builds, run_build
+from server.reference_builds import claim_next_build, release_build, request_build, requeue_stale_builds
+from server.reference_worker import run_build
 from server.storage import (
     grid_path,
     model_path,

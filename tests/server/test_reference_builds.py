@@ -16,7 +16,6 @@ from server.db import ReferenceBuild
 from server.db.crud import create_submission, create_team, get_competition, register_competition
 from server.queue import claim_next_submission, has_pending_work, register_worker
 from server.reference_builds import (
-    ProgressReporter,
     claim_next_build,
     finish_build,
     record_progress,
@@ -24,6 +23,7 @@ from server.reference_builds import (
     request_first_build,
     requeue_stale_builds,
 )
+from server.reference_worker import ProgressReporter
 from server.scoring.references import cache_file, cache_problem
 from server.worker import Worker
 from tests.data.trees import make_tree
