@@ -5,6 +5,7 @@ databases, a real build with the random-weights network (progress per class reac
 from __future__ import annotations
 
 import os
+import signal
 import time
 from datetime import timedelta
 
@@ -260,3 +261,40 @@ def test_a_worker_starting_on_a_stale_cache_queues_a_build_and_runs_it(make_app,
         assert len(session.scalars(select(ReferenceBuild)).all()) == 2  # current: loaded, nothing queued
         assert not session.scalars(select(ReferenceBuild).where(
             ReferenceBuild.status != "done")).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_killed_mid_build_loses_it_to_the_next_worker_which_finishes_it(make_app, fid_torch_home, scorer):
+    from tests.server.test_worker_process import start_worker
+
+    arena = make_app(competition={"train_per_class": 30, "test_per_class": 8})  # ~20 s of features at 1 thread
+    with arena.database.sessionmaker() as session:
+        row = get_competition(session=session, slug=arena.slug)
+        build_id = request_build(session=session, competition=row, reason="prepared from the console").id
+    first = start_worker(arena, fid_torch_home)
+    building = wait_for_build(arena, build_id, first, lambda b: b.status == "building" and b.images_done > 0)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+
+    second = start_worker(arena, fid_torch_home)
+    done = wait_for_build(arena, build_id, second, lambda b: b.status == "done")
+    second.send_signal(signal.SIGTERM)
+    assert second.wait(timeout=60) == 0
+    assert done.worker_id not in (None, building.worker_id) and done.crashes == 1
+    assert f"worker {building.worker_id} went silent while building, queued again" in done.reason
+    assert done.images_done == done.images_total == 76 and done.outcome.startswith("built in ")
+    assert cache_problem(arena.competition, scorer.extractor) is None  # same device and engine as those workers
+
+
+def wait_for_build(arena, build_id: int, process, ready, timeout: float = 300.0) -> ReferenceBuild:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with arena.database.sessionmaker() as session:
+            build = session.get_one(ReferenceBuild, build_id)
+            if ready(build):
+                return build
+        assert process.poll() is None, process.communicate()[0]
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"build {build_id} never got there: {process.communicate()[0][-3000:]}")
