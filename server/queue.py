@@ -22,6 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from server.db import (
+    ReferenceBuild,
     Submission,
     SubmissionEvent,
     SubmissionStatus,
@@ -30,7 +31,7 @@ from server.db import (
     bump_board_version,
     utcnow,
 )
-from server.db.models import ACTIVE_STATUSES
+from server.db.models import ACTIVE_BUILD_STATUSES, ACTIVE_STATUSES
 from server.errors import Conflict, NotFound
 
 S = SubmissionStatus
@@ -96,6 +97,16 @@ def list_workers(*, session: Session) -> list[WorkerRow]:
 # -- claiming and finishing ----------------------------------------------------------------------------------------
 
 
+# A competition whose reference statistics are queued or being built holds its submissions back: they would
+# otherwise each build the references inside their own job (server/reference_builds.py).
+_references_building = (
+    select(ReferenceBuild.id)
+    .where(ReferenceBuild.competition_id == Submission.competition_id,
+           ReferenceBuild.status.in_(ACTIVE_BUILD_STATUSES))
+    .exists()
+)
+
+
 def claim_next_submission(*, session: Session, worker_id: str, now: datetime | None = None) -> Submission | None:
     """Atomically move the oldest claimable queued submission to `scoring` for this worker, or return None.
 
@@ -108,6 +119,7 @@ def claim_next_submission(*, session: Session, worker_id: str, now: datetime | N
         select(Submission.id)
         .where(Submission.status == S.queued)
         .where((Submission.not_before.is_(None)) | (Submission.not_before <= now))
+        .where(~_references_building)
         .order_by(Submission.created_at, Submission.id)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -303,8 +315,10 @@ def requeue_stale(
 
 
 def has_pending_work(*, session: Session) -> bool:
-    """Whether any submission still waits (a retry delay included) or is being scored."""
-    return session.scalar(select(Submission.id).where(Submission.status.in_(ACTIVE_STATUSES)).limit(1)) is not None
+    """Whether any submission still waits (a retry delay included) or is being scored, or references are built."""
+    waiting = select(Submission.id).where(Submission.status.in_(ACTIVE_STATUSES)).limit(1)
+    building = select(ReferenceBuild.id).where(ReferenceBuild.status.in_(ACTIVE_BUILD_STATUSES)).limit(1)
+    return session.scalar(waiting) is not None or session.scalar(building) is not None
 
 
 # -- organizer actions ---------------------------------------------------------------------------------------------

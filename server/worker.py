@@ -35,6 +35,8 @@ from server.queue import (
     requeue_stale,
     stop_worker,
 )
+from server.reference_builds import claim_next_build, release_build, request_build, requeue_stale_builds
+from server.reference_worker import run_build
 from server.storage import (
     grid_path,
     model_path,
@@ -78,6 +80,7 @@ class Worker:
     worker_id: str = field(default_factory=new_worker_id)
     stop: threading.Event = field(default_factory=threading.Event)
     current: int | None = None
+    current_build: int | None = None  # a reference build in progress (server/reference_builds.py)
 
     def __post_init__(self) -> None:
         if self.scorer is None:
@@ -88,7 +91,8 @@ class Worker:
     def run(self, *, exit_when_idle: bool = False, max_jobs: int | None = None, prepare: bool = False) -> int:
         """Process jobs until stopped (or idle / max_jobs for tests and benchmarks). Returns the jobs processed.
 
-        prepare=True first builds or loads every competition's references (progress bar), already heartbeating.
+        prepare=True first loads every competition's current references and queues a build for each missing or
+        stale one (`prepare_references`). Reference builds are claimed before submissions (they wait for them).
         """
         with self.database.session() as session:
             register_worker(session=session, worker_id=self.worker_id, device=self.settings.device)
@@ -102,6 +106,8 @@ class Worker:
                 self.prepare_references()
             while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
                 self.requeue_silent_workers()
+                if self.run_reference_build():
+                    continue
                 if self.run_once():
                     done += 1
                 elif exit_when_idle and not self._work_pending():
@@ -116,12 +122,38 @@ class Worker:
         return done
 
     def prepare_references(self) -> None:
-        """Build or load every registered competition's reference cache now, not on its first submission."""
+        """Load every registered competition's current reference cache now, not on its first submission; queue a
+        build for each one this worker's engine and weights find missing or stale (claimed next, with progress)."""
+        from server.scoring.references import cache_problem
+
         with self.database.session() as session:
             rows = list_competitions(session=session)
         for row in rows:
-            log.info("preparing scoring references for '%s'", row.slug)
-            self.scorer.prepare(load_competition(row))
+            competition = load_competition(row)
+            problem = cache_problem(competition, self.scorer.extractor)
+            if problem is None:
+                log.info("loading the scoring references of '%s'", row.slug)
+                self.scorer.prepare(competition)
+                continue
+            with self.database.session() as session:
+                request_build(session=session, competition=row, reason=f"worker {self.worker_id}: {problem}")
+
+    def run_reference_build(self) -> bool:
+        """Claim and run one queued reference build (server/reference_builds.py); False when none is queued."""
+        with self.database.session() as session:
+            build = claim_next_build(session=session, worker_id=self.worker_id, engine=self.scorer.extractor.engine)
+        if build is None:
+            return False
+        self.current_build = build.id
+        try:
+            run_build(build, database=self.database, extractor=self.scorer.extractor, worker_id=self.worker_id)
+        except WorkerInterrupted:
+            with self.database.session() as session:
+                release_build(session=session, build_id=build.id, worker_id=self.worker_id)
+            self.stop.set()
+        finally:
+            self.current_build = None
+        return True
 
     def _heartbeat_loop(self, stop_beating: threading.Event) -> None:
         while not stop_beating.wait(self.settings.worker_heartbeat_seconds):
@@ -140,8 +172,12 @@ class Worker:
         with self.database.session() as session:
             ids = requeue_stale(session=session, timeout_seconds=self.settings.worker_timeout_seconds,
                                 max_worker_crashes=self.settings.max_worker_crashes)
+            builds = requeue_stale_builds(session=session, timeout_seconds=self.settings.worker_timeout_seconds,
+                                          max_worker_crashes=self.settings.max_worker_crashes)
         if ids:
             log.warning("requeued submissions of silent workers: %s", ids)
+        if builds:
+            log.warning("requeued reference builds of silent workers: %s", builds)
         return ids
 
     # -- one job -------------------------------------------------------------------------------------------------
@@ -223,6 +259,9 @@ class Worker:
         if self.current is not None:
             with self.database.session() as session:
                 release(session=session, submission_id=self.current, worker_id=self.worker_id, reason=reason)
+        if self.current_build is not None:
+            with self.database.session() as session:
+                release_build(session=session, build_id=self.current_build, worker_id=self.worker_id)
 
 
 def submission_seed(settings: Settings, sha256: str) -> int:

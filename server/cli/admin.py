@@ -42,6 +42,7 @@ def admin_register(root: Path = typer.Argument(..., help="A prepared competition
     """Register a competition directory that lives outside {data_dir}/competitions/."""
     from server.competition import CompetitionError
     from server.db.crud import register_competition
+    from server.reference_builds import request_first_build
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
@@ -49,7 +50,9 @@ def admin_register(root: Path = typer.Argument(..., help="A prepared competition
             row = register_competition(session=session, root=root)
         except CompetitionError as exc:
             fail(str(exc))
-        typer.echo(f"Registered '{row.slug}' from {row.root}")
+        build = request_first_build(session=session, competition=row, reason="registered with arena admin register")
+        typer.echo(f"Registered '{row.slug}' from {row.root}; reference build {build.id}: {build.status} "
+                   f"(`arena admin references {row.slug} --status`)")
 
 
 @admin_app.command("submissions")
@@ -217,6 +220,53 @@ def admin_announce(slug: str, message: str, data_dir: Path | None = DATA_DIR_OPT
         item = _run(lambda: announce(session=session, competition=row, message=message,
                                      actor=f"arena admin announce ({getpass.getuser()})"))
         typer.echo(f"Announcement {item.id} posted on the pages of '{slug}'.")
+
+
+@admin_app.command("references")
+def admin_references(
+    slug: str,
+    show: bool = typer.Option(False, "--status", help="Only show the latest build; queue nothing."),
+    wait: bool = typer.Option(False, "--wait", help="Print progress until the build ends; exit 1 if it fails."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+) -> None:
+    """Queue a build of the competition's scoring references for a worker (never built here) and show it."""
+    import getpass
+    import time
+
+    from server.db import ReferenceBuild
+    from server.db.crud import get_competition
+    from server.reference_builds import latest_build, request_build
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        row = _run(lambda: get_competition(session=session, slug=slug))
+        build = latest_build(session=session, competition=row) if show else request_build(
+            session=session, competition=row, reason=f"requested by arena admin references ({getpass.getuser()})")
+        if build is None:
+            fail(f"'{slug}' has no reference build yet; run `arena admin references {slug}` to queue one")
+        build_id, last = build.id, ""
+        while True:
+            session.expire_all()
+            build = session.get_one(ReferenceBuild, build_id)
+            line = describe_build(build)
+            if line != last:
+                typer.echo(line)
+                last = line
+            if not wait or build.status in ("done", "failed"):
+                break
+            time.sleep(2)
+    if wait and build.status == "failed":
+        raise typer.Exit(1)
+
+
+def describe_build(build: Any) -> str:
+    """One line: build id, status, images done per class, worker and engine, outcome."""
+    classes = (build.progress or {}).get("classes", {})
+    per_class = ", ".join(f"{cls} {c['done']}/{c['total']}" for cls, c in classes.items())
+    worker = f"; worker {build.worker_id} ({build.engine})" if build.worker_id else ""
+    outcome = f"; {build.outcome}" if build.outcome else ""
+    return (f"Reference build {build.id}: {build.status}, {build.images_done}/{build.images_total} images "
+            f"({per_class}){worker}{outcome}")
 
 
 @admin_app.command("create-team")

@@ -204,3 +204,39 @@ class Announcement(Base):
     message: Mapped[str] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime]
+
+
+class ReferenceBuildStatus(StrEnum):
+    queued = "queued"
+    building = "building"
+    done = "done"
+    failed = "failed"
+
+
+# A build in one of these holds back the competition's submissions (they queue behind it).
+ACTIVE_BUILD_STATUSES = (ReferenceBuildStatus.queued, ReferenceBuildStatus.building)
+
+
+class ReferenceBuild(Base):
+    """One build of a competition's reference statistics by a scoring worker (server/reference_builds.py): queued
+    by the console, `arena admin references` or a worker whose cache is stale; claimed like a submission; progress
+    in images per class, written every few seconds while it runs."""
+
+    __tablename__ = "reference_builds"
+    __table_args__ = (Index("ix_reference_builds_claim", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=ReferenceBuildStatus.queued)
+    reason: Mapped[str] = mapped_column(Text)  # why it was queued, shown on the console
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    engine: Mapped[str | None] = mapped_column(String(32))  # the feature engine of the worker that built it
+    images_done: Mapped[int] = mapped_column(Integer, default=0)
+    images_total: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[dict[str, Any] | None]  # {"classes": {cls: {"done", "total"}}, "stage": "with_mask train"}
+    outcome: Mapped[str | None] = mapped_column(Text)  # "built" or "already current", or the failure's reason
+    crashes: Mapped[int] = mapped_column(Integer, default=0)  # workers that died holding it
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]

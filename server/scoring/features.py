@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
@@ -202,11 +202,14 @@ class FeatureExtractor:
         chunks = [images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)]
         return self._collect((self._features_of_uint8(c) for c in chunks), len(images), progress, label)
 
-    def features_of_files(self, paths: Sequence[Path], progress: bool = False, label: str = "") -> np.ndarray:
-        """PNG files -> float64 (N, 2048); decoding of the next batch overlaps the network on this one."""
+    def features_of_files(self, paths: Sequence[Path], progress: bool = False, label: str = "",
+                          on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """PNG files -> float64 (N, 2048); decoding of the next batch overlaps the network on this one.
+        on_batch(images) after each batch: how a worker reports a reference build's progress to the console."""
         batches = [list(paths[i : i + self.batch_size]) for i in range(0, len(paths), self.batch_size)]
         return self._collect(
-            (self._features_of_uint8(images) for images in self._decoded(batches)), len(paths), progress, label
+            (self._features_of_uint8(images) for images in self._decoded(batches)), len(paths), progress, label,
+            on_batch,
         )
 
     def _decoded(self, batches: list[list[Path]]) -> Iterator[np.ndarray]:
@@ -225,7 +228,8 @@ class FeatureExtractor:
                 yield images
 
     @staticmethod
-    def _collect(parts: Iterator[np.ndarray], total: int, progress: bool, label: str) -> np.ndarray:
+    def _collect(parts: Iterator[np.ndarray], total: int, progress: bool, label: str,
+                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
         from tqdm import tqdm
 
         out = []
@@ -233,6 +237,8 @@ class FeatureExtractor:
             for features in parts:
                 out.append(features)
                 bar.update(len(features))
+                if on_batch is not None:
+                    on_batch(len(features))
         return np.concatenate(out) if out else np.zeros((0, FEATURE_DIMS))
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -36,6 +37,8 @@ SPLITS: tuple[TestSplit, ...] = ("public", "private", "all")
 log = logging.getLogger(__name__)
 # 2: the raw public/private test features are stored (uncertainty and diagnostics need them).
 CONTENTS_VERSION = 2
+# on_progress(class, part, images just done), part train|public|private: a worker reports a build to the console.
+BuildProgress = Callable[[str, str, int], None]
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,26 @@ def expected_metadata(competition: Competition, weights_sha256: str, engine: str
     }
 
 
+def _changed(stored: dict, metadata: dict) -> list[str]:
+    return sorted(key for key in metadata.keys() | stored.keys() if stored.get(key) != metadata.get(key))
+
+
+def cache_problem(competition: Competition, extractor: FeatureExtractor) -> str | None:
+    """None when this engine's cache is current for these weights and images, else why it needs a build. Reads only
+    the cache's metadata (not its ~400 MB of matrices), so a worker can check every competition at start-up."""
+    metadata = expected_metadata(competition, extractor.weights_sha256, extractor.engine)
+    path = competition.references_dir / cache_file(extractor.engine)
+    if not path.is_file():
+        return f"no reference cache for the {extractor.engine} engine yet"
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            stored = json.loads(str(archive["metadata"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        return f"the reference cache is unreadable ({exc})"
+    changed = _changed(stored, metadata)
+    return f"the reference cache is stale ({', '.join(changed)} changed)" if changed else None
+
+
 def load_references(path: Path, metadata: dict) -> References | None:
     """The cached references if the file exists, is readable and was built from the same inputs; else None."""
     if not path.is_file():
@@ -101,8 +124,8 @@ def load_references(path: Path, metadata: dict) -> References | None:
         with np.load(path, allow_pickle=False) as archive:
             stored = json.loads(str(archive["metadata"]))
             if stored != metadata:
-                changed = sorted(key for key in metadata.keys() | stored.keys() if stored.get(key) != metadata.get(key))
-                log.warning("reference cache %s is stale (%s changed); rebuilding", path, ", ".join(changed))
+                log.warning("reference cache %s is stale (%s changed); rebuilding", path,
+                            ", ".join(_changed(stored, metadata)))
                 return None
             classes = {cls: _class_from_archive(archive, cls) for cls in metadata["counts"]}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
@@ -134,16 +157,18 @@ def _test_features(public: np.ndarray, private: np.ndarray) -> dict[TestSplit, n
 
 
 def build_references(
-    competition: Competition, extractor: FeatureExtractor, metadata: dict, progress: bool = True
+    competition: Competition, extractor: FeatureExtractor, metadata: dict, progress: bool = True,
+    on_progress: BuildProgress | None = None,
 ) -> References:
     """Features of every train and test image, then statistics, square roots and the eps calibration."""
-    classes = {cls: _build_class(competition, extractor, cls, progress) for cls in competition.classes}
+    classes = {cls: _build_class(competition, extractor, cls, progress, on_progress) for cls in competition.classes}
     path = competition.references_dir / cache_file(extractor.engine)
     save_references(path, metadata, classes)
     return References(metadata=metadata, classes=classes, path=path)
 
 
-def _build_class(competition: Competition, extractor: FeatureExtractor, cls: str, progress: bool) -> ClassReferences:
+def _build_class(competition: Competition, extractor: FeatureExtractor, cls: str, progress: bool,
+                 on_progress: BuildProgress | None) -> ClassReferences:
     train_files = competition.train_files(cls)
     parts = {split: competition.test_files(cls, split) for split in ("public", "private")}
     if not train_files or any(len(files) < 2 for files in parts.values()):
@@ -151,8 +176,13 @@ def _build_class(competition: Competition, extractor: FeatureExtractor, cls: str
             f"{competition.root}: class {cls!r} needs training images and at least 2 public and 2 private test "
             "images for reference statistics; rerun `arena data prepare`"
         )
-    train = extractor.features_of_files(train_files, progress, f"{cls} train")
-    public, private = (extractor.features_of_files(parts[s], progress, f"{cls} {s}") for s in ("public", "private"))
+
+    def features(files: list[Path], part: str) -> np.ndarray:
+        report = None if on_progress is None else (lambda images: on_progress(cls, part, images))
+        return extractor.features_of_files(files, progress, f"{cls} {part}", on_batch=report)
+
+    train = features(train_files, "train")
+    public, private = features(parts["public"], "public"), features(parts["private"], "private")
     test = _test_features(public, private)
     device = extractor.device
     stats = {split: ReferenceStats.of_features(test[split], device) for split in SPLITS}
@@ -192,8 +222,10 @@ def _atomic(path: Path, write) -> None:
 
 
 def load_or_build_references(
-    competition: Competition, extractor: FeatureExtractor, progress: bool = True
+    competition: Competition, extractor: FeatureExtractor, progress: bool = True,
+    on_progress: BuildProgress | None = None,
 ) -> References:
     metadata = expected_metadata(competition, extractor.weights_sha256, extractor.engine)
     path = competition.references_dir / cache_file(extractor.engine)
-    return load_references(path, metadata) or build_references(competition, extractor, metadata, progress)
+    return load_references(path, metadata) or build_references(competition, extractor, metadata, progress,
+                                                               on_progress)

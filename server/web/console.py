@@ -4,13 +4,14 @@ Every settings rule lives in server/console.py, shared with `arena admin setting
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from server import preparation
+from server import preparation, queue
 from server.competition import competitions_dir, load_competition
 from server.console import (
     EDITABLE,
@@ -34,6 +35,7 @@ from server.db.crud import (
     register_competition,
 )
 from server.errors import ArenaError, Conflict, InvalidSettings, NotFound
+from server.reference_builds import latest_build, recent_builds, request_build, request_first_build
 from server.storage import receive_upload
 from server.upload import submit_upload
 from server.web.deps import Page, PageDep
@@ -56,6 +58,7 @@ def _console(page: Page, row: CompetitionRow, *, status_code: int = 200, **extra
     entries = count_entries(session=page.db, competition=row)
     context = {
         "comp": comp, "row": row, "entries": entries, "effects": EDITABLE, "score_fields": SCORE_FIELDS,
+        "build": latest_build(session=page.db, competition=row),
         "statuses": STATUSES, "history": setting_history(session=page.db, competition=row),
         "announcements": competition_announcements(session=page.db, slug=row.slug),
         "references": [t for t in list_teams(session=page.db, competition=row) if t.is_baseline],
@@ -181,6 +184,34 @@ def reference_post(
     return page.redirect(page.url_for("web_admin_settings", slug=slug))
 
 
+# -- scoring references (built by a worker: server/reference_builds.py) ---------------------------------------------
+
+
+@router.get("/scoring-references", name="web_admin_scoring_references", response_class=HTMLResponse)
+def scoring_references_page(slug: str, page: PageDep) -> Response:
+    """The latest reference build's progress per class (refreshing itself while it runs), outcome and history."""
+    page.require_admin()
+    row = get_competition(session=page.db, slug=slug)
+    builds = recent_builds(session=page.db, competition=row, limit=10)
+    silent_after = timedelta(seconds=page.settings.worker_timeout_seconds)
+    live_workers = [w for w in queue.list_workers(session=page.db)
+                    if w.stopped_at is None and page.now - w.last_heartbeat < silent_after]
+    context = {"comp": load_competition(row), "row": row, "build": builds[0] if builds else None, "builds": builds,
+               "live_workers": live_workers, "now": page.now}
+    return page.render("admin/scoring_references.html", context)
+
+
+@router.post("/scoring-references/build", name="web_admin_build_references")
+def build_references_post(slug: str, page: PageDep, csrf_token: FormText = "") -> Response:
+    """Queue a build for a worker (a retry after a failure, or a check after new weights); never built here."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    row = get_competition(session=page.db, slug=slug)
+    build = request_build(session=page.db, competition=row, reason=f"requested by the {_actor(page)}", now=page.now)
+    page.session.set_flash("ok", f"Reference build {build.id} is {build.status}: a scoring worker builds it.")
+    return page.redirect(page.url_for("web_admin_scoring_references", slug=slug))
+
+
 # -- new competitions ----------------------------------------------------------------------------------------------
 
 new_router = APIRouter(prefix="/admin/new", route_class=PageRoute, include_in_schema=False)
@@ -242,10 +273,15 @@ def new_competition_job(slug: str, page: PageDep) -> Response:
     job = preparation.state(page.settings.data_dir, slug)
     if job["state"] == "missing":
         raise NotFound(f"No competition '{slug}' is being prepared.")
+    build = None
     if job["state"] == "done":
-        # Registered (closed) at once, so the organizer can configure it before opening it.
-        register_competition(session=page.db, root=competitions_dir(page.settings.data_dir) / slug, now=page.now)
-    return page.render("admin/new_job.html", {"slug": slug, "job": job})
+        # Registered (closed) at once, so the organizer can configure it before opening it; a worker builds the
+        # reference statistics meanwhile.
+        row = register_competition(session=page.db, root=competitions_dir(page.settings.data_dir) / slug,
+                                   now=page.now)
+        build = request_first_build(session=page.db, competition=row, reason="prepared from the console",
+                                    now=page.now)
+    return page.render("admin/new_job.html", {"slug": slug, "job": job, "build": build})
 
 
 @new_router.get("/{slug}/preview/{cls}.png", name="web_admin_new_preview")

@@ -78,3 +78,22 @@ def test_admin_settings_changes_validates_and_records(monkeypatch, data_dir, dat
         assert result.exit_code != 0 and message in result.output, result.output
     assert json.loads((data_dir / "competitions" / "test-comp" / "competition.json").read_text()) == config
     assert "posted" in arena(monkeypatch, database_url, "admin", "announce", "test-comp", "Deadline moved.")
+
+
+def test_admin_references_queues_one_build_for_a_worker_and_reports_it(monkeypatch, data_dir, database, database_url):
+    from server.reference_builds import claim_next_build, finish_build
+
+    make_test_competition(data_dir)
+    monkeypatch.setenv("ARENA_DATABASE_URL", database_url)
+    missing = CliRunner().invoke(app, ["admin", "references", "test-comp", "--status"])
+    assert missing.exit_code == 1 and "has no reference build yet" in missing.output
+    queued = arena(monkeypatch, database_url, "admin", "references", "test-comp")
+    assert queued.strip() == "Reference build 1: queued, 0/16 images (with_mask 0/8, without_mask 0/8)"
+    assert arena(monkeypatch, database_url, "admin", "references", "test-comp") == queued  # not a second build
+    with database.session() as session:
+        claim_next_build(session=session, worker_id="w", engine="torch")
+        finish_build(session=session, build_id=1, worker_id="w", ok=False, outcome="OSError: no space left")
+    failed = CliRunner().invoke(app, ["admin", "references", "test-comp", "--status", "--wait"])
+    assert failed.exit_code == 1
+    assert failed.output.strip() == ("Reference build 1: failed, 0/16 images (with_mask 0/8, without_mask 0/8); "
+                                     "worker w (torch); OSError: no space left")

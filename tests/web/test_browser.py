@@ -377,6 +377,14 @@ def test_organizer_walks_one_season_from_the_browser(server, browser, tmp_path):
     assert organizer.locator("#prepared-counts img").count() == len(CLASSES)
     screenshot(organizer, "console-prepared")
 
+    # The embedded worker (never a web request) builds the scoring references; their page refreshes itself.
+    assert organizer.get_attribute("#reference-build", "data-build-status") in ("queued", "building", "done")
+    organizer.click("#reference-build-details")
+    organizer.wait_for_selector('#reference-build[data-build-status="done"]', timeout=SCORING_TIMEOUT_MS)
+    assert "(100%)" in organizer.inner_text("#reference-build")
+    screenshot(organizer, "console-references")
+
+    organizer.goto(f"/admin/new/{slug}")
     organizer.click("text=Settings first")
     organizer.fill("#daily_limit", "0")
     organizer.click("#settings-form button[type=submit]")

@@ -200,6 +200,9 @@ def test_new_competition_from_a_server_folder_prepares_in_the_background_and_ope
     assert started.status_code == 303, started.text
     done = wait_for_preparation(client, "masks-2026")
     assert 'data-state="done"' in done and "<code>with_mask</code></td><td class=\"num\">3</td>" in done
+    audit = " ".join(done.split())
+    assert ("Duplicate pairs (exact / near): within train 0 / 0, within test 0 / 0, across train and test 0 / 0."
+            in audit)
     preview = client.get("/admin/new/masks-2026/preview/with_mask.png")
     assert preview.status_code == 200 and preview.content[:8] == b"\x89PNG\r\n\x1a\n"
     # Registered but closed: visible, not accepting uploads until the organizer opens it.
