@@ -37,6 +37,7 @@ from server.queue import (
 )
 from server.reference_builds import claim_next_build, release_build, request_build, requeue_stale_builds
 from server.reference_worker import run_build
+from server.scoring.references import SPLITS
 from server.storage import (
     grid_path,
     model_path,
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     from submissions import SubmissionSpec
 
 log = logging.getLogger("arena.worker")
-SPLITS = ("public", "private", "all")
 
 
 class ModelFailed(Exception):

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+from server.scoring.references import SPLITS
+from server.scoring.scorer import BOOTSTRAPPED
+
 weights_app = typer.Typer(help="FID Inception weights: where they come from, offline import, verification.",
                           no_args_is_help=True)
 
@@ -151,7 +154,7 @@ def score(
         extra = {"sample_sets": sample_sets} if sample_sets else {}
         typer.echo(json.dumps(report.model_dump(mode="json") | extra, indent=1))
     else:
-        typer.echo(_report_table(report, interval))
+        typer.echo(_report_table(report, interval, sample_sets))
 
 
 def _read_submission(path: Path | None, images: Path | None, competition, settings):
@@ -188,18 +191,17 @@ def _score_model(model, competition, settings, scorer, seed: int | None):
     except ModelFailed as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    class_std = sets.pop("class_std")
     if len(sets["seeds"]) < 2:
-        return report, "a 95% bootstrap interval over the generated images (one sample set: no spread)", sets
-    classes = {cls: s.model_copy(update={f"se_{x}": class_std[cls][x] for x in SPLITS})
-               for cls, s in report.classes.items()}
-    report = report.model_copy(update={"classes": classes, **{f"se_{x}": sets[f"{x}_std"] for x in SPLITS}})
+        return report, "a 95% bootstrap interval over the generated images (one sample set: no spread)", None
+    # The report's standard errors become the sets' spread, as the worker stores them (the table's `all` column
+    # reads the spread from the sets: the report bootstraps only the ranked splits).
+    report = report.model_copy(update={
+        "classes": {cls: c.model_copy(update={f"se_{x}": sets["class_std"][cls][x] for x in BOOTSTRAPPED})
+                    for cls, c in report.classes.items()},
+        **{f"se_{x}": sets[f"{x}_std"] for x in BOOTSTRAPPED}})
     scores = "; ".join(f"{x} " + ", ".join(f"{v:.3f}" for v in sets[x]) for x in SPLITS)
     return report, (f"a 95% interval over {len(sets['seeds'])} sample sets (1.96 x the standard deviation of their "
                     f"scores; the score is the first set's). Sets: {scores}"), sets
-
-
-SPLITS = ("public", "private", "all")  # as server.scoring.references.SPLITS, without importing torch for --help
 
 
 def _with_interval(score: float, se: float | None) -> str:
@@ -208,20 +210,26 @@ def _with_interval(score: float, se: float | None) -> str:
     return f"{score:.3f}" if se is None else f"{score:.3f} ± {Z_95 * se:.3f}"
 
 
-def _report_table(report, interval: str) -> str:
+def _report_table(report, interval: str, sample_sets: dict | None = None) -> str:
+    """The report as a table; `±` from the sample sets' spread when given (a model), else the report's bootstrap."""
     from io import StringIO
 
     from rich.console import Console
     from rich.table import Table
 
+    def se(cls: str | None, split: str) -> float | None:
+        if sample_sets is not None:
+            return sample_sets[f"{split}_std"] if cls is None else sample_sets["class_std"][cls][split]
+        return getattr(report if cls is None else report.classes[cls], f"se_{split}", None)
+
     table = Table(title=f"FID (scorer {report.scorer_version}, {report.device}, {report.engine}, {report.precision})")
     for column in ("class", "public", "private", "all", "memorization d", "eps", "penalized", "images"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for cls, s in report.classes.items():
-        table.add_row(cls, *(_with_interval(getattr(s, f"fid_{x}"), getattr(s, f"se_{x}", None)) for x in SPLITS),
+        table.add_row(cls, *(_with_interval(getattr(s, f"fid_{x}"), se(cls, x)) for x in SPLITS),
                       f"{s.memorization_distance:.4f}", f"{s.memorization_eps:.4f}", "yes" if s.penalized else "no",
                       str(s.n_images))
-    totals = (_with_interval(getattr(report, f"score_{x}"), getattr(report, f"se_{x}", None)) for x in SPLITS)
+    totals = (_with_interval(getattr(report, f"score_{x}"), se(None, x)) for x in SPLITS)
     table.add_row("score", *totals, "", "", "", "", style="bold")
     buffer = StringIO()
     console = Console(file=buffer, width=130)
