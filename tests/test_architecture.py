@@ -25,3 +25,13 @@ def test_the_layers_named_in_the_contract_exist():
     missing = [n for n in names if not any((ROOT / n.replace(".", "/")).with_suffix(s).exists() or
                                            (ROOT / n.replace(".", "/") / "__init__.py").exists() for s in (".py",))]
     assert not missing, f"layers name modules that do not exist: {missing}"
+
+
+def sources_containing(text: str, *packages: str) -> list[str]:
+    return sorted(str(path.relative_to(ROOT)) for package in packages for path in (ROOT / package).rglob("*.py")
+                  if text in path.read_text(encoding="utf-8"))
+
+
+def test_status_events_are_written_by_transition_only():
+    """An event written by hand around `transition` could disagree with the status it claims to record."""
+    assert sources_containing("SubmissionEvent(", "server") == ["server/db/events.py"]
