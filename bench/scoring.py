@@ -94,7 +94,7 @@ def warm_child(args: argparse.Namespace) -> None:
     """(c): load once, warm up, then time end-to-end scoring of the PNG folders."""
     from server.competition import Competition
     from server.scoring import Scorer
-    from server.scoring.features import read_class_folders
+    from submissions.folders import read_class_folders
 
     competition = Competition.load(args.competition)
     scorer = Scorer(device=args.device, precision=args.precision, engine=args.engine)

@@ -110,8 +110,8 @@ def score(
     zip_file: Path = typer.Argument(None, help="Submission zip (one folder of PNGs per class).", exists=True,
                                     dir_okay=False),
     competition_dir: Path = typer.Option(..., "--competition", help="Competition directory."),
-    images: Path = typer.Option(None, "--images", help="Instead of a zip: a folder with one PNG folder per class "
-                                "(development; skips the submission format checks).",
+    images: Path = typer.Option(None, "--images", help="Instead of a zip: a folder with one PNG folder per class, "
+                                "read as the packer reads it (development; skips the count and size checks).",
                                 exists=True, file_okay=False),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     device: str = typer.Option(None, help=DEVICE_HELP + " Default: ARENA_DEVICE."),
@@ -136,12 +136,16 @@ def score(
 
 
 def _read_submission(zip_file: Path | None, images: Path | None, competition, settings) -> dict:
-    """The zip goes through the submissions package (the one definition of the format); --images is for development."""
-    from server.scoring.features import read_class_folders
-    from submissions import SubmissionInvalid, SubmissionSpec, validate_zip
+    """Both go through the submissions package (the one definition of the format); --images is for development."""
+    from submissions import PackError, SubmissionInvalid, SubmissionSpec, validate_zip
+    from submissions.folders import read_class_folders
 
     if images is not None:
-        return read_class_folders(images, competition.classes)
+        try:
+            return read_class_folders(images, competition.classes)
+        except PackError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
     assert zip_file is not None  # score() requires exactly one of the two
     try:
         spec = SubmissionSpec.from_competition(competition.config, **settings.zip_limits)
