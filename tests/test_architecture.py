@@ -42,3 +42,9 @@ def test_signal_handlers_are_installed_in_one_place():
     """SIGTERM handling of `arena worker` and `arena serve` is one rule (server.worker.ShutdownSignals)."""
     assert sources_matching(r"signal\.(signal|setitimer)\(", "server", "submissions", "baselines") == [
         "server/worker.py"]
+
+
+def test_benchmarks_run_as_modules_without_sys_path_edits():
+    """`python -m bench.NAME` from the repository root imports this checkout; a sys.path edit would hide a wrong
+    command."""
+    assert sources_matching(r"sys\.path\.(insert|append)", "bench", "server", "submissions", "baselines") == []
