@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Protocol
 
-from server.atomic import write_atomically
+from submissions.atomic import write_atomically
 from submissions.competition import (
     CONFIG_FILE,
     MANIFEST_FILE,

@@ -7,7 +7,6 @@ timestamps and attributes, so identical images always give an identical zip and 
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from submissions.atomic import write_atomically
 from submissions.folders import read_class_folders
 from submissions.report import PackError
 from submissions.spec import SubmissionSpec
@@ -42,10 +42,12 @@ def pack(source: str | Path | Mapping[str, Any], out: str | Path | BinaryIO,
         _write_zip(images, classes, out, progress)
         return None
     out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    with open(partial, "wb") as stream:
-        _write_zip(images, classes, stream, progress)
-    os.replace(partial, out)  # never leave a half-written zip under the real name
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as stream:
+            _write_zip(images, classes, stream, progress)
+
+    write_atomically(out, write)  # never a half-written zip under the real name
     return out
 
 

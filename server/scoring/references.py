@@ -23,11 +23,11 @@ from typing import Literal
 
 import numpy as np
 
-from server.atomic import write_atomically
 from server.competition import Competition, CompetitionError
 from server.scoring.features import FEATURE_DIMS, PREPROCESSING_VERSION, FeatureExtractor
 from server.scoring.frechet import ReferenceStats
 from server.scoring.memorization import auto_eps, normalized
+from submissions.atomic import write_atomically
 
 CACHE_FILE = "fid-references.npz"  # the torch engine's; other engines add their name (cache_file)
 SUMMARY_FILE = "fid-references.json"
