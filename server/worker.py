@@ -325,7 +325,7 @@ class ShutdownSignals:
             raise WorkerInterrupted()
         log.warning("%s: finishing the current job (up to %.0f s), then exiting; send it again to requeue now",
                     why, grace)
-        signal.signal(signal.SIGALRM, self._on_grace_over)
+        self._previous.setdefault(signal.SIGALRM, signal.signal(signal.SIGALRM, self._on_grace_over))
         signal.setitimer(signal.ITIMER_REAL, grace)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:

@@ -60,6 +60,7 @@ def test_the_end_of_the_grace_period_requeues_the_job_without_using_an_attempt(m
     arena = make_app(worker_shutdown_grace_seconds=grace)
     worker, submission_id = worker_holding_a_job(arena)
     thread, done = scoring_thread(60)
+    alarm_handler = signal.getsignal(signal.SIGALRM)
     started = time.monotonic()
     with ShutdownSignals(worker) as shutdown:
         shutdown.stop("test")
@@ -69,7 +70,7 @@ def test_the_end_of_the_grace_period_requeues_the_job_without_using_an_attempt(m
     assert worker.stop.is_set()
     events, reason, attempts = history(arena, submission_id)
     assert events == REQUEUED and "w stopped before finishing; back in the queue" in reason and attempts == 0
-    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0) and signal.getsignal(signal.SIGALRM) == alarm_handler
 
 
 def test_the_first_signal_lets_the_job_finish_a_second_one_requeues_it_now(make_app):
