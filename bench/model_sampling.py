@@ -3,10 +3,12 @@
     python -m bench.model_sampling [--threads 2] [--per-class 1000] [--memory-gib 4]
 
 Exports the dcgan baseline generator (default settings; random weights cost the same compute as trained ones) to
-the model-submission format and samples it exactly as the worker does: `submissions.sampling.sample_model`, a child
-process under RLIMIT_AS with onnxruntime on `--threads` CPU threads. Reports the wall time, images per second and
-the child's peak resident memory (ru_maxrss of the children). Then runs a model built to allocate 64 GiB under the
-same cap and reports how it ended and how fast. Prints a table and writes bench/results/model_sampling.json.
+the model-submission format and samples it exactly as the worker does on the CPU: `submissions.sampling.sample_model`,
+a child process under RLIMIT_DATA and the resident-memory watchdog, with onnxruntime on `--threads` CPU threads.
+Reports the wall time, images per second and the child's peak resident memory (ru_maxrss of the children). Then runs
+a model built to allocate 64 GiB under the same cap, and one filling 2 GiB under the watchdog alone (the CUDA path
+sets no rlimit; here it runs on the CPU), and reports how each ended, how fast, and how far past the cap the
+watchdog let it get. Prints a table and writes bench/results/model_sampling.json.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from pathlib import Path
 
 from baselines.dcgan import Config, Generator
 from baselines.generate import export_onnx
-from submissions.sampling import SamplingFailed, SamplingJob, sample_model
+from submissions.sampling import (
+    SamplingFailed,
+    SamplingJob,
+    run_capped,
+    sample_model,
+    sampling_command,
+)
 from tests.utils import onnx_models
 
 CLASSES = ["with_mask", "without_mask"]
@@ -29,6 +37,23 @@ CLASSES = ["with_mask", "without_mask"]
 
 def children_peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def watchdog_alone(workdir: Path, cap: int) -> dict:
+    """A model filling 2 GiB (over a cap below that) with no rlimit: the watchdog must stop it on its way."""
+    grower = onnx_models.unbounded_allocation(workdir / "grow.onnx", elements=2**29)
+    job = SamplingJob(model=str(grower), labels=[0], per_class=8, latent_size=onnx_models.LATENT, image_size=64,
+                      seed=0)
+    limit = min(cap, 2**30)
+    start = time.perf_counter()
+    try:
+        run_capped(sampling_command(job, workdir / "grow.npy"), memory_bytes=limit, time_limit_s=600,
+                   kernel_limit=False)
+        outcome = "NOT STOPPED"
+    except SamplingFailed as exc:
+        outcome = f"stopped: {exc.kind} ({exc})"
+    return {"seconds": round(time.perf_counter() - start, 2), "images_per_s": None, "peak_rss_mib": None,
+            "file_mib": None, "outcome": outcome}
 
 
 def main() -> None:
@@ -63,10 +88,11 @@ def main() -> None:
         rows["allocates 64 GiB"] = {"seconds": round(time.perf_counter() - start, 2), "images_per_s": None,
                                     "peak_rss_mib": round(children_peak_mib(), 1), "file_mib": None,
                                     "outcome": outcome}
+        rows["fills 2 GiB, watchdog"] = watchdog_alone(Path(workdir), cap)
     print(f"{'case':<22} {'seconds':>8} {'img/s':>8} {'peak RSS MiB':>13}  outcome   (cap {args.memory_gib:g} GiB, "
           f"{args.threads} threads)")
     for name, row in rows.items():
-        print(f"{name:<22} {row['seconds']:>8} {row['images_per_s'] or '':>8} {row['peak_rss_mib']:>13}  "
+        print(f"{name:<22} {row['seconds']:>8} {row['images_per_s'] or '':>8} {row['peak_rss_mib'] or '':>13}  "
               f"{row['outcome']}")
     result = {"machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}",
               "threads": args.threads, "memory_cap_gib": args.memory_gib, "rows": rows}

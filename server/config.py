@@ -60,7 +60,12 @@ class Settings(BaseSettings):
     )
     max_model_bytes: int = Field(DEFAULT_MAX_MODEL_BYTES, description="Largest ONNX model a team may submit.")
     model_memory_bytes: int = Field(
-        DEFAULT_MODEL_MEMORY_BYTES, description="Address-space cap (RLIMIT_AS) of the process that samples a model."
+        DEFAULT_MODEL_MEMORY_BYTES, description="Host memory cap of the process that samples a model: RLIMIT_DATA "
+        "on CPU, and a watchdog that kills it when its resident memory passes the cap (CPU and CUDA)."
+    )
+    model_gpu_memory_bytes: int = Field(
+        DEFAULT_MODEL_MEMORY_BYTES, ge=2**28, description="GPU memory cap (onnxruntime's gpu_mem_limit) when a model "
+        "is sampled on CUDA."
     )
     model_dry_run_seconds: float = Field(
         DEFAULT_MODEL_TIME_LIMIT_S, description="Wall-clock limit of the one-batch dry run when a model is uploaded."
@@ -69,6 +74,10 @@ class Settings(BaseSettings):
         1800.0, description="Wall-clock limit of sampling one image set from a model; past it the submission fails."
     )
     model_sampling_threads: int = Field(2, ge=1, description="CPU threads onnxruntime uses to sample a model.")
+    model_sampling_salt: str = Field(
+        "", description="Secret mixed into model sampling seeds; empty: made once in {data_dir}/secrets/sampling-salt. "
+        "Workers with separate data dirs need the same value."
+    )
     model_sample_sets: int = Field(
         5, ge=1, description="Image sets sampled from a model with fresh seeds; their spread is its score interval."
     )

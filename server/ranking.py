@@ -10,9 +10,11 @@ Rules, in one place:
 - Statistical ties: each row whose score is not distinguishable from the row above it is marked (`tied_above`);
   the order does not change. The test is the bootstrap of the difference: two entries share no images, so their
   bootstrap replicates are independent and the difference has standard error sqrt(se_a^2 + se_b^2); the rows tie
-  when |a - b| <= 1.96 x that. Interval overlap would be the simpler rule but is too lenient: two 95% intervals
-  overlap up to |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a
-  tie. Entries scored before the intervals existed (se unknown) are never marked.
+  when |a - b| <= 1.96 x that. A model submission's se is measured instead: the standard deviation of its score
+  over fresh sample sets (`interval_sets` of them, server.worker.with_sample_set_interval), the same quantity.
+  Interval overlap would be the simpler rule but is too lenient: two 95% intervals overlap up to
+  |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a tie.
+  Entries scored before the intervals existed (se unknown) are never marked.
 - The board is cached per competition until its `board_version` changes (every score, reveal or disqualification
   bumps it), so a check costs one primary-key lookup; `server.api.board_cache` serves the API's reads from
   memory.
@@ -62,6 +64,7 @@ class LeaderboardEntry(BaseModel):
     score_se: float | None = None  # bootstrap standard error of `score` (95% interval: +- 1.96 se)
     class_se: dict[str, float] = {}  # per-class standard errors on this board's split
     tied_above: bool = False  # not distinguishable from the row above (see the module docstring)
+    interval_sets: int | None = None  # se measured over this many sample sets of a model; None: bootstrap
 
 
 class Leaderboard(BaseModel):
@@ -187,7 +190,7 @@ def _compute(session: Session, competition: CompetitionRow, board: Board, *, rev
         public_rank = {s.team_id: rank for rank, _, s in public}
     # Only the shown submissions' per-class scores are read (decoding all of them was most of the cost).
     details = {row.id: row for row in session.execute(
-        select(Submission.id, Submission.class_scores, Submission.penalized).where(
+        select(Submission.id, Submission.class_scores, Submission.penalized, Submission.sample_sets).where(
             Submission.id.in_([s.id for _, _, s in ranked])))}
     entries = []
     for rank, score, submission in ranked:
@@ -203,6 +206,7 @@ def _compute(session: Session, competition: CompetitionRow, board: Board, *, rev
             public_rank=before, rank_change=(before - rank) if board == "private" and rank and before else None,
             score_se=getattr(submission, f"score_{board}_se"),
             class_se=_class_standard_errors(detail.class_scores, board),
+            interval_sets=interval_sets(detail.sample_sets),
         ))
     mark_ties(entries)
     return Leaderboard(competition=competition.slug, board=board, revealed=revealed, generated_at=utcnow(),
@@ -234,6 +238,19 @@ def _class_standard_errors(class_scores: dict | None, board: Board) -> dict[str,
             if values.get(f"se_{board}") is not None}
 
 
+def interval_sets(sample_sets: dict[str, Any] | None) -> int | None:
+    """How many sample sets a model submission's standard errors were measured over; None when they come from the
+    bootstrap over the images (an image submission, a model sampled once, or one scored before this existed)."""
+    if not sample_sets or sample_sets.get("interval") != "sample sets":
+        return None
+    return len(sample_sets["seeds"])
+
+
+def interval_label(sets: int | None) -> str:
+    """What a ± was computed over, in words."""
+    return "bootstrap over the images" if sets is None else f"over {sets} sample sets"
+
+
 def statistically_tied(score_a: float, se_a: float | None, score_b: float, se_b: float | None) -> bool:
     """Whether two independent scores are within 1.96 standard errors of their difference of each other."""
     if se_a is None or se_b is None:
@@ -248,14 +265,15 @@ def mark_ties(entries: list[LeaderboardEntry]) -> None:
 
 
 def _uncertainty_csv_header() -> list[str]:
-    return ["score_se", "ci95_low", "ci95_high", "tied_above"]
+    return ["score_se", "ci95_low", "ci95_high", "tied_above", "interval"]
 
 
 def _uncertainty_csv_cells(entry: LeaderboardEntry) -> list[str]:
     if entry.score_se is None:
-        return ["", "", "", str(int(entry.tied_above))]
+        return ["", "", "", str(int(entry.tied_above)), ""]
     low, high = entry.score - Z_95 * entry.score_se, entry.score + Z_95 * entry.score_se
-    return [f"{entry.score_se:.6f}", f"{low:.6f}", f"{high:.6f}", str(int(entry.tied_above))]
+    return [f"{entry.score_se:.6f}", f"{low:.6f}", f"{high:.6f}", str(int(entry.tied_above)),
+            interval_label(entry.interval_sets)]
 
 
 def leaderboard_csv(board: Leaderboard) -> str:

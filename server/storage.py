@@ -2,16 +2,19 @@
 
     {data_dir}/uploads/ab/abcdef....zip      an accepted zip, named by its sha256 (identical bytes stored once)
     {data_dir}/uploads/ab/abcdef....onnx     an accepted model (issue 18), named the same way
-    {data_dir}/uploads/ab/abcdef....samples.zip   the images the worker sampled from that model (its seed is fixed
-                                             by the hash, so rescoring scores the same images)
+    {data_dir}/uploads/ab/abcdef....samples.zip   the images the worker sampled from that model (kept, so
+                                             rescoring scores the same images; its seed: `model_seed`)
     {data_dir}/uploads/incoming/             partial uploads while they are hashed and validated
     {data_dir}/grids/<submission id>/<class>.png   8x8 sample grid the web pages show
+    {data_dir}/secrets/sampling-salt         the server's secret for model sampling seeds (0600, made once)
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -112,3 +115,36 @@ def write_sample_grid(path: Path, images: np.ndarray, side: int = GRID_SIDE) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid, mode="L").save(path)
     return path
+
+
+def sampling_salt(data_dir: Path, configured: str | None = None) -> bytes:
+    """The server's secret salt for model sampling seeds: `configured` (ARENA_MODEL_SAMPLING_SALT) when set,
+    otherwise `{data_dir}/secrets/sampling-salt`, made once with 0600 permissions and kept across restarts.
+
+    Workers sharing a data dir may race to make it: each writes a complete private file and links it in place; the
+    link fails when another worker was first, and everyone then reads that one, so no two seeds ever disagree."""
+    if configured:
+        return configured.encode()
+    path = Path(data_dir) / "secrets" / "sampling-salt"
+    if not path.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fresh = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        descriptor = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(secrets.token_hex(32))
+        try:
+            os.link(fresh, path)
+        except FileExistsError:
+            pass
+        finally:
+            fresh.unlink()
+    return path.read_bytes().strip()
+
+
+def model_seed(salt: bytes, sha256: str) -> int:
+    """The sampling seed of a model submission: HMAC-SHA256 of its file hash under the server's salt (48 bits, so
+    JSON readers keep it exact). The same file gets the same seed on this server, so a rescore draws the same
+    images; without the salt a team cannot compute the noise its model will be sampled with, nor search for a file
+    whose hash gives a lucky one."""
+    digest = hmac.new(salt, bytes.fromhex(sha256), hashlib.sha256).digest()
+    return int.from_bytes(digest[:6], "big")

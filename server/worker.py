@@ -38,17 +38,20 @@ from server.queue import (
 from server.storage import (
     grid_path,
     model_path,
+    model_seed,
     sampled_zip_path,
+    sampling_salt,
     upload_path,
     write_evidence_images,
     write_sample_grid,
 )
 
 if TYPE_CHECKING:
-    from server.scoring import Scorer
+    from server.scoring import Scorer, ScoreReport
     from submissions import SubmissionSpec
 
 log = logging.getLogger("arena.worker")
+SPLITS = ("public", "private", "all")
 
 
 class ModelFailed(Exception):
@@ -185,7 +188,10 @@ class Worker:
             write_evidence_images(self.settings.data_dir, submission.id, cls, images, [n.image for n in closest])
         scores = score_fields(report.model_dump(mode="json"))
         if self._is_model(submission.sha256):
-            scores = replace(scores, sample_sets=self._score_sample_sets(submission.sha256, spec, competition, scores))
+            sets = score_sample_sets(model_path(self.settings.data_dir, submission.sha256), spec, self.settings,
+                                     self.scorer, competition, seed=submission_seed(self.settings, submission.sha256),
+                                     first=report)
+            scores = with_sample_set_interval(scores, sets)
         with self.database.session() as session:
             kept = finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
                                  scores=scores, now=utcnow())
@@ -206,26 +212,11 @@ class Worker:
             from submissions import pack
 
             images = sample_images(model_path(self.settings.data_dir, sha256), spec, self.settings,
-                                   seed=seed_of(sha256))
+                                   device=str(self.scorer.device), seed=submission_seed(self.settings, sha256))
             partial = sampled.with_suffix(".partial")
             pack(images, partial, spec)
             partial.replace(sampled)  # a crash mid-write never leaves a half zip under the final name
         return sampled
-
-    def _score_sample_sets(self, sha256: str, spec: SubmissionSpec, competition: Any,
-                           first: ScoreFields) -> dict[str, Any]:
-        """Score model_sample_sets - 1 more image sets with fresh seeds: the spread of a model's score measured,
-        not estimated by a bootstrap of one set. The extra images are scored and dropped."""
-        seed = seed_of(sha256)
-        seeds, public, private = [seed], [first.score_public], [first.score_private]
-        model = model_path(self.settings.data_dir, sha256)
-        for offset in range(1, self.settings.model_sample_sets):
-            images = sample_images(model, spec, self.settings, seed=seed + offset)
-            report = self.scorer.score(competition, images)
-            seeds.append(seed + offset)
-            public.append(report.score_public)
-            private.append(report.score_private)
-        return {"method": "fresh sample sets", "seeds": seeds, **spread("public", public), **spread("private", private)}
 
     def abandon_current(self, reason: str) -> None:
         """From another thread: give the current job back (the worker's own late result is then discarded)."""
@@ -234,24 +225,31 @@ class Worker:
                 release(session=session, submission_id=self.current, worker_id=self.worker_id, reason=reason)
 
 
-def seed_of(sha256: str) -> int:
-    """The sampling seed a model submission fixes: from its content hash, so the arena draws the noise and any
-    worker draws the same. A team could still search offline for a file whose hash gives a lucky seed; the spread
-    over fresh sample sets (`_score_sample_sets`) shows how much that could buy."""
-    return int(sha256[:8], 16)
+def submission_seed(settings: Settings, sha256: str) -> int:
+    """The seed of a model submission's first sample set (set k uses seed + k): from the file hash under the
+    server's secret salt, so a rescore draws the same images and no team can know them in advance."""
+    return model_seed(sampling_salt(settings.data_dir, settings.model_sampling_salt), sha256)
 
 
-def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, seed: int) -> dict[str, np.ndarray]:
-    """images_per_class images per class from an ONNX model, in a capped child process; ModelFailed otherwise."""
+def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, device: str,
+                  seed: int) -> dict[str, np.ndarray]:
+    """images_per_class images per class from an ONNX model, in a capped child process on `device` (CUDA when
+    onnxruntime offers it, else the CPU, saying why); ModelFailed otherwise."""
+    import onnxruntime
+
     from submissions.model import validate_model
     from submissions.report import SubmissionInvalid
-    from submissions.sampling import SamplingFailed, SamplingJob, sample_model
+    from submissions.sampling import SamplingFailed, SamplingJob, choose_providers, sample_model
 
+    providers, fallback = choose_providers(device, onnxruntime.get_available_providers(),
+                                           gpu_memory_bytes=settings.model_gpu_memory_bytes)
+    if fallback:
+        log.warning("model sampling: %s", fallback)
     try:
         info = validate_model(model, spec, dry_run=False)  # the class order and latent size; rules may have changed
         job = SamplingJob(model=str(model), labels=[info.label_of(c) for c in spec.classes],
-                          per_class=spec.images_per_class, latent_size=info.latent_size,
-                          image_size=spec.image_size, seed=seed, threads=settings.model_sampling_threads)
+                          per_class=spec.images_per_class, latent_size=info.latent_size, image_size=spec.image_size,
+                          seed=seed, threads=settings.model_sampling_threads, providers=providers)
         images = sample_model(job, memory_bytes=settings.model_memory_bytes,
                               time_limit_s=settings.model_sampling_seconds)
     except SamplingFailed as exc:
@@ -261,11 +259,53 @@ def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, seed
     return dict(zip(spec.classes, images, strict=True))
 
 
+def score_sample_sets(model: Path, spec: SubmissionSpec, settings: Settings, scorer: Scorer, competition: Any, *,
+                      seed: int, first: ScoreReport) -> dict[str, Any]:
+    """Score model_sample_sets - 1 more image sets (seeds seed + 1, ...) after the first: the spread of the model's
+    score measured over fresh samples, not estimated by a bootstrap of one set. The extra images are dropped."""
+    reports = [first]
+    for offset in range(1, settings.model_sample_sets):
+        images = sample_images(model, spec, settings, device=str(scorer.device), seed=seed + offset)
+        reports.append(scorer.score(competition, images))
+    return sample_set_summary(reports, seeds=[seed + k for k in range(len(reports))])
+
+
+def sample_set_summary(reports: list[ScoreReport], *, seeds: list[int]) -> dict[str, Any]:
+    """Each split's scores over the sets with mean and standard deviation, and each class's standard deviation
+    (`class_std`, moved into the class scores by `with_sample_set_interval`)."""
+    summary: dict[str, Any] = {"method": "fresh sample sets", "seeds": seeds}
+    for split in SPLITS:
+        summary |= spread(split, [getattr(r, f"score_{split}") for r in reports])
+    summary["class_std"] = {
+        cls: {split: standard_deviation([getattr(r.classes[cls], f"fid_{split}") for r in reports]) for split in SPLITS}
+        for cls in reports[0].classes}
+    return summary
+
+
+def with_sample_set_interval(scores: ScoreFields, summary: dict[str, Any]) -> ScoreFields:
+    """A model submission's columns: the score stays the first set's (the kept images: grids, per-class table,
+    memorization evidence and rescoring all describe that set), its standard errors become the standard deviation
+    of the score over the sample sets: how far one set's score moves when the model is sampled again, the very
+    quantity the bootstrap estimates for an image submission, so the boards' tie rule compares like with like.
+    With one set there is no spread to measure and the bootstrap stays."""
+    sets = {key: value for key, value in summary.items() if key != "class_std"}
+    if len(sets["seeds"]) < 2:
+        return replace(scores, sample_sets=sets)
+    classes = {cls: {**values, **{f"se_{split}": summary["class_std"][cls][split] for split in SPLITS}}
+               for cls, values in scores.class_scores.items()}
+    return replace(scores, class_scores=classes, sample_sets={**sets, "interval": "sample sets"},
+                   **{f"score_{split}_se": sets[f"{split}_std"] for split in SPLITS})
+
+
+def standard_deviation(values: list[float]) -> float:
+    """The sample standard deviation (n - 1); 0 for one value."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def spread(name: str, scores: list[float]) -> dict[str, Any]:
-    """{name: scores, name_mean, name_std}: the sample standard deviation across sets (0 for one set)."""
-    values = np.asarray(scores, dtype=np.float64)
-    std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-    return {name: [float(v) for v in values], f"{name}_mean": float(values.mean()), f"{name}_std": std}
+    """{name: scores, name_mean, name_std} over the sample sets."""
+    return {name: [float(v) for v in scores], f"{name}_mean": float(np.mean(scores)),
+            f"{name}_std": standard_deviation(scores)}
 
 
 def score_fields(report: dict[str, Any]) -> ScoreFields:

@@ -1,31 +1,49 @@
 """Sample an ONNX generator in a separate process with a memory cap and a wall-clock limit.
 
-The team's model never runs in the caller's process: `sample_model` starts `python -m submissions.sampling`, whose
-address space is capped with RLIMIT_AS before it starts (so a model that allocates without bound gets an allocation
-error, not the machine's memory), and kills it past the time limit (a model that loops). The child writes the
-images to an .npz file; any failure comes back as a SamplingFailed with the reason a team can act on.
+The team's model never runs in the caller's process: `sample_model` starts `python -m submissions.sampling` and
+watches it (`run_capped`): it is killed past the time limit (a model that loops) and when its resident memory passes
+the cap (a watchdog polling it every WATCH_INTERVAL_S). On the CPU the kernel enforces the cap as well, with
+RLIMIT_DATA set before the child starts: a model asking for 64 GiB at once gets an allocation error there and then,
+before the watchdog could see the memory filled. RLIMIT_DATA counts heap and private writable mappings, not the
+address space of libraries and reservations, so the cap means memory (RLIMIT_AS, used before, counted address
+space; both stop the bounded and the unbounded test models alike on the CPU, docs/BENCHMARKS.md). On CUDA no rlimit is
+set: the CUDA runtime reserves large address ranges that no such limit was measured with, so there the watchdog
+caps host memory and onnxruntime's `gpu_mem_limit` caps device memory. The child writes the images to an .npy
+file; any failure comes back as a SamplingFailed with the reason a team can act on.
 
-Noise: z ~ N(0, 1) from numpy's PCG64 seeded with `seed`, drawn class by class in the class order of the model's
-metadata, so one (model, seed) pair always gives the same images on the same runtime.
+Device: `choose_providers` takes the worker's device; CUDA when it is cuda and onnxruntime offers the CUDA provider
+(onnxruntime-gpu), the CPU otherwise, with the reason. Noise: z ~ N(0, 1) from numpy's PCG64 seeded with `seed`,
+drawn class by class in the class order of the model's metadata, so one (model, seed) pair always gives the same
+images on the same runtime and provider (deterministic kernels are requested; CPU and CUDA may differ slightly).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import resource
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
 INPUT_Z = "z"
 INPUT_LABEL = "label"
 OUTPUT_IMAGES = "images"
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+WATCH_INTERVAL_S = 0.02
 FailureKind = Literal["timeout", "memory", "crash", "non_finite", "wrong_output"]
+# One onnxruntime provider as its session takes it: a name, or [name, options].
+Provider = str | list[Any]
+
+log = logging.getLogger("arena.sampling")
 
 
 class SamplingFailed(RuntimeError):
@@ -48,25 +66,87 @@ class SamplingJob:
     seed: int
     batch_size: int = 250
     threads: int = 1
+    providers: list[Provider] = field(default_factory=lambda: [CPU])
+
+
+def choose_providers(device: str, available: list[str], *, gpu_memory_bytes: int) -> tuple[list[Provider], str | None]:
+    """The onnxruntime providers for a worker's device ("cpu", "cuda", "cuda:1"), and why a cuda device samples on
+    the CPU (None when it does not)."""
+    if not device.startswith("cuda"):
+        return [CPU], None
+    if CUDA not in available:
+        return [CPU], (f"the worker's device is {device} but onnxruntime offers no {CUDA} (available: "
+                       f"{', '.join(available)}; install onnxruntime-gpu to sample on the GPU): sampling on the CPU")
+    options = {"device_id": device.partition(":")[2] or "0", "gpu_mem_limit": str(gpu_memory_bytes),
+               # grow the arena only by what is asked, so the cap is reached by real use, not by doubling
+               "arena_extend_strategy": "kSameAsRequested",
+               # cuDNN's default algorithms, not the fastest measured: the same images on every rescore
+               "cudnn_conv_algo_search": "DEFAULT"}
+    return [[CUDA, options], CPU], None
+
+
+def provider_name(provider: Provider) -> str:
+    return provider if isinstance(provider, str) else provider[0]
 
 
 def sample_model(job: SamplingJob, *, memory_bytes: int, time_limit_s: float) -> np.ndarray:
     """uint8 (len(labels), per_class, H, W) images, sampled in a capped child process; SamplingFailed otherwise."""
     with tempfile.TemporaryDirectory(prefix="arena-sample-") as workdir:
         out = Path(workdir, "images.npy")
-        command = [sys.executable, "-m", "submissions.sampling", json.dumps(job.__dict__), str(out)]
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=time_limit_s,
-                                  preexec_fn=lambda: _cap_memory(memory_bytes))
-        except subprocess.TimeoutExpired as exc:  # subprocess.run has killed the child already
-            raise SamplingFailed("timeout", f"sampling took longer than the limit of {time_limit_s:g} s") from exc
-        if done.returncode != 0:
-            raise _failure(done.returncode, done.stderr, memory_bytes)
+        kernel_limit = provider_name(job.providers[0]) == CPU
+        returncode, stderr = run_capped(sampling_command(job, out), memory_bytes=memory_bytes,
+                                        time_limit_s=time_limit_s, kernel_limit=kernel_limit)
+        if returncode != 0:
+            raise _failure(returncode, stderr, memory_bytes)
+        used = out.with_suffix(".provider").read_text()
+        if used != provider_name(job.providers[0]):
+            log.warning("sampled on %s: onnxruntime did not start %s", used, provider_name(job.providers[0]))
         return np.load(out)
 
 
-def _cap_memory(memory_bytes: int) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+def sampling_command(job: SamplingJob, out: Path) -> list[str]:
+    """The child process that samples `job` into `out` (.npy) and names the provider that ran it beside it."""
+    return [sys.executable, "-m", "submissions.sampling", json.dumps(job.__dict__), str(out)]
+
+
+def run_capped(command: list[str], *, memory_bytes: int, time_limit_s: float, kernel_limit: bool) -> tuple[int, str]:
+    """Run `command` until it exits: (exit status, stderr). Killed with SamplingFailed past the time limit or when
+    its resident memory passes `memory_bytes`; `kernel_limit` also sets RLIMIT_DATA to the cap before it starts."""
+    cap = (lambda: resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))) if kernel_limit else None
+    with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a chatty child never blocks on it
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, text=True, preexec_fn=cap)
+        try:
+            _watch(process, memory_bytes, time.monotonic() + time_limit_s, time_limit_s)
+        finally:
+            if process.poll() is None:  # a failure, or the caller interrupted: never leave the model running
+                process.kill()
+                process.wait()
+        stderr.seek(0)
+        return process.returncode, stderr.read()
+
+
+def _watch(process: subprocess.Popen, memory_bytes: int, deadline: float, time_limit_s: float) -> None:
+    while True:
+        try:
+            process.wait(timeout=WATCH_INTERVAL_S)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        resident = resident_bytes(process.pid)
+        if resident > memory_bytes:
+            raise SamplingFailed("memory", f"the model used {resident / 2**20:.1f} MiB of memory, over the cap of "
+                                 f"{memory_bytes / 2**20:.0f} MiB, and was stopped")
+        if time.monotonic() > deadline:
+            raise SamplingFailed("timeout", f"sampling took longer than the limit of {time_limit_s:g} s")
+
+
+def resident_bytes(pid: int) -> int:
+    """A process's resident memory from /proc (Linux; 0 where it cannot be read, e.g. it has just exited)."""
+    try:
+        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 def _failure(returncode: int, stderr: str, memory_bytes: int) -> SamplingFailed:
@@ -87,15 +167,16 @@ def _failure(returncode: int, stderr: str, memory_bytes: int) -> SamplingFailed:
 # -- the child process ---------------------------------------------------------------------------------------------
 
 
-def run_job(job: SamplingJob) -> np.ndarray:
-    """Run in the capped child: every class's images, validated batch by batch."""
+def run_job(job: SamplingJob) -> tuple[np.ndarray, str]:
+    """Run in the capped child: every class's images, validated batch by batch, and the provider that ran them."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = job.threads
     options.inter_op_num_threads = 1
-    # CPU only: CUDA reserves far more address space than any RLIMIT_AS cap allows.
-    session = ort.InferenceSession(job.model, options, providers=["CPUExecutionProvider"])
+    options.use_deterministic_compute = True  # the same (model, seed) gives the same images on every rescore
+    session = ort.InferenceSession(job.model, options, providers=[provider_name(p) for p in job.providers],
+                                   provider_options=[{} if isinstance(p, str) else p[1] for p in job.providers])
     rng = np.random.Generator(np.random.PCG64(job.seed))
     images = np.empty((len(job.labels), job.per_class, job.image_size, job.image_size), dtype=np.uint8)
     for row, label in enumerate(job.labels):
@@ -105,7 +186,7 @@ def run_job(job: SamplingJob) -> np.ndarray:
             labels = np.full(count, label, dtype=np.int64)
             (output,) = session.run([OUTPUT_IMAGES], {INPUT_Z: z, INPUT_LABEL: labels})
             images[row, start : start + count] = to_uint8(output, count, job.image_size)
-    return images
+    return images, session.get_providers()[0]
 
 
 def to_uint8(output: np.ndarray, count: int, size: int) -> np.ndarray:
@@ -124,7 +205,7 @@ def to_uint8(output: np.ndarray, count: int, size: int) -> np.ndarray:
 def _main(argv: list[str]) -> int:
     job = SamplingJob(**json.loads(argv[0]))
     try:
-        images = run_job(job)
+        images, provider = run_job(job)
     except SamplingFailed as exc:
         print(json.dumps({"kind": exc.kind, "message": str(exc)}), file=sys.stderr)
         return 1
@@ -138,6 +219,7 @@ def _main(argv: list[str]) -> int:
         print(json.dumps({"kind": kind, "message": message}), file=sys.stderr)
         return 1
     np.save(argv[1], images)
+    Path(argv[1]).with_suffix(".provider").write_text(provider)
     return 0
 
 

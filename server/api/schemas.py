@@ -12,7 +12,7 @@ from server.competition import Competition
 from server.config import Settings
 from server.db import CompetitionRow, Submission, SubmissionEvent, Team
 from server.db.crud import Quota
-from server.ranking import Z_95
+from server.ranking import Z_95, interval_label, interval_sets
 
 # Per-class values that reveal the private split (fid_all mixes it in); hidden from teams until the reveal.
 PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all", "se_private", "se_all")
@@ -31,7 +31,7 @@ def visible_class_scores(
 
 
 def interval_95(score: float | None, se: float | None) -> list[float] | None:
-    """[low, high] of the 95% bootstrap interval (score +- 1.96 se); None when either is unknown."""
+    """[low, high] of the 95% interval (score +- 1.96 se); None when either is unknown."""
     if score is None or se is None:
         return None
     return [score - Z_95 * se, score + Z_95 * se]
@@ -166,7 +166,7 @@ class SubmissionEventPublic(BaseModel):
 def _visible_sample_sets(sample_sets: dict[str, Any] | None, show_private: bool) -> dict[str, Any] | None:
     if sample_sets is None or show_private:
         return sample_sets
-    return {k: v for k, v in sample_sets.items() if not k.startswith("private")}
+    return {k: v for k, v in sample_sets.items() if not k.startswith(("private", "all"))}  # all mixes private in
 
 
 class SubmissionPublic(BaseModel):
@@ -187,10 +187,16 @@ class SubmissionPublic(BaseModel):
     score_public: float | None
     score_private: float | None = Field(None, description="Null for teams until the private reveal.")
     score_all: float | None = None
-    score_public_se: float | None = Field(None, description="Bootstrap standard error of score_public.")
+    score_public_se: float | None = Field(
+        None, description="Standard error of score_public: bootstrap over the images, or for a model submission the "
+        "standard deviation of its score over fresh sample sets (see interval).")
     score_public_interval: list[float] | None = Field(None, description="95% interval [low, high] of score_public.")
     score_private_se: float | None = Field(None, description="Null for teams until the private reveal.")
     score_private_interval: list[float] | None = None
+    interval: str | None = Field(None, description="What the intervals were computed over: 'bootstrap over the "
+                                 "images', or 'over N sample sets' of a model.")
+    interval_sets: int | None = Field(None, description="Model submissions: the number of sample sets the standard "
+                                      "errors were measured over; null for a bootstrap.")
     penalized: bool | None
     class_scores: dict[str, dict[str, Any]] | None
     timings: dict[str, Any] | None
@@ -217,6 +223,9 @@ class SubmissionPublic(BaseModel):
             score_public_interval=interval_95(submission.score_public, submission.score_public_se),
             score_private_se=private_se,
             score_private_interval=interval_95(submission.score_private, private_se),
+            interval=(interval_label(interval_sets(submission.sample_sets))
+                      if submission.score_public_se is not None else None),
+            interval_sets=interval_sets(submission.sample_sets),
             id=submission.id, competition=submission.team.competition.slug, team_id=submission.team_id,
             team_name=submission.team.name, sha256=submission.sha256, size_bytes=submission.size_bytes,
             message=submission.message, status=submission.status, attempts=submission.attempts,

@@ -107,8 +107,9 @@ def weights_verify(
 
 
 def score(
-    zip_file: Path = typer.Argument(None, help="Submission zip (one folder of PNGs per class).", exists=True,
-                                    dir_okay=False),
+    submission: Path = typer.Argument(None, help="Submission zip (one folder of PNGs per class), or an ONNX "
+                                      "generator (.onnx) where the competition takes models.", exists=True,
+                                      dir_okay=False),
     competition_dir: Path = typer.Option(..., "--competition", help="Competition directory."),
     images: Path = typer.Option(None, "--images", help="Instead of a zip: a folder with one PNG folder per class, "
                                 "read as the packer reads it (development; skips the count and size checks).",
@@ -117,28 +118,49 @@ def score(
     device: str = typer.Option(None, help=DEVICE_HELP + " Default: ARENA_DEVICE."),
     precision: str = typer.Option(None, help=PRECISION_HELP + " Default: ARENA_PRECISION."),
     engine: str = typer.Option(None, help=ENGINE_HELP),
+    sets: int = typer.Option(None, "--sets", min=1, help="A model: image sets to sample and score; the interval "
+                             "is their spread. Default: ARENA_MODEL_SAMPLE_SETS."),
+    seed: int = typer.Option(None, "--seed", min=0, help="A model: the first set's seed (set k uses seed + k). "
+                             "Default: the server's, from its secret salt (ARENA_DATA_DIR) and the file's hash."),
 ) -> None:
-    """Score a submission against a competition's held-out test images (FID per class + memorization check)."""
+    """Score a submission against a competition's held-out test images (FID per class + memorization check).
+
+    A model is validated, sampled in the same capped process as on the server, scored, and sampled again for the
+    interval over fresh sample sets, as the worker does."""
     from server.competition import Competition
     from server.config import get_settings
     from server.scoring import Scorer
 
-    if (zip_file is None) == (images is None):
-        raise typer.BadParameter("give either a submission zip or --images DIR, not both")
+    if (submission is None) == (images is None):
+        raise typer.BadParameter("give either a submission zip or model, or --images DIR, not both")
     settings = get_settings()
+    if sets is not None:
+        settings = settings.model_copy(update={"model_sample_sets": sets})
     competition = Competition.load(competition_dir)
-    arrays = _read_submission(zip_file, images, competition, settings)
+    submitted = _read_submission(submission, images, competition, settings)
     scorer = Scorer(device=device or settings.device, precision=precision or settings.precision,  # type: ignore[arg-type]
                     weights_path=settings.fid_weights, allow_download=settings.fid_weights_download,
                     engine=engine or settings.fid_engine)  # type: ignore[arg-type]
-    report = scorer.score(competition, arrays, progress=not as_json)
-    typer.echo(report.model_dump_json(indent=1) if as_json else _report_table(report))
+    sample_sets = None
+    if isinstance(submitted, dict):
+        report = scorer.score(competition, submitted, progress=not as_json)
+        interval = "a 95% bootstrap interval over the generated images"
+    else:
+        report, interval, sample_sets = _score_model(submitted, competition, settings, scorer, seed)
+    if as_json:
+        extra = {"sample_sets": sample_sets} if sample_sets else {}
+        typer.echo(json.dumps(report.model_dump(mode="json") | extra, indent=1))
+    else:
+        typer.echo(_report_table(report, interval))
 
 
-def _read_submission(zip_file: Path | None, images: Path | None, competition, settings) -> dict:
-    """Both go through the submissions package (the one definition of the format); --images is for development."""
-    from submissions import PackError, SubmissionInvalid, SubmissionSpec, validate_zip
+def _read_submission(path: Path | None, images: Path | None, competition, settings):
+    """Decoded images, or a validated model (ModelInfo): the file goes through the submissions package (the one
+    definition of the format, including which kinds the competition takes); --images (development) is read by its
+    class-folder rule."""
+    from submissions import PackError, SubmissionInvalid, SubmissionSpec
     from submissions.folders import read_class_folders
+    from submissions.model import ModelInfo, validate_submission
 
     if images is not None:
         try:
@@ -146,13 +168,40 @@ def _read_submission(zip_file: Path | None, images: Path | None, competition, se
         except PackError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from exc
-    assert zip_file is not None  # score() requires exactly one of the two
+    assert path is not None  # score() requires exactly one of the two
     try:
         spec = SubmissionSpec.from_competition(competition.config, **settings.zip_limits)
-        return validate_zip(zip_file, spec).images
+        valid = validate_submission(path, spec)
     except SubmissionInvalid as exc:
         typer.echo(json.dumps(exc.report.model_dump(mode="json"), indent=1), err=True)
         raise typer.Exit(2) from exc
+    return valid if isinstance(valid, ModelInfo) else valid.images
+
+
+def _score_model(model, competition, settings, scorer, seed: int | None):
+    """The worker's model path: the first set scored, more sets for the interval. Returns the report with the sets'
+    standard errors, what its intervals are over, and the sets' scores."""
+    from server.worker import ModelFailed, sample_images, score_sample_sets, submission_seed
+    from submissions import SubmissionSpec
+
+    spec = SubmissionSpec.from_competition(competition.config, **settings.zip_limits)
+    first_seed = submission_seed(settings, model.sha256) if seed is None else seed
+    try:
+        images = sample_images(model.path, spec, settings, device=str(scorer.device), seed=first_seed)
+        report = scorer.score(competition, images)
+        sets = score_sample_sets(model.path, spec, settings, scorer, competition, seed=first_seed, first=report)
+    except ModelFailed as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    class_std = sets.pop("class_std")
+    if len(sets["seeds"]) < 2:
+        return report, "a 95% bootstrap interval over the generated images (one sample set: no spread)", sets
+    classes = {cls: s.model_copy(update={f"se_{x}": class_std[cls][x] for x in SPLITS})
+               for cls, s in report.classes.items()}
+    report = report.model_copy(update={"classes": classes, **{f"se_{x}": sets[f"{x}_std"] for x in SPLITS}})
+    scores = "; ".join(f"{x} " + ", ".join(f"{v:.3f}" for v in sets[x]) for x in SPLITS)
+    return report, (f"a 95% interval over {len(sets['seeds'])} sample sets (1.96 x the standard deviation of their "
+                    f"scores; the score is the first set's). Sets: {scores}"), sets
 
 
 SPLITS = ("public", "private", "all")  # as server.scoring.references.SPLITS, without importing torch for --help
@@ -164,7 +213,7 @@ def _with_interval(score: float, se: float | None) -> str:
     return f"{score:.3f}" if se is None else f"{score:.3f} ± {Z_95 * se:.3f}"
 
 
-def _report_table(report) -> str:
+def _report_table(report, interval: str) -> str:
     from io import StringIO
 
     from rich.console import Console
@@ -182,7 +231,7 @@ def _report_table(report) -> str:
     buffer = StringIO()
     console = Console(file=buffer, width=130)
     console.print(table)
-    console.print("± is the half-width of a 95% bootstrap interval over the generated images.")
+    console.print(f"± is the half-width of {interval}.")
     for cls, s in report.classes.items():
         if s.diagnosis:
             console.print(f"{cls}: {s.diagnosis}")

@@ -26,7 +26,14 @@ from server.db.crud import (
 from server.db.models import FINAL_STATUSES
 from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
 from server.params import RowId
-from server.ranking import PRIVATE_HIDDEN, Leaderboard, leaderboard, leaderboard_csv, private_board_visible
+from server.ranking import (
+    PRIVATE_HIDDEN,
+    Leaderboard,
+    interval_sets,
+    leaderboard,
+    leaderboard_csv,
+    private_board_visible,
+)
 from server.storage import grid_path
 from server.upload import submit_upload
 from server.web.deps import Page, PageDep
@@ -244,6 +251,7 @@ def submission_page(submission_id: RowId, page: PageDep) -> Response:
     return page.render("submission.html", {
         **_status_context(page, submission), "comp": comp, "grids": grids,
         "private_visible": private_board_visible(row, is_admin=page.is_admin),
+        "interval_sets": interval_sets(submission.sample_sets),
         "can_select": own and comp.config.final_selection_limit > 0 and submission.status == SubmissionStatus.scored,
         **evidence_context(page, submission, comp.classes),
     })

@@ -29,11 +29,13 @@ def fid(value: object) -> Markup:
     return Markup('<span class="muted">–</span>')  # None, or a class missing from an older report
 
 
-def fid_pm(value: object, se: object) -> Markup:
-    """`123.4 ± 2.1`: a score with the half-width of its 95% bootstrap interval; the plain score without one."""
+def fid_pm(value: object, se: object, sets: int | None = None) -> Markup:
+    """`123.4 ± 2.1`: a score with the half-width of its 95% interval (a bootstrap, or over `sets` sample sets of a
+    model, said in the title); the plain score without one."""
     if not isinstance(value, int | float) or not isinstance(se, int | float):
         return fid(value)
-    return Markup(f'{value:.1f} <span class="pm" title="95% interval [{value - Z_95 * se:.1f}, '
+    over = f" over {sets} sample sets" if sets else ""
+    return Markup(f'{value:.1f} <span class="pm" title="95% interval{over} [{value - Z_95 * se:.1f}, '
                   f'{value + Z_95 * se:.1f}]">± {Z_95 * se:.1f}</span>')
 
 

@@ -155,3 +155,39 @@ def test_arena_score_refuses_an_invalid_zip_with_the_problems(two_image_competit
     result = CliRunner().invoke(app, ["score", str(tmp_path / "bad.zip"), "--competition", str(competition.root)])
     assert result.exit_code == 2
     assert "with_mask/0.png" in result.output and "problems" in result.output
+
+
+def test_arena_score_samples_a_model_and_gives_the_interval_over_sample_sets(two_image_competition, random_weights,
+                                                                             tmp_path, monkeypatch):
+    """`arena score model.onnx`: validated, sampled with the server's seed, scored over fresh sample sets."""
+    import hashlib
+    import json
+    import statistics
+
+    from server.config import Settings
+    from server.ranking import Z_95
+    from server.worker import submission_seed
+    from tests.utils import onnx_models
+
+    competition, _ = two_image_competition
+    write_config(competition.root, competition.config.model_copy(update={"submission_kinds": "both"}))
+    monkeypatch.setenv("ARENA_DATA_DIR", str(tmp_path / "data"))  # where the server's salt lives
+    model = onnx_models.generator(tmp_path / "g.onnx")
+    command = ["score", str(model), "--competition", str(competition.root), "--device", "cpu", "--sets", "3"]
+    result = CliRunner().invoke(app, [*command, "--json"])
+    assert result.exit_code == 0, result.output
+    scored = json.loads(result.output)
+    sets = scored["sample_sets"]
+    assert scored["score_public"] == sets["public"][0] and len(set(sets["public"])) == 3
+    assert scored["se_public"] == pytest.approx(statistics.stdev(sets["public"]))
+    assert sets["seeds"][0] == submission_seed(Settings(), hashlib.sha256(model.read_bytes()).hexdigest())
+    table = CliRunner().invoke(app, command).output
+    assert "a 95% interval over 3 sample sets" in table
+    assert f"{sets['public'][0]:.3f} ± {Z_95 * statistics.stdev(sets['public']):.3f}" in table
+
+    broken = onnx_models.nan_images(tmp_path / "nan.onnx")  # passes nothing: the dry run finds the NaN
+    failed = CliRunner().invoke(app, ["score", str(broken), "--competition", str(competition.root)])
+    assert failed.exit_code == 2 and "dry_run_failed" in failed.output
+    write_config(competition.root, competition.config.model_copy(update={"submission_kinds": "images"}))
+    refused = CliRunner().invoke(app, ["score", str(model), "--competition", str(competition.root)])
+    assert refused.exit_code == 2 and "not_a_zip" in refused.output

@@ -4,6 +4,7 @@ images like a zip; a model that fails while sampling fails at once, with the rea
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 from sqlalchemy import select
@@ -53,6 +54,11 @@ def test_a_model_is_sampled_scored_and_its_samples_kept(make_app, scorer, scorin
         assert sets["method"] == "fresh sample sets" and len(set(sets["seeds"])) == 3
         assert sets["public"][0] == submission.score_public and len(sets["private"]) == 3
         assert sets["public_std"] > 0  # three different image sets, three different scores
+        # The standard errors are the spread over the sets, not the bootstrap of the first set's images.
+        assert sets["interval"] == "sample sets"
+        for split in ("public", "private", "all"):
+            assert getattr(submission, f"score_{split}_se") == pytest.approx(statistics.stdev(sets[split]))
+        assert all(c["se_public"] > 0 for c in submission.class_scores.values())
     shown = arena.client.get(accepted.json()["status_url"], headers=bearer(token)).json()["sample_sets"]
     assert shown["public"] == sets["public"] and not any(k.startswith("private") for k in shown)  # before the reveal
     samples = sampled_zip_path(arena.settings.data_dir, sha)
@@ -114,13 +120,36 @@ def test_the_pages_say_what_the_competition_takes(make_app, scoring_competition,
     assert 'accept=".zip,application/zip,.onnx"' in form and "Submission zip or generator (.onnx)" in form
 
 
-def test_the_submission_page_labels_the_spread_of_fresh_sample_sets(make_app, scorer, scoring_competition, tmp_path):
+def test_a_model_interval_is_the_spread_of_its_sample_sets_everywhere(make_app, scorer, scoring_competition, tmp_path):
+    """Page, API, board, CSV and tie rule all use the sample sets' standard deviation, and say so."""
+    from server.ranking import Z_95
     from tests.web.test_pages import csrf_of
 
-    arena = make_app(competition=with_kinds(scoring_competition, "model", tmp_path), model_sample_sets=2)
+    arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path), model_sample_sets=3)
     _, token = arena.create_team("gen")
     submission_id = upload_model(arena, token, onnx_models.generator(tmp_path / "g.onnx")).json()["id"]
+    _, image_token = arena.create_team("pngs")
+    assert arena.upload(image_token, submission_zip(arena.competition, seed=3)).status_code == 202
     Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w").run(exit_when_idle=True)
+
+    api = arena.client.get(f"/api/submissions/{submission_id}", headers=bearer(token)).json()
+    public = api["sample_sets"]["public"]
+    half_width = Z_95 * statistics.stdev(public)
+    assert api["score_public"] == public[0]  # the score is the first set's: the kept images
+    assert api["score_public_interval"] == pytest.approx([public[0] - half_width, public[0] + half_width])
+    assert (api["interval"], api["interval_sets"]) == ("over 3 sample sets", 3)
+
     arena.client.post("/signin", data={"token": token, "csrf_token": csrf_of(arena.client.get("/signin").text)})
     page = arena.client.get(f"/submissions/{submission_id}").text
-    assert "over 2 fresh sample sets of your model, not a bootstrap" in page
+    assert f"± {half_width:.1f}</span>" in page and "± over 3 sample sets" in page
+    assert "over 3 fresh sample sets of your model, not a bootstrap" in page
+
+    board = arena.client.get(f"/api/competitions/{arena.slug}/leaderboard").json()["entries"]
+    by_team = {entry["team_name"]: entry for entry in board}
+    assert by_team["gen"]["score_se"] == pytest.approx(statistics.stdev(public))  # what the tie rule reads
+    assert (by_team["gen"]["interval_sets"], by_team["pngs"]["interval_sets"]) == (3, None)
+    csv = arena.client.get(f"/api/competitions/{arena.slug}/leaderboard?format=csv").text.splitlines()
+    rows = {line.split(",")[1]: line for line in csv[1:]}
+    assert rows["gen"].endswith(",over 3 sample sets") and rows["pngs"].endswith(",bootstrap over the images")
+    assert "fresh sample sets" in arena.client.get(f"/c/{arena.slug}/leaderboard").text
+

@@ -133,8 +133,9 @@ def test_entries_within_noise_of_the_row_above_are_marked_tied_without_reorderin
     assert [e.tied_above for e in result.entries] == [False, True, False, True, False]
     assert result.entries[0].score_se == 1.0
     lines = leaderboard_csv(result).splitlines()
-    assert lines[0].endswith(",score_se,ci95_low,ci95_high,tied_above")
-    assert lines[2].endswith(",1.000000,19.540036,23.459964,1") and lines[5].endswith(",,,,0")
+    assert lines[0].endswith(",score_se,ci95_low,ci95_high,tied_above,interval")
+    assert lines[2].endswith(",1.000000,19.540036,23.459964,1,bootstrap over the images")
+    assert lines[5].endswith(",,,,0,")
 
     reveal_private_board(session=session, competition=row)
     private = leaderboard(session=session, competition=row, board="private")

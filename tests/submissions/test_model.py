@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -10,7 +11,15 @@ import pytest
 from submissions import SubmissionInvalid, SubmissionSpec
 from submissions.model import validate_model
 from submissions.report import MODEL_RULES
-from submissions.sampling import SamplingFailed, SamplingJob, sample_model
+from submissions.sampling import (
+    SamplingFailed,
+    SamplingJob,
+    choose_providers,
+    provider_name,
+    run_capped,
+    sample_model,
+    sampling_command,
+)
 from tests.utils import onnx_models
 from tests.utils.competition import make_competition
 
@@ -81,6 +90,50 @@ def test_not_onnx(spec, tmp_path):
 
 def test_unbounded_allocation_is_stopped_by_the_memory_cap(spec, tmp_path):
     assert rules_of(onnx_models.unbounded_allocation(tmp_path / "alloc.onnx"), spec) == ["dry_run_memory"]
+
+
+def test_the_watchdog_alone_stops_a_model_whose_memory_grows_past_the_cap(tmp_path):
+    """The CUDA path sets no rlimit: the resident-memory watchdog must stop a model filling 2 GiB on its own."""
+    path = onnx_models.unbounded_allocation(tmp_path / "grow.onnx", elements=2**29)
+    job = SamplingJob(model=str(path), labels=[0], per_class=2, latent_size=4, image_size=64, seed=0)
+    cap = 512 * 2**20
+    started = time.monotonic()
+    with pytest.raises(SamplingFailed) as caught:
+        run_capped(sampling_command(job, tmp_path / "out.npy"), memory_bytes=cap, time_limit_s=60,
+                   kernel_limit=False)
+    assert caught.value.kind == "memory" and "over the cap of 512 MiB, and was stopped" in str(caught.value)
+    used_mib = float(str(caught.value).split()[3])
+    assert 512 < used_mib < 2048 and time.monotonic() - started < 30  # stopped on its way, not at the end
+    # The same model under the kernel limit (the CPU path) fails at its allocation, before filling anything.
+    with pytest.raises(SamplingFailed) as caught:
+        sample_model(job, memory_bytes=cap, time_limit_s=60)
+    assert caught.value.kind == "memory" and "needs more than the memory cap" in str(caught.value)
+
+
+@pytest.mark.parametrize(("device", "available", "expected", "says_why"), [
+    ("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"], ["CPUExecutionProvider"], False),
+    ("cuda", ["CPUExecutionProvider"], ["CPUExecutionProvider"], True),  # onnxruntime without GPU support
+    ("cuda:1", ["CUDAExecutionProvider", "CPUExecutionProvider"], ["CUDAExecutionProvider", "CPUExecutionProvider"],
+     False),
+])
+def test_providers_follow_the_device_and_what_onnxruntime_offers(device, available, expected, says_why):
+    providers, why = choose_providers(device, available, gpu_memory_bytes=3 * 2**30)
+    assert [provider_name(p) for p in providers] == expected and (why is not None) == says_why
+    if why:
+        assert "install onnxruntime-gpu" in why and "sampling on the CPU" in why
+    if expected[0] == "CUDAExecutionProvider":
+        options = providers[0][1]
+        assert options["device_id"] == "1" and options["gpu_mem_limit"] == str(3 * 2**30)
+
+
+def test_the_installed_runtime_decides_the_fallback():
+    """This machine's onnxruntime: a cuda worker samples on the CPU exactly when the CUDA provider is missing."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    providers, why = choose_providers("cuda", available, gpu_memory_bytes=2**30)
+    assert (provider_name(providers[0]) == "CUDAExecutionProvider") == ("CUDAExecutionProvider" in available)
+    assert (why is None) == ("CUDAExecutionProvider" in available)
 
 
 def test_a_model_that_runs_too_long_is_killed(spec, tmp_path):

@@ -67,10 +67,11 @@ def looping(path: Path) -> Path:
     return generator(path, extra=nodes)
 
 
-def unbounded_allocation(path: Path) -> Path:
-    """A 64 GiB tensor whose size depends on the input, so nothing can fold it away before the dry run."""
+def unbounded_allocation(path: Path, elements: int = 2**34) -> Path:
+    """A tensor of float ones (64 GiB by default) whose size depends on the input, so nothing can fold it away
+    before the dry run."""
     nodes = [
-        _const("big", np.array([2**34], np.int64)),
+        _const("big", np.array([elements], np.int64)),
         helper.make_node("ReduceSum", ["label"], ["labels_sum"], keepdims=1),  # 0 or more: the shape stays huge
         helper.make_node("Add", ["big", "labels_sum"], ["n"]),
         helper.make_node("ConstantOfShape", ["n"], ["huge"], value=numpy_helper.from_array(np.ones(1, np.float32))),

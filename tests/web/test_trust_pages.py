@@ -113,7 +113,8 @@ def test_boards_mark_statistical_ties_and_the_shake_up(arena):
     assert board.count('class="tie"') == 2 and "within noise of the entry above" in board  # marker + legend
     assert board.index("alpha") < board.index("&lt;script&gt;")  # the order is still by score
     csv = arena.client().get("/c/test-comp/leaderboard.csv").text.splitlines()
-    assert csv[0].endswith("score_se,ci95_low,ci95_high,tied_above") and csv[2].endswith(",1")
+    assert csv[0].endswith("score_se,ci95_low,ci95_high,tied_above,interval")
+    assert csv[2].endswith(",1,bootstrap over the images")
 
     organizer = arena.client()
     arena.sign_in_admin(organizer)
