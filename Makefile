@@ -35,13 +35,13 @@ lint: venv
 
 # Benchmarks print a table and write JSON to bench/results/; docs/BENCHMARKS.md records the numbers.
 bench: venv
-	$(PY) bench/submissions.py
-	$(PY) bench/scoring.py
-	$(PY) bench/server_load.py
-	$(PY) bench/training.py
+	$(PY) -m bench.submissions
+	$(PY) -m bench.scoring
+	$(PY) -m bench.server_load
+	$(PY) -m bench.training
 
 # The one-shot GPU check (bench/gpu.py, under 9 minutes on one GPU; ARGS="--smoke" runs it on the CPU). No venv
 # prerequisite: on a GPU machine without the network it runs with that machine's python3 (see docs/BENCHMARKS.md).
 .PHONY: bench-gpu
 bench-gpu:
-	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) bench/gpu.py $(ARGS)
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m bench.gpu $(ARGS)

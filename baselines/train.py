@@ -39,6 +39,7 @@ from baselines.data import TrainingData, load_training_data, split_holdout, to_m
 from baselines.layers import check_image_size
 from baselines.registry import load_model
 from server.competition import Competition
+from submissions.atomic import write_atomically
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -253,9 +254,8 @@ class Trainer:
         folder = self.run_dir / "checkpoints"
         folder.mkdir(exist_ok=True)
         path = folder / f"step-{self.step:07d}.pt"
-        partial = path.with_suffix(".partial")
-        torch.save(self.state(), partial)
-        partial.replace(path)  # a crash mid-write never leaves a truncated checkpoint under the real name
+        state = self.state()
+        write_atomically(path, lambda temporary: torch.save(state, temporary))  # never a truncated checkpoint
         for old in checkpoint_paths(self.run_dir)[: -self.options.keep_checkpoints]:
             old.unlink()
         return path

@@ -1,7 +1,7 @@
 """Calibration of the FID interval: does one sample set's 95% interval cover the scores of fresh sample sets?
 
-    python bench/calibration.py                        # 20 sets x 100 images vs 200 held-aside real images
-    python bench/calibration.py --sets 10 --images 200 --reference 400
+    python -m bench.calibration                        # 20 sets x 100 images vs 200 held-aside real images
+    python -m bench.calibration --sets 20 --images 200 --reference 400
 
 A fixed generator: the demo data's procedural face renderer (server/data/demo.py), one class. The reference is a
 held-aside set of its images (its own seed); each of `--sets` fresh sample sets (fresh seeds) is scored as a
@@ -23,14 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "bench" / "results"
 
 

@@ -1,7 +1,7 @@
 """Chaos benchmark: a real server (`arena serve --no-worker`) and real `arena worker` processes, broken on purpose.
 
-    python bench/chaos.py                 # 30 uploads, >= 20 worker SIGKILLs mid-scoring, 10 server restarts
-    python bench/chaos.py --quick         # 6 uploads, 3 kills, 2 restarts (a test runs this)
+    python -m bench.chaos                 # 30 uploads, >= 20 worker SIGKILLs mid-scoring, 10 server restarts
+    python -m bench.chaos --quick         # 6 uploads, 3 kills, 2 restarts
 
 Uploads go in from a thread while the server is SIGKILLed and restarted (an upload cut off by a restart is sent
 again, as `arena submit` would be; 409 "duplicate" then means the first try got in). Worker processes are
@@ -40,14 +40,12 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
+from server.db import Database, Submission, SubmissionStatus
+from server.queue import crashed_workers
+from tests.utils.competition import make_competition, random_images
+from tests.utils.inception import install_random_fid_weights
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from server.db import Database, Submission, SubmissionStatus  # noqa: E402
-from server.queue import crashed_workers  # noqa: E402
-from tests.utils.competition import make_competition, random_images  # noqa: E402
-from tests.utils.inception import install_random_fid_weights  # noqa: E402
-
 ADMIN_TOKEN = "chaos-admin-token-0123456789abcdef"
 SLUG = "chaos"
 TEAMS = 3

@@ -1,6 +1,6 @@
 """How long until the demo competition is ready: generating the data, then InceptionV3 features of every image.
 
-    python bench/demo_data.py [--threads 2] [--train-per-class 400] [--test-per-class 200]
+    python -m bench.demo_data [--threads 2] [--train-per-class 400] [--test-per-class 200]
 
 The reference statistics and memorization set need pool3 features of all train and test images; this times that
 with pytorch-fid's InceptionV3 on the CPU, with random weights of the real architecture (the compute is the same
@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,11 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from server.data import make_demo_competition  # noqa: E402
-from server.data.demo import DEFAULT_TEST_PER_CLASS, DEFAULT_TRAIN_PER_CLASS  # noqa: E402
-from tests.utils.inception import install_random_fid_weights  # noqa: E402
+from server.data import make_demo_competition
+from server.data.demo import DEFAULT_TEST_PER_CLASS, DEFAULT_TRAIN_PER_CLASS
+from tests.utils.inception import install_random_fid_weights
 
 
 def load_inception(torch_home: Path) -> torch.nn.Module:

@@ -1,10 +1,10 @@
 """One-shot GPU check: scoring, drain rate, training throughput and baseline strength, one command, under 9 minutes.
 
-    make bench-gpu                                  # = python bench/gpu.py: a fresh demo competition, every part
-    python bench/gpu.py --data DIR                  # any prepared competition directory
-    python bench/gpu.py --parts scoring drain       # some parts
-    python bench/gpu.py --budget-s 20               # seconds of training per baseline in part 4 (default 30)
-    python bench/gpu.py --smoke                     # the same code with tiny sizes on the CPU (the test suite runs it)
+    make bench-gpu                                  # = python -m bench.gpu: a fresh demo competition, every part
+    python -m bench.gpu --data DIR                  # any prepared competition directory
+    python -m bench.gpu --parts scoring drain       # some parts
+    python -m bench.gpu --budget-s 20               # seconds of training per baseline in part 4 (default 30)
+    python -m bench.gpu --smoke                     # the same code with tiny sizes on the CPU (the test suite runs it)
 
 Parts (each prints one table; everything goes to one JSON file in bench/results/):
 1. scoring: one entry (images_per_class per class; 2 x 1,000 on the default demo) from zip bytes to report on a warm
@@ -47,12 +47,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
 PARTS = ("scoring", "drain", "training", "strength")
 PRECISIONS = ("exact", "tf32", "fp16")
 TIME_LIMIT_S = 540  # the whole real run, model loads included, must fit in 9 minutes on one GPU

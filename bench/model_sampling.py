@@ -1,6 +1,6 @@
 """Sampling a model submission: 2 x 1,000 images from the bundled dcgan export, and the memory cap at work.
 
-    python bench/model_sampling.py [--threads 2] [--per-class 1000] [--memory-gib 4]
+    python -m bench.model_sampling [--threads 2] [--per-class 1000] [--memory-gib 4]
 
 Exports the dcgan baseline generator (default settings; random weights cost the same compute as trained ones) to
 the model-submission format and samples it exactly as the worker does on the CPU: `submissions.sampling.sample_model`,
@@ -17,23 +17,20 @@ import argparse
 import json
 import platform
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from baselines.dcgan import Config, Generator  # noqa: E402
-from baselines.generate import export_onnx  # noqa: E402
-from submissions.sampling import (  # noqa: E402
+from baselines.dcgan import Config, Generator
+from baselines.generate import export_onnx
+from submissions.sampling import (
     SamplingFailed,
     SamplingJob,
     run_capped,
     sample_model,
     sampling_command,
 )
-from tests.utils import onnx_models  # noqa: E402
+from tests.utils import onnx_models
 
 CLASSES = ["with_mask", "without_mask"]
 

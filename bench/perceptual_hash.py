@@ -1,7 +1,7 @@
 """Which perceptual hash the duplicate audit of `arena data prepare` uses: ours (numpy) vs imagehash's phash.
 
     pip install imagehash   # only for this measurement; the project does not depend on it
-    python bench/perceptual_hash.py [--faces 1500] [--copies 300]
+    python -m bench.perceptual_hash [--faces 1500] [--copies 300]
 
 Distinct images: procedural demo faces (similar-looking faces are the hard case for false alarms). Copies: a face
 rendered at 128x128 (a "source photo") and, from it, what datasets hold twice: a JPEG re-encoding, a rescaled
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 import time
 from itertools import combinations
 from pathlib import Path
@@ -24,12 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from server.data.audit import NEAR_MIN_CORRELATION, perceptual_hash, pixel_signature  # noqa: E402
-from server.data.demo import FaceParams, render_faces  # noqa: E402
-from server.data.prepare import to_square  # noqa: E402
-from server.data.writer import encode_png  # noqa: E402
+from server.data.audit import NEAR_MIN_CORRELATION, perceptual_hash, pixel_signature
+from server.data.demo import FaceParams, render_faces
+from server.data.prepare import to_square
+from server.data.writer import encode_png
 
 THRESHOLDS = (0, 2, 4, 6, 8, 10, 12)
 COPY_KINDS = ("jpeg60", "rescaled", "shift3px", "brighter", "noisy")

@@ -1,6 +1,6 @@
 """How fast `arena data prepare` converts and audits a messy download the size of the course's dataset.
 
-    python bench/prepare_data.py [--images 20000] [--workers 2]
+    python -m bench.prepare_data [--images 20000] [--workers 2]
 
 Builds a synthetic download shaped like Kaggle's face-mask datasets, with their mess: a wrapper folder,
 capitalized Train/ Test/ Validation/ splits (80/13/7 %), CamelCase class folders (WithMask, WithoutMask), numbered
@@ -21,7 +21,6 @@ import os
 import platform
 import resource
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,9 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from server.data import prepare_competition  # noqa: E402
+from server.data import prepare_competition
 
 SPLITS = (("Train", 0.80), ("Test", 0.13), ("Validation", 0.07))
 CLASSES = ("WithMask", "WithoutMask")

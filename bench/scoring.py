@@ -1,7 +1,7 @@
 """Scoring benchmark: pytorch-fid's CLI vs `arena score` cold vs warm in-process scoring, on the same images.
 
-    python bench/scoring.py                          # 2 classes x 1,000 generated vs 2 x 1,000 real (full size)
-    python bench/scoring.py --images-per-class 100   # smaller, for a busy CPU
+    python -m bench.scoring                          # 2 classes x 1,000 generated vs 2 x 1,000 real (full size)
+    python -m bench.scoring --images-per-class 100   # smaller, for a busy CPU
 
 (a) the course's way: `python -m pytorch_fid GEN REAL` once per class (under a SciPy shim: SciPy 1.18 removed the
     `disp` argument pytorch-fid 0.3.0 passes to sqrtm);
@@ -16,7 +16,7 @@ Each runs in its own process so its peak RSS is its own. Device: CUDA when prese
 cuda too). Prints a table and writes bench/results/scoring-<device>-<N>.json. The table's last lines give what the
 uncertainty, diagnostics and memorization evidence add to the warm time (target: at most 10%).
 
-    python bench/scoring.py --trust-overhead         # only that overhead, in about a minute (no reference build)
+    python -m bench.scoring --trust-overhead         # only that overhead, in about a minute (no reference build)
 
 times, for one 2 x N entry, the additions exactly as the Scorer runs them (bootstrap replicates against the ranked
 reference splits, public and private; KID and precision/recall/density/coverage against the public split; the
@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 RESULTS = ROOT / "bench" / "results"
 NETWORK_SAMPLE = 50  # images per class timed through the network for --trust-overhead
@@ -95,7 +94,7 @@ def warm_child(args: argparse.Namespace) -> None:
     """(c): load once, warm up, then time end-to-end scoring of the PNG folders."""
     from server.competition import Competition
     from server.scoring import Scorer
-    from server.scoring.features import read_class_folders
+    from submissions.folders import read_class_folders
 
     competition = Competition.load(args.competition)
     scorer = Scorer(device=args.device, precision=args.precision, engine=args.engine)
@@ -159,12 +158,12 @@ def run(args: argparse.Namespace) -> dict:
                          str(competition_dir), "--json", "--device", device])
         cold["report"] = json.loads(cold.pop("stdout"))
 
-    runtimes = measured([sys.executable, str(Path(__file__).resolve()), "--runtimes-child"]) if device == "cpu" else {}
+    runtimes = measured([sys.executable, "-m", "bench.scoring", "--runtimes-child"]) if device == "cpu" else {}
     warm = {}
     variants = [("exact", "torch"), ("exact", "onnxruntime")] if device == "cpu" else \
         [("exact", "torch"), ("tf32", "torch"), ("fp16", "torch")]
     for precision, engine in variants:
-        child = measured([sys.executable, str(Path(__file__).resolve()), "--warm-child", "--competition",
+        child = measured([sys.executable, "-m", "bench.scoring", "--warm-child", "--competition",
                           str(competition_dir), "--generated", str(generated), "--device", device, "--precision",
                           precision, "--engine", engine, "--repeats", str(args.repeats)])
         name = engine if device == "cpu" else precision

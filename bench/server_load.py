@@ -1,7 +1,7 @@
 """Server load benchmark: leaderboard latency under concurrent readers, concurrent uploads, one worker's drain rate.
 
-    python bench/server_load.py                                  # the issue's targets (see defaults below)
-    python bench/server_load.py --submissions 2000 --drain 0     # quicker, web tier only
+    python -m bench.server_load                                  # the issue's targets (see defaults below)
+    python -m bench.server_load --submissions 2000 --drain 0     # quicker, web tier only
 
 1. Seeds SQLite with --submissions scored submissions of --teams teams in a fresh data dir.
 2. Starts `arena serve --no-worker` on a free loopback port; --readers concurrent clients each fetch the public
@@ -41,20 +41,18 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import select
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from server.competition import write_config  # noqa: E402
-from server.config import Settings  # noqa: E402
-from server.db import (  # noqa: E402
+from server.competition import write_config
+from server.config import Settings
+from server.db import (
     Database,
     Submission,
     SubmissionStatus,
-    bump_board_version,  # noqa: E402
+    bump_board_version,
     utcnow,
 )
-from server.db.crud import create_team, register_competition  # noqa: E402
+from server.db.crud import create_team, register_competition
 
+REPO = Path(__file__).resolve().parents[1]
 SLUG = "bench"
 
 

@@ -1,6 +1,6 @@
 """Benchmark of the submission validator: a valid 2 x 1,000 zip and three kinds of bombs.
 
-    python bench/submissions.py            # prints a table, writes bench/results/submissions.json
+    python -m bench.submissions            # prints a table, writes bench/results/submissions.json
 
 Targets (issue 4): validation + decoding of a valid 2 x 1,000 64x64 zip <= 1.0 s on 2 CPU cores; a zip bomb
 declaring 1 GB rejected in <= 0.5 s with memory growth <= 50 MB. Wall time depends on what else runs on the
@@ -27,11 +27,9 @@ import numpy as np
 import PIL
 from PIL import Image
 
+from submissions import SubmissionInvalid, SubmissionSpec, pack, validate_zip
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from submissions import SubmissionInvalid, SubmissionSpec, pack, validate_zip  # noqa: E402
-
 CLASSES = ["with_mask", "without_mask"]
 SPEC = SubmissionSpec(classes=CLASSES, images_per_class=1000, image_size=64)
 GIB = 1024**3
@@ -125,8 +123,8 @@ def measure_rejection(path: Path) -> dict:
 
 
 def in_child(path: Path) -> dict:
-    output = subprocess.run([sys.executable, __file__, "--child", str(path)], check=True, capture_output=True,
-                            text=True).stdout
+    output = subprocess.run([sys.executable, "-m", "bench.submissions", "--child", str(path)], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 

@@ -1,10 +1,10 @@
 """Benchmark the baselines: training throughput per model, then FID sums and the conditioning check at equal wall time.
 
-    python bench/training.py                                    # demo competition, 120 s of training per model
-    python bench/training.py --budget-s 900 --device cuda       # the GPU version
-    python bench/training.py --data DIR --models dcgan sngan    # any competition directory, some models
-    python bench/training.py --skip-quality                     # throughput only
-    python bench/training.py --skip-throughput --budget-s 60 --fid-images 50 --reference-images 100   # shared CPU
+    python -m bench.training                                    # demo competition, 120 s of training per model
+    python -m bench.training --budget-s 900 --device cuda       # the GPU version
+    python -m bench.training --data DIR --models dcgan sngan    # any competition directory, some models
+    python -m bench.training --skip-quality                     # throughput only
+    python -m bench.training --skip-throughput --budget-s 60 --fid-images 50 --reference-images 100   # shared CPU
 
 Throughput: images/s of real training steps (D and G updates, recommended batch size), after warm-up steps.
 Quality: each model trains for the same wall-clock budget, samples --fid-images per class (default: the

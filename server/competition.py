@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Protocol
 
-from server.atomic import write_atomically
+from submissions.atomic import write_atomically
 from submissions.competition import (
     CONFIG_FILE,
     MANIFEST_FILE,
@@ -32,6 +32,7 @@ __all__ = [
     "ManifestEntry",
     "Split",
     "competitions_dir",
+    "eps_in_force",
     "load_competition",
     "memorization_eps",
     "write_config",
@@ -63,21 +64,25 @@ def load_competition(row: RegisteredCompetition) -> Competition:
     return cached[1]
 
 
-def memorization_eps(comp: Competition) -> dict[str, float]:
-    """ε per class: the configured number, or the calibrated one from the scoring cache's JSON summary.
+def eps_in_force(configured: str | float, calibrated: float | None) -> float | None:
+    """The memorization threshold rule, once (scoring and pages): a configured number, or for "auto" the class's
+    value calibrated when the references were built (None until then)."""
+    return calibrated if configured == "auto" else float(configured)
 
-    The one reading of the threshold rule outside scoring: the summary (written by server/scoring/references.py
-    under REFERENCE_SUMMARY_FILE) is read as plain JSON so the web tier never imports torch; it is empty until the
-    worker first builds the references.
+
+def memorization_eps(comp: Competition) -> dict[str, float]:
+    """ε per class as the pages show it: `eps_in_force` with the calibrated values of the scoring cache's summary.
+
+    The summary (written by server/scoring/references.py under REFERENCE_SUMMARY_FILE) is read as plain JSON so the
+    web tier never imports torch; "auto" gives nothing until the worker first builds the references.
     """
-    configured = comp.config.memorization_eps
-    if configured != "auto":
-        return dict.fromkeys(comp.classes, float(configured))
     try:
         summary = json.loads((comp.references_dir / REFERENCE_SUMMARY_FILE).read_text())
-        return {cls: float(summary["auto_eps"][cls]) for cls in comp.classes}
+        calibrated = {cls: float(summary["auto_eps"][cls]) for cls in comp.classes}
     except (OSError, ValueError, KeyError, TypeError):
-        return {}
+        calibrated = {}
+    in_force = {cls: eps_in_force(comp.config.memorization_eps, calibrated.get(cls)) for cls in comp.classes}
+    return {cls: eps for cls, eps in in_force.items() if eps is not None}
 
 
 def competitions_dir(data_dir: Path) -> Path:

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from server.atomic import write_atomically
 from server.competition import MANIFEST_FILE, Competition, CompetitionError, competitions_dir, write_config
 from server.data.errors import DataPreparationError
 from server.data.prepare import prepare_competition
 from server.errors import Conflict, InvalidSettings
 from server.storage import write_sample_grid
+from submissions.atomic import write_atomically
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 REQUEST_FILE, LOG_FILE, RESULT_FILE = "request.json", "log.txt", "result.json"

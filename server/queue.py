@@ -1,8 +1,9 @@
 """The database is the queue: submissions move queued -> scoring -> scored | failed (or cancelled).
 
-Every status change goes through `transition`, which writes a SubmissionEvent with its reason. Claims are one
-atomic statement; workers register and heartbeat; a job whose worker went silent is requeued by whichever worker
-notices first; attempts are bounded and retried with exponential backoff.
+Every status change goes through `transition` (server/db/events.py, shared with the upload's first event), which
+writes a SubmissionEvent with its reason. Claims are one atomic statement; workers register and heartbeat; a job
+whose worker went silent is requeued by whichever worker notices first; attempts are bounded and retried with
+exponential backoff.
 
 A worker dying mid-job is not the submission's fault: it is requeued without using an attempt, and the crash is
 recorded as an event (reason starting with WORKER_LOST, worker_id = the dead worker). Only a submission that has
@@ -24,11 +25,11 @@ from sqlalchemy.orm import Session
 from server.db import (
     ReferenceBuild,
     Submission,
-    SubmissionEvent,
     SubmissionStatus,
     WorkerRow,
     begin_write,
     bump_board_version,
+    transition,
     utcnow,
 )
 from server.db.models import ACTIVE_BUILD_STATUSES, ACTIVE_STATUSES
@@ -36,25 +37,6 @@ from server.errors import Conflict, NotFound
 
 S = SubmissionStatus
 WORKER_LOST = "worker lost"
-
-
-def transition(
-    session: Session,
-    submission: Submission,
-    to: SubmissionStatus,
-    reason: str,
-    *,
-    now: datetime,
-    worker_id: str | None = None,
-) -> None:
-    """Change a loaded submission's status and record why (the caller commits)."""
-    # Appended through the relationship so a submission already loaded in this session shows it too.
-    submission.events.append(
-        SubmissionEvent(from_status=submission.status, to_status=to, reason=reason, worker_id=worker_id,
-                        created_at=now)
-    )
-    submission.status = to
-    submission.updated_at = now
 
 
 # -- workers -------------------------------------------------------------------------------------------------------
@@ -140,10 +122,8 @@ def claim_next_submission(*, session: Session, worker_id: str, now: datetime | N
         return None
     submission = lock_submission(session, claimed_id)
     assert submission is not None
-    submission.events.append(
-        SubmissionEvent(from_status=S.queued, to_status=S.scoring, worker_id=worker_id, created_at=now,
-                        reason=f"claimed by worker {worker_id} (attempt {submission.attempts})")
-    )
+    transition(session, submission, S.scoring, f"claimed by worker {worker_id} (attempt {submission.attempts})",
+               now=now, worker_id=worker_id, previous=S.queued)
     session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(current_submission_id=claimed_id))
     session.commit()
     return submission

@@ -360,20 +360,58 @@ def score_fields(report: dict[str, Any]) -> ScoreFields:
     )
 
 
-def install_signal_handlers(worker: Worker) -> None:
-    """Main-thread worker: first SIGTERM/SIGINT finishes the job (up to the grace period), the next abandons it."""
+class ShutdownSignals:
+    """The one SIGTERM/SIGINT rule of every worker, standalone (`arena worker`) or embedded in `arena serve`.
 
-    def interrupt(*_: Any) -> None:
-        raise WorkerInterrupted()
+    The first signal (or `stop()`) stops taking jobs and lets the current one finish within
+    `worker_shutdown_grace_seconds`; a second signal, or the end of the grace period, raises WorkerInterrupted in
+    the main thread and the job goes back to the queue without using an attempt: the standalone worker's `run_once`
+    releases it, and leaving this context gives back the job of a worker running in another thread. Nothing is
+    lost either way. Use it as a context manager in the main thread (signal handlers can only live there).
+    worker=None (`arena serve --no-worker`): the signals only end the process quietly.
+    """
 
-    def request_stop(signum: int, _frame: Any) -> None:
-        if worker.stop.is_set():
-            interrupt()
-        worker.stop.set()
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self, worker: Worker | None) -> None:
+        self.worker = worker
+        self.stopping = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> ShutdownSignals:
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in self.SIGNALS}
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: Any) -> bool:
+        signal.setitimer(signal.ITIMER_REAL, 0)  # a pending grace-period alarm must not fire during exit
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        if kind is None or not issubclass(kind, WorkerInterrupted):
+            return False
+        if self.worker is not None:  # a no-op when run_once, in this thread, has released the job already
+            self.worker.abandon_current(f"worker {self.worker.worker_id} stopped before finishing; back in the queue")
+        return True
+
+    def stop(self, why: str) -> None:
+        """Stop taking jobs and start the current job's grace period (the first call only)."""
+        if self.stopping or self.worker is None:
+            self.stopping = True
+            return
+        self.stopping = True
+        self.worker.stop.set()
+        grace = self.worker.settings.worker_shutdown_grace_seconds
+        if grace <= 0:
+            raise WorkerInterrupted()
         log.warning("%s: finishing the current job (up to %.0f s), then exiting; send it again to requeue now",
-                    signal.Signals(signum).name, worker.settings.worker_shutdown_grace_seconds)
-        signal.signal(signal.SIGALRM, interrupt)
-        signal.setitimer(signal.ITIMER_REAL, worker.settings.worker_shutdown_grace_seconds)
+                    why, grace)
+        self._previous.setdefault(signal.SIGALRM, signal.signal(signal.SIGALRM, self._on_grace_over))
+        signal.setitimer(signal.ITIMER_REAL, grace)
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self.stopping:
+            raise WorkerInterrupted()
+        self.stop(signal.Signals(signum).name)
+
+    @staticmethod
+    def _on_grace_over(*_: Any) -> None:
+        raise WorkerInterrupted()

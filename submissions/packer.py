@@ -7,7 +7,6 @@ timestamps and attributes, so identical images always give an identical zip and 
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,10 +16,10 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from submissions.png import decode_gray
-from submissions.report import PackError, Problem
+from submissions.atomic import write_atomically
+from submissions.folders import read_class_folders
+from submissions.report import PackError
 from submissions.spec import SubmissionSpec
-from submissions.validate import IGNORED_NAMES, natural_key
 
 FIXED_DATE_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip can record
 REGULAR_FILE_644 = 0o100644 << 16
@@ -35,7 +34,7 @@ def pack(source: str | Path | Mapping[str, Any], out: str | Path | BinaryIO,
     """
     classes = list(spec_or_classes.classes if isinstance(spec_or_classes, SubmissionSpec) else spec_or_classes)
     if isinstance(source, str | Path):
-        images = _from_folder(Path(source), classes)
+        images = read_class_folders(source, classes)
     else:
         images = {cls: _as_uint8(cls, value) for cls, value in source.items()}
     _check(images, classes, spec_or_classes if isinstance(spec_or_classes, SubmissionSpec) else None)
@@ -43,45 +42,13 @@ def pack(source: str | Path | Mapping[str, Any], out: str | Path | BinaryIO,
         _write_zip(images, classes, out, progress)
         return None
     out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    with open(partial, "wb") as stream:
-        _write_zip(images, classes, stream, progress)
-    os.replace(partial, out)  # never leave a half-written zip under the real name
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as stream:
+            _write_zip(images, classes, stream, progress)
+
+    write_atomically(out, write)  # never a half-written zip under the real name
     return out
-
-
-def _from_folder(root: Path, classes: list[str]) -> dict[str, np.ndarray]:
-    if not root.is_dir():
-        raise PackError(f"{root}: not a folder; pass a folder holding one subfolder per class ({', '.join(classes)})")
-    images = {}
-    for cls in classes:
-        folder = root / cls
-        if not folder.is_dir():
-            raise PackError(f"{folder}: missing class folder; create it and put the {cls} images inside")
-        paths = sorted((p for p in folder.iterdir() if p.is_file() and not _is_metadata(p.name)),
-                       key=lambda p: natural_key(p.name))
-        images[cls] = _stack(cls, [_read_gray(p) for p in paths])
-    return images
-
-
-def _is_metadata(name: str) -> bool:
-    return name in IGNORED_NAMES or name.startswith("._")
-
-
-def _read_gray(path: Path) -> np.ndarray:
-    decoded = decode_gray(path.read_bytes(), str(path))
-    if isinstance(decoded, Problem):
-        raise PackError(decoded.message)
-    return decoded
-
-
-def _stack(cls: str, arrays: list[np.ndarray]) -> np.ndarray:
-    if not arrays:
-        raise PackError(f"class {cls}: no images found")
-    shapes = {a.shape for a in arrays}
-    if len(shapes) > 1:
-        raise PackError(f"class {cls}: images of different sizes {sorted(shapes)}; resize them to one size")
-    return np.stack(arrays)
 
 
 def _as_uint8(cls: str, value: Any) -> np.ndarray:

@@ -25,14 +25,13 @@ from typing import BinaryIO
 
 import numpy as np
 
+from submissions.folders import IGNORED_FOLDERS, is_metadata, natural_key
 from submissions.png import HEADER_BYTES, ImageSpec, check_header, decode_gray
 from submissions.report import Problem, SubmissionInvalid, ValidationReport
 from submissions.spec import SubmissionSpec
 
 Source = str | Path | bytes | bytearray | memoryview | BinaryIO
 
-IGNORED_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
-IGNORED_FOLDERS = {"__MACOSX"}
 # Entries smaller than this cannot hurt whatever their ratio (a 1 KiB run of zeros compresses 100:1).
 RATIO_MIN_BYTES = 64 * 1024
 CHUNK_BYTES = 1024 * 1024
@@ -74,11 +73,6 @@ class _Problems:
 
     def rules(self) -> set[str]:
         return {p.rule for p in self.items}
-
-
-def natural_key(name: str) -> tuple:
-    """'img2.png' sorts before 'img10.png': the order a person expects in sample grids."""
-    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
 
 
 def validate_zip(source: Source, spec: SubmissionSpec, *, name: str | None = None) -> DecodedSubmission:
@@ -241,7 +235,7 @@ def _is_ignored(name: str) -> bool:
     parts = _parts(name)
     if not parts:
         return True
-    return bool(IGNORED_FOLDERS & set(parts)) or parts[-1] in IGNORED_NAMES or parts[-1].startswith("._")
+    return bool(IGNORED_FOLDERS & set(parts)) or is_metadata(parts[-1])
 
 
 def _wrapper_prefix(paths: list[tuple[str, ...]], classes: set[str]) -> tuple[str, ...]:

@@ -1,9 +1,8 @@
-"""bench/gpu.py: the one-shot GPU check keeps working on machines without a GPU (--smoke), and its GPU paths
-(device choice, AMP, precisions, the FLOP floor) behave on the CPU as they should."""
+"""bench/gpu.py (`python -m bench.gpu`): the one-shot GPU check keeps working on machines without a GPU (--smoke),
+and its GPU paths (device choice, AMP, precisions, the FLOP floor) behave on the CPU as they should."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -14,18 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench import gpu
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "bench" / "gpu.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu = load_bench()
 
 
 @pytest.mark.slow
@@ -33,10 +23,10 @@ def test_smoke_run_covers_every_part(tmp_path):
     """The whole script on the CPU with tiny sizes and a random-weight Inception of the real architecture (the
     real converted weights would add their conversion for no extra coverage): every part runs and reports."""
     out = tmp_path / "gpu.json"
-    env = {**os.environ, "ARENA_DATA_DIR": str(tmp_path / "unused"), "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "ARENA_DATA_DIR": str(tmp_path / "unused")}
     # The timeout only guards against a hang: about a minute on idle cores, 3.5 minutes at load 15, and over 10
     # minutes beside the whole suite on the shared 2-core development machine.
-    result = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--out", str(out)],
+    result = subprocess.run([sys.executable, "-m", "bench.gpu", "--smoke", "--out", str(out)],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(out.read_text())

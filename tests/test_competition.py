@@ -26,3 +26,17 @@ def test_manifest_hash_ignores_listing_order(tmp_path):
 def test_missing_config_names_the_fix(tmp_path):
     with pytest.raises(CompetitionError, match="arena data demo"):
         Competition.load(tmp_path / "nowhere")
+
+
+def test_the_pages_read_the_memorization_threshold_by_the_scoring_rule(tmp_path):
+    """A number is in force at once; "auto" only once the references' summary holds the calibrated value."""
+    from server.competition import REFERENCE_SUMMARY_FILE, memorization_eps
+
+    fixed = make_competition(tmp_path / "fixed", memorization_eps=0.2)
+    assert memorization_eps(fixed) == {"with_mask": 0.2, "without_mask": 0.2}
+    auto = make_competition(tmp_path / "auto")
+    assert auto.config.memorization_eps == "auto" and memorization_eps(auto) == {}
+    auto.references_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"auto_eps": {"with_mask": 0.03, "without_mask": 0.05}}
+    (auto.references_dir / REFERENCE_SUMMARY_FILE).write_text(json.dumps(summary))
+    assert memorization_eps(auto) == summary["auto_eps"]

@@ -114,8 +114,8 @@ def score(
                                       "generator (.onnx) where the competition takes models.", exists=True,
                                       dir_okay=False),
     competition_dir: Path = typer.Option(..., "--competition", help="Competition directory."),
-    images: Path = typer.Option(None, "--images", help="Instead of a zip: a folder with one PNG folder per class "
-                                "(development; skips the submission format checks).",
+    images: Path = typer.Option(None, "--images", help="Instead of a zip: a folder with one PNG folder per class, "
+                                "read as the packer reads it (development; skips the count and size checks).",
                                 exists=True, file_okay=False),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     device: str = typer.Option(None, help=DEVICE_HELP + " Default: ARENA_DEVICE."),
@@ -159,13 +159,18 @@ def score(
 
 def _read_submission(path: Path | None, images: Path | None, competition, settings):
     """Decoded images, or a validated model (ModelInfo): the file goes through the submissions package (the one
-    definition of the format, including which kinds the competition takes); --images is for development."""
-    from server.scoring.features import read_class_folders
-    from submissions import SubmissionInvalid, SubmissionSpec
+    definition of the format, including which kinds the competition takes); --images (development) is read by its
+    class-folder rule."""
+    from submissions import PackError, SubmissionInvalid, SubmissionSpec
+    from submissions.folders import read_class_folders
     from submissions.model import ModelInfo, validate_submission
 
     if images is not None:
-        return read_class_folders(images, competition.classes)
+        try:
+            return read_class_folders(images, competition.classes)
+        except PackError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(2) from exc
     assert path is not None  # score() requires exactly one of the two
     try:
         spec = SubmissionSpec.from_competition(competition.config, **settings.zip_limits)

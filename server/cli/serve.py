@@ -6,10 +6,9 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -74,7 +73,7 @@ def serve_command(
 
     from server.app import create_app
     from server.config import InsecureSettingsError
-    from server.worker import Worker
+    from server.worker import ShutdownSignals, Worker
 
     configure_logging()
     settings = load_settings(data_dir, host=host, port=port)
@@ -95,13 +94,13 @@ def serve_command(
         thread = threading.Thread(target=_embedded_worker, args=(worker,), name="arena-worker", daemon=True)
         thread.start()
     print_banner(settings, demo=demo, worker=worker is not None)
-    # uvicorn re-raises SIGTERM/SIGINT once it has shut down; ignoring them here lets the worker finish or requeue
-    # its job below instead of the process dying with it.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_IGN)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
-    if worker is not None and thread is not None:
-        _stop_embedded(worker, thread, settings.worker_shutdown_grace_seconds)
+    with ShutdownSignals(worker) as shutdown:
+        # uvicorn takes over SIGTERM/SIGINT while it serves and raises the signal again once it has shut down: that
+        # is the worker's first signal (finish the job within the grace period); one more requeues the job now.
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        if thread is not None:
+            shutdown.stop("the server stopped")  # nothing new when uvicorn's signal has started the stop already
+            thread.join()
 
 
 def _embedded_worker(worker: Worker) -> None:
@@ -112,27 +111,6 @@ def _embedded_worker(worker: Worker) -> None:
             "the embedded scoring worker stopped (the API keeps serving; uploads wait in the queue): %s", exc)
 
 
-def _stop_embedded(worker: Worker, thread: threading.Thread, grace: float) -> None:
-    """Let the current job finish (up to the grace period, or until the next SIGTERM/SIGINT), else requeue it."""
-    from server.worker import WorkerInterrupted
-
-    worker.stop.set()
-
-    def give_up(*_: Any) -> None:
-        raise WorkerInterrupted()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, give_up)
-    if worker.current is not None:
-        typer.echo(f"Finishing submission {worker.current} (up to {grace:.0f} s; Ctrl+C again to requeue it now)...")
-    try:
-        thread.join(timeout=grace)
-    except WorkerInterrupted:
-        pass
-    if thread.is_alive():
-        worker.abandon_current("server stopped before the job finished; back in the queue")
-
-
 def worker_command(
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda (default ARENA_DEVICE)."),
     engine: str | None = typer.Option(None, "--engine", help="auto | torch | onnxruntime (default ARENA_FID_ENGINE)."),
@@ -140,14 +118,14 @@ def worker_command(
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
     """Run a standalone scoring worker (one per GPU; many can share one PostgreSQL database)."""
-    from server.worker import Worker, install_signal_handlers
+    from server.worker import ShutdownSignals, Worker
 
     configure_logging()
     settings = load_settings(data_dir, device=device, fid_engine=engine)
     worker = Worker(database=open_database(settings), settings=settings)
-    install_signal_handlers(worker)
     where = settings.resolved_database_url.split("@")[-1]  # never print a password
     typer.echo(f"Worker {worker.worker_id} on {where} (device {settings.device}, engine {settings.fid_engine})")
-    done = worker.run(exit_when_idle=exit_when_idle, prepare=True)
-    signal.setitimer(signal.ITIMER_REAL, 0)  # a pending grace-period alarm must not fire during exit
+    done = 0  # stays 0 when a second signal interrupts the reference preparation, before any job
+    with ShutdownSignals(worker):
+        done = worker.run(exit_when_idle=exit_when_idle, prepare=True)
     typer.echo(f"Worker {worker.worker_id} stopped after {done} submission(s).")

@@ -1,6 +1,7 @@
 """The database: SQLAlchemy 2 models, engine setup (SQLite WAL or PostgreSQL) and Alembic migrations."""
 
 from server.db.boards import bump_board_version
+from server.db.events import transition
 from server.db.models import (
     Base,
     BrowserSession,
@@ -29,6 +30,7 @@ __all__ = [
     "WorkerRow",
     "begin_write",
     "bump_board_version",
+    "transition",
     "utc_day",
     "utcnow",
 ]

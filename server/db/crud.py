@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from server import inputs
 from server.competition import Competition, CompetitionError, competitions_dir, load_competition
 from server.db.boards import bump_board_version
-from server.db.models import QUOTA_STATUSES, CompetitionRow, Submission, SubmissionEvent, SubmissionStatus, Team
+from server.db.events import transition
+from server.db.models import QUOTA_STATUSES, CompetitionRow, Submission, SubmissionStatus, Team
 from server.db.session import begin_write, utc_day, utcnow
 from server.errors import (
     Conflict,
@@ -273,11 +274,9 @@ def create_submission(
     check_may_submit(session=session, competition=competition, team=locked_team, sha256=sha256, now=now)
     submission = Submission(
         competition_id=locked_team.competition_id, team_id=team.id, sha256=sha256, size_bytes=size_bytes,
-        message=message.strip(), status=SubmissionStatus.queued, attempts=0, created_at=now, updated_at=now,
-        selected_final=False,
+        message=message.strip(), attempts=0, created_at=now, selected_final=False,
     )
-    submission.events.append(SubmissionEvent(from_status=None, to_status=SubmissionStatus.queued,
-                                             reason=f"uploaded by team '{team.name}' and validated", created_at=now))
+    transition(session, submission, SubmissionStatus.queued, f"uploaded by team '{team.name}' and validated", now=now)
     session.add(submission)
     try:
         session.commit()

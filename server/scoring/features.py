@@ -241,22 +241,3 @@ class FeatureExtractor:
                     on_batch(len(features))
         return np.concatenate(out) if out else np.zeros((0, FEATURE_DIMS))
 
-
-def read_class_folders(folder: Path, classes: Sequence[str]) -> dict[str, np.ndarray]:
-    """Images from a folder with one subfolder of grayscale (mode L) PNGs per class, sorted by name.
-
-    A development path for `arena score --images`; uploaded zips are read by the submissions package instead.
-    """
-    images = {}
-    for cls in classes:
-        paths = sorted((Path(folder) / cls).glob("*.png"))
-        if not paths:
-            raise ValueError(f"{Path(folder) / cls}: no .png files for class {cls!r}; expected {folder}/<class>/*.png")
-        arrays = []
-        for path in paths:
-            with Image.open(path) as image:
-                if image.mode != "L":
-                    raise ValueError(f"{path}: mode {image.mode}, expected 8-bit grayscale (L); convert it first")
-                arrays.append(np.asarray(image))
-        images[cls] = stack_same_size(arrays, paths)
-    return images

@@ -22,9 +22,9 @@ from typing import Literal
 
 import numpy as np
 
-from server.atomic import write_atomically
 from server.scoring.network import load_pool3_inception
 from server.scoring.weights import file_sha256, fingerprint_input
+from submissions.atomic import write_atomically
 
 Engine = Literal["auto", "torch", "onnxruntime"]
 ENGINES: tuple[Engine, ...] = ("auto", "torch", "onnxruntime")

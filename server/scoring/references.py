@@ -24,14 +24,13 @@ from typing import Literal
 
 import numpy as np
 
-from server.atomic import write_atomically
-from server.competition import Competition, CompetitionError
+from server.competition import REFERENCE_SUMMARY_FILE, Competition, CompetitionError, eps_in_force
 from server.scoring.features import FEATURE_DIMS, PREPROCESSING_VERSION, FeatureExtractor
 from server.scoring.frechet import ReferenceStats
 from server.scoring.memorization import auto_eps, normalized
+from submissions.atomic import write_atomically
 
 CACHE_FILE = "fid-references.npz"  # the torch engine's; other engines add their name (cache_file)
-SUMMARY_FILE = "fid-references.json"
 TestSplit = Literal["public", "private", "all"]
 SPLITS: tuple[TestSplit, ...] = ("public", "private", "all")
 log = logging.getLogger(__name__)
@@ -71,9 +70,10 @@ class References:
     path: Path
 
     def eps(self, competition: Competition, cls: str) -> float:
-        """The MiFID threshold in force: the configured number, or the calibrated one for "auto"."""
-        configured = competition.config.memorization_eps
-        return self.classes[cls].auto_eps if configured == "auto" else float(configured)
+        """The MiFID threshold in force (`eps_in_force`): the configured number, or the calibrated one for "auto"."""
+        eps = eps_in_force(competition.config.memorization_eps, self.classes[cls].auto_eps)
+        assert eps is not None  # built references always hold the calibrated value
+        return eps
 
 
 def cache_file(engine: str) -> str:
@@ -208,7 +208,7 @@ def save_references(path: Path, metadata: dict, classes: dict[str, ClassReferenc
         arrays |= {f"{cls}/train_count": np.array(refs.train_count)}
     summary = {**metadata, "auto_eps": {cls: refs.auto_eps for cls, refs in classes.items()}}
     _atomic(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
-    _atomic(path.with_name(SUMMARY_FILE), lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
+    _atomic(path.with_name(REFERENCE_SUMMARY_FILE), lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
 
 
 def _atomic(path: Path, write) -> None:

@@ -24,8 +24,8 @@ from typing import Literal
 
 import numpy as np
 
-from server.atomic import write_atomically
 from server.scoring.network import empty_fid_inception
+from submissions.atomic import write_atomically
 
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{FID_WEIGHTS_FILE}"

@@ -24,7 +24,7 @@ from server.db.crud import (
 from server.deps import is_admin_token
 from server.errors import ArenaError, NotFound
 from server.params import RowId, id_from_text
-from server.web.deps import Page, PageDep
+from server.web.deps import Page, PageDep, refused_form
 from server.web.routing import PageRoute
 from server.web.session import start_signed_in
 
@@ -144,11 +144,11 @@ def admin_submission_action(
     return page.redirect(target)
 
 
-def _teams_page(page: Page, **extra: object) -> Response:
+def _teams_page(page: Page, *, status_code: int = 200, **extra: object) -> Response:
     rows = list_competitions(session=page.db)
     teams = [t for r in rows for t in list_teams(session=page.db, competition=r)]
-    status_code = int(extra.pop("status_code", 200))  # type: ignore[call-overload]
-    return page.render("admin/teams.html", {"teams": teams, "competitions": rows, **extra}, status_code=status_code)
+    context = {"teams": teams, "competitions": rows, "form": {}, "errors": {}, **extra}
+    return page.render("admin/teams.html", context, status_code=status_code)
 
 
 @router.get("/teams", name="web_admin_teams", response_class=HTMLResponse)
@@ -173,7 +173,8 @@ def admin_teams_create(
                                   members=[m.strip() for m in members.split(",") if m.strip()],
                                   is_baseline=is_baseline == "1")
     except ArenaError as exc:
-        return _teams_page(page, error=exc.message, status_code=exc.status_code)
+        form = {"competition": competition, "name": name, "members": members, "is_baseline": is_baseline}
+        return _teams_page(page, **refused_form(exc, form))
     return _teams_page(page, new_token={"team": team.name, "token": token})
 
 

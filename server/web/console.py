@@ -38,7 +38,7 @@ from server.errors import ArenaError, Conflict, InvalidSettings, NotFound
 from server.reference_builds import latest_build, recent_builds, request_build, request_first_build
 from server.storage import receive_upload
 from server.upload import submit_upload
-from server.web.deps import Page, PageDep
+from server.web.deps import Page, PageDep, refused_form
 from server.web.routing import PageRoute
 
 router = APIRouter(prefix="/admin/c/{slug}", route_class=PageRoute, include_in_schema=False)
@@ -110,8 +110,7 @@ def _save_settings(page: Page, slug: str, form: dict[str, str]) -> Response:
                                   now=page.now)
     except ArenaError as exc:
         page.db.rollback()
-        errors = exc.detail if isinstance(exc, InvalidSettings) and isinstance(exc.detail, dict) else {}
-        return _console(page, row, status_code=exc.status_code, error=exc.message, errors=errors, form=form)
+        return _console(page, row, **refused_form(exc, form))
     summary = ", ".join(change.field for change in changed) or "nothing changed"
     page.session.set_flash("ok", f"Settings of {slug} saved: {summary}.")
     return page.redirect(page.url_for("web_admin_settings", slug=slug))
@@ -260,8 +259,7 @@ def new_competition_post(
     except ArenaError as exc:
         if received is not None:
             received.unlink(missing_ok=True)
-        errors = exc.detail if isinstance(exc.detail, dict) else {}
-        return _new_page(page, status_code=exc.status_code, error=exc.message, errors=errors, form=form)
+        return _new_page(page, **refused_form(exc, form))
     page.session.set_flash("ok", f"Preparing '{slug}' in the background.")
     return page.redirect(page.url_for("web_admin_new_job", slug=slug))
 

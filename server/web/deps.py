@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -15,9 +16,17 @@ from server.config import Settings
 from server.console import competition_announcements
 from server.db import Team
 from server.deps import NowDep, SessionDep, SettingsDep
-from server.errors import Forbidden
+from server.errors import ArenaError, Forbidden, InvalidSettings
 from server.web.render import render
 from server.web.session import WebSession, read_session, signed_in_team, write_session
+
+
+def refused_form(exc: ArenaError, form: Mapping[str, str]) -> dict[str, Any]:
+    """The one shape of a form shown again after a service refused it: the error's status code, its message on top,
+    a message under each field it names (InvalidSettings maps fields to messages; other errors' details are data)
+    and the values as typed, so nothing has to be typed twice. Pass it to the page's render function as keywords."""
+    errors = dict(exc.detail) if isinstance(exc, InvalidSettings) and isinstance(exc.detail, dict) else {}
+    return {"status_code": exc.status_code, "error": exc.message, "errors": errors, "form": dict(form)}
 
 
 @dataclass

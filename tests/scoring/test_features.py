@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from server.scoring import FeatureExtractor
-from server.scoring.features import read_class_folders
 from tests.utils.competition import random_images
 
 
@@ -62,15 +61,3 @@ def test_fp16_needs_cuda():
 def test_rejects_non_uint8_arrays(random_weights):
     with pytest.raises(ValueError, match="uint8"):
         FeatureExtractor(device="cpu").features_of_arrays(np.zeros((2, 8, 8), dtype=np.float32))
-
-
-def test_class_folders_need_grayscale_pngs(tmp_path):
-    for cls in ("a", "b"):
-        (tmp_path / cls).mkdir()
-        Image.fromarray(np.zeros((8, 8), np.uint8), mode="L").save(tmp_path / cls / "0.png")
-    assert read_class_folders(tmp_path, ["a", "b"])["a"].shape == (1, 8, 8)
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "b" / "1.png")
-    with pytest.raises(ValueError, match=r"b/1\.png: mode RGB"):
-        read_class_folders(tmp_path, ["a", "b"])
-    with pytest.raises(ValueError, match="no .png files for class 'c'"):
-        read_class_folders(tmp_path, ["c"])

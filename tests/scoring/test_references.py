@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
+from server.competition import REFERENCE_SUMMARY_FILE as SUMMARY_FILE
 from server.competition import Competition
 from server.scoring import Scorer
 from server.scoring.features import FeatureExtractor
 from server.scoring.memorization import auto_eps
-from server.scoring.references import CACHE_FILE, SUMMARY_FILE, cache_file, expected_metadata, load_references
+from server.scoring.references import CACHE_FILE, cache_file, expected_metadata, load_references
 
 
 def test_cache_holds_statistics_memorization_set_and_eps(random_competition):

@@ -32,3 +32,16 @@ def test_an_action_reason_with_control_characters_is_refused(arena):
                               data={"csrf_token": csrf, "reason": "bad\x00"})
     assert response.status_code == 422 and "control character" in response.text
     assert "No scored submissions yet" not in arena.client().get("/c/test-comp/leaderboard").text
+
+
+def test_a_refused_team_form_comes_back_as_typed(arena):
+    """The teams page shows a refused form again the way the settings and new-competition pages do (refused_form)."""
+    organizer = arena.client()
+    arena.sign_in_admin(organizer)
+    csrf = csrf_of(organizer.get("/admin/teams").text)
+    form = {"competition": "test-comp", "name": "alpha", "members": "Ada, Grace", "is_baseline": "1",
+            "csrf_token": csrf}
+    response = organizer.post("/admin/teams", data=form)
+    assert response.status_code == 409 and 'role="alert"' in response.text
+    assert 'value="alpha"' in response.text and 'value="Ada, Grace"' in response.text
+    assert 'value="test-comp" selected' in response.text and 'value="1" checked' in response.text

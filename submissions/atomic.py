@@ -1,4 +1,5 @@
-"""One way to replace a file so that readers never see half of it."""
+"""One way to replace a file so that readers never see half of it: the packer's zips here, and above this layer the
+server's config, caches, weights and exports and the baselines' checkpoints."""
 
 from __future__ import annotations
 
