@@ -249,9 +249,7 @@ class Worker:
 
             images = sample_images(model_path(self.settings.data_dir, sha256), spec, self.settings,
                                    device=str(self.scorer.device), seed=submission_seed(self.settings, sha256))
-            partial = sampled.with_suffix(".partial")
-            pack(images, partial, spec)
-            partial.replace(sampled)  # a crash mid-write never leaves a half zip under the final name
+            pack(images, sampled, spec)  # atomic: a crash mid-write never leaves a half zip under the final name
         return sampled
 
     def abandon_current(self, reason: str) -> None:
