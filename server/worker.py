@@ -1,9 +1,10 @@
 """The scoring worker: claim a queued submission, score it with the one loaded Scorer, store the result, repeat.
 
-`arena worker` runs one standalone (one per GPU; many against one PostgreSQL); `arena serve` embeds one in a
-thread. A heartbeat thread keeps the worker's row fresh while it scores; every worker also requeues the jobs of
-workers that went silent. Shutdown: the first SIGTERM lets the current job finish (up to a grace period), a second
-one, or the end of the grace period, gives the job back to the queue without using up an attempt.
+`arena worker` runs one (one per GPU; many against one PostgreSQL); `arena serve` starts one as its child process,
+so no feature is computed in the web process. A heartbeat thread keeps the worker's row fresh while it scores; every
+worker also requeues the jobs of workers that went silent. Shutdown: the first SIGTERM lets the current job finish
+(up to a grace period), a second one, or the end of the grace period, gives the job back to the queue without using
+up an attempt.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from server.storage import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from server.scoring import Scorer, ScoreReport
     from submissions import SubmissionSpec
 
@@ -359,19 +362,18 @@ def score_fields(report: dict[str, Any]) -> ScoreFields:
 
 
 class ShutdownSignals:
-    """The one SIGTERM/SIGINT rule of every worker, standalone (`arena worker`) or embedded in `arena serve`.
+    """The one SIGTERM/SIGINT rule of every worker process (`arena worker`, alone or started by `arena serve`).
 
     The first signal (or `stop()`) stops taking jobs and lets the current one finish within
     `worker_shutdown_grace_seconds`; a second signal, or the end of the grace period, raises WorkerInterrupted in
-    the main thread and the job goes back to the queue without using an attempt: the standalone worker's `run_once`
-    releases it, and leaving this context gives back the job of a worker running in another thread. Nothing is
+    the main thread and the job goes back to the queue without using an attempt: `run_once` releases it, and
+    leaving this context gives back the job of a worker running in another thread (the tests run one so). Nothing is
     lost either way. Use it as a context manager in the main thread (signal handlers can only live there).
-    worker=None (`arena serve --no-worker`): the signals only end the process quietly.
     """
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, worker: Worker | None) -> None:
+    def __init__(self, worker: Worker) -> None:
         self.worker = worker
         self.stopping = False
         self._previous: dict[int, Any] = {}
@@ -386,14 +388,13 @@ class ShutdownSignals:
             signal.signal(sig, handler)
         if kind is None or not issubclass(kind, WorkerInterrupted):
             return False
-        if self.worker is not None:  # a no-op when run_once, in this thread, has released the job already
-            self.worker.abandon_current(f"worker {self.worker.worker_id} stopped before finishing; back in the queue")
+        # a no-op when run_once, in this thread, has released the job already
+        self.worker.abandon_current(f"worker {self.worker.worker_id} stopped before finishing; back in the queue")
         return True
 
     def stop(self, why: str) -> None:
         """Stop taking jobs and start the current job's grace period (the first call only)."""
-        if self.stopping or self.worker is None:
-            self.stopping = True
+        if self.stopping:
             return
         self.stopping = True
         self.worker.stop.set()
@@ -413,3 +414,29 @@ class ShutdownSignals:
     @staticmethod
     def _on_grace_over(*_: Any) -> None:
         raise WorkerInterrupted()
+
+
+class ForwardSignals:
+    """`arena serve`'s side of the rule: it runs its worker as a child process and passes it every SIGTERM/SIGINT
+    it receives as one SIGTERM (`forward`), so the worker's own ShutdownSignals decide: the first finishes the job
+    within the grace period, a second requeues it now. uvicorn takes the signals while it serves and raises them
+    again once it has shut down, which is when they reach this handler. Without a worker (`--no-worker`) the
+    signals only end the server quietly."""
+
+    def __init__(self, forward: Callable[[], None] | None) -> None:
+        self.forward = forward
+        self.received = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> ForwardSignals:
+        self._previous = {sig: signal.signal(sig, self._on_signal) for sig in ShutdownSignals.SIGNALS}
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, _signum: int, _frame: Any) -> None:
+        self.received += 1
+        if self.forward is not None:
+            self.forward()

@@ -1,12 +1,19 @@
-"""`arena serve` and `arena worker`: run the server (API, pages, one embedded worker) or a standalone worker.
+"""`arena serve` and `arena worker`: run the server (API, pages, and one scoring worker as its child process) or a
+standalone worker.
 
 `arena admin` (server/cli/admin.py) and `arena team` (server/cli/team.py) are the other command groups.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
+import signal
+import subprocess
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +23,9 @@ from server.cli.common import DATA_DIR_OPTION, load_settings, open_database
 
 if TYPE_CHECKING:
     from server.config import Settings
-    from server.worker import Worker
+
+log = logging.getLogger("arena.serve")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +48,7 @@ def ensure_demo_competition(settings: Settings) -> None:
         make_demo_competition(root, progress=True)
 
 
-def print_banner(settings: Settings, *, demo: bool, worker: bool) -> None:
+def print_banner(settings: Settings, *, demo: bool, worker_pid: int | None) -> None:
     url = settings.resolved_public_url
     slug = "demo" if demo else "SLUG"
     lines = [
@@ -54,7 +63,8 @@ def print_banner(settings: Settings, *, demo: bool, worker: bool) -> None:
         f"  arena submit FILE.zip --server {url} --competition {slug} --token TEAM_TOKEN --wait",
         "A valid zip in a minute (training images, so the memorization check will flag it):",
         f"  arena submission sample --competition {settings.data_dir / 'competitions' / slug} --out sample.zip",
-        "Embedded scoring worker: " + ("on" if worker else "off (run `arena worker`)"),
+        "Scoring worker: " + (f"`arena worker`, process {worker_pid} (its log lines are the arena.worker ones)"
+                              if worker_pid else "off (run `arena worker`)"),
         "",
     ]
     typer.echo("\n".join(lines))
@@ -68,12 +78,12 @@ def serve_command(
     no_worker: bool = typer.Option(False, "--no-worker", help="API and pages only; run `arena worker` elsewhere."),
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
-    """Run the web server (API, pages) with an embedded scoring worker."""
+    """Run the web server (API, pages) and a scoring worker as its child process."""
     import uvicorn
 
     from server.app import create_app
     from server.config import InsecureSettingsError
-    from server.worker import ShutdownSignals, Worker
+    from server.worker import ForwardSignals
 
     configure_logging()
     settings = load_settings(data_dir, host=host, port=port)
@@ -86,29 +96,70 @@ def serve_command(
         except InsecureSettingsError as exc:
             typer.echo(str(exc), err=True)
             raise typer.Exit(2) from exc
-    database = open_database(settings)
-    app = create_app(settings, database=database)
-    worker = None if no_worker else Worker(database=database, settings=settings)
-    thread = None
-    if worker is not None:
-        thread = threading.Thread(target=_embedded_worker, args=(worker,), name="arena-worker", daemon=True)
-        thread.start()
-    print_banner(settings, demo=demo, worker=worker is not None)
-    with ShutdownSignals(worker) as shutdown:
-        # uvicorn takes over SIGTERM/SIGINT while it serves and raises the signal again once it has shut down: that
-        # is the worker's first signal (finish the job within the grace period); one more requeues the job now.
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
-        if thread is not None:
-            shutdown.stop("the server stopped")  # nothing new when uvicorn's signal has started the stop already
-            thread.join()
+    app = create_app(settings, database=open_database(settings))  # migrated and registered before the worker starts
+    worker = None if no_worker else WorkerProcess(worker_command_line(settings.data_dir))
+    print_banner(settings, demo=demo, worker_pid=worker.pid if worker else None)
+    with ForwardSignals(worker.forward_sigterm if worker else None) as signals:
+        try:
+            uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+        finally:  # uvicorn's own signal has reached the worker by now; otherwise (e.g. the port was taken) send one
+            if worker is not None:
+                worker.stop(signalled=signals.received > 0)
 
 
-def _embedded_worker(worker: Worker) -> None:
-    try:
-        worker.run(prepare=True)
-    except Exception as exc:  # e.g. missing FID weights: the message names the fix
-        logging.getLogger("arena.worker").error(
-            "the embedded scoring worker stopped (the API keeps serving; uploads wait in the queue): %s", exc)
+def worker_command_line(data_dir: Path) -> list[str]:
+    """`arena worker` on the server's data dir, by this interpreter (the server's environment gives it the same
+    ARENA_* settings, database, device, engine and weights)."""
+    return [sys.executable, "-m", "server.cli", "worker", "--data-dir", str(data_dir)]
+
+
+class WorkerProcess:
+    """The scoring worker of `arena serve` as its child process, writing to the same terminal. In its own process
+    group, so a Ctrl+C in the terminal reaches the worker once, forwarded by the server (ForwardSignals), not twice
+    (which would requeue its job at once). It ends with the server: on Linux the kernel sends it SIGTERM when the
+    server dies, even by SIGKILL (PR_SET_PDEATHSIG); elsewhere an orphan is one more ordinary worker until stopped.
+    Dying on its own is logged; the API keeps serving and uploads wait in the queue."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.stopping = False
+        self.process = subprocess.Popen(command, process_group=0, preexec_fn=exit_with_parent())
+        self.pid = self.process.pid
+        threading.Thread(target=self._watch, name="arena-worker-watch", daemon=True).start()
+
+    def forward_sigterm(self) -> None:
+        self.stopping = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, *, signalled: bool) -> None:
+        """Wait for the worker to finish its job (or give it back) and exit; one SIGTERM unless one was forwarded."""
+        if not signalled:
+            self.forward_sigterm()
+        self.stopping = True
+        code = self.process.wait()
+        log.info("the scoring worker (process %d) exited with code %d", self.pid, code)
+
+    def _watch(self) -> None:
+        code = self.process.wait()
+        if not self.stopping:
+            log.error("the scoring worker (process %d) exited with code %d while the server runs: the API keeps "
+                      "serving and uploads wait in the queue; start `arena worker` to score them", self.pid, code)
+
+
+def exit_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to send the child SIGTERM when this process dies (None elsewhere). The signal comes
+    when the forking thread ends: this is the main thread, which lives as long as the server."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded before the fork, not in the child
+    parent = os.getpid()
+
+    def set_death_signal() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the server died before prctl took effect: no signal would ever come
+            os._exit(1)
+
+    return set_death_signal
 
 
 def worker_command(

@@ -1,33 +1,24 @@
 """SIGTERM/SIGINT for every worker (server.worker.ShutdownSignals): the first signal lets the job finish, a second
 one or the end of the grace period gives it back to the queue without using an attempt, the handlers are restored
-afterwards; and `arena serve` stops its embedded worker cleanly when uvicorn hands the signal back."""
+afterwards. `arena serve` forwarding the signals to its worker process: tests/server/test_serve_worker.py."""
 
 from __future__ import annotations
 
 import os
-import secrets
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
-import httpx
 import pytest
 
 from server.db.crud import get_submission
-from server.db.models import WorkerRow
 from server.queue import claim_next_submission
 from server.worker import ShutdownSignals, Worker
 from tests.utils.server_factories import submission_zip
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def worker_holding_a_job(arena) -> tuple[Worker, int]:
-    """A worker that has claimed a submission and is scoring it in another thread (as the one `arena serve` embeds)."""
+    """A worker that has claimed a submission and is scoring it in another thread (the signals reach this one)."""
     _, token = arena.create_team("a")
     submission_id = arena.upload(token, submission_zip(arena.competition, seed=1)).json()["id"]
     worker = Worker(database=arena.database, settings=arena.settings, worker_id="w")
@@ -104,49 +95,3 @@ def test_a_job_that_finishes_within_the_grace_period_is_not_requeued(make_app):
         thread.join()
     assert history(arena, submission_id)[0] == [(None, "queued"), ("queued", "scoring")]
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_arena_serve_stops_its_embedded_worker_and_exits_cleanly(make_app, fid_torch_home, scoring_competition):
-    """uvicorn takes the SIGTERM, shuts down and raises it again: the worker stops, the process exits 0."""
-    arena = make_app(competition=scoring_competition)
-    port = free_port()
-    env = {**os.environ, "TORCH_HOME": str(fid_torch_home), "ARENA_DATA_DIR": str(arena.settings.data_dir),
-           "ARENA_DATABASE_URL": arena.settings.resolved_database_url, "ARENA_DEVICE": "cpu",
-           "ARENA_ADMIN_TOKEN": secrets.token_urlsafe(24), "ARENA_WORKER_POLL_SECONDS": "0.2",
-           "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.monotonic() + 180
-        while not (ready := _healthy(port) and _worker_ids(arena)) and time.monotonic() < deadline:
-            assert process.poll() is None, process.communicate()[0]
-            time.sleep(0.3)
-        assert ready, "arena serve never became healthy with a registered worker"
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=60)[0]
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, output
-    assert "Traceback" not in output, output
-    with arena.database.sessionmaker() as session:
-        assert all(session.get(WorkerRow, worker_id).stopped_at is not None for worker_id in _worker_ids(arena))
-
-
-def _healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _worker_ids(arena) -> list[str]:
-    with arena.database.sessionmaker() as session:
-        return list(session.scalars(WorkerRow.__table__.select().with_only_columns(WorkerRow.id)))
