@@ -1,8 +1,9 @@
 """The pages in a real browser: Debian's Chromium (Playwright) against a real `arena serve` on loopback.
 
 One server process for the module: a tiny competition (8 images per class), the real upload, validation, queue,
-embedded worker and scoring pipeline with random FID weights (TORCH_HOME). Screenshots of every page go to
-test-artifacts/web/ (git-ignored); docs/img/ holds copies of the leaderboard and submission pages.
+the worker process `arena serve` starts, and the scoring pipeline with random FID weights (TORCH_HOME). Screenshots
+of every page go to test-artifacts/web/ (git-ignored); docs/img/ holds copies of the leaderboard and submission
+pages.
 """
 
 from __future__ import annotations
@@ -332,7 +333,7 @@ def test_organizer_reveals_the_private_board_and_teams_then_see_it(server, brows
     organizer.fill("#token", server.admin_token)
     organizer.click("main button[type=submit]")
     organizer.wait_for_selector("#admin-workers")
-    assert organizer.locator("#admin-workers .badge.scored").count() >= 1  # the embedded worker is alive
+    assert organizer.locator("#admin-workers .badge.scored").count() >= 1  # the server's worker process is alive
     screenshot(organizer, "admin")
     organizer.click("text=Submissions")
     organizer.wait_for_selector("#admin-submissions")
@@ -377,7 +378,7 @@ def test_organizer_walks_one_season_from_the_browser(server, browser, tmp_path):
     assert organizer.locator("#prepared-counts img").count() == len(CLASSES)
     screenshot(organizer, "console-prepared")
 
-    # The embedded worker (never a web request) builds the scoring references; their page refreshes itself.
+    # The server's worker process (never a web request) builds the scoring references; their page refreshes itself.
     assert organizer.get_attribute("#reference-build", "data-build-status") in ("queued", "building", "done")
     organizer.click("#reference-build-details")
     organizer.wait_for_selector('#reference-build[data-build-status="done"]', timeout=SCORING_TIMEOUT_MS)
