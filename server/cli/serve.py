@@ -122,7 +122,9 @@ class WorkerProcess:
 
     def __init__(self, command: list[str]) -> None:
         self.stopping = False
-        self.process = subprocess.Popen(command, process_group=0, preexec_fn=exit_with_parent())
+        # stdin closed: a read from the terminal by a process outside its foreground group would stop it
+        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, process_group=0,
+                                        preexec_fn=exit_with_parent())
         self.pid = self.process.pid
         threading.Thread(target=self._watch, name="arena-worker-watch", daemon=True).start()
 
