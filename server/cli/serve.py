@@ -63,8 +63,8 @@ def print_banner(settings: Settings, *, demo: bool, worker_pid: int | None) -> N
         f"  arena submit FILE.zip --server {url} --competition {slug} --token TEAM_TOKEN --wait",
         "A valid zip in a minute (training images, so the memorization check will flag it):",
         f"  arena submission sample --competition {settings.data_dir / 'competitions' / slug} --out sample.zip",
-        "Scoring worker: " + (f"`arena worker`, process {worker_pid} (its log lines are the arena.worker ones)"
-                              if worker_pid else "off (run `arena worker`)"),
+        "Scoring worker: " + (f"process {worker_pid} (`arena worker`; its log follows here too)" if worker_pid
+                              else "off (run `arena worker`)"),
         "",
     ]
     typer.echo("\n".join(lines))

@@ -137,7 +137,7 @@ def test_arena_serve_scores_in_its_worker_process_and_stops_it_on_sigterm(make_a
             process.kill()
     assert process.returncode == 0, output
     assert "Traceback" not in output, output
-    assert re.search(rf"Scoring worker: `arena worker`, process {worker.pid}\b", output), output
+    assert re.search(rf"Scoring worker: process {worker.pid}\b", output), output
     assert f"the scoring worker (process {worker.pid}) exited with code 0" in output, output
     assert not alive(worker.pid)
     with arena.database.sessionmaker() as session:
