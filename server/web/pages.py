@@ -309,7 +309,7 @@ def team_page(team_id: RowId, page: PageDep) -> Response:
     """The team's submissions and its score over time."""
     team = _visible_team(page, team_id)
     history, _ = list_submissions(session=page.db, team=team, limit=HISTORY_LIMIT)
-    points = [ScorePoint(s.created_at, s.score_public, bool(s.penalized)) for s in history
+    points = [ScorePoint(s.created_at, s.score_public, bool(s.penalized), s.score_public_se) for s in history
               if s.status == SubmissionStatus.scored and s.score_public is not None]
     return page.render("team.html", {
         "team": team, "comp": load_competition(team.competition), "recent": history,
