@@ -79,8 +79,11 @@ class ValidationReport(BaseModel):
     root: str = Field(default="", description="Wrapper folders above the class folders, e.g. 'results/custom/'.")
     sha256: str = ""
     size_bytes: int = 0
+    checked: str = Field(default="", description="A valid model: what it was found to be and what ran, in words.")
 
     def summary(self) -> str:
+        if self.valid and self.checked:
+            return f"valid: {self.checked}"
         if self.valid:
             return f"valid: {', '.join(f'{c} {n}' for c, n in self.counts.items())} images"
         more = " (more not listed)" if self.truncated else ""

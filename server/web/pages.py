@@ -214,7 +214,7 @@ def submit_post(
     try:
         check_team_in_competition(team=page.team, competition=row)
         submission, _ = submit_upload(session=page.db, settings=page.settings, competition=row, team=page.team,
-                                      source=file.file, message=message, now=page.now)
+                                      source=file.file, message=message, now=page.now, filename=file.filename)
     except ArenaError as exc:
         page.db.rollback()
         problems = exc.detail.get("problems", []) if isinstance(exc, InvalidSubmission) else []
