@@ -24,7 +24,7 @@ import httpx
 import platformdirs
 from tqdm import tqdm
 
-from submissions.report import SubmissionError, ValidationReport
+from submissions.report import SubmissionError, ValidationReport, group_problems
 from submissions.spec import SubmissionSpec
 
 TOKEN_ENV = "ARENA_TOKEN"
@@ -192,9 +192,14 @@ def format_report(report: ValidationReport) -> str:
     if report.valid:
         return f"OK {report.summary()} (sha256 {report.sha256[:16]}…, {report.size_bytes} bytes)"
     lines = [f"INVALID: {len(report.problems)} problem(s)" + (" (more not listed)" if report.truncated else "")]
-    for number, problem in enumerate(report.problems, 1):
-        lines += [f"{number:3}. [{problem.rule}] {problem.file}", f"     found: {problem.found}",
-                  f"     fix:   {problem.fix}"]
+    for number, group in enumerate(group_problems(report.problems), 1):
+        files = ", ".join(p.file if group.same_found else f"{p.file} ({p.found})" for p in group.examples)
+        more = f" and {group.more} more" if group.more else ""
+        count = f"{group.count} files: " if group.count > 1 else ""
+        lines.append(f"{number:3}. [{group.rule}] {count}{files}{more}")
+        if group.same_found:
+            lines.append(f"     found: {group.same_found}")
+        lines.append(f"     fix:   {group.fix}")
     return "\n".join(lines)
 
 

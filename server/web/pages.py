@@ -224,7 +224,7 @@ def submit_post(
             count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
             context["error_title"] = f"The upload is not a valid submission ({count})."
         return page.render("submit.html", context, status_code=exc.status_code)
-    page.session.set_flash("ok", f"Submission {submission.id} was accepted and is queued for scoring.")
+    # No flash: "queued" would outlive the status; the status box, polled, says "accepted and waiting" until then.
     return page.redirect(page.url_for("web_submission", submission_id=submission.id))
 
 

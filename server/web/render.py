@@ -18,6 +18,7 @@ from markupsafe import Markup
 from server.db.models import ACTIVE_STATUSES
 from server.ranking import Z_95
 from server.web.session import WebSession
+from submissions.report import group_problems
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -140,7 +141,7 @@ def path_for(request: Request):  # type: ignore[no-untyped-def]
 # Autoescaping on for every template: team names and messages are user input.
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True))
 templates.env.filters.update(fid=fid, fid_pm=fid_pm, penalty_reason=penalty_reason, penalized=penalized_cell,
-                             utc=utc, remaining=remaining, ago=ago, filesize=filesize,
+                             group_problems=group_problems, utc=utc, remaining=remaining, ago=ago, filesize=filesize,
                              markdown=markdown, local_time=local_time)
 templates.env.globals.update(active_statuses=ACTIVE_STATUSES)
 
