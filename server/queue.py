@@ -112,7 +112,7 @@ def claim_next_submission(*, session: Session, worker_id: str, now: datetime | N
         .where(Submission.id == candidate, Submission.status == S.queued)
         .values(
             status=S.scoring, worker_id=worker_id, attempts=Submission.attempts + 1, started_at=now, updated_at=now,
-            not_before=None, error=None,
+            not_before=None, error=None, progress=None,
         )
         .returning(Submission.id)
         .execution_options(synchronize_session=False)
@@ -162,6 +162,19 @@ class ScoreFields:
     score_all_se: float | None = None
     sample_sets: dict[str, Any] | None = None  # model submissions only (server.worker.score_sample_sets)
 
+
+
+def record_progress(*, session: Session, submission_id: int, worker_id: str, progress: str) -> bool:
+    """What the worker is doing on a submission it holds, for the status box; False if it no longer holds it."""
+    held = session.execute(
+        update(Submission)
+        .where(Submission.id == submission_id, Submission.worker_id == worker_id, Submission.status == S.scoring)
+        .values(progress=progress[:200])
+        .returning(Submission.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    session.commit()
+    return held is not None
 
 
 def finish_scored(
