@@ -191,8 +191,9 @@ def finish_scored(
         setattr(submission, field, value)
     submission.finished_at = now
     seconds = (now - submission.started_at).total_seconds() if submission.started_at else 0.0
-    transition(session, submission, S.scored, f"scored in {seconds:.1f} s: {scores.score_public:.3f} (public)",
-               now=now, worker_id=worker_id)
+    # A penalized score is up to 10^15 x the FID: the history says what happened, the scores table the numbers.
+    outcome = "penalized for memorization" if scores.penalized else f"{scores.score_public:.3f} (public)"
+    transition(session, submission, S.scored, f"scored in {seconds:.1f} s: {outcome}", now=now, worker_id=worker_id)
     bump_board_version(session, submission.competition_id)
     session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(current_submission_id=None))
     session.commit()

@@ -119,7 +119,7 @@ def score_plot_svg(points: list[ScorePoint]) -> Markup:
     if penalized:
         parts += _penalized_band(penalized, x)
     parts.append(f'<text class="legend" x="{LEFT}" y="16">● each submission (public score, bar: 95% interval)   '
-                 f'— best so far{"   ✕ penalized" if penalized else ""} · lower is better'
+                 f'— best so far{"   ✕ penalized (not on the axis)" if penalized else ""} · lower is better'
                  f'{" · log scale" if honest and _axis(honest).log else ""}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

@@ -51,22 +51,26 @@ def _times(factor: float) -> str:
     return "×10" + str(round(math.log10(factor))).translate(_SUPERSCRIPT)
 
 
-def _distance(value: float) -> str:
+def distance(value: object) -> str:
+    """A memorization distance: 4 decimals, or scientific below 0.001 (copies sit at 1e-7, not at 0.0000)."""
+    if not isinstance(value, int | float):
+        return "–"
     return f"{value:.4f}" if value >= 1e-3 else f"{value:.1e}"
 
 
 def penalty_reason(values: dict) -> str:
     """Why a class was penalized, in one line: `memorized: mean distance 1.0e-07 < ε 0.05, score ×10⁷`."""
-    distance, eps = values.get("memorization_distance"), values.get("memorization_eps")
-    if not isinstance(distance, int | float) or not isinstance(eps, int | float):
+    mean, eps = values.get("memorization_distance"), values.get("memorization_eps")
+    if not isinstance(mean, int | float) or not isinstance(eps, int | float):
         return "memorized: too close to real images"
+    distance_text = distance(mean)
     penalized, raw = values.get("fid_public"), values.get("raw_fid_public")
     # The factor as applied (the scorer divides by max(d, 1e-15)); from d alone only when the raw FID is 0.
     if isinstance(penalized, int | float) and isinstance(raw, int | float) and raw > 0:
         factor = penalized / raw
     else:
-        factor = 1 / max(distance, 1e-15)
-    return f"memorized: mean distance {_distance(distance)} < ε {eps:.4g}, score {_times(factor)}"
+        factor = 1 / max(mean, 1e-15)
+    return f"memorized: mean distance {distance_text} < ε {eps:.4g}, score {_times(factor)}"
 
 
 def penalized_cell(raw: object, exact: object) -> Markup:
@@ -141,8 +145,8 @@ def path_for(request: Request):  # type: ignore[no-untyped-def]
 # Autoescaping on for every template: team names and messages are user input.
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True))
 templates.env.filters.update(fid=fid, fid_pm=fid_pm, penalty_reason=penalty_reason, penalized=penalized_cell,
-                             group_problems=group_problems, utc=utc, remaining=remaining, ago=ago, filesize=filesize,
-                             markdown=markdown, local_time=local_time)
+                             distance=distance, group_problems=group_problems, utc=utc, remaining=remaining, ago=ago,
+                             filesize=filesize, markdown=markdown, local_time=local_time)
 templates.env.globals.update(active_statuses=ACTIVE_STATUSES)
 
 
