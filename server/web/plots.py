@@ -118,8 +118,9 @@ def score_plot_svg(points: list[ScorePoint]) -> Markup:
         parts.append(f'<text class="label" x="{x(point):.1f}" y="{HEIGHT - 18}" text-anchor="{anchor}">{label}</text>')
     if penalized:
         parts += _penalized_band(penalized, x)
-    parts.append(f'<text class="legend" x="{LEFT}" y="16">● each submission (public score, bar: 95% interval)   '
-                 f'— best so far{"   ✕ penalized (not on the axis)" if penalized else ""} · lower is better'
+    # SVG collapses runs of spaces: the legend's items are separated by middle dots.
+    parts.append(f'<text class="legend" x="{LEFT}" y="16">● public score, bar: 95% interval · — best so far'
+                 f'{" · ✕ penalized" if penalized else ""} · lower is better'
                  f'{" · log scale" if honest and _axis(honest).log else ""}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))
