@@ -112,7 +112,7 @@ def claim_next_submission(*, session: Session, worker_id: str, now: datetime | N
         .where(Submission.id == candidate, Submission.status == S.queued)
         .values(
             status=S.scoring, worker_id=worker_id, attempts=Submission.attempts + 1, started_at=now, updated_at=now,
-            not_before=None, error=None,
+            not_before=None, error=None, progress=None,
         )
         .returning(Submission.id)
         .execution_options(synchronize_session=False)
@@ -164,6 +164,19 @@ class ScoreFields:
 
 
 
+def record_progress(*, session: Session, submission_id: int, worker_id: str, progress: str) -> bool:
+    """What the worker is doing on a submission it holds, for the status box; False if it no longer holds it."""
+    held = session.execute(
+        update(Submission)
+        .where(Submission.id == submission_id, Submission.worker_id == worker_id, Submission.status == S.scoring)
+        .values(progress=progress[:200])
+        .returning(Submission.id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    session.commit()
+    return held is not None
+
+
 def finish_scored(
     *, session: Session, submission_id: int, worker_id: str, scores: ScoreFields, now: datetime | None = None
 ) -> bool:
@@ -178,8 +191,9 @@ def finish_scored(
         setattr(submission, field, value)
     submission.finished_at = now
     seconds = (now - submission.started_at).total_seconds() if submission.started_at else 0.0
-    transition(session, submission, S.scored, f"scored in {seconds:.1f} s: {scores.score_public:.3f} (public)",
-               now=now, worker_id=worker_id)
+    # A penalized score is up to 10^15 x the FID: the history says what happened, the scores table the numbers.
+    outcome = "penalized for memorization" if scores.penalized else f"{scores.score_public:.3f} (public)"
+    transition(session, submission, S.scored, f"scored in {seconds:.1f} s: {outcome}", now=now, worker_id=worker_id)
     bump_board_version(session, submission.competition_id)
     session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(current_submission_id=None))
     session.commit()

@@ -6,6 +6,9 @@ Rules, in one place:
 - Private board: each team's entries are its selected finals (up to `final_selection_limit`; if it selected none,
   its best public ones, as Kaggle does) or, without selection, its best-public submission; ranked by private score.
   A team can't pick its entry by private score, so the private split stays a fair held-out test.
+- A penalized submission (MiFID: some class too close to real images) ranks below every unpenalized one, whatever
+  its number: the penalty says the images were memorized, and dividing by a distance of 0.04 may leave a number
+  that would still beat honest entries.
 - Ties go to the earlier submission. Baseline (reference) teams appear at their score, marked, without a rank.
 - Statistical ties: each row whose score is not distinguishable from the row above it is marked (`tied_above`);
   the order does not change. The test is the bootstrap of the difference: two entries share no images, so their
@@ -56,6 +59,7 @@ class LeaderboardEntry(BaseModel):
     score: float
     class_scores: dict[str, float]  # per-class FID on this board's split
     penalized: bool
+    penalized_classes: list[str] = []  # the classes whose FID carries the memorization penalty
     submitted_at: datetime
     submissions_count: int
     last_submitted_at: datetime  # the team's newest counted submission (the board's "last entry")
@@ -126,17 +130,18 @@ class _Counted(Protocol):
     selected_final: bool
     score_public_se: float | None
     score_private_se: float | None
+    penalized: bool | None
 
 
-def _sort_key(score: float, submission: _Counted) -> tuple[float, datetime, int]:
-    return (score, submission.created_at, submission.id)
+def _sort_key(score: float, submission: _Counted) -> tuple[bool, float, datetime, int]:
+    return (bool(submission.penalized), score, submission.created_at, submission.id)
 
 
 def _counted_submissions(session: Session, competition_id: int) -> dict[int, list[_Counted]]:
     rows = session.execute(
         select(Submission.id, Submission.team_id, Submission.created_at, Submission.score_public,
                Submission.score_private, Submission.selected_final, Submission.score_public_se,
-               Submission.score_private_se)
+               Submission.score_private_se, Submission.penalized)
         .join(Team, Team.id == Submission.team_id)
         .where(
             Submission.competition_id == competition_id, Submission.status == SubmissionStatus.scored,
@@ -201,6 +206,7 @@ def _compute(session: Session, competition: CompetitionRow, board: Board, *, rev
             class_scores={cls: float(values.get(f"fid_{board}", 0.0)) for cls, values in
                           (detail.class_scores or {}).items()},
             penalized=bool(detail.penalized), submitted_at=submission.created_at,
+            penalized_classes=[cls for cls, values in (detail.class_scores or {}).items() if values.get("penalized")],
             submissions_count=len(by_team[submission.team_id]),
             last_submitted_at=max(s.created_at for s in by_team[submission.team_id]),
             public_rank=before, rank_change=(before - rank) if board == "private" and rank and before else None,
@@ -261,7 +267,9 @@ def statistically_tied(score_a: float, se_a: float | None, score_b: float, se_b:
 def mark_ties(entries: list[LeaderboardEntry]) -> None:
     """Set `tied_above` on each entry not distinguishable from the entry above it (board order)."""
     for above, entry in zip(entries, entries[1:], strict=False):
-        entry.tied_above = statistically_tied(above.score, above.score_se, entry.score, entry.score_se)
+        # A penalized entry below an unpenalized one is apart by rule, not within noise of it.
+        entry.tied_above = above.penalized == entry.penalized and statistically_tied(
+            above.score, above.score_se, entry.score, entry.score_se)
 
 
 def _uncertainty_csv_header() -> list[str]:

@@ -27,12 +27,13 @@ from submissions.model import ModelInfo, validate_submission
 
 def submit_upload(
     *, session: Session, settings: Settings, competition: CompetitionRow, team: Team, source: BinaryIO,
-    message: str = "", now: datetime | None = None,
+    message: str = "", now: datetime | None = None, filename: str | None = None,
 ) -> tuple[Submission, Quota]:
     """Copy under the size cap (413), cheap checks (403/409/429), validate (422), store, queue (202).
 
     Validation decodes every image, so it runs outside any transaction; `create_submission` repeats the cheap
-    checks inside its write transaction, so two concurrent uploads can't both take the last slot.
+    checks inside its write transaction, so two concurrent uploads can't both take the last slot. `filename` is
+    the name the team uploaded (the problems name it, not the temporary copy).
     """
     now = now or utcnow()
     message = inputs.submission_message(message)
@@ -40,7 +41,7 @@ def submit_upload(
     try:
         check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)
         session.commit()  # no transaction stays open while validating
-        suffix = validate(temporary, competition=competition, settings=settings)
+        suffix = validate(temporary, competition=competition, settings=settings, name=uploaded_name(filename))
         store_upload(settings.data_dir, temporary, sha256, suffix)
     finally:
         temporary.unlink(missing_ok=True)
@@ -48,12 +49,19 @@ def submit_upload(
                              message=message, now=now)
 
 
-def validate(upload: Path, *, competition: CompetitionRow, settings: Settings) -> str:
+def uploaded_name(filename: str | None) -> str | None:
+    """The base name of the uploaded file as the browser or client sent it (never a path), at most 200 chars."""
+    name = Path((filename or "").replace("\\", "/")).name.strip()
+    return name[:200] or None
+
+
+def validate(upload: Path, *, competition: CompetitionRow, settings: Settings, name: str | None = None) -> str:
     """A zip or a model against the competition's format and the server's limits; 422 with the full report when
     invalid. Returns the suffix it is stored under: .zip or .onnx."""
     config = load_competition(competition).config
     try:
-        checked = validate_submission(upload, SubmissionSpec.from_competition(config, **settings.zip_limits))
+        checked = validate_submission(upload, SubmissionSpec.from_competition(config, **settings.zip_limits),
+                                      name=name)
     except SubmissionInvalid as exc:
         raise InvalidSubmission(
             f"The upload is not a valid submission for '{competition.slug}' ({len(exc.report.problems)} problem(s)); "

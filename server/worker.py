@@ -31,6 +31,7 @@ from server.queue import (
     has_pending_work,
     heartbeat,
     new_worker_id,
+    record_progress,
     register_worker,
     release,
     requeue_stale,
@@ -219,17 +220,27 @@ class Worker:
 
         competition = load_competition(submission.team.competition)
         spec = SubmissionSpec.from_competition(competition.config, **self.settings.zip_limits)
+        is_model = self._is_model(submission.sha256)
+
+        def stage(text: str) -> None:  # a model takes minutes over its sample sets: say which one it is on
+            if is_model:
+                with self.database.session() as session:
+                    record_progress(session=session, submission_id=submission.id, worker_id=self.worker_id,
+                                    progress=text)
+
+        stage(f"sample set 1 of {self.settings.model_sample_sets}: sampling the model")
         decoded = validate_zip(self._images_zip(submission.sha256, spec), spec)
+        stage(f"sample set 1 of {self.settings.model_sample_sets}: scoring")
         report = self.scorer.score(competition, decoded.images)
         for cls, images in decoded.images.items():
             write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), images)
             closest = report.classes[cls].nearest_train + report.classes[cls].nearest_any
             write_evidence_images(self.settings.data_dir, submission.id, cls, images, [n.image for n in closest])
         scores = score_fields(report.model_dump(mode="json"))
-        if self._is_model(submission.sha256):
+        if is_model:
             sets = score_sample_sets(model_path(self.settings.data_dir, submission.sha256), spec, self.settings,
                                      self.scorer, competition, seed=submission_seed(self.settings, submission.sha256),
-                                     first=report)
+                                     first=report, stage=stage)
             scores = with_sample_set_interval(scores, sets)
         with self.database.session() as session:
             kept = finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
@@ -300,12 +311,16 @@ def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, devi
 
 
 def score_sample_sets(model: Path, spec: SubmissionSpec, settings: Settings, scorer: Scorer, competition: Any, *,
-                      seed: int, first: ScoreReport) -> dict[str, Any]:
+                      seed: int, first: ScoreReport, stage: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Score model_sample_sets - 1 more image sets (seeds seed + 1, ...) after the first: the spread of the model's
-    score measured over fresh samples, not estimated by a bootstrap of one set. The extra images are dropped."""
+    score measured over fresh samples, not estimated by a bootstrap of one set. The extra images are dropped.
+    `stage` hears which set and step it is on (the status box shows it)."""
     reports = [first]
-    for offset in range(1, settings.model_sample_sets):
+    total = settings.model_sample_sets
+    for offset in range(1, total):
+        stage(f"sample set {offset + 1} of {total}: sampling the model")
         images = sample_images(model, spec, settings, device=str(scorer.device), seed=seed + offset)
+        stage(f"sample set {offset + 1} of {total}: scoring")
         reports.append(scorer.score(competition, images))
     return sample_set_summary(reports, seeds=[seed + k for k in range(len(reports))])
 

@@ -24,7 +24,7 @@ import httpx
 import platformdirs
 from tqdm import tqdm
 
-from submissions.report import SubmissionError, ValidationReport
+from submissions.report import SubmissionError, ValidationReport, group_problems
 from submissions.spec import SubmissionSpec
 
 TOKEN_ENV = "ARENA_TOKEN"
@@ -192,9 +192,14 @@ def format_report(report: ValidationReport) -> str:
     if report.valid:
         return f"OK {report.summary()} (sha256 {report.sha256[:16]}…, {report.size_bytes} bytes)"
     lines = [f"INVALID: {len(report.problems)} problem(s)" + (" (more not listed)" if report.truncated else "")]
-    for number, problem in enumerate(report.problems, 1):
-        lines += [f"{number:3}. [{problem.rule}] {problem.file}", f"     found: {problem.found}",
-                  f"     fix:   {problem.fix}"]
+    for number, group in enumerate(group_problems(report.problems), 1):
+        files = ", ".join(p.file if group.same_found else f"{p.file} ({p.found})" for p in group.examples)
+        more = f" and {group.more} more" if group.more else ""
+        count = f"{group.count} files: " if group.count > 1 else ""
+        lines.append(f"{number:3}. [{group.rule}] {count}{files}{more}")
+        if group.same_found:
+            lines.append(f"     found: {group.same_found}")
+        lines.append(f"     fix:   {group.fix}")
     return "\n".join(lines)
 
 
@@ -341,14 +346,39 @@ def format_score_table(submission: Mapping[str, Any]) -> str:
         return f"Submission {submission.get('id', '?')}: {status}" + (f" ({reason})" if reason else "")
     rows: list[tuple[str, ...]] = [("class", "FID public", "FID private", "memorization d", "eps", "penalized")]
     for cls, score in classes.items():
-        rows.append((cls, *(_with_interval(score.get(f"fid_{split}"), score.get(f"se_{split}")) for split in SPLITS),
+        rows.append((cls, *(_class_cell(score, split) for split in SPLITS),
                      _number(score.get("memorization_distance")), _number(score.get("memorization_eps")),
                      "YES" if score.get("penalized") else "no"))
-    rows.append(("total", *(_with_interval(submission.get(f"score_{split}"), _total_se(submission, split))
-                            for split in SPLITS), "", "", ""))
+    penalized = any(score.get("penalized") for score in classes.values())
+    rows.append(("total", *(_total_cell(submission, classes, split, penalized) for split in SPLITS), "", "", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     note = "\n± is the half-width of a 95% interval: how far the score may move on a fresh sample of your generator."
     has_interval = any("±" in cell for row in rows for cell in row)
-    return f"Submission {submission.get('id', '?')}: {status}\n" + "\n".join(lines) + (note if has_interval else "")
+    if penalized:
+        note = (note if has_interval else "") + PENALIZED_NOTE
+    return (f"Submission {submission.get('id', '?')}: {status}\n" + "\n".join(lines)
+            + (note if has_interval or penalized else ""))
+
+
+PENALIZED_NOTE = ("\npenalized: the images are too close to real ones (memorization distance d < eps), so the FID was "
+                  "divided by d and the entry ranks below every unpenalized one; the raw FID is shown, the exact "
+                  "penalized numbers are in --json.")
+
+
+def _class_cell(score: Mapping[str, Any], split: str) -> str:
+    """A class's FID with its interval; a penalized one as the word and its raw FID (the product is up to 10^15x)."""
+    if score.get(f"fid_{split}") is None or not score.get("penalized"):
+        return _with_interval(score.get(f"fid_{split}"), score.get(f"se_{split}"))
+    raw = score.get(f"raw_fid_{split}")
+    return f"penalized (raw {raw:.3f})" if isinstance(raw, int | float) else "penalized"
+
+
+def _total_cell(submission: Mapping[str, Any], classes: Mapping[str, Any], split: str, penalized: bool) -> str:
+    if submission.get(f"score_{split}") is None or not penalized:
+        return _with_interval(submission.get(f"score_{split}"), _total_se(submission, split))
+    raw = [score.get(f"raw_fid_{split}") for score in classes.values()]
+    if all(isinstance(value, int | float) for value in raw):
+        return f"penalized (raw {sum(raw):.3f})"
+    return "penalized"

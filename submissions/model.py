@@ -58,26 +58,46 @@ class ModelInfo:
         return self.classes.index(cls)
 
 
-def validate_submission(path: str | Path, spec: SubmissionSpec) -> DecodedSubmission | ModelInfo:
-    """A zip (told by its bytes, not its name) or a model, each against its rules and the competition's kinds."""
+def validate_submission(
+    path: str | Path, spec: SubmissionSpec, *, name: str | None = None
+) -> DecodedSubmission | ModelInfo:
+    """A zip (told by its bytes, not its name) or a model, each against its rules and the competition's kinds.
+
+    `name` is the file as the team named it (the server validates a temporary copy): every problem names it.
+    """
     path = Path(path)
+    label = name or path.name
     is_zip = zipfile.is_zipfile(path)
     if is_zip and not spec.accepts_images:
         raise SubmissionInvalid(ValidationReport(valid=False, problems=[Problem(
-            rule="kind_not_accepted", file=path.name, found="a zip of images",
+            rule="kind_not_accepted", file=label, found="a zip of images",
             fix="this competition accepts models only: submit an ONNX generator (see `arena submission spec`)")]))
-    if is_zip or not spec.accepts_model:  # an images-only competition reports a model as not_a_zip
-        return validate_zip(path, spec)
-    return validate_model(path, spec)
+    if not is_zip and not spec.accepts_model and looks_like_onnx(path, label):
+        raise SubmissionInvalid(ValidationReport(valid=False, problems=[Problem(
+            rule="kind_not_accepted", file=label, found="an ONNX model",
+            fix="this competition takes images only: sample your generator yourself and upload a zip of PNGs, one "
+                "folder per class (`arena generate` packs one; `arena submission spec` lists the rules)")]))
+    if is_zip or not spec.accepts_model:  # anything else in an images-only competition: not_a_zip
+        return validate_zip(path, spec, name=label)
+    return validate_model(path, spec, name=label)
 
 
-def validate_model(path: str | Path, spec: SubmissionSpec, *, dry_run: bool = True) -> ModelInfo:
+def looks_like_onnx(path: Path, name: str) -> bool:
+    """Named .onnx, or starting as an ONNX file does: protobuf field 1 (ir_version, a varint) with a small value."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return name.lower().endswith(".onnx") or (len(head) == 2 and head[0] == 0x08 and 1 <= head[1] <= 32)
+
+
+def validate_model(
+    path: str | Path, spec: SubmissionSpec, *, dry_run: bool = True, name: str | None = None
+) -> ModelInfo:
     """Every rule of MODEL_RULES; SubmissionInvalid with each problem (rule, found, fix) when any is broken."""
     path = Path(path)
     problems: list[Problem] = []
 
     def add(rule: str, found: str, fix: str) -> None:
-        problems.append(Problem(rule=rule, file=path.name, found=found, fix=fix))
+        problems.append(Problem(rule=rule, file=name or path.name, found=found, fix=fix))
 
     size = path.stat().st_size
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest() if size <= spec.max_model_bytes else ""
@@ -93,7 +113,8 @@ def validate_model(path: str | Path, spec: SubmissionSpec, *, dry_run: bool = Tr
             _check_signature(model, spec, latent_size, add)
     if dry_run and not problems:
         _dry_run(path, spec, latent_size, add)
-    report = ValidationReport(valid=not problems, problems=problems, entries=1, sha256=sha256, size_bytes=size)
+    report = ValidationReport(valid=not problems, problems=problems, entries=1, sha256=sha256, size_bytes=size,
+                              checked=_what_was_checked(latent_size, classes, spec, dry_run))
     if problems:
         raise SubmissionInvalid(report)
     return ModelInfo(path=path, latent_size=latent_size, classes=classes, sha256=sha256, size_bytes=size,
@@ -138,6 +159,13 @@ def _check_operators(model, add) -> None:
             add("operator_not_allowed", f"operator '{node.op_type}', not in the allowlist",
                 "replace it with standard layers; control flow and random operators are not accepted "
                 "(the arena draws the noise z itself)")
+
+
+def _what_was_checked(latent_size: int, classes: list[str], spec: SubmissionSpec, dry_run: bool) -> str:
+    """A valid model's summary in words: what the team's file was found to be and what ran."""
+    ran = f", one batch of {DRY_RUN_BATCH} sampled" if dry_run else ""
+    return (f"ONNX generator: latent size {latent_size}, classes {', '.join(classes)} (label order), "
+            f"{spec.image_size}x{spec.image_size} output, standard operators only{ran}")
 
 
 def _check_metadata(model, spec: SubmissionSpec, add) -> tuple[int, list[str]]:

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+
 from pydantic import BaseModel, Field, model_validator
 
 # Rule id -> one-line description, in the order the validator checks them. `arena submission spec` prints these.
@@ -79,12 +82,48 @@ class ValidationReport(BaseModel):
     root: str = Field(default="", description="Wrapper folders above the class folders, e.g. 'results/custom/'.")
     sha256: str = ""
     size_bytes: int = 0
+    checked: str = Field(default="", description="A valid model: what it was found to be and what ran, in words.")
 
     def summary(self) -> str:
+        if self.valid and self.checked:
+            return f"valid: {self.checked}"
         if self.valid:
             return f"valid: {', '.join(f'{c} {n}' for c, n in self.counts.items())} images"
         more = " (more not listed)" if self.truncated else ""
         return f"invalid: {len(self.problems)} problem(s){more}"
+
+
+EXAMPLES_PER_RULE = 3  # files named per broken rule when problems are shown grouped
+
+
+@dataclass(frozen=True)
+class ProblemGroup:
+    """The problems of one rule: how many, the first few, what they found (once, when it is the same) and the fix."""
+
+    rule: str
+    count: int
+    examples: list[Problem]
+    same_found: str | None  # the one `found` text when every problem of the rule found the same thing
+    fix: str
+
+    @property
+    def more(self) -> int:
+        return self.count - len(self.examples)
+
+
+def group_problems(problems: Iterable[Problem | dict]) -> list[ProblemGroup]:
+    """Problems grouped by rule, in the order each rule first appears: twenty RGB images are one line with a count,
+    not twenty identical lines. The report itself (the API's 422 detail) keeps every problem."""
+    by_rule: dict[str, list[Problem]] = {}
+    for problem in problems:
+        item = problem if isinstance(problem, Problem) else Problem.model_validate(problem)
+        by_rule.setdefault(item.rule, []).append(item)
+    groups = []
+    for rule, items in by_rule.items():
+        found = {p.found for p in items}
+        groups.append(ProblemGroup(rule=rule, count=len(items), examples=items[:EXAMPLES_PER_RULE],
+                                   same_found=items[0].found if len(found) == 1 else None, fix=items[0].fix))
+    return groups
 
 
 class SubmissionError(Exception):

@@ -199,6 +199,8 @@ class SubmissionPublic(BaseModel):
     interval_sets: int | None = Field(None, description="Model submissions: the number of sample sets the standard "
                                       "errors were measured over; null for a bootstrap.")
     penalized: bool | None
+    progress: str | None = Field(None, description="While scoring a model: the sample set and step the worker is on "
+                                 "(e.g. 'sample set 3 of 5: scoring').")
     class_scores: dict[str, dict[str, Any]] | None
     timings: dict[str, Any] | None
     sample_sets: dict[str, Any] | None = Field(
@@ -234,6 +236,7 @@ class SubmissionPublic(BaseModel):
             finished_at=submission.finished_at, error=submission.error, score_public=submission.score_public,
             score_private=submission.score_private if show_private else None,
             score_all=submission.score_all if show_private else None, penalized=submission.penalized,
+            progress=submission.progress if submission.status == "scoring" else None,
             class_scores=classes, timings=submission.timings, device=submission.device,
             sample_sets=_visible_sample_sets(submission.sample_sets, show_private),
             precision=submission.precision, scorer_version=submission.scorer_version,

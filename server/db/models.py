@@ -123,6 +123,8 @@ class Submission(Base):
     timings: Mapped[dict[str, Any] | None]
     # Model submissions: the scores of several fresh sample sets (seeds), the honest spread of the score.
     sample_sets: Mapped[dict[str, Any] | None]
+    # While scoring: what the worker is doing now ("sample set 3 of 5: scoring"); cleared when it is claimed again.
+    progress: Mapped[str | None] = mapped_column(String(200))
     device: Mapped[str | None] = mapped_column(String(32))
     precision: Mapped[str | None] = mapped_column(String(16))
     scorer_version: Mapped[str | None] = mapped_column(String(64))

@@ -4,6 +4,10 @@
   averaged over random subsets (mean and standard deviation, as torch-fidelity reports it).
 - Precision and recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020) with k-nearest-neighbour
   balls, k = 5, exactly as the authors' `prdc` package computes them (strict inequalities included).
+- Near-duplicates: the share of generated images whose nearest other generated image is closer than all but the
+  closest 5% of real images are to theirs. Real faces are rarely that close to one another; a generator that
+  collapsed to a few outputs repeats each of them with small variations, so most of its images have such a twin
+  (while byte-level distinctness, `distinct_images`, misses repeats that differ by a pixel).
 
 All pairwise quantities come from three inner-product matrices (real-real, fake-fake, real-fake), computed once:
 KID's kernels and the Euclidean distances both read them, so each subset costs an index, not a matrix product.
@@ -17,6 +21,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 NEAREST_K = 5
+NEAR_DUPLICATE_QUANTILE = 5.0  # percent of the real nearest-neighbour distances below which a pair is a near-twin
+# Calibrated on real faces (tests/scoring/test_diagnosis_real.py): held-aside real images and blurred ones have at
+# most ~10% near-duplicates, a generator repeating 5 faces with small variations ~100%.
+NEAR_DUPLICATE_SHARE = 0.5
+LOW_PRECISION = 0.5  # below it, most samples lie outside every real image's 5-NN ball
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 
@@ -31,6 +40,7 @@ class Diagnostics:
     coverage: float
     distinct_images: int
     n_images: int
+    near_duplicates: float  # share of generated images with a near-twin among the others (see the docstring)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -101,7 +111,12 @@ def kth_neighbour_radii(distances: np.ndarray, k: int) -> np.ndarray:
 
 def prdc(products: InnerProducts, k: int = NEAREST_K) -> dict[str, float]:
     """Precision, recall, density, coverage with k-NN balls (k capped at set size - 1 for tiny sets)."""
-    real_real, fake_fake, real_fake = products.distances()
+    return prdc_of_distances(*products.distances(), k=k)
+
+
+def prdc_of_distances(
+    real_real: np.ndarray, fake_fake: np.ndarray, real_fake: np.ndarray, k: int = NEAREST_K
+) -> dict[str, float]:
     k = min(k, len(real_real) - 1, len(fake_fake) - 1)
     real_radii = kth_neighbour_radii(real_real, k)
     fake_radii = kth_neighbour_radii(fake_fake, k)
@@ -114,6 +129,14 @@ def prdc(products: InnerProducts, k: int = NEAREST_K) -> dict[str, float]:
     }
 
 
+def near_duplicate_share(real_real: np.ndarray, fake_fake: np.ndarray) -> float:
+    """Share of generated images nearer to another generated image than NEAR_DUPLICATE_QUANTILE % of the real
+    images are to their nearest real neighbour."""
+    real_nearest = kth_neighbour_radii(real_real, 1)
+    fake_nearest = kth_neighbour_radii(fake_fake, 1)
+    return float((fake_nearest < np.percentile(real_nearest, NEAR_DUPLICATE_QUANTILE)).mean())
+
+
 def diagnostics(
     real: np.ndarray, fake: np.ndarray, images: np.ndarray | None = None, seed: int = 0, device: str = "cpu"
 ) -> Diagnostics:
@@ -122,31 +145,54 @@ def diagnostics(
     kid_mean, kid_std = kid(products, dims=np.shape(real)[1], seed=seed)
     source = images if images is not None else np.asarray(fake)
     distinct = len({row.tobytes() for row in np.ascontiguousarray(source).reshape(len(source), -1)})
+    real_real, fake_fake, real_fake = products.distances()
     return Diagnostics(
-        kid_mean=kid_mean, kid_std=kid_std, **prdc(products), distinct_images=distinct, n_images=len(fake)
+        kid_mean=kid_mean, kid_std=kid_std, **prdc_of_distances(real_real, fake_fake, real_fake),
+        distinct_images=distinct, n_images=len(fake), near_duplicates=near_duplicate_share(real_real, fake_fake),
     )
 
 
-def describe(values: dict) -> str:
-    """One plain sentence that reads a class's diagnostics for the team."""
+def describe(values: dict, memorization: tuple[float, float] | None = None) -> str:
+    """One plain sentence that reads a class's diagnostics for the team; a memorization penalty comes first.
+
+    `memorization` is (mean distance d, threshold ε): below ε the class is penalized, and copies of real images
+    look real on every other measure, so nothing else is said about them.
+    """
+    if memorization is not None and memorization[0] < memorization[1]:
+        distance, eps = memorization
+        return (f"Memorization penalty: the samples are copies or near-copies of real images (mean distance "
+                f"{distance:.2g} < ε {eps:.2g}), so the FID was divided by the distance; generate new images "
+                f"instead of reproducing the data.")
     n, distinct = int(values["n_images"]), int(values["distinct_images"])
     coverage, precision, recall = values["coverage"], values["precision"], values["recall"]
+    if distinct < 2:
+        return f"All {n} images are identical: the generator has collapsed to a single output."
     facts = (
         f"covers {coverage:.0%} of the real images' neighbourhoods; {precision:.0%} of samples look real "
         f"(precision), and the samples reach {recall:.0%} of the real images (recall)"
     )
-    if distinct < 2:
-        return f"All {n} images are identical: the generator has collapsed to a single output."
+    twins = values.get("near_duplicates")  # absent from reports before scorer 1.3
+    if isinstance(twins, int | float) and twins >= NEAR_DUPLICATE_SHARE:
+        facts += f"; {twins:.0%} of samples have a near-duplicate among the others"
     if distinct < n:
         facts += f"; only {distinct} of {n} images are distinct"
-    return f"{facts[0].upper()}{facts[1:]}: {_verdict(precision, coverage, distinct / n)}."
+    collapsed = _collapsed(precision, coverage, distinct / n, twins)
+    return f"{facts[0].upper()}{facts[1:]}: {_verdict(precision, coverage, collapsed)}."
 
 
-def _verdict(precision: float, coverage: float, distinct_share: float) -> str:
-    if distinct_share < 0.9 or (precision >= 0.7 and coverage < 0.5):
-        return "likely mode collapse (realistic samples, too little variety)"
-    if precision < 0.5 and coverage >= 0.5:
+def _collapsed(precision: float, coverage: float, distinct_share: float, twins: object) -> bool:
+    """Too little variety: repeated images, repeated near-twins, or realistic samples that cover little."""
+    repeated = isinstance(twins, int | float) and twins >= NEAR_DUPLICATE_SHARE
+    return repeated or distinct_share < 0.9 or (precision >= 0.7 and coverage < 0.5)
+
+
+def _verdict(precision: float, coverage: float, collapsed: bool) -> str:
+    if collapsed and precision < LOW_PRECISION:
+        return "samples look unlike real images and alike each other (low quality and likely mode collapse)"
+    if collapsed:
+        return "likely mode collapse (a few outputs repeated, too little variety)"
+    if precision < LOW_PRECISION and coverage >= 0.5:
         return "varied, but many samples look unlike real images (artefacts or blur)"
-    if precision < 0.5:
-        return "samples are far from the real images"
+    if precision < LOW_PRECISION:
+        return "most samples look unlike real images (low quality: blur, artefacts or noise)"
     return "close to the real distribution"

@@ -26,7 +26,8 @@ from server.scoring.uncertainty import (
     seed_of,
 )
 
-SCORER_VERSION = "1.2.0"  # 1.1: bootstrap standard errors, diagnostics, evidence; 1.2: no interval for "all"
+SCORER_VERSION = "1.3.0"  # 1.1: bootstrap standard errors, diagnostics, evidence; 1.2: no interval for "all";
+# 1.3: near-duplicate share in the diagnostics, the diagnosis leads with a memorization penalty
 # The splits a leaderboard ranks (public now, private after the reveal): the only ones whose interval is shown, so the
 # only ones bootstrapped. "all" (public + private) is an organizer figure that no board ranks.
 BOOTSTRAPPED: tuple[TestSplit, ...] = ("public", "private")
@@ -197,7 +198,7 @@ class Scorer:
             n_images=len(features),
             **{f"se_{split}": interval_of(final[split][0], replicates[split]).se for split in BOOTSTRAPPED},
             diagnostics=diagnosis.as_dict(),
-            diagnosis=describe(diagnosis.as_dict()),
+            diagnosis=describe(diagnosis.as_dict(), (distance, eps)),
             nearest_train=_closest(competition, cls, refs, nearest_train, train_rows),
             nearest_any=_closest(competition, cls, refs, nearest, rows),
         )

@@ -214,7 +214,7 @@ def submit_post(
     try:
         check_team_in_competition(team=page.team, competition=row)
         submission, _ = submit_upload(session=page.db, settings=page.settings, competition=row, team=page.team,
-                                      source=file.file, message=message, now=page.now)
+                                      source=file.file, message=message, now=page.now, filename=file.filename)
     except ArenaError as exc:
         page.db.rollback()
         problems = exc.detail.get("problems", []) if isinstance(exc, InvalidSubmission) else []
@@ -224,7 +224,7 @@ def submit_post(
             count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
             context["error_title"] = f"The upload is not a valid submission ({count})."
         return page.render("submit.html", context, status_code=exc.status_code)
-    page.session.set_flash("ok", f"Submission {submission.id} was accepted and is queued for scoring.")
+    # No flash: "queued" would outlive the status; the status box, polled, says "accepted and waiting" until then.
     return page.redirect(page.url_for("web_submission", submission_id=submission.id))
 
 
@@ -309,7 +309,7 @@ def team_page(team_id: RowId, page: PageDep) -> Response:
     """The team's submissions and its score over time."""
     team = _visible_team(page, team_id)
     history, _ = list_submissions(session=page.db, team=team, limit=HISTORY_LIMIT)
-    points = [ScorePoint(s.created_at, s.score_public, bool(s.penalized)) for s in history
+    points = [ScorePoint(s.created_at, s.score_public, bool(s.penalized), s.score_public_se) for s in history
               if s.status == SubmissionStatus.scored and s.score_public is not None]
     return page.render("team.html", {
         "team": team, "comp": load_competition(team.competition), "recent": history,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from markupsafe import Markup
 from server.db.models import ACTIVE_STATUSES
 from server.ranking import Z_95
 from server.web.session import WebSession
+from submissions.report import group_problems
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -37,6 +39,46 @@ def fid_pm(value: object, se: object, sets: int | None = None) -> Markup:
     over = f" over {sets} sample sets" if sets else ""
     return Markup(f'{value:.1f} <span class="pm" title="95% interval{over} [{value - Z_95 * se:.1f}, '
                   f'{value + Z_95 * se:.1f}]">± {Z_95 * se:.1f}</span>')
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _times(factor: float) -> str:
+    """A penalty factor as people read it: ×25, or ×10⁷ once it is beyond a thousand."""
+    if factor < 1000:
+        return f"×{factor:.3g}"
+    return "×10" + str(round(math.log10(factor))).translate(_SUPERSCRIPT)
+
+
+def distance(value: object) -> str:
+    """A memorization distance: 4 decimals, or scientific below 0.001 (copies sit at 1e-7, not at 0.0000)."""
+    if not isinstance(value, int | float):
+        return "–"
+    return f"{value:.4f}" if value >= 1e-3 else f"{value:.1e}"
+
+
+def penalty_reason(values: dict) -> str:
+    """Why a class was penalized, in one line: `memorized: mean distance 1.0e-07 < ε 0.05, score ×10⁷`."""
+    mean, eps = values.get("memorization_distance"), values.get("memorization_eps")
+    if not isinstance(mean, int | float) or not isinstance(eps, int | float):
+        return "memorized: too close to real images"
+    distance_text = distance(mean)
+    penalized, raw = values.get("fid_public"), values.get("raw_fid_public")
+    # The factor as applied (the scorer divides by max(d, 1e-15)); from d alone only when the raw FID is 0.
+    if isinstance(penalized, int | float) and isinstance(raw, int | float) and raw > 0:
+        factor = penalized / raw
+    else:
+        factor = 1 / max(mean, 1e-15)
+    return f"memorized: mean distance {distance_text} < ε {eps:.4g}, score {_times(factor)}"
+
+
+def penalized_cell(raw: object, exact: object) -> Markup:
+    """A penalized score's cell: the word, then the raw FID; the exact penalized value only in the tooltip (the API
+    and the CSV keep it), since ten digits read as a score and hide what happened."""
+    title = f"Score after the memorization penalty: {exact:,.1f}" if isinstance(exact, int | float) else ""
+    raw_part = Markup(" <span class=\"muted small\">raw {}</span>").format(fid(raw)) if raw is not None else ""
+    return Markup('<span class="penalized-score" title="{}">penalized</span>').format(title) + raw_part
 
 
 def utc(value: datetime | None) -> str:
@@ -102,8 +144,9 @@ def path_for(request: Request):  # type: ignore[no-untyped-def]
 
 # Autoescaping on for every template: team names and messages are user input.
 templates = Jinja2Templates(env=Environment(loader=FileSystemLoader(TEMPLATES_DIR), autoescape=True))
-templates.env.filters.update(fid=fid, fid_pm=fid_pm, utc=utc, remaining=remaining, ago=ago, filesize=filesize,
-                             markdown=markdown, local_time=local_time)
+templates.env.filters.update(fid=fid, fid_pm=fid_pm, penalty_reason=penalty_reason, penalized=penalized_cell,
+                             distance=distance, group_problems=group_problems, utc=utc, remaining=remaining, ago=ago,
+                             filesize=filesize, markdown=markdown, local_time=local_time)
 templates.env.globals.update(active_statuses=ACTIVE_STATUSES)
 
 

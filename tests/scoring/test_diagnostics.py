@@ -83,7 +83,7 @@ def test_two_images_are_enough():
 @pytest.mark.parametrize(
     ("precision", "coverage", "distinct", "verdict"),
     [(0.91, 0.62, 1000, "close to the real distribution"), (0.95, 0.3, 1000, "mode collapse"),
-     (0.2, 0.8, 1000, "artefacts"), (0.2, 0.2, 1000, "far from"), (0.9, 0.9, 500, "mode collapse")],
+     (0.2, 0.8, 1000, "artefacts"), (0.2, 0.2, 1000, "low quality"), (0.9, 0.9, 500, "mode collapse")],
 )
 def test_sentence_reads_the_numbers(precision, coverage, distinct, verdict):
     values = {"precision": precision, "coverage": coverage, "recall": 0.5, "density": 1.0, "kid_mean": 0.01,
@@ -92,3 +92,33 @@ def test_sentence_reads_the_numbers(precision, coverage, distinct, verdict):
     assert verdict in sentence
     assert f"{coverage:.0%} of the real images' neighbourhoods" in sentence
     assert sentence.endswith(".")
+
+
+def test_near_duplicates_are_the_generated_images_with_a_twin_closer_than_real_images_ever_are():
+    rng = np.random.default_rng(6)
+    real = rng.normal(size=(200, 16))
+    fresh = rng.normal(size=(100, 16))
+    modes = rng.normal(size=(5, 16))
+    repeated = np.repeat(modes, 20, axis=0) + rng.normal(0, 0.05, size=(100, 16))  # 5 outputs, small variations
+    assert diagnostics(real, repeated).near_duplicates == 1.0
+    assert diagnostics(real, fresh).near_duplicates <= 0.15  # ~5% by construction, fewer with fewer samples
+
+
+@pytest.mark.parametrize(("twins", "collapse"), [(0.9, True), (0.3, False), (None, False)])
+def test_near_duplicates_make_an_otherwise_good_class_read_as_mode_collapse(twins, collapse):
+    values = {"precision": 0.8, "coverage": 0.7, "recall": 0.6, "density": 1.0, "kid_mean": 0.01, "kid_std": 0.001,
+              "distinct_images": 100, "n_images": 100}
+    if twins is not None:  # reports before scorer 1.3 have no near_duplicates
+        values["near_duplicates"] = twins
+    sentence = describe(values)
+    assert ("likely mode collapse" in sentence) == collapse
+    assert ("90% of samples have a near-duplicate" in sentence) == collapse
+
+
+def test_a_memorization_penalty_leads_the_sentence_and_no_verdict_contradicts_it():
+    values = {"precision": 0.95, "coverage": 0.9, "recall": 0.9, "density": 1.0, "kid_mean": 0.0, "kid_std": 0.0,
+              "distinct_images": 100, "n_images": 100, "near_duplicates": 0.0}
+    sentence = describe(values, (1.2e-7, 0.05))
+    assert sentence.startswith("Memorization penalty:") and "1.2e-07 < ε 0.05" in sentence
+    assert "close to the real distribution" not in sentence
+    assert describe(values, (0.2, 0.05)).endswith("close to the real distribution.")  # above ε: no penalty

@@ -191,4 +191,4 @@ def test_arena_score_samples_a_model_and_gives_the_interval_over_sample_sets(two
     assert failed.exit_code == 2 and "dry_run_failed" in failed.output
     write_config(competition.root, competition.config.model_copy(update={"submission_kinds": "images"}))
     refused = CliRunner().invoke(app, ["score", str(model), "--competition", str(competition.root)])
-    assert refused.exit_code == 2 and "not_a_zip" in refused.output
+    assert refused.exit_code == 2 and "kind_not_accepted" in refused.output and "takes images only" in refused.output

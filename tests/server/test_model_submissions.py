@@ -98,7 +98,9 @@ def test_each_competition_takes_only_its_kinds(make_app, scoring_competition, tm
     images_only = make_app(competition=scoring_competition)
     _, token = images_only.create_team("a")
     rejected = upload_model(images_only, token, onnx_models.generator(tmp_path / "g.onnx"))
-    assert rejected.status_code == 422 and first_rule(rejected) == "not_a_zip"
+    assert rejected.status_code == 422 and first_rule(rejected) == "kind_not_accepted"
+    problem = rejected.json()["error"]["detail"]["problems"][0]
+    assert problem["file"] == "g.onnx" and "this competition takes images only" in problem["fix"]  # not tmpXXXX.zip
     models_only = make_app(competition=with_kinds(scoring_competition, "model", tmp_path))
     _, token = models_only.create_team("b")
     rejected = models_only.upload(token, submission_zip(models_only.competition))
@@ -153,3 +155,58 @@ def test_a_model_interval_is_the_spread_of_its_sample_sets_everywhere(make_app, 
     assert rows["gen"].endswith(",over 3 sample sets") and rows["pngs"].endswith(",bootstrap over the images")
     assert "fresh sample sets" in arena.client.get(f"/c/{arena.slug}/leaderboard").text
 
+
+
+def test_the_submit_page_names_the_uploaded_model_and_says_the_competition_takes_images(
+        make_app, scoring_competition, tmp_path):
+    from tests.web.test_pages import csrf_of
+
+    arena = make_app(competition=scoring_competition)  # images only
+    _, token = arena.create_team("web")
+    csrf = csrf_of(arena.client.get("/signin").text)
+    arena.client.post("/signin", data={"token": token, "csrf_token": csrf})
+    csrf = csrf_of(arena.client.get(f"/c/{arena.slug}/submit").text)
+    model = onnx_models.generator(tmp_path / "g.onnx")
+    page = arena.client.post(f"/c/{arena.slug}/submit", data={"csrf_token": csrf, "message": ""},
+                             files={"file": ("g.onnx", model.read_bytes(), "application/octet-stream")})
+    assert page.status_code == 422
+    problems = page.text.split('id="problems"')[1].split("</div>")[0]
+    assert '<span class="problem-file">g.onnx</span>: an ONNX model' in problems
+    assert "this competition takes images only" in problems and "tmp" not in problems  # no temporary name
+
+
+def test_a_model_shows_which_sample_set_it_is_on_and_one_scoring_time(make_app, scorer, scoring_competition,
+                                                                       tmp_path, monkeypatch):
+    """While the worker goes through the sets the status box (and the API) say "sample set k of 3"; once scored,
+    Details and the history give the same scoring time (claim to result, every set included)."""
+    import re
+
+    from server import worker as worker_module
+    from tests.web.test_pages import csrf_of
+
+    arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path), model_sample_sets=3)
+    _, token = arena.create_team("gen")
+    submission_id = upload_model(arena, token, onnx_models.generator(tmp_path / "g.onnx")).json()["id"]
+    csrf = csrf_of(arena.client.get("/signin").text)
+    arena.client.post("/signin", data={"token": token, "csrf_token": csrf})
+    seen: list[tuple[str | None, str]] = []
+    record = worker_module.record_progress
+
+    def record_and_look(**kwargs):  # the real write, then what a team polling right now would see
+        held = record(**kwargs)
+        api = arena.client.get(f"/api/submissions/{submission_id}", headers=bearer(token)).json()
+        seen.append((api["progress"], arena.client.get(f"/submissions/{submission_id}/status").text))
+        return held
+
+    monkeypatch.setattr(worker_module, "record_progress", record_and_look)
+    Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w").run(exit_when_idle=True)
+    expected = [f"sample set {k} of 3: {step}" for k in (1, 2, 3) for step in ("sampling the model", "scoring")]
+    assert [progress for progress, _ in seen] == expected
+    for progress, fragment in seen:
+        assert 'data-status="scoring"' in fragment and f'<strong class="progress">{progress}</strong>' in fragment
+
+    page = arena.client.get(f"/submissions/{submission_id}").text
+    history = re.search(r"scored in ([\d.]+) s", page).group(1)
+    details = re.search(r"<dt>Scoring time</dt><dd>([\d.]+) s", page).group(1)
+    assert details == history and "sampling and scoring 3 sample sets" in page
+    assert arena.client.get(f"/api/submissions/{submission_id}", headers=bearer(token)).json()["progress"] is None

@@ -19,6 +19,7 @@ from server.queue import (
     finish_scored,
     heartbeat,
     list_workers,
+    record_progress,
     register_worker,
     release,
     requeue_stale,
@@ -189,3 +190,19 @@ def test_team_rows_keep_working_after_commits(queue):
     session, _, team, submit = queue
     submit(1)
     assert isinstance(team, Team) and team.name == "t"
+
+
+def test_progress_is_written_only_by_the_worker_holding_the_job_and_cleared_at_the_next_claim(queue, database):
+    session, _, _, submit = queue
+    (submission_id,) = submit()
+    assert not record_progress(session=session, submission_id=submission_id, worker_id="w1", progress="early")
+    claim_next_submission(session=session, worker_id="w1", now=START)
+    assert record_progress(session=session, submission_id=submission_id, worker_id="w1",
+                           progress="sample set 2 of 5: scoring")
+    assert not record_progress(session=session, submission_id=submission_id, worker_id="w2", progress="stolen")
+    with database.sessionmaker() as fresh:
+        assert get_submission(session=fresh, submission_id=submission_id).progress == "sample set 2 of 5: scoring"
+    release(session=session, submission_id=submission_id, worker_id="w1", reason="worker stopped")
+    claim_next_submission(session=session, worker_id="w2", now=START + timedelta(hours=1))
+    with database.sessionmaker() as fresh:
+        assert get_submission(session=fresh, submission_id=submission_id).progress is None  # not the last attempt's

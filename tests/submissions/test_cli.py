@@ -90,3 +90,30 @@ def test_submit_refuses_an_invalid_zip_before_uploading(competition, tmp_path):
                                  "--token", "t", "--competition-dir", str(competition.root)])
     assert result.exit_code == 1
     assert "[not_a_zip]" in result.output and "Not uploaded" in result.output and "Cannot reach" not in result.output
+
+
+def colour_zip(competition, per_class: int) -> bytes:
+    """Every image of every class in colour (RGB with unequal channels): one rule broken by every file."""
+    from tests.submissions.zips import make_zip, png
+
+    rng = np.random.default_rng(0)
+    return make_zip((f"{cls}/{i:03d}.png", png(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)))
+                    for cls in competition.classes for i in range(per_class))
+
+
+def test_check_groups_problems_by_rule_with_a_count_and_the_first_files(tmp_path):
+    competition = make_competition(tmp_path / "comp", train_per_class=2, test_per_class=2, images_per_class=10)
+    bad = tmp_path / "colour.zip"
+    bad.write_bytes(colour_zip(competition, 10))
+    result = runner.invoke(app, ["submission", "check", str(bad), "-c", str(competition.root)])
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert lines[0].startswith("INVALID: 20 problem(s)")
+    grouped = [line for line in lines if "[not_grayscale]" in line]
+    assert len(grouped) == 1  # one line for the rule, not twenty
+    assert "20 files: with_mask/000.png" in grouped[0] and "with_mask/002.png" in grouped[0]
+    assert "with_mask/003.png" not in grouped[0] and grouped[0].endswith("and 17 more")
+    assert sum("fix:" in line for line in lines) == 1
+    api = json.loads(runner.invoke(app, ["submission", "check", str(bad), "-c", str(competition.root),
+                                         "--json"]).output)
+    assert len(api["problems"]) == 20  # the report (the API's 422 detail) keeps every problem

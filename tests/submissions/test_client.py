@@ -137,15 +137,29 @@ def test_score_table_shows_each_class_and_the_total():
     lines = format_score_table(SCORED).splitlines()
     assert lines[0] == "Submission 7: scored"
     assert lines[3].split() == ["with_mask", "101.250", "hidden", "0.210", "0.030", "no"]
-    assert lines[4].split() == ["without_mask", "3000.000", "hidden", "0.000", "0.030", "YES"]
-    assert lines[5].split() == ["total", "3101.250", "hidden"]
+    assert lines[4].split() == ["without_mask", "penalized", "hidden", "0.000", "0.030", "YES"]
+    assert lines[5].split() == ["total", "penalized", "hidden"]
+    assert "ranks below every unpenalized one" in lines[6]
+
+
+def test_a_penalized_class_shows_its_raw_fid_and_no_interval():
+    penalized = {"fid_public": 1731139361.2, "raw_fid_public": 173.11, "se_public": 210052898.0,
+                 "memorization_distance": 1e-7, "memorization_eps": 0.05, "penalized": True}
+    honest = {"fid_public": 101.25, "raw_fid_public": 101.25, "se_public": 1.0, "memorization_distance": 0.21,
+              "memorization_eps": 0.05, "penalized": False}
+    table = format_score_table({"id": 8, "status": "scored", "score_public": 1731139462.45, "score_public_se": 3.0,
+                                "class_scores": {"with_mask": penalized, "without_mask": honest}})
+    lines = table.splitlines()
+    assert lines[3].split()[:4] == ["with_mask", "penalized", "(raw", "173.110)"] and "±" not in lines[3]
+    assert "101.250 ± 1.960" in lines[4]
+    assert lines[5].split()[:4] == ["total", "penalized", "(raw", "274.360)"] and "1731139" not in table
 
 
 def test_score_table_shows_the_95_percent_interval_when_the_server_sends_it():
     # The API after the reveal: per-class se_<split>, totals' score_<split>_se; ± is 1.96 standard errors.
     scored = {**SCORED, "score_private": 3201.5, "score_public_se": 2.0, "score_private_se": 1.0,
               "class_scores": {cls: {**values, "fid_private": values["fid_public"] + 50.0, "se_public": 1.0,
-                                     "se_private": 0.5}
+                                     "se_private": 0.5, "penalized": False}
                                for cls, values in SCORED["class_scores"].items()}}
     lines = format_score_table(scored).splitlines()
     assert lines[3].split() == ["with_mask", "101.250", "±", "1.960", "151.250", "±", "0.980", "0.210", "0.030", "no"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from submissions import SubmissionInvalid, SubmissionSpec
-from submissions.model import validate_model
+from submissions.model import validate_model, validate_submission
 from submissions.report import MODEL_RULES
 from submissions.sampling import (
     SamplingFailed,
@@ -166,8 +166,29 @@ def test_submission_check_takes_a_model_where_the_competition_does(tmp_path):
     model = onnx_models.generator(tmp_path / "g.onnx")
     checked = CliRunner().invoke(app, ["submission", "check", str(model), "--competition", str(competition.root)])
     assert checked.exit_code == 0, checked.output
+    # It says what was checked, not "OK valid:  images" (a model has no image counts).
+    assert "valid: ONNX generator: latent size" in checked.output and "with_mask, without_mask" in checked.output
+    assert "one batch of 8 sampled" in checked.output and " images" not in checked.output.split("(sha256")[0]
     spec_text = CliRunner().invoke(app, ["submission", "spec", "--competition", str(competition.root)]).output
     assert "Submission kinds: both" in spec_text and "operator_not_allowed" in spec_text
     broken = onnx_models.custom_op(tmp_path / "custom.onnx")
     failed = CliRunner().invoke(app, ["submission", "check", str(broken), "--competition", str(competition.root)])
     assert failed.exit_code == 1 and "operator_not_allowed" in failed.output
+
+
+def test_a_model_sent_to_an_images_only_competition_is_named_and_told_the_competition_takes_images(tmp_path):
+    from typer.testing import CliRunner
+
+    from server.cli import app
+
+    competition = make_competition(tmp_path / "comp", images_per_class=5)  # submission_kinds: images
+    model = onnx_models.generator(tmp_path / "g.onnx")
+    checked = CliRunner().invoke(app, ["submission", "check", str(model), "--competition", str(competition.root)])
+    assert checked.exit_code == 1
+    assert "[kind_not_accepted] g.onnx" in checked.output and "found: an ONNX model" in checked.output
+    assert "this competition takes images only" in checked.output and "not a readable zip" not in checked.output
+    renamed = tmp_path / "upload.bin"  # the same bytes under another name: told by its content
+    renamed.write_bytes(model.read_bytes())
+    with pytest.raises(SubmissionInvalid) as caught:
+        validate_submission(renamed, SubmissionSpec.from_competition(competition), name="upload.bin")
+    assert [(p.rule, p.file) for p in caught.value.report.problems] == [("kind_not_accepted", "upload.bin")]

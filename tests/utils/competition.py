@@ -32,13 +32,27 @@ def make_competition(
     **config: object,
 ) -> Competition:
     """Write a competition directory whose classes differ in brightness; public/private alternate in test."""
-    root = Path(root)
-    entries: list[ManifestEntry] = []
+    images = {}
     for index, cls in enumerate(classes):
         brightness = 80 + 100 * index // max(1, len(classes) - 1)
-        for part, count in (("train", train_per_class), ("test", test_per_class)):
-            images = random_images(count, image_size, seed=seed * 1000 + index * 10 + len(part), brightness=brightness)
-            for i, image in enumerate(images):
+        images[cls] = {part: random_images(count, image_size, seed=seed * 1000 + index * 10 + len(part),
+                                           brightness=brightness)
+                       for part, count in (("train", train_per_class), ("test", test_per_class))}
+    return competition_of_images(root, images, images_per_class=images_per_class, image_size=image_size, **config)
+
+
+def competition_of_images(
+    root: Path, images: dict[str, dict[str, np.ndarray]], *, images_per_class: int = 8, image_size: int = 64,
+    **config: object,
+) -> Competition:
+    """Write a competition directory from given uint8 images per class and part (train, test); public/private
+    alternate in test."""
+    root = Path(root)
+    classes = tuple(images)
+    entries: list[ManifestEntry] = []
+    for cls in classes:
+        for part in ("train", "test"):
+            for i, image in enumerate(images[cls][part]):
                 rel = f"{part}/{cls}/{i:05d}.png"
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(image, mode="L").save(root / rel)

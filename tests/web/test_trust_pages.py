@@ -69,8 +69,10 @@ def test_submission_page_shows_intervals_sentences_and_training_evidence_only(ar
     team = arena.client()
     arena.sign_in(team, arena.alpha_token)
     page = team.get(f"/submissions/{submission}").text
-    assert "50.0 <span class=\"pm\"" in page and "± 2.8" in page  # class: se 2/sqrt(2) -> 1.96 x 1.414 = 2.77
-    assert "100.0 <span class=\"pm\"" in page and "± 3.9" in page  # total: 1.96 x 2
+    assert "raw 50.00" in page and "±" not in page.split('id="scores"')[1].split("</table>")[0]  # penalized: no ±
+    honest = team.get(f"/submissions/{score(arena, arena.alpha, 100.0, 120.0, se=2.0)}").text
+    assert "50.0 <span class=\"pm\"" in honest and "± 2.8" in honest  # class: se 2/sqrt(2) -> 1.96 x 1.414 = 2.77
+    assert "100.0 <span class=\"pm\"" in honest and "± 3.9" in honest  # total: 1.96 x 2
     assert "likely mode collapse" in page and "Memorization evidence" in page
     competition_root = competitions_dir(arena.settings.data_dir) / "test-comp"
     private_name = sorted((competition_root / "test" / "with_mask").iterdir())[1].name  # public/private alternate

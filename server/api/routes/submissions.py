@@ -32,7 +32,7 @@ def upload_submission(competition: CompetitionDep, team: CompetitionTeam, sessio
                       message: str = Form("", max_length=MAX_MESSAGE_CHARS)) -> SubmissionAccepted:
     """Upload a zip; it is validated now (422 with the report) and queued for scoring (202)."""
     submission, quota = submit_upload(session=session, settings=settings, competition=competition, team=team,
-                                      source=file.file, message=message, now=now)
+                                      source=file.file, message=message, now=now, filename=file.filename)
     response.headers.update(quota.headers(now))
     status_url = str(request.url_for("read_submission", submission_id=submission.id))
     return SubmissionAccepted(id=submission.id, status=submission.status, status_url=status_url,
