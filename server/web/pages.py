@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from markupsafe import Markup
 
 from server import queue
-from server.competition import Competition, load_competition, memorization_eps
+from server.competition import Competition, config_problem, load_competition, memorization_eps
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utc_day
 from server.db.crud import (
     authenticate_team,
@@ -65,9 +65,11 @@ def static_file(path: str) -> FileResponse:
 @router.get("/", name="web_index", response_class=HTMLResponse)
 def index(page: PageDep) -> Response:
     """All competitions."""
+    rows = list_competitions(session=page.db)
+    # A competition whose config cannot be read is left out (organizers see it, with the reason, in the console).
     items = [
         {"comp": load_competition(row), "team_count": len(list_teams(session=page.db, competition=row))}
-        for row in list_competitions(session=page.db)
+        for row in rows if config_problem(row) is None
     ]
     return page.render("index.html", {"competitions": items})
 
