@@ -14,6 +14,7 @@ from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utc_da
 from server.db.crud import (
     authenticate_team,
     check_team_in_competition,
+    finals_frozen,
     get_competition,
     get_team,
     get_visible_submission,
@@ -255,6 +256,7 @@ def submission_page(submission_id: RowId, page: PageDep) -> Response:
         "private_visible": private_board_visible(row, is_admin=page.is_admin),
         "interval_sets": interval_sets(submission.sample_sets),
         "can_select": own and comp.config.final_selection_limit > 0 and submission.status == SubmissionStatus.scored,
+        "finals_frozen": finals_frozen(competition=row, deadline=comp.config.deadline, now=page.now),
         **evidence_context(page, submission, comp.classes),
     })
 
@@ -288,9 +290,9 @@ def submission_select(
     page.session.check_csrf(csrf_token)
     if page.team is None:
         raise Forbidden("Sign in with your team token to select finals.")
-    limit = load_competition(page.team.competition).config.final_selection_limit
+    config = load_competition(page.team.competition).config
     submission = select_final(session=page.db, submission_id=submission_id, team=page.team, selected=selected == "1",
-                              limit=limit, now=page.now)
+                              limit=config.final_selection_limit, deadline=config.deadline, now=page.now)
     word = "selected as a final" if submission.selected_final else "no longer a final"
     page.session.set_flash("ok", f"Submission {submission.id} is {word}.")
     return page.redirect(page.url_for("web_submission", submission_id=submission.id))
