@@ -25,6 +25,9 @@ ID_ROUTES = [  # (method, path template, caller) every route that takes an id in
     ("GET", "/submissions/{id}/status", "anonymous"),
     ("GET", "/submissions/{id}/grids/with_mask.png", "anonymous"),
     ("GET", "/teams/{id}", "anonymous"),
+    ("GET", "/submissions/{id}/evidence/with_mask/train/0/generated.png", "anonymous"),
+    ("GET", "/submissions/{id}/evidence/with_mask/train/0/real.png", "anonymous"),
+    ("GET", "/submissions/{id}/evidence/with_mask/any/0/generated.png", "team"),
 ]
 PAGED_ROUTES = [("/api/competitions/test-comp/submissions", "team"), ("/api/admin/submissions", "admin")]
 BODIES = {"disqualify": {"reason": "x"}, "final": {"selected": True}}
@@ -211,3 +214,51 @@ def test_admin_reason_and_disqualify_texts_are_bounded(arena, caller_headers):
                                      json={"reason": reason})
         assert response.status_code == 422, response.text
     assert arena.client.get("/api/teams/me", headers=caller_headers["team"]).json()["disqualified"] is False
+
+
+@pytest.fixture
+def organizer(arena):
+    """The app's client signed in as organizer (a browser session), with a CSRF token for its forms."""
+    from tests.web.test_pages import csrf_of
+
+    client = arena.client
+    csrf = csrf_of(client.get("/admin/signin").text)
+    assert client.post("/admin/signin", data={"token": ADMIN_TOKEN, "csrf_token": csrf}).status_code in (200, 303)
+    return client, csrf_of(client.get(f"/admin/c/{arena.slug}/settings").text)
+
+
+@pytest.mark.parametrize("bad_id", [HUGE, NEGATIVE, "9223372036854775807", "2147483648", "0"])
+def test_withdrawing_an_announcement_with_an_id_out_of_range_is_422_never_500(arena, organizer, bad_id):
+    client, csrf = organizer
+    response = client.post(f"/admin/c/{arena.slug}/announcements/{bad_id}/delete", data={"csrf_token": csrf},
+                           follow_redirects=False)
+    assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("message", ["nul\x00note", "bell\x07", "rtl\u202eeman", "x" * 5001])
+def test_announcements_refuse_nul_and_control_characters(arena, organizer, message):
+    client, csrf = organizer
+    response = client.post(f"/admin/c/{arena.slug}/announcements", data={"csrf_token": csrf, "message": message})
+    assert response.status_code == 422, response.text
+    from sqlalchemy import func, select
+
+    from server.db.models import Announcement
+
+    with arena.database.session() as session:
+        assert session.scalar(select(func.count(Announcement.id))) == 0
+
+
+@pytest.mark.parametrize("title", ["nul\x00title", "x" * 201, "two\nlines"])
+def test_competition_titles_refuse_nul_control_characters_and_over_200_characters(arena, organizer, title):
+    import json
+
+    from server.competition import CONFIG_FILE
+
+    client, csrf = organizer
+    config = json.loads((arena.competition.root / CONFIG_FILE).read_text())
+    form = {"csrf_token": csrf, "title": title, "description": "", "team_rules": "", "deadline": "",
+            "daily_limit": "5", "final_selection_limit": "0", "self_registration": "1", "status": "open",
+            "images_per_class": str(config["images_per_class"]), "memorization_eps": "auto"}
+    response = client.post(f"/admin/c/{arena.slug}/settings", data=form)
+    assert response.status_code == 422 and 'id="error-title"' in response.text, response.text
+    assert json.loads((arena.competition.root / CONFIG_FILE).read_text())["title"] == config["title"]
