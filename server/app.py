@@ -147,6 +147,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds)
     app.state.team_creation_limit = ClientRateLimit(settings.team_creation_rate_limit, action="create teams")
+    app.state.join_code_failures = ClientRateLimit(settings.join_code_failure_rate_limit,
+                                                   action="try join codes")
     app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # before routing
     app.add_middleware(HeadAsGet)  # outermost: HEAD reads take every GET path, the fast one included
     app.include_router(api.router)

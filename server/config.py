@@ -100,6 +100,10 @@ class Settings(BaseSettings):
         "10/hour", description="Teams one client address may create by self-registration (`limits` notation, "
         "e.g. 10/hour or 3/minute; empty: no limit). Per server process; organizers are not limited."
     )
+    join_code_failure_rate_limit: str = Field(
+        "10/hour", description="Wrong join codes one client address may send (`limits` notation; empty: no limit); "
+        "past it, its team creations are refused with 429 before the code is even compared. Per server process."
+    )
     host: str = Field("127.0.0.1", description="Address `arena serve` binds to.")
     port: int = Field(8000, description="Port `arena serve` listens on.")
     public_url: str | None = Field(None, description="URL shown to teams (CLI hints); default http://host:port.")

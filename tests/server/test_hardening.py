@@ -7,6 +7,7 @@ import csv
 import io
 
 import pytest
+from fastapi.testclient import TestClient
 
 from server.db import Submission, SubmissionStatus
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
@@ -262,3 +263,24 @@ def test_competition_titles_refuse_nul_control_characters_and_over_200_character
     response = client.post(f"/admin/c/{arena.slug}/settings", data=form)
     assert response.status_code == 422 and 'id="error-title"' in response.text, response.text
     assert json.loads((arena.competition.root / CONFIG_FILE).read_text())["title"] == config["title"]
+
+
+def test_join_code_guessing_is_rate_limited_per_client(make_app):
+    """Issue 22, item 7: 300 wrong codes in 8.9 s were all answered 403, none 429. Wrong codes count per client;
+    past the limit even the right code is refused until the window passes (else guessing would still win)."""
+    arena = make_app(competition={"join_code": "class-2026"}, join_code_failure_rate_limit="5/hour",
+                     team_creation_rate_limit="100/hour")
+    path = f"/api/competitions/{arena.slug}/teams"
+    assert arena.client.post(path, json={"name": "early", "join_code": "class-2026"}).status_code == 201
+    for guess in range(5):
+        wrong = arena.client.post(path, json={"name": "g", "join_code": f"guess-{guess}"})
+        assert wrong.status_code == 403, wrong.text
+    blocked = arena.client.post(path, json={"name": "g", "join_code": "guess-5"})
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0, blocked.text
+    assert "join codes" in blocked.json()["error"]["message"]
+    assert arena.client.post(path, json={"name": "late", "join_code": "class-2026"}).status_code == 429
+    # Another client address is not affected; the organizer never is.
+    other = TestClient(arena.client.app, client=("203.0.113.9", 50000))
+    assert other.post(path, json={"name": "other", "join_code": "class-2026"}).status_code == 201
+    assert arena.client.post(f"/api/admin/competitions/{arena.slug}/teams", headers=bearer(ADMIN_TOKEN),
+                             json={"name": "organizer-made"}).status_code == 201
