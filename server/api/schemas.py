@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StrictBool
 
 from server import inputs
 from server.competition import Competition
@@ -92,9 +92,13 @@ class CompetitionsPublic(BaseModel):
     count: int
 
 
-TeamName = Annotated[str, Field(min_length=1, max_length=inputs.MAX_NAME_CHARS + 100),
-                     AfterValidator(inputs.team_name)]  # the +100: surrounding blanks are stripped, then counted
-MemberName = Annotated[str, Field(max_length=inputs.MAX_MEMBER_CHARS + 100), AfterValidator(inputs.member_name)]
+PRINTABLE_LINE = "one line of at most {} printable characters (no control or invisible format characters)"
+TeamName = Annotated[str, Field(min_length=1, max_length=inputs.MAX_NAME_CHARS,
+                                description=PRINTABLE_LINE.format(inputs.MAX_NAME_CHARS)),
+                     AfterValidator(inputs.team_name)]
+MemberName = Annotated[str, Field(max_length=inputs.MAX_MEMBER_CHARS,
+                                  description=PRINTABLE_LINE.format(inputs.MAX_MEMBER_CHARS)),
+                       AfterValidator(inputs.member_name)]
 ReasonText = Annotated[str, Field(max_length=inputs.MAX_REASON_CHARS), AfterValidator(inputs.reason_text)]
 
 
@@ -106,7 +110,8 @@ class TeamCreate(BaseModel):
 
 
 class TeamAdminCreate(TeamCreate):
-    is_baseline: bool = Field(False, description="A reference entry: shown on the board, marked, never ranked.")
+    is_baseline: StrictBool = Field(False, description="A reference entry: shown on the board, marked, never "
+                                                       "ranked.")
 
 
 class QuotaPublic(BaseModel):
@@ -256,8 +261,9 @@ class SubmissionAccepted(BaseModel):
     quota: QuotaPublic
 
 
+# Flags are JSON booleans only: `{"selected": 0}` or `"yes"` is a 422, not a silent guess.
 class FinalSelection(BaseModel):
-    selected: bool = True
+    selected: StrictBool = True
 
 
 class Reason(BaseModel):
@@ -266,11 +272,11 @@ class Reason(BaseModel):
 
 class Disqualify(BaseModel):
     reason: Annotated[ReasonText, Field(min_length=1, description="Shown to the team.")]
-    disqualified: bool = True
+    disqualified: StrictBool = True
 
 
 class Reveal(BaseModel):
-    revealed: bool = True
+    revealed: StrictBool = True
 
 
 class RescoreAll(BaseModel):

@@ -284,3 +284,57 @@ def test_join_code_guessing_is_rate_limited_per_client(make_app):
     assert other.post(path, json={"name": "other", "join_code": "class-2026"}).status_code == 201
     assert arena.client.post(f"/api/admin/competitions/{arena.slug}/teams", headers=bearer(ADMIN_TOKEN),
                              json={"name": "organizer-made"}).status_code == 201
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("path", ["/", "/c/test-comp", "/admin/signin", "/signin", "/c/test-comp/leaderboard",
+                                  "/api/competitions"])
+def test_no_page_may_be_framed_by_another_site(arena, path):
+    """Issue 22, item 10: organizer forms could be framed from another port of the same host (clickjacking)."""
+    response = arena.client.get(path)
+    assert response.status_code == 200
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/c/test-comp/submit", "GET, POST, HEAD"),
+    ("DELETE", "/api/competitions/test-comp/teams", "POST"),
+    ("PATCH", "/admin/signin", "GET, POST, HEAD"),
+    ("DELETE", "/api/teams/me", "GET, HEAD"),
+])
+def test_405_names_every_method_of_the_path(arena, method, path, allowed):
+    response = arena.client.request(method, path)
+    assert response.status_code == 405 and response.headers["allow"] == allowed
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("flag", [0, 1, "true", "yes", None])
+def test_flags_are_json_booleans_only(arena, caller_headers, flag):
+    for path, body, headers in (("/api/submissions/1/final", {"selected": flag}, caller_headers["team"]),
+                                (f"/api/admin/competitions/{arena.slug}/reveal", {"revealed": flag},
+                                 bearer(ADMIN_TOKEN)),
+                                (f"/api/admin/competitions/{arena.slug}/teams", {"name": "x", "is_baseline": flag},
+                                 bearer(ADMIN_TOKEN))):
+        response = arena.client.post(path, json=body, headers=headers)
+        assert response.status_code == 422, (path, response.text)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_openapi_documents_the_real_rules(arena, caller_headers):
+    schema = arena.client.get("/openapi.json").json()
+    team = schema["components"]["schemas"]["TeamCreate"]["properties"]
+    assert team["name"]["maxLength"] == 100 and "printable" in team["name"]["description"]
+    assert team["members"]["items"]["maxLength"] == 100
+    assert schema["components"]["schemas"]["FinalSelection"]["properties"]["selected"]["type"] == "boolean"
+    upload = schema["paths"]["/api/competitions/{slug}/submissions"]["post"]["responses"]
+    assert "400" in upload
+    assert "400" in schema["paths"]["/api/competitions/{slug}/teams"]["post"]["responses"]
+    # ... and a body that cannot be parsed is that documented 400, in the API's error shape.
+    for path, content_type, body in (
+            (f"/api/competitions/{arena.slug}/submissions", "multipart/form-data", b"no boundary"),
+            (f"/api/competitions/{arena.slug}/submissions", "multipart/form-data; boundary=b", b"--b\r\nbad line\r\n"),
+            (f"/api/competitions/{arena.slug}/teams", "application/json", b"\xff")):
+        broken = arena.client.post(path, content=body, headers={**caller_headers["team"], "content-type": content_type})
+        assert broken.status_code == 400 and broken.json()["error"]["code"] == "malformed_body", broken.text
