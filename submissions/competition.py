@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -71,7 +71,7 @@ class CompetitionConfig(BaseModel):
     mode: Literal["L"] = "L"
     metric: Literal["fid_sum"] = "fid_sum"
     public_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    memorization_eps: Literal["auto"] | float = Field("auto", description=EPS_RULE)
+    memorization_eps: Literal["auto"] | Annotated[float, Field(ge=0, le=1)] = Field("auto", description=EPS_RULE)
     daily_limit: int = Field(5, ge=1, le=MAX_DAILY_LIMIT, description="Accepted submissions per team per UTC day.")
     final_selection_limit: int = Field(0, ge=0, le=MAX_FINAL_SELECTION_LIMIT,
                                        description="0: best submission counts; N: teams pick up to N finals.")

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field, StrictBool
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, create_model
 
 from server import inputs
-from server.competition import Competition
+from server.competition import Competition, CompetitionConfig
 from server.config import Settings
+from server.console import EDITABLE, SCORE_FIELDS
 from server.db import CompetitionRow, Submission, SubmissionEvent, Team
 from server.db.crud import Quota
 from server.ranking import Z_95, interval_label, interval_sets
@@ -85,6 +86,23 @@ class CompetitionPublic(BaseModel):
         return cls(**config, slug=row.slug, title=row.title,
                    private_revealed=row.private_revealed_at is not None, max_upload_bytes=settings.max_upload_bytes,
                    **settings.zip_limits)
+
+
+def _settings_update() -> type[BaseModel]:
+    """Every setting an organizer may change, each optional, with CompetitionConfig's own type and range (the one
+    table of settings): the API documents them, and server/console.py validates the resulting config as a whole."""
+    fields: dict[str, Any] = {}
+    for name, effect in {**EDITABLE, **SCORE_FIELDS}.items():
+        info = CompetitionConfig.model_fields[name]
+        ranged: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[name] = (ranged | None, Field(None, description=effect))
+    return create_model("SettingsUpdate", __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields)
+
+
+if TYPE_CHECKING:  # a model built at import time is no type mypy can read; to it, it is a model like any
+    SettingsUpdate = BaseModel
+else:
+    SettingsUpdate = _settings_update()
 
 
 class CompetitionsPublic(BaseModel):

@@ -149,3 +149,39 @@ def test_workers_skip_a_broken_competition_and_leave_its_jobs_queued(make_app, s
         submission = session.scalars(select(Submission)).one()
         assert submission.status == SubmissionStatus.queued and submission.attempts == 0
         assert "configuration cannot be read" in submission.events[-1].reason
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ('{"memorization_eps": NaN}', "memorization_eps"), ('{"memorization_eps": Infinity}', "memorization_eps"),
+    ('{"memorization_eps": "nan"}', "memorization_eps"), ('{"memorization_eps": 1.5}', "memorization_eps"),
+    ('{"daily_limit": 1e30}', "daily_limit"), ('{"daily_limit": 0}', "daily_limit"),
+    ('{"images_per_class": 1000000000000}', "images_per_class"), ('{"final_selection_limit": -1}',
+                                                                   "final_selection_limit"),
+    ('{"title": "nul\\u0000title"}', "title"), ('{"title": null}', "title"), ('{"slug": "other"}', "slug"),
+])
+def test_the_settings_api_refuses_them_with_422_naming_the_field(make_app, body, field):
+    arena = make_app()
+    path = arena.competition.root / CONFIG_FILE
+    before = path.read_text()
+    response = arena.client.patch(f"/api/admin/competitions/{arena.slug}/settings", content=body,
+                                  headers={**bearer(ADMIN_TOKEN), "content-type": "application/json"})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    named = error["detail"] if isinstance(error["detail"], dict) else {e["loc"][1] for e in error["detail"]}
+    assert field in named, error
+    assert path.read_text() == before
+    assert arena.client.get("/api/competitions").status_code == 200
+
+
+def test_the_settings_api_changes_records_and_locks_like_the_page(make_app):
+    arena = make_app()
+    url = f"/api/admin/competitions/{arena.slug}/settings"
+    assert arena.client.patch(url, json={"daily_limit": 3}).status_code == 401  # organizers only
+    changed = arena.client.patch(url, headers=bearer(ADMIN_TOKEN), json={"daily_limit": 3, "memorization_eps": 0.2})
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["daily_limit"], changed.json()["memorization_eps"]) == (3, 0.2)
+    assert json.loads((arena.competition.root / CONFIG_FILE).read_text())["daily_limit"] == 3
+    _, token = arena.create_team("a")
+    assert arena.upload(token, submission_zip(arena.competition)).status_code == 202
+    locked = arena.client.patch(url, headers=bearer(ADMIN_TOKEN), json={"memorization_eps": 0.1})
+    assert locked.status_code == 409 and "affects scores" in locked.json()["error"]["message"]
