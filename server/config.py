@@ -20,8 +20,8 @@ from submissions.spec import (
     DEFAULT_MODEL_TIME_LIMIT_S,
 )
 
-# Numbers where 0 means something (no retry delay; check the board on every request).
-ZERO_ALLOWED = frozenset({"retry_backoff_seconds", "leaderboard_max_age_seconds"})
+# Numbers where 0 means something (no retry delay; check the board on every request; on SIGTERM requeue at once).
+ZERO_ALLOWED = frozenset({"retry_backoff_seconds", "leaderboard_max_age_seconds", "worker_shutdown_grace_seconds"})
 # Tokens nobody may run a real competition with: empty, or copied from an example.
 INSECURE_ADMIN_TOKENS = {"", "changeme", "change-me", "admin", "secret", "password"}
 
