@@ -125,6 +125,9 @@ def test_a_broken_competition_json_leaves_the_site_and_the_other_competitions_up
     assert str(data_dir) not in own.text  # teams are not shown the server's paths
     assert arena.client.get("/c/test-comp").status_code == 503
     assert arena.client.get("/c/test-comp/leaderboard").status_code == 503
+    for path in ("/api/competitions/test-comp/leaderboard", "/api/competitions/test-comp/leaderboard?format=csv",
+                 "/c/test-comp/leaderboard.csv", "/c/test-comp/submit", "/healthz", "/api/teams/me"):
+        assert arena.client.get(path).status_code != 500, path  # 503 for its own routes is fine
 
     sign_in_admin(arena.client)
     organizer = arena.client.get("/admin")
