@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__, api, web
@@ -88,6 +89,45 @@ class BodySizeLimit:
                 "Check that the zip holds only the PNG images the competition asks for.")
 
 
+class FrameDenial:
+    """No page may be framed by another page (clickjacking an organizer's form, even from another port of the same
+    host): X-Frame-Options for older browsers, CSP frame-ancestors for the rest."""
+
+    HEADERS = ((b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"))
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                names = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [header for header in self.HEADERS if header[0] not in names]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(app: Any, scope: Scope) -> str:
+    """Every method some route of this path answers (Starlette's 405 names only the first route's): each method is
+    tried against the routes' public `matches`, a full match meaning a route takes it."""
+    def taken(method: str) -> bool:
+        probe = {"type": "http", "path": scope["path"], "root_path": scope.get("root_path", ""), "method": method,
+                 "headers": []}
+        return any(route.matches(dict(probe))[0] == Match.FULL for route in app.router.routes)
+
+    methods = [method for method in METHODS if taken(method)]
+    return ", ".join(methods + ["HEAD"] if "GET" in methods else methods)  # HEAD: HeadAsGet answers it
+
+
 class HeadAsGet:
     """HEAD on any GET route: run it as GET and send the headers without the body (RFC 9110 9.3.2)."""
 
@@ -113,9 +153,13 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, exc.code, exc.message, exc.detail, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(exc.status_code, code, str(exc.detail), None, dict(exc.headers or {}))
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {400: "malformed_body", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code,
+                                                                                         f"http_{exc.status_code}")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request.app, request.scope)
+        return error_response(exc.status_code, code, str(exc.detail), None, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -147,8 +191,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds)
     app.state.team_creation_limit = ClientRateLimit(settings.team_creation_rate_limit, action="create teams")
+    app.state.join_code_failures = ClientRateLimit(settings.join_code_failure_rate_limit,
+                                                   action="try join codes")
     app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # before routing
-    app.add_middleware(HeadAsGet)  # outermost: HEAD reads take every GET path, the fast one included
+    app.add_middleware(HeadAsGet)  # HEAD reads take every GET path, the fast one included
+    app.add_middleware(FrameDenial)  # outermost: every response, the fast path's and the 413 included
     app.include_router(api.router)
     app.include_router(web.router)
     return app

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Protocol
 
+from server.errors import ArenaError
 from submissions.atomic import write_atomically
 from submissions.competition import (
     CONFIG_FILE,
@@ -28,10 +29,12 @@ __all__ = [
     "Competition",
     "CompetitionConfig",
     "CompetitionError",
+    "CompetitionUnavailable",
     "Manifest",
     "ManifestEntry",
     "Split",
     "competitions_dir",
+    "config_problem",
     "eps_in_force",
     "load_competition",
     "memorization_eps",
@@ -41,25 +44,56 @@ __all__ = [
 
 
 class RegisteredCompetition(Protocol):
-    """What the accessor needs of a database row (server.db.CompetitionRow): where its directory is."""
+    """What the accessor needs of a database row (server.db.CompetitionRow): its slug and where its directory is."""
 
+    slug: str
     root: str
+
+
+class CompetitionUnavailable(ArenaError, CompetitionError):
+    """A registered competition whose competition.json cannot be read now (edited by hand into something invalid,
+    or removed). Its own pages answer 503; lists skip it, organizers see why, workers leave its jobs queued."""
+
+    status_code = 503
+    code = "competition_unavailable"
 
 
 # The scoring cache's readable summary (per-class auto eps); server/scoring/references.py writes it.
 REFERENCE_SUMMARY_FILE = "fid-references.json"
 
-_loaded: dict[str, tuple[float, Competition]] = {}
+_loaded: dict[str, tuple[float, Competition | CompetitionError]] = {}
 
 
 def load_competition(row: RegisteredCompetition) -> Competition:
     """The one accessor for a registered competition's directory: cached, reloaded when competition.json changes
-    (organizers edit it while the server runs)."""
+    (organizers edit it while the server runs). CompetitionUnavailable when the directory cannot be read."""
+    loaded = _load(row)
+    if isinstance(loaded, CompetitionError):
+        raise CompetitionUnavailable(
+            f"Competition '{row.slug}' is unavailable: its configuration cannot be read. The organizers see why in "
+            "the console; nothing stored is lost.")
+    return loaded
+
+
+def config_problem(row: RegisteredCompetition) -> str | None:
+    """Why a registered competition's directory cannot be read (for organizers and logs), or None when it can."""
+    loaded = _load(row)
+    return str(loaded) if isinstance(loaded, CompetitionError) else None
+
+
+def _load(row: RegisteredCompetition) -> Competition | CompetitionError:
     config_file = Path(row.root) / CONFIG_FILE
-    mtime = config_file.stat().st_mtime if config_file.exists() else -1.0
+    try:
+        mtime = config_file.stat().st_mtime
+    except OSError:
+        mtime = -1.0
     cached = _loaded.get(row.root)
     if cached is None or cached[0] != mtime:
-        cached = (mtime, Competition.load(row.root))
+        try:
+            cached = (mtime, Competition.load(row.root))
+        except (OSError, ValueError) as exc:  # CompetitionError is a ValueError; so is undecodable text
+            error = exc if isinstance(exc, CompetitionError) else CompetitionError(f"{config_file}: {exc}")
+            cached = (mtime, error)
         _loaded[row.root] = cached
     return cached[1]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from limits import parse
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from submissions.spec import (
@@ -19,6 +20,8 @@ from submissions.spec import (
     DEFAULT_MODEL_TIME_LIMIT_S,
 )
 
+# Numbers where 0 means something (no retry delay; check the board on every request; on SIGTERM requeue at once).
+ZERO_ALLOWED = frozenset({"retry_backoff_seconds", "leaderboard_max_age_seconds", "worker_shutdown_grace_seconds"})
 # Tokens nobody may run a real competition with: empty, or copied from an example.
 INSECURE_ADMIN_TOKENS = {"", "changeme", "change-me", "admin", "secret", "password"}
 
@@ -28,7 +31,8 @@ class InsecureSettingsError(ValueError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ARENA_", env_file=".env", extra="ignore")
+    # NaN and infinities are refused like any malformed value (issue 22); the ranges are in `_in_range` below.
+    model_config = SettingsConfigDict(env_prefix="ARENA_", env_file=".env", extra="ignore", allow_inf_nan=False)
 
     data_dir: Path = Field(Path("./arena-data"), description="Competitions, uploads, caches and the SQLite DB.")
     database_url: str | None = Field(
@@ -100,9 +104,31 @@ class Settings(BaseSettings):
         "10/hour", description="Teams one client address may create by self-registration (`limits` notation, "
         "e.g. 10/hour or 3/minute; empty: no limit). Per server process; organizers are not limited."
     )
+    join_code_failure_rate_limit: str = Field(
+        "10/hour", description="Wrong join codes one client address may send (`limits` notation; empty: no limit); "
+        "past it, its team creations are refused with 429 before the code is even compared. Per server process."
+    )
     host: str = Field("127.0.0.1", description="Address `arena serve` binds to.")
     port: int = Field(8000, description="Port `arena serve` listens on.")
     public_url: str | None = Field(None, description="URL shown to teams (CLI hints); default http://host:port.")
+
+    @field_validator("*")
+    @classmethod
+    def _in_range(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every number must be positive (a zero poll interval spins, a zero cap refuses everything), except those
+        where 0 has a documented meaning; ports are ports; rate limits must parse."""
+        name = info.field_name or ""
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            if name == "port" and not 1 <= value <= 65535:
+                raise ValueError("a TCP port is 1 .. 65535")
+            if value < 0 or (value == 0 and name not in ZERO_ALLOWED):
+                raise ValueError("must be greater than 0" if name not in ZERO_ALLOWED else "must not be negative")
+        if name.endswith("_rate_limit") and value.strip():
+            try:
+                parse(value)
+            except ValueError as exc:
+                raise ValueError(f"'{value}' is not a rate limit; write e.g. 10/hour or 3/minute") from exc
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -19,6 +19,7 @@ from server.competition import CompetitionConfig, load_competition, write_config
 from server.db import CompetitionRow, Submission, begin_write, bump_board_version, utcnow
 from server.db.models import Announcement, SettingChange
 from server.errors import Conflict, InvalidSettings
+from server.inputs import plain_text
 
 # What the settings page edits, with the effect people read next to each field.
 EDITABLE: dict[str, str] = {
@@ -38,6 +39,7 @@ SCORE_FIELDS: dict[str, str] = {
     "memorization_eps": "The memorization threshold ('auto' or a number).",
 }
 STATUSES = ("open", "closed", "archived")
+MAX_ANNOUNCEMENT_CHARS = 5000
 DEADLINE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 
 
@@ -159,9 +161,10 @@ def announce(*, session: Session, competition: CompetitionRow, message: str, act
     message = message.strip()
     if not message:
         raise InvalidSettings("An announcement needs a message.", detail={"message": "empty"})
-    if len(message) > 5000:
+    if len(message) > MAX_ANNOUNCEMENT_CHARS:
         raise InvalidSettings("Announcements are short notes (5,000 characters at most); put longer text in the rules.",
                               detail={"message": "too long"})
+    message = plain_text(message, field="announcement", max_chars=MAX_ANNOUNCEMENT_CHARS)  # no NUL, no controls
     begin_write(session)
     item = Announcement(competition_id=competition.id, message=message, actor=actor[:200], created_at=now or utcnow())
     session.add(item)

@@ -8,22 +8,14 @@ render as another). Longer texts may hold line breaks and tabs, never other cont
 
 from __future__ import annotations
 
-import unicodedata
-
 from server.errors import InvalidInput
+from submissions.competition import control_character
 
 MAX_NAME_CHARS = 100  # teams.name is VARCHAR(100)
 MAX_MEMBER_CHARS = 100
 MAX_MEMBERS = 50
 MAX_MESSAGE_CHARS = 500  # a submission's note to itself, the same for the API and the form
 MAX_REASON_CHARS = 2000  # an organizer's reason, shown to the team
-TEXT_WHITESPACE = frozenset("\n\r\t")
-
-
-def _forbidden(char: str, *, multiline: bool) -> bool:
-    if multiline and char in TEXT_WHITESPACE:
-        return False
-    return unicodedata.category(char) in ("Cc", "Cf", "Cs")
 
 
 def printable_line(value: str, *, field: str, max_chars: int) -> str:
@@ -45,7 +37,7 @@ def plain_text(value: str, *, field: str, max_chars: int) -> str:
 def _check(value: str, *, field: str, max_chars: int, multiline: bool) -> None:
     if len(value) > max_chars:
         raise InvalidInput(f"The {field} has {len(value):,} characters; the most allowed is {max_chars}. Shorten it.")
-    bad = next((c for c in value if _forbidden(c, multiline=multiline)), None)
+    bad = control_character(value, multiline=multiline)  # the rule competition.json's texts follow too
     if bad is not None:
         allowed = "line breaks and tabs are the only control characters allowed" if multiline else \
             "use letters, digits, punctuation and spaces on one line"

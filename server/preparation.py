@@ -27,6 +27,7 @@ from server.data.prepare import prepare_competition
 from server.errors import Conflict, InvalidSettings
 from server.storage import write_sample_grid
 from submissions.atomic import write_atomically
+from submissions.competition import MAX_IMAGES_PER_CLASS, MAX_TITLE_CHARS, control_character
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 REQUEST_FILE, LOG_FILE, RESULT_FILE = "request.json", "log.txt", "result.json"
@@ -59,16 +60,22 @@ def check_request(*, data_dir: Path, slug: str, title: str, images_per_class: st
         problems["slug"] = "lowercase letters, digits and dashes, starting with a letter or digit (e.g. masks-2026)"
     elif slug in known_slugs or (competitions_dir(data_dir) / slug).exists() or job_dir(data_dir, slug).exists():
         problems["slug"] = f"'{slug}' is taken by an existing or preparing competition; pick another"
-    count = _number(images_per_class, int, problems, "images_per_class", "a whole number of at least 1")
+    count_rule = f"a whole number from 1 to {MAX_IMAGES_PER_CLASS:,}"
+    count = _number(images_per_class, int, problems, "images_per_class", count_rule)
     fraction = _number(public_fraction, float, problems, "public_fraction", "a number between 0 and 1, e.g. 0.5")
-    if count is not None and count < 1:
-        problems["images_per_class"] = "a whole number of at least 1"
-    if fraction is not None and not 0 < fraction < 1:
+    if count is not None and not 1 <= count <= MAX_IMAGES_PER_CLASS:
+        problems["images_per_class"] = count_rule
+    if fraction is not None and not 0 < fraction < 1:  # NaN fails this too
         problems["public_fraction"] = "a number between 0 and 1 (exclusive), e.g. 0.5"
+    title = title.strip()
+    if len(title) > MAX_TITLE_CHARS:
+        problems["title"] = f"at most {MAX_TITLE_CHARS} characters"
+    elif control_character(title, multiline=False):
+        problems["title"] = "one line of visible characters (no control characters)"
     if problems:
         listed = "; ".join(f"{field}: {message}" for field, message in problems.items())
         raise InvalidSettings(f"Competition not created: {listed}.", detail=problems)
-    return slug, title.strip() or slug.replace("-", " ").capitalize(), int(count or 0), float(fraction or 0)
+    return slug, title or slug.replace("-", " ").capitalize(), int(count or 0), float(fraction or 0)
 
 
 def _number(text: str, kind: type, problems: dict[str, str], field: str, rule: str) -> Any:

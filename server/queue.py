@@ -239,14 +239,17 @@ def finish_failed(
     return submission is not None
 
 
-def release(*, session: Session, submission_id: int, worker_id: str, reason: str, now: datetime | None = None) -> bool:
-    """Give a job back to the queue without using up an attempt (a worker shutting down)."""
+def release(*, session: Session, submission_id: int, worker_id: str, reason: str, now: datetime | None = None,
+            delay: timedelta | None = None) -> bool:
+    """Give a job back to the queue without using up an attempt (a worker shutting down), claimable again after
+    `delay` when given."""
     now = now or utcnow()
     begin_write(session)
     submission = _held_by(session, submission_id, worker_id)
     if submission is not None:
         submission.attempts = max(0, submission.attempts - 1)
         submission.worker_id = None
+        submission.not_before = now + delay if delay else None
         transition(session, submission, S.queued, reason, now=now, worker_id=worker_id)
     session.commit()
     return submission is not None

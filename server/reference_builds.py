@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.competition import Competition, load_competition
@@ -39,18 +40,32 @@ def active_build(*, session: Session, competition: CompetitionRow) -> ReferenceB
 
 def request_build(*, session: Session, competition: CompetitionRow, reason: str,
                   now: datetime | None = None) -> ReferenceBuild:
-    """Queue a build for a worker; a queued or running one is returned instead of a second."""
+    """Queue a build for a worker; a queued or running one is returned instead of a second.
+
+    The database decides between callers racing here (web replicas, workers starting together): a partial unique
+    index allows one active build per competition, so the loser's insert fails and it returns the winner's row.
+    """
     now = now or utcnow()
+    classes = class_totals(load_competition(competition))
     begin_write(session)
     build = active_build(session=session, competition=competition)
-    if build is None:
-        classes = class_totals(load_competition(competition))
-        build = ReferenceBuild(competition_id=competition.id, status=B.queued, reason=reason, images_done=0,
-                               images_total=sum(c["total"] for c in classes.values()), crashes=0,
-                               progress={"classes": classes, "stage": "waiting for a worker"}, created_at=now,
-                               updated_at=now)
-        session.add(build)
-    session.commit()
+    if build is not None:
+        session.commit()
+        return build
+    build = ReferenceBuild(competition_id=competition.id, status=B.queued, reason=reason, images_done=0,
+                           images_total=sum(c["total"] for c in classes.values()), crashes=0,
+                           progress={"classes": classes, "stage": "waiting for a worker"}, created_at=now,
+                           updated_at=now)
+    session.add(build)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        winner = active_build(session=session, competition=competition)
+        session.commit()
+        if winner is None:  # the winner finished in between: ask again
+            return request_build(session=session, competition=competition, reason=reason, now=now)
+        return winner
     return build
 
 

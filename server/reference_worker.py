@@ -56,14 +56,16 @@ def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureEx
     started = time.monotonic()
     reporter = ProgressReporter(database, build, worker_id, progress_seconds)
     with database.session() as session:
-        competition = load_competition(session.get_one(CompetitionRow, build.competition_id))
+        row = session.get_one(CompetitionRow, build.competition_id)
+        slug = row.slug
     try:
+        competition = load_competition(row)  # a broken competition.json fails this build, not the worker
         problem = cache_problem(competition, extractor)
         if problem is not None:
             log.info("building the reference statistics of '%s' (%s)", competition.slug, problem)
             load_or_build_references(competition, extractor, progress=True, on_progress=reporter)
     except Exception as exc:
-        log.error("reference build %s of '%s' failed: %s", build.id, competition.slug, traceback.format_exc())
+        log.error("reference build %s of '%s' failed: %s", build.id, slug, traceback.format_exc())
         with database.session() as session:
             finish_build(session=session, build_id=build.id, worker_id=worker_id, ok=False,
                          outcome=f"{type(exc).__name__}: {exc}", progress=reporter.progress)

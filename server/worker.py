@@ -14,12 +14,13 @@ import signal
 import threading
 import traceback
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from server.competition import load_competition
+from server.competition import CompetitionUnavailable, config_problem, load_competition
 from server.config import Settings
 from server.db import Database, Submission, utcnow
 from server.db.crud import list_competitions
@@ -133,6 +134,10 @@ class Worker:
         with self.database.session() as session:
             rows = list_competitions(session=session)
         for row in rows:
+            unreadable = config_problem(row)
+            if unreadable is not None:  # one broken competition.json must not stop scoring for the others
+                log.error("skipping competition '%s': %s", row.slug, unreadable)
+                continue
             competition = load_competition(row)
             problem = cache_problem(competition, self.scorer.extractor)
             if problem is None:
@@ -195,6 +200,13 @@ class Worker:
         self.current = submission.id
         try:
             self._score(submission)
+        except CompetitionUnavailable:
+            # Not the submission's fault: it waits in the queue (no attempt used) until the organizer fixes the config.
+            log.error("submission %s: %s", submission.id, config_problem(submission.team.competition))
+            with self.database.session() as session:
+                release(session=session, submission_id=submission.id, worker_id=self.worker_id,
+                        reason="waiting: the competition's configuration cannot be read",
+                        delay=timedelta(seconds=self.settings.retry_backoff_seconds))
         except ModelFailed as exc:
             log.warning("submission %s: %s", submission.id, exc)
             with self.database.session() as session:

@@ -79,3 +79,25 @@ def test_demo_generates_a_strong_token_unless_one_is_set(clean_env):
 def test_every_setting_is_documented():
     undocumented = [name for name, field in Settings.model_fields.items() if not field.description]
     assert not undocumented, f"add a description to these Settings fields: {undocumented}"
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ARENA_WORKER_POLL_SECONDS", "nan"), ("ARENA_WORKER_TIMEOUT_SECONDS", "inf"), ("ARENA_MAX_ATTEMPTS", "0"),
+    ("ARENA_MAX_UPLOAD_BYTES", "-1"), ("ARENA_RETRY_BACKOFF_SECONDS", "-0.5"), ("ARENA_PORT", "70000"),
+    ("ARENA_MODEL_SAMPLING_SECONDS", "0"), ("ARENA_TEAM_CREATION_RATE_LIMIT", "lots"),
+    ("ARENA_JOIN_CODE_FAILURE_RATE_LIMIT", "10 per fortnight please"),
+])
+def test_numbers_out_of_range_and_unparsable_rate_limits_are_refused_naming_the_setting(clean_env, variable, value):
+    """Issue 22, item 1: a NaN or a 0 here would make a worker spin or a cap refuse everything, far from the cause."""
+    clean_env.setenv(variable, value)
+    with pytest.raises(ValueError, match=variable.removeprefix("ARENA_").lower()):
+        Settings()
+
+
+@pytest.mark.parametrize(("variable", "value"), [("ARENA_RETRY_BACKOFF_SECONDS", "0"),
+                                                 ("ARENA_LEADERBOARD_MAX_AGE_SECONDS", "0"),
+                                                 ("ARENA_TEAM_CREATION_RATE_LIMIT", ""),
+                                                 ("ARENA_JOIN_CODE_FAILURE_RATE_LIMIT", "3/minute")])
+def test_documented_zero_and_empty_values_stay_allowed(clean_env, variable, value):
+    clean_env.setenv(variable, value)
+    Settings()

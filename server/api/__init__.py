@@ -11,9 +11,11 @@ from server.api.schemas import ErrorPublic
 # Every API error has the same shape; documented so clients (and the schemathesis test) can rely on it.
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorPublic, "description": description} for status, description in (
+        (400, "Malformed request body (e.g. a multipart upload that cannot be parsed)"),
         (401, "No or an unknown token"), (403, "Not allowed for this caller"), (404, "No such resource"),
         (409, "Conflicts with the current state"), (413, "Upload too large"), (422, "Invalid request or upload"),
-        (429, "Quota or rate limit reached"))
+        (429, "Quota or rate limit reached"),
+        (503, "The competition's configuration cannot be read (organizers see why on /admin)"))
 }
 
 

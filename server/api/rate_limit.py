@@ -24,6 +24,16 @@ class ClientRateLimit:
         """Count one hit for the client; 429 with Retry-After once its window is full."""
         if self.item is None or self.limiter.hit(self.item, self.action, client):
             return
+        self._refuse(client)
+
+    def check(self, client: str) -> None:
+        """429 if the client's window is already full, counting nothing (for limits on failures only)."""
+        if self.item is None or self.limiter.test(self.item, self.action, client):
+            return
+        self._refuse(client)
+
+    def _refuse(self, client: str) -> None:
+        assert self.item is not None
         reset_at = self.limiter.get_window_stats(self.item, self.action, client).reset_time
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise RateLimited(

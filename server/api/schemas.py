@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, create_model
 
 from server import inputs
-from server.competition import Competition
+from server.competition import Competition, CompetitionConfig
 from server.config import Settings
+from server.console import EDITABLE, SCORE_FIELDS
 from server.db import CompetitionRow, Submission, SubmissionEvent, Team
 from server.db.crud import Quota
 from server.ranking import Z_95, interval_label, interval_sets
@@ -87,14 +88,35 @@ class CompetitionPublic(BaseModel):
                    **settings.zip_limits)
 
 
+def _settings_update() -> type[BaseModel]:
+    """Every setting an organizer may change, each optional, with CompetitionConfig's own type and range (the one
+    table of settings): the API documents them, and server/console.py validates the resulting config as a whole."""
+    fields: dict[str, Any] = {}
+    for name, effect in {**EDITABLE, **SCORE_FIELDS}.items():
+        info = CompetitionConfig.model_fields[name]
+        ranged: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[name] = (ranged | None, Field(None, description=effect))
+    return create_model("SettingsUpdate", __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields)
+
+
+if TYPE_CHECKING:  # a model built at import time is no type mypy can read; to it, it is a model like any
+    SettingsUpdate = BaseModel
+else:
+    SettingsUpdate = _settings_update()
+
+
 class CompetitionsPublic(BaseModel):
     data: list[CompetitionPublic]
     count: int
 
 
-TeamName = Annotated[str, Field(min_length=1, max_length=inputs.MAX_NAME_CHARS + 100),
-                     AfterValidator(inputs.team_name)]  # the +100: surrounding blanks are stripped, then counted
-MemberName = Annotated[str, Field(max_length=inputs.MAX_MEMBER_CHARS + 100), AfterValidator(inputs.member_name)]
+PRINTABLE_LINE = "one line of at most {} printable characters (no control or invisible format characters)"
+TeamName = Annotated[str, Field(min_length=1, max_length=inputs.MAX_NAME_CHARS,
+                                description=PRINTABLE_LINE.format(inputs.MAX_NAME_CHARS)),
+                     AfterValidator(inputs.team_name)]
+MemberName = Annotated[str, Field(max_length=inputs.MAX_MEMBER_CHARS,
+                                  description=PRINTABLE_LINE.format(inputs.MAX_MEMBER_CHARS)),
+                       AfterValidator(inputs.member_name)]
 ReasonText = Annotated[str, Field(max_length=inputs.MAX_REASON_CHARS), AfterValidator(inputs.reason_text)]
 
 
@@ -106,7 +128,8 @@ class TeamCreate(BaseModel):
 
 
 class TeamAdminCreate(TeamCreate):
-    is_baseline: bool = Field(False, description="A reference entry: shown on the board, marked, never ranked.")
+    is_baseline: StrictBool = Field(False, description="A reference entry: shown on the board, marked, never "
+                                                       "ranked.")
 
 
 class QuotaPublic(BaseModel):
@@ -259,8 +282,9 @@ class SubmissionAccepted(BaseModel):
     quota: QuotaPublic
 
 
+# Flags are JSON booleans only: `{"selected": 0}` or `"yes"` is a 422, not a silent guess.
 class FinalSelection(BaseModel):
-    selected: bool = True
+    selected: StrictBool = True
 
 
 class Reason(BaseModel):
@@ -269,11 +293,11 @@ class Reason(BaseModel):
 
 class Disqualify(BaseModel):
     reason: Annotated[ReasonText, Field(min_length=1, description="Shown to the team.")]
-    disqualified: bool = True
+    disqualified: StrictBool = True
 
 
 class Reveal(BaseModel):
-    revealed: bool = True
+    revealed: StrictBool = True
 
 
 class RescoreAll(BaseModel):

@@ -2,9 +2,11 @@
 
 An archive is extracted into a hidden scratch folder next to the output (the same disk the competition is written
 to, not a possibly small /tmp) and removed afterwards. Extraction never writes outside that folder: absolute member
-names, `..` components, links and device files are refused, the total size and the member count are capped before
-anything is written, and each file is copied with a byte limit in case a header lies about its size. macOS and
-hidden metadata (`__MACOSX/`, `.DS_Store`, `._*`) are skipped.
+names, `..` components, links and device files are refused; before anything is written the member count, the
+compression ratio (of each zip entry and of the whole archive, as for submission zips) and the space the files
+will take on disk (whole blocks per file: 3 GiB of small files once took 4.9 GiB) are checked against the cap and
+the free space of the output disk, less a reserve the running server needs; each file is copied with a byte limit
+in case a header lies about its size. macOS and hidden metadata (`__MACOSX/`, `.DS_Store`, `._*`) are skipped.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from server.data.errors import DataPreparationError
+from submissions.spec import DEFAULT_MAX_COMPRESSION_RATIO
+from submissions.validate import RATIO_MIN_BYTES
 
 DEFAULT_MAX_EXTRACT_BYTES = 20 * 1024**3
 MAX_ARCHIVE_MEMBERS = 2_000_000
+# Image datasets barely compress (PNG and JPEG already are): a higher ratio is a bomb, as for submission zips.
+MAX_ARCHIVE_RATIO = DEFAULT_MAX_COMPRESSION_RATIO
+DISK_BLOCK = 4096  # a file takes whole blocks, plus about one for its directory entry and inode
+DISK_RESERVE = 1024**3  # left free for the server itself (database, uploads, logs) while a dataset is extracted
 IGNORED_NAMES = {"__MACOSX", "Thumbs.db", "desktop.ini"}
 COPY_CHUNK = 1024 * 1024
 
@@ -51,6 +59,12 @@ class ArchiveMember:
     name: str
     size: int
     open: Callable[[], IO[bytes]]
+    packed: int | None = None  # a zip entry's compressed size (a tar's members have none of their own)
+
+
+def disk_footprint(sizes: list[int]) -> int:
+    """The bytes files of these sizes occupy on disk: whole blocks, and a block each for the entry."""
+    return sum(-(-size // DISK_BLOCK) * DISK_BLOCK + DISK_BLOCK for size in sizes)
 
 
 @contextmanager
@@ -100,7 +114,7 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[ArchiveMember]:
             continue
         if (info.external_attr >> 16) & 0o170000 == 0o120000:  # a symbolic link stored by a Unix zip tool
             _refuse_member(archive, info.filename, "is a symbolic link")
-        members.append(ArchiveMember(info.filename, info.file_size, partial(zf.open, info)))
+        members.append(ArchiveMember(info.filename, info.file_size, partial(zf.open, info), info.compress_size))
     return members
 
 
@@ -134,21 +148,47 @@ def _extract_members(archive: Path, members: list[ArchiveMember], into: Path, ma
         rel = _safe_relative_path(archive, member.name)
         if rel is not None:
             wanted.append((member, rel))
+    _check_ratios(archive, [member for member, _ in wanted])
     total = sum(member.size for member, _ in wanted)
-    if len(wanted) > MAX_ARCHIVE_MEMBERS or total > max_bytes:
+    footprint = disk_footprint([member.size for member, _ in wanted])
+    if len(wanted) > MAX_ARCHIVE_MEMBERS or footprint > max_bytes:
         raise DataPreparationError(
-            f"{archive}: the archive holds {len(wanted)} files and {total / 1024**3:.1f} GiB, more than the limits "
-            f"({MAX_ARCHIVE_MEMBERS} files, {max_bytes / 1024**3:.1f} GiB). Fix: raise --max-extract-gb if it "
-            "really is the dataset, or extract it yourself and pass the folder as --source."
+            f"{archive}: the archive holds {len(wanted)} files and {total / 1024**3:.1f} GiB ({footprint / 1024**3:.1f}"
+            f" GiB on disk), more than the limits ({MAX_ARCHIVE_MEMBERS} files, {max_bytes / 1024**3:.1f} GiB). Fix: "
+            "raise --max-extract-gb if it really is the dataset, or extract it yourself and pass the folder as "
+            "--source."
         )
-    free = shutil.disk_usage(into).free
-    if total > free:
+    room = shutil.disk_usage(into).free - DISK_RESERVE
+    if footprint > room:
         raise DataPreparationError(
-            f"{archive}: extracting needs {total / 1024**3:.1f} GiB but {into.parent} has {free / 1024**3:.1f} GiB "
-            "free. Fix: free some space, or write --out to another disk."
+            f"{archive}: extracting needs {footprint / 1024**3:.1f} GiB on disk but {into.parent} has "
+            f"{max(room, 0) / 1024**3:.1f} GiB free beyond the {DISK_RESERVE / 1024**3:.0f} GiB the server keeps. "
+            "Fix: free some space, or write --out to another disk."
         )
     for member, rel in wanted:
         _copy_member(archive, member, into / rel)
+
+
+def _check_ratios(archive: Path, members: list[ArchiveMember]) -> None:
+    """Refuse a bomb before anything inflates: a zip entry, or (for a compressed tar) the archive as a whole,
+    declaring far more bytes than it holds."""
+    for member in members:
+        if member.packed is not None and member.size >= RATIO_MIN_BYTES:
+            ratio = member.size / max(member.packed, 1)
+            if ratio > MAX_ARCHIVE_RATIO:
+                raise DataPreparationError(
+                    f"{archive}: the member {member.name!r} has a compression ratio of {ratio:.0f}:1 ({member.packed:,}"
+                    f" bytes declare {member.size:,}), above the cap of {MAX_ARCHIVE_RATIO}:1; image datasets barely "
+                    "compress, so this looks like a zip bomb. Fix: check the download, or extract it yourself and "
+                    "pass the folder as --source.")
+    total = sum(member.size for member in members)
+    ratio = total / max(archive.stat().st_size, 1)
+    if total >= RATIO_MIN_BYTES and ratio > MAX_ARCHIVE_RATIO:
+        raise DataPreparationError(
+            f"{archive}: {archive.stat().st_size:,} bytes declare {total:,} bytes of files, a compression ratio of "
+            f"{ratio:.0f}:1, above the cap of {MAX_ARCHIVE_RATIO}:1; image datasets barely compress, so this looks "
+            "like an archive bomb. Fix: check the download, or extract it yourself and pass the folder as --source."
+        )
 
 
 def _safe_relative_path(archive: Path, name: str) -> str | None:

@@ -325,14 +325,31 @@ def list_submissions(
     return list(rows), int(count)
 
 
+def finals_frozen(*, competition: CompetitionRow, deadline: datetime | None, now: datetime) -> str | None:
+    """Why a team may no longer change its finals, or None. They freeze at the deadline, and at the reveal when
+    there is none: a team that has read its private scores must not pick the submission they favour."""
+    if deadline is not None and now >= deadline:
+        return f"Final selection closed at the deadline ({deadline:%Y-%m-%d %H:%M} UTC); your finals stand as chosen."
+    if competition.private_revealed_at is not None:
+        return "Final selection closed when the private board was revealed; your finals stand as chosen."
+    return None
+
+
 def select_final(
-    *, session: Session, submission_id: int, team: Team, selected: bool, limit: int, now: datetime | None = None
+    *, session: Session, submission_id: int, team: Team, selected: bool, limit: int,
+    deadline: datetime | None = None, now: datetime | None = None,
 ) -> Submission:
-    """Mark (or unmark) one of a team's scored submissions as a final, up to the competition's limit."""
+    """Mark (or unmark) one of a team's scored submissions as a final, up to the competition's limit, until the
+    deadline (or the reveal)."""
+    now = now or utcnow()
     begin_write(session)
     submission = get_visible_submission(session=session, submission_id=submission_id, team=team, is_admin=False)
     if limit <= 0:
         raise Conflict("This competition ranks each team's best submission; there are no finals to select.")
+    competition = session.get_one(CompetitionRow, submission.competition_id, populate_existing=True)
+    frozen = finals_frozen(competition=competition, deadline=deadline, now=now)
+    if frozen:
+        raise Conflict(frozen, detail={"finals": "frozen"})
     if selected and not submission.selected_final:
         if submission.status != SubmissionStatus.scored:
             raise Conflict(f"Submission {submission_id} is {submission.status}; only scored ones can be finals.")
@@ -342,7 +359,7 @@ def select_final(
             raise Conflict(f"Your team has already selected {limit} final(s); unselect one first.",
                            detail={"limit": limit})
     submission.selected_final = selected
-    submission.updated_at = now or utcnow()
+    submission.updated_at = now
     bump_board_version(session, submission.competition_id)
     session.commit()
     return submission

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -217,6 +217,7 @@ class ReferenceBuildStatus(StrEnum):
 
 # A build in one of these holds back the competition's submissions (they queue behind it).
 ACTIVE_BUILD_STATUSES = (ReferenceBuildStatus.queued, ReferenceBuildStatus.building)
+_ACTIVE_BUILD_SQL = "status IN ('queued', 'building')"
 
 
 class ReferenceBuild(Base):
@@ -225,7 +226,12 @@ class ReferenceBuild(Base):
     in images per class, written every few seconds while it runs."""
 
     __tablename__ = "reference_builds"
-    __table_args__ = (Index("ix_reference_builds_claim", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_reference_builds_claim", "status", "created_at"),
+        # At most one queued or building row per competition, whoever asks at the same moment (migration 0007).
+        Index("uq_reference_builds_one_active", "competition_id", unique=True,
+              sqlite_where=text(_ACTIVE_BUILD_SQL), postgresql_where=text(_ACTIVE_BUILD_SQL)),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     competition_id: Mapped[int] = mapped_column(ForeignKey("competitions.id", ondelete="CASCADE"), index=True)

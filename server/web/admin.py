@@ -9,6 +9,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
 from server import inputs, queue
+from server.competition import config_problem
 from server.db import SubmissionStatus
 from server.db.crud import (
     create_team,
@@ -70,7 +71,7 @@ def admin_home(page: PageDep) -> Response:
         counts = {status.value: list_submissions(session=page.db, competition=row, status=status, limit=0)[1]
                   for status in SubmissionStatus}
         competitions.append({"slug": row.slug, "title": row.title, "revealed_at": row.private_revealed_at,
-                             "counts": counts})
+                             "counts": counts, "problem": config_problem(row)})
     silent_after = timedelta(seconds=page.settings.worker_timeout_seconds)
     now = page.now
     workers = [{"alive": now - w.last_heartbeat < silent_after, **{k: getattr(w, k) for k in (

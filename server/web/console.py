@@ -35,6 +35,7 @@ from server.db.crud import (
     register_competition,
 )
 from server.errors import ArenaError, Conflict, InvalidSettings, NotFound
+from server.params import RowId
 from server.reference_builds import latest_build, recent_builds, request_build, request_first_build
 from server.storage import receive_upload
 from server.upload import submit_upload
@@ -132,7 +133,7 @@ def announce_post(slug: str, page: PageDep, message: Annotated[str, Form()] = ""
 
 
 @router.post("/announcements/{announcement_id}/delete", name="web_admin_announce_delete")
-def announce_delete(slug: str, announcement_id: int, page: PageDep,
+def announce_delete(slug: str, announcement_id: RowId, page: PageDep,
                     csrf_token: Annotated[str, Form()] = "") -> Response:
     page.require_admin()
     page.session.check_csrf(csrf_token)

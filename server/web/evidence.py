@@ -17,6 +17,7 @@ from server.competition import load_competition
 from server.db import Submission
 from server.db.crud import get_visible_submission
 from server.errors import Forbidden, NotFound
+from server.params import RowId
 from server.storage import evidence_path
 from server.web.deps import Page, PageDep
 from server.web.routing import PageRoute
@@ -54,7 +55,7 @@ def _neighbour(page: Page, submission_id: int, cls: str, which: Neighbours, posi
 
 @router.get("/submissions/{submission_id}/evidence/{cls}/{which}/{position}/generated.png",
             name="web_evidence_generated")
-def evidence_generated(submission_id: int, cls: str, which: Neighbours, position: int, page: PageDep) -> Response:
+def evidence_generated(submission_id: RowId, cls: str, which: Neighbours, position: int, page: PageDep) -> Response:
     """A generated image the scorer found closest to a real one."""
     submission, neighbour = _neighbour(page, submission_id, cls, which, position)
     path = evidence_path(page.settings.data_dir, submission.id, cls, int(neighbour["image"]))
@@ -64,7 +65,7 @@ def evidence_generated(submission_id: int, cls: str, which: Neighbours, position
 
 
 @router.get("/submissions/{submission_id}/evidence/{cls}/{which}/{position}/real.png", name="web_evidence_real")
-def evidence_real(submission_id: int, cls: str, which: Neighbours, position: int, page: PageDep) -> Response:
+def evidence_real(submission_id: RowId, cls: str, which: Neighbours, position: int, page: PageDep) -> Response:
     """The real image nearest to that generated image: a training image, or (organizers only) a test image."""
     submission, neighbour = _neighbour(page, submission_id, cls, which, position)
     if neighbour["split"] != "train" and not page.is_admin:

@@ -9,11 +9,12 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from markupsafe import Markup
 
 from server import queue
-from server.competition import Competition, load_competition, memorization_eps
+from server.competition import Competition, config_problem, load_competition, memorization_eps
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utc_day
 from server.db.crud import (
     authenticate_team,
     check_team_in_competition,
+    finals_frozen,
     get_competition,
     get_team,
     get_visible_submission,
@@ -65,9 +66,11 @@ def static_file(path: str) -> FileResponse:
 @router.get("/", name="web_index", response_class=HTMLResponse)
 def index(page: PageDep) -> Response:
     """All competitions."""
+    rows = list_competitions(session=page.db)
+    # A competition whose config cannot be read is left out (organizers see it, with the reason, in the console).
     items = [
         {"comp": load_competition(row), "team_count": len(list_teams(session=page.db, competition=row))}
-        for row in list_competitions(session=page.db)
+        for row in rows if config_problem(row) is None
     ]
     return page.render("index.html", {"competitions": items})
 
@@ -253,6 +256,7 @@ def submission_page(submission_id: RowId, page: PageDep) -> Response:
         "private_visible": private_board_visible(row, is_admin=page.is_admin),
         "interval_sets": interval_sets(submission.sample_sets),
         "can_select": own and comp.config.final_selection_limit > 0 and submission.status == SubmissionStatus.scored,
+        "finals_frozen": finals_frozen(competition=row, deadline=comp.config.deadline, now=page.now),
         **evidence_context(page, submission, comp.classes),
     })
 
@@ -286,9 +290,9 @@ def submission_select(
     page.session.check_csrf(csrf_token)
     if page.team is None:
         raise Forbidden("Sign in with your team token to select finals.")
-    limit = load_competition(page.team.competition).config.final_selection_limit
+    config = load_competition(page.team.competition).config
     submission = select_final(session=page.db, submission_id=submission_id, team=page.team, selected=selected == "1",
-                              limit=limit, now=page.now)
+                              limit=config.final_selection_limit, deadline=config.deadline, now=page.now)
     word = "selected as a final" if submission.selected_final else "no longer a final"
     page.session.set_flash("ok", f"Submission {submission.id} is {word}.")
     return page.redirect(page.url_for("web_submission", submission_id=submission.id))

@@ -21,7 +21,8 @@ def error_page(request: Request, exc: ArenaError) -> Response:
     session = read_session(request, settings.secret_key)
     with request.app.state.database.sessionmaker() as db:
         team = signed_in_team(db, session, settings.admin_token, now=request.app.state.clock())
-    titles = {401: "Sign in required", 403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Upload too large"}
+    titles = {401: "Sign in required", 403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Upload too large",
+              503: "Temporarily unavailable"}
     context = {"title": titles.get(exc.status_code, "Something went wrong"), "message": exc.message}
     response = render(request, "error.html", context, web_session=session, signed_in_team=team,
                       status_code=exc.status_code)

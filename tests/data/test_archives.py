@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from server.data import prepare_competition
+from server.data.sources import DISK_BLOCK, DISK_RESERVE, disk_footprint
 from tests.data.test_prepare import assert_refused
 from tests.data.trees import make_messy_tree, make_tree
 
@@ -101,3 +102,54 @@ def test_a_damaged_tar_gz(tmp_path):
         tf.add(source, arcname="data")
     (tmp_path / "cut.tar.gz").write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
     assert_refused(tmp_path / "cut.tar.gz", tmp_path / "out", str(tmp_path / "cut.tar.gz"), "download it again")
+
+
+# -- issue 22, item 8: archive bombs and the disk --------------------------------------------------------------------
+
+
+def test_a_zip_entry_with_a_bomb_ratio_is_refused_before_anything_is_written(tmp_path):
+    archive = zip_tree(make_tree(tmp_path / "src"), tmp_path / "data.zip")
+    with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("train/with_mask/zeros.png", bytes(8 * 1024**2))  # 8 MiB of zeros deflate about 1000:1
+    assert_refused(archive, tmp_path / "out", "zeros.png", "compression ratio", "zip bomb")
+    assert no_scratch_left(tmp_path / "out")
+
+
+def test_a_compressed_tar_bomb_is_refused_by_the_ratio_of_the_whole_archive(tmp_path):
+    archive = tmp_path / "data.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for index in range(4):  # each member alone says nothing: tar members have no compressed size of their own
+            info = tarfile.TarInfo(f"train/with_mask/{index}.png")
+            info.size = 4 * 1024**2
+            tf.addfile(info, io.BytesIO(bytes(info.size)))
+    assert archive.stat().st_size < 200 * 1024
+    assert_refused(archive, tmp_path / "out", "compression ratio", "archive bomb")
+    assert no_scratch_left(tmp_path / "out")
+
+
+def test_the_cap_counts_the_space_small_files_take_on_disk(tmp_path):
+    """4,000 files of 10 bytes declare 40 kB but take about 32 MB of blocks: the cap and the free-space check count
+    blocks (a 3 GiB archive of small files once took 4.9 GiB)."""
+    archive = tmp_path / "data.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for index in range(4000):
+            zf.writestr(f"train/with_mask/{index}.png", b"0123456789")
+    assert disk_footprint([10] * 4000) == 4000 * 2 * DISK_BLOCK
+    assert_refused(archive, tmp_path / "out", "on disk", "--max-extract-gb", max_extract_bytes=1024**2)
+    assert no_scratch_left(tmp_path / "out")
+
+
+def test_an_archive_larger_than_the_free_space_beyond_the_reserve_is_refused(tmp_path):
+    """A sparse .tar (its one member a hole: ratio 1, no disk used) declaring more than the disk has free beyond
+    the server's reserve: refused by the real free space before anything is extracted."""
+    import shutil
+
+    free = shutil.disk_usage(tmp_path).free
+    info = tarfile.TarInfo("train/with_mask/huge.png")
+    info.size = free - DISK_RESERVE // 2  # fits the disk, not the reserve the server keeps
+    archive = tmp_path / "data.tar"
+    with archive.open("wb") as handle:
+        handle.write(info.tobuf(format=tarfile.GNU_FORMAT))
+        handle.truncate(tarfile.BLOCKSIZE + -(-info.size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+                        + 2 * tarfile.BLOCKSIZE)  # the data and the end-of-archive blocks: zeros, not stored
+    assert_refused(archive, tmp_path / "out", "free beyond the 1 GiB the server keeps", max_extract_bytes=2 * free)

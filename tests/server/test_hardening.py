@@ -7,6 +7,7 @@ import csv
 import io
 
 import pytest
+from fastapi.testclient import TestClient
 
 from server.db import Submission, SubmissionStatus
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
@@ -25,6 +26,9 @@ ID_ROUTES = [  # (method, path template, caller) every route that takes an id in
     ("GET", "/submissions/{id}/status", "anonymous"),
     ("GET", "/submissions/{id}/grids/with_mask.png", "anonymous"),
     ("GET", "/teams/{id}", "anonymous"),
+    ("GET", "/submissions/{id}/evidence/with_mask/train/0/generated.png", "anonymous"),
+    ("GET", "/submissions/{id}/evidence/with_mask/train/0/real.png", "anonymous"),
+    ("GET", "/submissions/{id}/evidence/with_mask/any/0/generated.png", "team"),
 ]
 PAGED_ROUTES = [("/api/competitions/test-comp/submissions", "team"), ("/api/admin/submissions", "admin")]
 BODIES = {"disqualify": {"reason": "x"}, "final": {"selected": True}}
@@ -211,3 +215,126 @@ def test_admin_reason_and_disqualify_texts_are_bounded(arena, caller_headers):
                                      json={"reason": reason})
         assert response.status_code == 422, response.text
     assert arena.client.get("/api/teams/me", headers=caller_headers["team"]).json()["disqualified"] is False
+
+
+@pytest.fixture
+def organizer(arena):
+    """The app's client signed in as organizer (a browser session), with a CSRF token for its forms."""
+    from tests.web.test_pages import csrf_of
+
+    client = arena.client
+    csrf = csrf_of(client.get("/admin/signin").text)
+    assert client.post("/admin/signin", data={"token": ADMIN_TOKEN, "csrf_token": csrf}).status_code in (200, 303)
+    return client, csrf_of(client.get(f"/admin/c/{arena.slug}/settings").text)
+
+
+@pytest.mark.parametrize("bad_id", [HUGE, NEGATIVE, "9223372036854775807", "2147483648", "0"])
+def test_withdrawing_an_announcement_with_an_id_out_of_range_is_422_never_500(arena, organizer, bad_id):
+    client, csrf = organizer
+    response = client.post(f"/admin/c/{arena.slug}/announcements/{bad_id}/delete", data={"csrf_token": csrf},
+                           follow_redirects=False)
+    assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("message", ["nul\x00note", "bell\x07", "rtl\u202eeman", "x" * 5001])
+def test_announcements_refuse_nul_and_control_characters(arena, organizer, message):
+    client, csrf = organizer
+    response = client.post(f"/admin/c/{arena.slug}/announcements", data={"csrf_token": csrf, "message": message})
+    assert response.status_code == 422, response.text
+    from sqlalchemy import func, select
+
+    from server.db.models import Announcement
+
+    with arena.database.session() as session:
+        assert session.scalar(select(func.count(Announcement.id))) == 0
+
+
+@pytest.mark.parametrize("title", ["nul\x00title", "x" * 201, "two\nlines"])
+def test_competition_titles_refuse_nul_control_characters_and_over_200_characters(arena, organizer, title):
+    import json
+
+    from server.competition import CONFIG_FILE
+
+    client, csrf = organizer
+    config = json.loads((arena.competition.root / CONFIG_FILE).read_text())
+    form = {"csrf_token": csrf, "title": title, "description": "", "team_rules": "", "deadline": "",
+            "daily_limit": "5", "final_selection_limit": "0", "self_registration": "1", "status": "open",
+            "images_per_class": str(config["images_per_class"]), "memorization_eps": "auto"}
+    response = client.post(f"/admin/c/{arena.slug}/settings", data=form)
+    assert response.status_code == 422 and 'id="error-title"' in response.text, response.text
+    assert json.loads((arena.competition.root / CONFIG_FILE).read_text())["title"] == config["title"]
+
+
+def test_join_code_guessing_is_rate_limited_per_client(make_app):
+    """Issue 22, item 7: 300 wrong codes in 8.9 s were all answered 403, none 429. Wrong codes count per client;
+    past the limit even the right code is refused until the window passes (else guessing would still win)."""
+    arena = make_app(competition={"join_code": "class-2026"}, join_code_failure_rate_limit="5/hour",
+                     team_creation_rate_limit="100/hour")
+    path = f"/api/competitions/{arena.slug}/teams"
+    assert arena.client.post(path, json={"name": "early", "join_code": "class-2026"}).status_code == 201
+    for guess in range(5):
+        wrong = arena.client.post(path, json={"name": "g", "join_code": f"guess-{guess}"})
+        assert wrong.status_code == 403, wrong.text
+    blocked = arena.client.post(path, json={"name": "g", "join_code": "guess-5"})
+    assert blocked.status_code == 429 and int(blocked.headers["Retry-After"]) > 0, blocked.text
+    assert "join codes" in blocked.json()["error"]["message"]
+    assert arena.client.post(path, json={"name": "late", "join_code": "class-2026"}).status_code == 429
+    # Another client address is not affected; the organizer never is.
+    other = TestClient(arena.client.app, client=("203.0.113.9", 50000))
+    assert other.post(path, json={"name": "other", "join_code": "class-2026"}).status_code == 201
+    assert arena.client.post(f"/api/admin/competitions/{arena.slug}/teams", headers=bearer(ADMIN_TOKEN),
+                             json={"name": "organizer-made"}).status_code == 201
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("path", ["/", "/c/test-comp", "/admin/signin", "/signin", "/c/test-comp/leaderboard",
+                                  "/api/competitions"])
+def test_no_page_may_be_framed_by_another_site(arena, path):
+    """Issue 22, item 10: organizer forms could be framed from another port of the same host (clickjacking)."""
+    response = arena.client.get(path)
+    assert response.status_code == 200
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["content-security-policy"] == "frame-ancestors 'none'"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("PUT", "/c/test-comp/submit", "GET, POST, HEAD"),
+    ("DELETE", "/api/competitions/test-comp/teams", "POST"),
+    ("PATCH", "/admin/signin", "GET, POST, HEAD"),
+    ("DELETE", "/api/teams/me", "GET, HEAD"),
+])
+def test_405_names_every_method_of_the_path(arena, method, path, allowed):
+    response = arena.client.request(method, path)
+    assert response.status_code == 405 and response.headers["allow"] == allowed
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("flag", [0, 1, "true", "yes", None])
+def test_flags_are_json_booleans_only(arena, caller_headers, flag):
+    for path, body, headers in (("/api/submissions/1/final", {"selected": flag}, caller_headers["team"]),
+                                (f"/api/admin/competitions/{arena.slug}/reveal", {"revealed": flag},
+                                 bearer(ADMIN_TOKEN)),
+                                (f"/api/admin/competitions/{arena.slug}/teams", {"name": "x", "is_baseline": flag},
+                                 bearer(ADMIN_TOKEN))):
+        response = arena.client.post(path, json=body, headers=headers)
+        assert response.status_code == 422, (path, response.text)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_openapi_documents_the_real_rules(arena, caller_headers):
+    schema = arena.client.get("/openapi.json").json()
+    team = schema["components"]["schemas"]["TeamCreate"]["properties"]
+    assert team["name"]["maxLength"] == 100 and "printable" in team["name"]["description"]
+    assert team["members"]["items"]["maxLength"] == 100
+    assert schema["components"]["schemas"]["FinalSelection"]["properties"]["selected"]["type"] == "boolean"
+    upload = schema["paths"]["/api/competitions/{slug}/submissions"]["post"]["responses"]
+    assert "400" in upload
+    assert "400" in schema["paths"]["/api/competitions/{slug}/teams"]["post"]["responses"]
+    # ... and a body that cannot be parsed is that documented 400, in the API's error shape.
+    for path, content_type, body in (
+            (f"/api/competitions/{arena.slug}/submissions", "multipart/form-data", b"no boundary"),
+            (f"/api/competitions/{arena.slug}/submissions", "multipart/form-data; boundary=b", b"--b\r\nbad line\r\n"),
+            (f"/api/competitions/{arena.slug}/teams", "application/json", b"\xff")):
+        broken = arena.client.post(path, content=body, headers={**caller_headers["team"], "content-type": content_type})
+        assert broken.status_code == 400 and broken.json()["error"]["code"] == "malformed_body", broken.text

@@ -160,13 +160,14 @@ def test_finals_selection_decides_the_private_board(board):
     s1 = add_scored(session, a, public=10.0, private=40.0, created_at=START)
     s2 = add_scored(session, a, public=20.0, private=30.0, created_at=START + timedelta(minutes=1))
     s3 = add_scored(session, a, public=30.0, private=5.0, created_at=START + timedelta(minutes=2))
-    reveal_private_board(session=session, competition=row)
     # No selection: the best public ones (up to the limit) stand in, as on Kaggle.
-    assert leaderboard(session=session, competition=row, board="private").entries[0].submission_id == s2.id
+    preview = leaderboard(session=session, competition=row, board="private", is_admin=True)
+    assert preview.entries[0].submission_id == s2.id
     select_final(session=session, submission_id=s3.id, team=a, selected=True, limit=2)
     select_final(session=session, submission_id=s1.id, team=a, selected=True, limit=2)
     with pytest.raises(Conflict, match="already selected 2"):
         select_final(session=session, submission_id=s2.id, team=a, selected=True, limit=2)
+    reveal_private_board(session=session, competition=row)
     private = leaderboard(session=session, competition=row, board="private").entries[0]
     assert (private.submission_id, private.score) == (s3.id, 5.0)
     # The public board still shows the best public score over all submissions.

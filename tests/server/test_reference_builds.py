@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from server.competition import CONFIG_FILE, Competition, competitions_dir, write_manifest
-from server.db import ReferenceBuild
+from server.db import CompetitionRow, ReferenceBuild
 from server.db.crud import create_submission, create_team, get_competition, register_competition
 from server.queue import claim_next_submission, has_pending_work, register_worker
 from server.reference_builds import (
@@ -28,6 +31,7 @@ from server.reference_worker import ProgressReporter
 from server.scoring.references import cache_file, cache_problem
 from server.worker import Worker
 from tests.data.trees import make_tree
+from tests.utils.competition import make_competition
 from tests.utils.server_factories import ADMIN_TOKEN, START, make_test_competition, submission_zip
 from tests.web.test_pages import csrf_of
 
@@ -79,6 +83,40 @@ def test_submissions_wait_behind_a_queued_or_running_build_and_not_behind_a_fini
     claimed_submission = claim_next_submission(session=session, worker_id="w", now=START)
     assert claimed_submission is not None and claimed_submission.id == submission_id
     assert request_first_build(session=session, competition=row, reason="page view").id == build.id  # no new one
+
+
+def test_the_database_itself_refuses_a_second_active_build_of_a_competition(builds):
+    """Issue 22, item 5: the rule holds for any writer, not only for request_build."""
+    session, row = builds
+    first = request_build(session=session, competition=row, reason="first", now=START)
+    session.add(ReferenceBuild(competition_id=row.id, status="queued", reason="second", images_done=0,
+                               images_total=1, crashes=0, created_at=START, updated_at=START))
+    with pytest.raises(IntegrityError):
+        session.commit()
+    session.rollback()
+    finish_build(session=session, build_id=claim_next_build(session=session, worker_id="w", engine="e").id,
+                 worker_id="w", ok=False, outcome="failed")
+    again = request_build(session=session, competition=row, reason="retry", now=START)
+    assert again.id != first.id and again.status == "queued"  # a finished build does not block the next
+
+
+def test_concurrent_requests_queue_exactly_one_build(builds, database):
+    """8 callers at the same instant (web replicas, the CLI, workers) once created 6 active builds on PostgreSQL."""
+    _, row = builds
+    callers = 8
+    barrier = threading.Barrier(callers)
+
+    def request(index: int) -> int:
+        with database.sessionmaker() as session:
+            competition = session.get_one(CompetitionRow, row.id)
+            barrier.wait()
+            return request_build(session=session, competition=competition, reason=f"caller {index}").id
+
+    with ThreadPoolExecutor(callers) as pool:
+        ids = set(pool.map(request, range(callers)))
+    with database.sessionmaker() as session:
+        active = session.scalars(select(ReferenceBuild).where(ReferenceBuild.status.in_(("queued", "building")))).all()
+    assert len(active) == 1 and ids == {active[0].id}
 
 
 def test_a_build_whose_worker_went_silent_is_claimed_again_then_fails_as_a_poison_pill(builds):
@@ -261,6 +299,29 @@ def test_a_worker_starting_on_a_stale_cache_queues_a_build_and_runs_it(make_app,
         assert len(session.scalars(select(ReferenceBuild)).all()) == 2  # current: loaded, nothing queued
         assert not session.scalars(select(ReferenceBuild).where(
             ReferenceBuild.status != "done")).all()
+
+
+def test_workers_starting_together_queue_one_build_per_competition(make_app, scorer, data_dir):
+    """Three workers starting at once each find the cache missing; they used to build each competition twice."""
+    arena = make_app()
+    other = make_competition(competitions_dir(data_dir) / "other", slug="other", train_per_class=4,
+                             test_per_class=4, images_per_class=2)
+    with arena.database.sessionmaker() as session:
+        register_competition(session=session, root=other.root)
+    workers = [Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id=f"w{i}")
+               for i in range(3)]
+    barrier = threading.Barrier(len(workers))
+
+    def start(worker: Worker) -> None:
+        barrier.wait()
+        worker.prepare_references()
+
+    with ThreadPoolExecutor(len(workers)) as pool:
+        list(pool.map(start, workers))
+    with arena.database.sessionmaker() as session:
+        builds = session.scalars(select(ReferenceBuild)).all()
+    assert sorted(b.competition_id for b in builds) == sorted({b.competition_id for b in builds})
+    assert len(builds) == 2
 
 
 @pytest.mark.slow

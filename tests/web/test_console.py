@@ -217,7 +217,11 @@ def test_new_competition_from_a_server_folder_prepares_in_the_background_and_ope
 @pytest.mark.parametrize(("fields", "archive", "message"), [
     ({"slug": "test-comp"}, None, "is taken by an existing or preparing competition"),
     ({"slug": "Bad Slug!"}, None, "lowercase letters, digits and dashes"),
-    ({"images_per_class": "0"}, None, "a whole number of at least 1"),
+    ({"images_per_class": "0"}, None, "a whole number from 1 to 50,000"),
+    ({"images_per_class": str(10**12)}, None, "a whole number from 1 to 50,000"),
+    ({"public_fraction": "nan"}, None, "between 0 and 1"),
+    ({"title": "x" * 201}, None, "title: at most 200 characters"),
+    ({"title": "nul\x00title"}, None, "title: one line of visible characters"),
     ({"public_fraction": "1.5"}, None, "between 0 and 1"),
     ({"folder": "/no/such/folder"}, None, "no such folder on the server"),
     ({}, b"PK\x03\x04 this is not really a zip", "not a zip or tar archive"),

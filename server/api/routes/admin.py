@@ -14,6 +14,7 @@ from server.api.schemas import (
     Reason,
     RescoreAll,
     Reveal,
+    SettingsUpdate,
     SubmissionPublic,
     SubmissionsPublic,
     TeamAdminCreate,
@@ -23,6 +24,7 @@ from server.api.schemas import (
     WorkerPublic,
 )
 from server.competition import load_competition
+from server.console import update_settings
 from server.db.crud import (
     create_team,
     disqualify_submission,
@@ -92,6 +94,15 @@ def admin_reveal(competition: CompetitionDep, body: Reveal, _: AdminDep, session
     row = reveal_private_board(session=session, competition=competition, revealed=body.revealed, now=now)
     request.app.state.boards.forget(row.slug)  # a hidden board must not be served from the cache a moment longer
     return CompetitionPublic.build(row, load_competition(row), settings)
+
+
+@router.patch("/competitions/{slug}/settings", response_model=CompetitionPublic)
+def admin_update_settings(competition: CompetitionDep, body: SettingsUpdate, _: AdminDep, session: SessionDep,
+                          now: NowDep, settings: SettingsDep) -> CompetitionPublic:
+    """Change settings: the settings page's rules (422 naming each invalid field, 409 where entries lock it)."""
+    update_settings(session=session, competition=competition, changes=body.model_dump(exclude_unset=True),
+                    actor="API (admin token)", now=now)
+    return CompetitionPublic.build(competition, load_competition(competition), settings)
 
 
 @router.get("/competitions/{slug}/teams", response_model=TeamsPublic)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from server.api.schemas import CompetitionPublic, CompetitionsPublic
-from server.competition import load_competition
+from server.competition import config_problem, load_competition
 from server.db.crud import list_competitions
 from server.deps import CompetitionDep, SessionDep, SettingsDep
 
@@ -14,7 +14,9 @@ router = APIRouter(prefix="/competitions", tags=["competitions"])
 def read_competitions(session: SessionDep, settings: SettingsDep) -> CompetitionsPublic:
     """Every competition with its rules (classes, images per class, deadline, quota, ...)."""
     rows = list_competitions(session=session)
-    data = [CompetitionPublic.build(row, load_competition(row), settings) for row in rows]
+    # One whose config cannot be read is left out here and answers 503 on its own routes.
+    readable = [row for row in rows if config_problem(row) is None]
+    data = [CompetitionPublic.build(row, load_competition(row), settings) for row in readable]
     return CompetitionsPublic(data=data, count=len(data))
 
 

@@ -71,7 +71,7 @@ def read_sample_grid(submission_id: RowId, cls: str, caller: IdentifiedCaller, s
 def choose_final(submission_id: RowId, body: FinalSelection, team: CurrentTeam, session: SessionDep,
                  now: NowDep) -> SubmissionPublic:
     """Select (or unselect) one of your scored submissions as a final for the private board."""
-    limit = load_competition(team.competition).config.final_selection_limit
+    config = load_competition(team.competition).config
     submission = select_final(session=session, submission_id=submission_id, team=team, selected=body.selected,
-                              limit=limit, now=now)
+                              limit=config.final_selection_limit, deadline=config.deadline, now=now)
     return to_public(submission, is_admin=False)

@@ -29,21 +29,30 @@ def register_team(body: TeamCreate, competition: CompetitionDep, caller: CallerD
                   request: Request, now: NowDep) -> TeamWithToken:
     """Create a team (organizer, or anyone where self-registration is open); its token is shown this once."""
     if not caller.is_admin:
-        check_self_registration(load_competition(competition).config, body.join_code, caller.is_anonymous)
+        client = request.client.host if request.client else "unknown"
+        check_self_registration(load_competition(competition).config, body.join_code, caller.is_anonymous,
+                                client=client, failures=request.app.state.join_code_failures)
         limit: ClientRateLimit = request.app.state.team_creation_limit
-        limit.hit(request.client.host if request.client else "unknown")
+        limit.hit(client)
     team, token = create_team(session=session, competition=competition, name=body.name, members=body.members,
                               now=now)
     return with_token(team, token, request)
 
 
-def check_self_registration(config: CompetitionConfig, join_code: str | None, anonymous: bool) -> None:
-    """Self-registration must be open, and where the competition has a join code, the caller must know it."""
+def check_self_registration(config: CompetitionConfig, join_code: str | None, anonymous: bool, *, client: str,
+                            failures: ClientRateLimit) -> None:
+    """Self-registration must be open, and where the competition has a join code, the caller must know it. Wrong
+    codes count against the client: past the limit it is refused (429) before its next guess is even compared, so
+    a right guess would not get through either."""
     if not config.self_registration:
         if anonymous:
             raise Unauthorized("Teams of this competition are created by the organizer (send the admin token).")
         raise Forbidden("Teams of this competition are created by the organizer; a team token can't create teams.")
-    if config.join_code and not hmac.compare_digest((join_code or "").encode(), config.join_code.encode()):
+    if not config.join_code:
+        return
+    failures.check(client)
+    if not hmac.compare_digest((join_code or "").encode(), config.join_code.encode()):
+        failures.hit(client)
         raise Forbidden("This competition needs its join code to create a team (the organizer hands it out): send "
                         '`"join_code": "..."` with the team.', detail={"join_code": "missing" if not join_code
                                                                         else "wrong"})
