@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -19,6 +19,7 @@ from server.competition import CompetitionConfig, load_competition, write_config
 from server.db import CompetitionRow, Submission, begin_write, bump_board_version, utcnow
 from server.db.models import Announcement, SettingChange
 from server.errors import Conflict, InvalidSettings
+from submissions.competition import CompetitionStatus, SubmissionKinds
 
 # What the settings page edits, with the effect people read next to each field.
 EDITABLE: dict[str, str] = {
@@ -31,13 +32,17 @@ EDITABLE: dict[str, str] = {
                              "board.",
     "self_registration": "Whether teams may create their own accounts (otherwise the organizer creates them).",
     "status": "open: teams submit. closed: uploads refused, pages stay. archived: read-only, still browsable.",
+    "submission_kinds": "What teams upload. images: a zip of PNGs they generated. model: an ONNX generator the "
+                        "server samples (fresh seeded image sets, so its score has an interval; needs a worker with "
+                        "the time to sample). both: either. Entries already made keep their scores.",
 }
 # Changing these after the first entry would make old and new scores incomparable.
 SCORE_FIELDS: dict[str, str] = {
     "images_per_class": "Images per class a submission must hold.",
     "memorization_eps": "The memorization threshold ('auto' or a number).",
 }
-STATUSES = ("open", "closed", "archived")
+STATUSES = get_args(CompetitionStatus)
+SUBMISSION_KINDS = get_args(SubmissionKinds)
 DEADLINE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 
 

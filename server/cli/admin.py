@@ -174,6 +174,8 @@ def admin_settings(
     final_selection_limit: int | None = typer.Option(None, "--final-selection-limit", help="0: best counts."),
     self_registration: bool | None = typer.Option(None, "--self-registration/--no-self-registration"),
     status: str | None = typer.Option(None, "--status", help="open | closed | archived"),
+    submission_kinds: str | None = typer.Option(None, "--submission-kinds", help="images | model | both: what "
+                                                "teams upload (a zip of PNGs, an ONNX generator the server samples)."),
     images_per_class: int | None = typer.Option(None, "--images-per-class", help="Refused once entries exist."),
     memorization_eps: str | None = typer.Option(None, "--memorization-eps", help="'auto' or a number; refused "
                                                 "once entries exist."),
@@ -189,7 +191,8 @@ def admin_settings(
     changes: dict[str, Any] = {key: value for key, value in {
         "title": title, "description": description, "team_rules": rules, "daily_limit": daily_limit,
         "final_selection_limit": final_selection_limit, "self_registration": self_registration, "status": status,
-        "images_per_class": images_per_class, "memorization_eps": memorization_eps}.items() if value is not None}
+        "submission_kinds": submission_kinds, "images_per_class": images_per_class,
+        "memorization_eps": memorization_eps}.items() if value is not None}
     _, database = _admin_database(data_dir)
     with database.session() as session:
         row = _run(lambda: get_competition(session=session, slug=slug))

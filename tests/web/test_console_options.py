@@ -1,0 +1,85 @@
+"""What a competition accepts (`submission_kinds`) is edited wherever settings are (the settings page, `arena admin
+settings`, `arena data prepare`, the new-competition form) and shown on the home card; the new-competition form
+offers `arena data prepare`'s options and warns when a board has few held-out images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from server.cli import app
+from server.competition import Competition, competitions_dir
+from server.preparation import MIN_TEST_IMAGES_PER_SPLIT
+from tests.data.trees import make_tree
+from tests.web.test_console import SETTINGS_URL, config_file, form_of, organizer, wait_for_preparation  # noqa: F401
+from tests.web.test_pages import csrf_of
+
+
+def test_the_settings_page_switches_model_submissions_on_with_its_effect_and_history(organizer):  # noqa: F811
+    arena, client = organizer
+    page = client.get(SETTINGS_URL).text
+    assert '<select id="submission_kinds" name="submission_kinds">' in page
+    assert "an ONNX generator the server samples" in page  # the effect, next to the field
+    assert "images only: a zip of 8 images per class" in arena.client().get("/").text
+    saved = client.post(SETTINGS_URL, data=form_of(arena, client, submission_kinds="model"))
+    assert saved.status_code == 303, saved.text
+    assert json.loads(config_file(arena).read_text())["submission_kinds"] == "model"
+    assert "<code>submission_kinds</code>" in client.get(SETTINGS_URL).text  # recorded in the history
+    assert "models only: an ONNX generator" in arena.client().get("/").text
+    refused = client.post(SETTINGS_URL, data=form_of(arena, client, submission_kinds="videos"))
+    assert refused.status_code == 422 and "submission_kinds" in refused.text
+    assert json.loads(config_file(arena).read_text())["submission_kinds"] == "model"
+
+
+def test_arena_data_prepare_sets_what_a_competition_accepts_and_warns_of_few_test_images(tmp_path):
+    source = make_tree(tmp_path / "dataset", train=2, test=4, size=80)
+    out = tmp_path / "comp"
+    result = CliRunner().invoke(app, ["data", "prepare", "--source", str(source), "--out", str(out),
+                                      "--images-per-class", "2", "--submission-kinds", "model"])
+    assert result.exit_code == 0, result.output
+    assert Competition.load(out).config.submission_kinds == "model"
+    assert "accepts      model" in result.output
+    assert "few held-out images: with_mask public (2)" in result.output
+    assert f"under {MIN_TEST_IMAGES_PER_SPLIT} per class on a board" in result.output
+
+
+def test_the_new_competition_form_offers_prepares_options_and_warns_of_few_test_images(organizer, tmp_path):  # noqa: F811
+    arena, client = organizer
+    source = make_tree(tmp_path / "dataset", train=3, test=4, size=80)
+    # A test image copied from the training set: --dedupe leaves it out.
+    shutil.copy(next((source / "train" / "with_mask").glob("*.png")), source / "test" / "with_mask" / "copy.png")
+    form_page = client.get("/admin/new").text
+    for field in ("dedupe", "validation", "small", "skip_bad", "image_size", "seed", "test_folder",
+                  "submission_kinds"):
+        assert f'name="{field}"' in form_page, field
+    started = client.post("/admin/new", data={
+        "csrf_token": csrf_of(form_page), "slug": "masks", "images_per_class": "3", "public_fraction": "0.5",
+        "folder": str(source), "dedupe": "1", "image_size": "32", "seed": "7", "submission_kinds": "both"})
+    assert started.status_code == 303, started.text
+    done = " ".join(wait_for_preparation(client, "masks").split())
+    assert 'data-state="done"' in done
+    competition = Competition.load(competitions_dir(arena.settings.data_dir) / "masks")
+    assert (competition.config.image_size, competition.config.submission_kinds) == (32, "both")
+    assert len(competition.test_files("with_mask", "public")) + len(competition.test_files("with_mask",
+                                                                                           "private")) == 4
+    assert 'id="few-references"' in done and "with_mask public (2)" in done
+    assert "biased upward" in done
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"validation": "sometimes"}, "validation: one of train, test, ignore"),
+    ({"image_size": "4"}, "image_size: a whole number of at least 8"),
+    ({"test_folder": "/no/such/held-out"}, "no such folder on the server"),
+    ({"submission_kinds": "videos"}, "submission_kinds: one of images, model, both"),
+])
+def test_bad_prepare_options_are_refused_on_the_form(organizer, tmp_path, fields, message):  # noqa: F811
+    arena, client = organizer
+    source = make_tree(tmp_path / "dataset", train=1, test=2, size=80)
+    form = {"csrf_token": csrf_of(client.get("/admin/new").text), "slug": "fresh", "images_per_class": "3",
+            "public_fraction": "0.5", "folder": str(source), **fields}
+    response = client.post("/admin/new", data=form)
+    assert response.status_code == 422 and message in response.text, response.text
+    assert not (arena.settings.data_dir / "preparing" / "fresh").exists()
