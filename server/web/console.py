@@ -22,6 +22,7 @@ from server.console import (
     competition_announcements,
     count_entries,
     parse_deadline,
+    save_warnings,
     setting_history,
     update_settings,
     withdraw_announcement,
@@ -58,7 +59,9 @@ def _console(page: Page, row: CompetitionRow, *, status_code: int = 200, **extra
     comp = load_competition(row)
     entries = count_entries(session=page.db, competition=row)
     context = {
-        "comp": comp, "row": row, "entries": entries, "effects": EDITABLE, "score_fields": SCORE_FIELDS,
+        "comp": comp, "row": row, "entries": entries,
+        "scored_entries": count_entries(session=page.db, competition=row, scored_only=True),
+        "effects": EDITABLE, "score_fields": SCORE_FIELDS,
         "build": latest_build(session=page.db, competition=row),
         "statuses": STATUSES, "submission_kinds": SUBMISSION_KINDS,
         "history": setting_history(session=page.db, competition=row),
@@ -116,7 +119,9 @@ def _save_settings(page: Page, slug: str, form: dict[str, str]) -> Response:
         page.db.rollback()
         return _console(page, row, **refused_form(exc, form))
     summary = ", ".join(change.field for change in changed) or "nothing changed"
-    page.session.set_flash("ok", f"Settings of {slug} saved: {summary}.")
+    warnings = save_warnings(changed, page.now)
+    page.session.set_flash("warn" if warnings else "ok", " ".join([f"Settings of {slug} saved: {summary}.",
+                                                                    *warnings]))
     return page.redirect(page.url_for("web_admin_settings", slug=slug))
 
 

@@ -344,6 +344,7 @@ def test_organizer_reveals_the_private_board_and_teams_then_see_it(server, brows
     screenshot(organizer, "admin-teams")
     organizer.click("text=Competitions & workers")
     organizer.click("text=Reveal private board")
+    organizer.click("#confirm-action")  # the page named the consequence first
     organizer.wait_for_selector("text=is now visible to everyone")
 
     team.goto(f"/c/{SLUG}/leaderboard?board=private")
@@ -424,6 +425,8 @@ def test_organizer_walks_one_season_from_the_browser(server, browser, tmp_path):
 
     organizer.goto(f"/admin/c/{slug}/settings")
     organizer.click("text=Reveal private board")
+    organizer.click("#confirm-action")
+    organizer.wait_for_selector("text=is now visible to everyone")
     organizer.goto(f"/admin/c/{slug}/settings")
     with organizer.expect_download() as download:
         organizer.click("#export-final")

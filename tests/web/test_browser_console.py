@@ -117,3 +117,49 @@ def test_every_page_finds_its_favicon(server, browser):
     svg = httpx.get(server.url + page.locator("link[rel=icon][type='image/svg+xml']").get_attribute("href"))
     assert svg.status_code == 200 and "<svg" in svg.text
     assert page.failed == []
+
+
+def sign_in_organizer(page, server) -> None:
+    page.goto("/admin/signin")
+    page.fill("#token", server.admin_token)
+    page.click("main button[type=submit]")
+    page.wait_for_selector(".notice.ok")
+
+
+def test_reveal_asks_first_warns_before_the_deadline_and_can_be_undone(server, browser):
+    page = offline_page(browser, server)
+    sign_in_organizer(page, server)
+    settings = f"/admin/c/{SLUG}/settings"
+    page.goto(settings)
+    page.click("#reveal-board")
+    assert "Everyone, teams and anonymous visitors, will see the private leaderboard" in page.inner_text(
+        "#consequence")
+    assert "no deadline: teams can still submit" in page.inner_text("#confirm-warning")
+    page.click("#cancel-action")  # changed my mind: nothing happens
+    assert page.url.endswith(settings) and page.locator("#reveal-board").count() == 1
+    assert httpx.get(f"{server.url}/api/competitions/{SLUG}").json()["private_revealed"] is False
+
+    page.click("#reveal-board")
+    page.click("#confirm-action")
+    page.wait_for_selector("text=is now visible to everyone")
+    assert httpx.get(f"{server.url}/api/competitions/{SLUG}").json()["private_revealed"] is True
+
+    page.click("#hide-board")  # revealed by mistake
+    assert "no longer see the private leaderboard" in page.inner_text("#consequence")
+    page.click("#confirm-action")
+    page.wait_for_selector("text=hidden from teams and visitors again")
+    assert httpx.get(f"{server.url}/api/competitions/{SLUG}").json()["private_revealed"] is False
+    history = page.inner_text("#settings-history")
+    assert history.count("private_board") == 2
+    assert "hidden\trevealed" in history and "revealed\thidden" in history
+
+
+def test_rescore_all_names_how_many_entries_go_back_into_the_queue(server, browser):
+    page = offline_page(browser, server)
+    sign_in_organizer(page, server)
+    page.goto("/admin")
+    page.click("text=Rescore all…")
+    assert "0 scored or failed submissions of 'test-comp' go back into the queue" in page.inner_text("#consequence")
+    assert "The competition is running" in page.inner_text("#confirm-warning")
+    page.click("#confirm-action")
+    page.wait_for_selector("text=Queued 0 submission(s) of test-comp for rescoring")

@@ -83,3 +83,29 @@ def test_bad_prepare_options_are_refused_on_the_form(organizer, tmp_path, fields
     response = client.post("/admin/new", data=form)
     assert response.status_code == 422 and message in response.text, response.text
     assert not (arena.settings.data_dir / "preparing" / "fresh").exists()
+
+
+def test_a_deadline_in_the_past_is_saved_with_a_warning(organizer):  # noqa: F811
+    arena, client = organizer
+    saved = client.post(SETTINGS_URL, data=form_of(arena, client, deadline="2020-01-01 12:00"))
+    assert saved.status_code == 303
+    page = client.get(SETTINGS_URL).text
+    assert 'class="notice warn"' in page
+    assert "The deadline 2020-01-01 12:00 UTC is in the past: uploads are refused from now on" in page
+    client.post(SETTINGS_URL, data=form_of(arena, client, deadline="2099-01-01 12:00"))
+    assert "is in the past" not in client.get(SETTINGS_URL).text  # a future deadline saves quietly
+
+
+def test_the_lock_counts_scored_entries_apart_from_those_only_received(organizer):  # noqa: F811
+    from server.db.crud import create_submission, get_competition
+
+    arena, client = organizer
+    arena.scored_submission(arena.alpha, 100.0, 110.0)
+    arena.scored_submission(arena.beta, 90.0, 95.0)
+    with arena.database.sessionmaker() as session:
+        create_submission(session=session, competition=get_competition(session=session, slug="test-comp"),
+                          team=arena.alpha, sha256="f" * 64, size_bytes=1)  # queued, not scored
+    page = client.get(SETTINGS_URL).text
+    assert "Locked: 2 entries were scored and 1 more received under this value." in page
+    refused = client.post(SETTINGS_URL, data=form_of(arena, client, images_per_class="9"))
+    assert refused.status_code == 409 and "3 entries (2 scored)" in refused.text
