@@ -25,6 +25,7 @@ from server.db.crud import (
 from server.deps import is_admin_token
 from server.errors import ArenaError, NotFound
 from server.params import RowId, id_from_text
+from server.reference_builds import builds_by_worker, percent_done
 from server.web.deps import Page, PageDep, refused_form
 from server.web.routing import PageRoute
 from server.web.session import start_signed_in
@@ -74,8 +75,12 @@ def admin_home(page: PageDep) -> Response:
                              "counts": counts})
     silent_after = timedelta(seconds=page.settings.worker_timeout_seconds)
     now = page.now
-    workers = [{"alive": now - w.last_heartbeat < silent_after, **{k: getattr(w, k) for k in (
-        "id", "host", "pid", "device", "started_at", "last_heartbeat", "stopped_at", "current_submission_id")}}
+    slugs = {row.id: row.slug for row in list_competitions(session=page.db)}
+    building = {worker_id: {"slug": slugs.get(build.competition_id, "?"), "percent": percent_done(build)}
+                for worker_id, build in builds_by_worker(session=page.db).items()}
+    workers = [{"alive": now - w.last_heartbeat < silent_after, "build": building.get(w.id), **{
+        k: getattr(w, k) for k in ("id", "host", "pid", "device", "started_at", "last_heartbeat", "stopped_at",
+                                   "current_submission_id")}}
         for w in queue.list_workers(session=page.db)]
     depth = list_submissions(session=page.db, status=SubmissionStatus.queued, limit=0)[1]
     return page.render("admin/index.html", {"competitions": competitions, "workers": workers, "queue_depth": depth})

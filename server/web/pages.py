@@ -34,6 +34,7 @@ from server.ranking import (
     leaderboard_csv,
     private_board_visible,
 )
+from server.reference_builds import active_build, percent_done
 from server.storage import grid_path
 from server.upload import submit_upload
 from server.web.deps import Page, PageDep
@@ -239,10 +240,13 @@ def submit_post(
 
 
 def _status_context(page: Page, submission: Submission) -> dict[str, object]:
-    position = None
+    position, build = None, None
     if submission.status == SubmissionStatus.queued:
         position = queue.queue_position(session=page.db, submission=submission)
-    return {"sub": submission, "final": submission.status in FINAL_STATUSES, "queue_position": position}
+        # Submissions of a competition wait while its reference statistics are built: say so, and how far it is.
+        build = active_build(session=page.db, competition=submission.team.competition)
+    return {"sub": submission, "final": submission.status in FINAL_STATUSES, "queue_position": position,
+            "reference_build": build, "build_percent": percent_done(build) if build else 0}
 
 
 @router.get("/submissions/{submission_id}", name="web_submission", response_class=HTMLResponse)

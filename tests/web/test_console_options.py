@@ -109,3 +109,36 @@ def test_the_lock_counts_scored_entries_apart_from_those_only_received(organizer
     assert "Locked: 2 entries were scored and 1 more received under this value." in page
     refused = client.post(SETTINGS_URL, data=form_of(arena, client, images_per_class="9"))
     assert refused.status_code == 409 and "3 entries (2 scored)" in refused.text
+
+
+def test_a_worker_building_references_says_so_and_queued_teams_see_scoring_wait_for_it(organizer):  # noqa: F811
+    from server.db.crud import create_submission, get_competition
+    from server.reference_builds import claim_next_build, record_progress, request_build
+
+    arena, client = organizer
+    with arena.database.sessionmaker() as session:
+        row = get_competition(session=session, slug="test-comp")
+        build = request_build(session=session, competition=row, reason="test")
+        submission, _ = create_submission(session=session, competition=row, team=arena.alpha, sha256="e" * 64,
+                                          size_bytes=1)
+        total = build.images_total
+    team = arena.client()
+    arena.sign_in(team, arena.alpha_token)
+    waiting = " ".join(team.get(f"/submissions/{submission.id}").text.split())
+    assert "Scoring waits for the competition's reference statistics" in waiting
+    assert "queued for a scoring worker" in waiting
+
+    with arena.database.sessionmaker() as session:
+        claimed = claim_next_build(session=session, worker_id=arena.worker_id, engine="torch")
+        assert claimed is not None and claimed.id == build.id
+        done = total // 4
+        record_progress(session=session, build_id=build.id, worker_id=arena.worker_id,
+                        progress={"classes": {"with_mask": {"done": done, "total": total // 2},
+                                              "without_mask": {"done": 0, "total": total - total // 2}},
+                                  "stage": "with_mask train"})
+    percent = int(100 * done / total)
+    workers = " ".join(client.get("/admin").text.split())
+    assert f"building reference statistics of test-comp ({percent}%)" in workers
+    assert ">idle<" not in workers
+    status = " ".join(team.get(f"/submissions/{submission.id}/status").text.split())
+    assert f"being built now: <strong>{percent}%</strong> ({done:,} of {total:,} images)" in status
