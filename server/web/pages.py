@@ -43,6 +43,7 @@ from server.web.plots import ScorePoint, score_plot_svg
 from server.web.render import STATIC_DIR, templates
 from server.web.routing import PageRoute
 from server.web.session import end_signed_in, start_signed_in
+from server.web.signup import open_to_sign_up
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -157,7 +158,8 @@ TEAM_SIGNIN = {
 @router.get("/signin", name="web_signin", response_class=HTMLResponse)
 def signin(page: PageDep, next: str = "") -> Response:
     """The team token form."""
-    return page.render("signin.html", {**TEAM_SIGNIN, "action": page.url_for("web_signin_post"), "next_url": next})
+    return page.render("signin.html", {**TEAM_SIGNIN, "action": page.url_for("web_signin_post"), "next_url": next,
+                                       "sign_up": open_to_sign_up(page)})
 
 
 @router.post("/signin", name="web_signin_post", response_class=HTMLResponse)

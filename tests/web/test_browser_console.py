@@ -21,6 +21,7 @@ from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, REPO, _free_port, _w
 pytestmark = [pytest.mark.browser]
 
 SLUG = "test-comp"
+CODED, JOIN_CODE = "course", "ml-2026-spring"
 
 
 class Server:
@@ -38,6 +39,8 @@ def server(tmp_path_factory):
     data_dir = root / "data"
     make_competition(competitions_dir(data_dir) / SLUG, images_per_class=4, train_per_class=4, test_per_class=4,
                      title="Masked faces (console test)")
+    make_competition(competitions_dir(data_dir) / CODED, images_per_class=4, train_per_class=4, test_per_class=4,
+                     slug=CODED, title="Course GAN contest", join_code=JOIN_CODE)
     port = _free_port()
     admin_token = "admin-" + secrets.token_urlsafe(18)
     env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": admin_token}
@@ -158,8 +161,38 @@ def test_rescore_all_names_how_many_entries_go_back_into_the_queue(server, brows
     page = offline_page(browser, server)
     sign_in_organizer(page, server)
     page.goto("/admin")
-    page.click("text=Rescore all…")
+    page.click(f"#admin-competitions tr:has-text('{SLUG}') >> text=Rescore all…")
     assert "0 scored or failed submissions of 'test-comp' go back into the queue" in page.inner_text("#consequence")
     assert "The competition is running" in page.inner_text("#confirm-warning")
     page.click("#confirm-action")
     page.wait_for_selector("text=Queued 0 submission(s) of test-comp for rescoring")
+
+
+def test_a_team_signs_up_in_the_browser_and_sees_its_token_once(server, browser):
+    page = offline_page(browser, server)
+    page.goto("/signin")
+    page.click("#sign-up-links >> text=Masked faces (console test)")
+    page.fill("#name", "Pix2Pix Pioneers")
+    page.fill("#members", "Grace Hopper\nAlan Turing")
+    page.click("#join-form button[type=submit]")
+    token = page.input_value("#team-token")
+    assert token.startswith("arena_") and "shown only this once" in page.inner_text("main")
+    assert "Team Pix2Pix Pioneers" in page.inner_text("header")  # this browser is signed in as the team
+    me = httpx.get(f"{server.url}/api/teams/me", headers={"Authorization": f"Bearer {token}"}).json()
+    assert (me["name"], me["members"]) == ("Pix2Pix Pioneers", ["Grace Hopper", "Alan Turing"])
+    page.goto(f"/c/{SLUG}/join")  # the token is never shown again
+    assert token not in page.content()
+
+
+def test_sign_up_needs_the_join_code_where_one_is_set(server, browser):
+    page = offline_page(browser, server)
+    page.goto(f"/c/{CODED}")
+    page.click("#create-team-link")
+    page.fill("#name", "Latent Space Cadets")
+    page.fill("#join_code", "guess")
+    page.click("#join-form button[type=submit]")
+    assert "needs its join code" in page.inner_text("#join-error")
+    assert page.input_value("#name") == "Latent Space Cadets"  # nothing to type twice
+    page.fill("#join_code", JOIN_CODE)
+    page.click("#join-form button[type=submit]")
+    assert page.input_value("#team-token").startswith("arena_")

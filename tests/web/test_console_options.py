@@ -142,3 +142,21 @@ def test_a_worker_building_references_says_so_and_queued_teams_see_scoring_wait_
     assert ">idle<" not in workers
     status = " ".join(team.get(f"/submissions/{submission.id}/status").text.split())
     assert f"being built now: <strong>{percent}%</strong> ({done:,} of {total:,} images)" in status
+
+
+def test_sign_up_is_refused_where_the_organizer_creates_teams(data_dir):
+    from server.db.crud import get_competition, list_teams
+    from tests.web.test_pages import Arena
+
+    arena = Arena(data_dir, self_registration=False)
+    visitor = arena.client()
+    page = visitor.get("/c/test-comp/join").text
+    assert 'id="join-closed"' in page and 'id="join-form"' not in page
+    assert 'id="create-team-link"' not in visitor.get("/c/test-comp").text
+    refused = visitor.post("/c/test-comp/join", data={"csrf_token": csrf_of(visitor.get("/signin").text),
+                                                      "name": "sneaky"})
+    assert refused.status_code == 401 and "created by the organizer" in refused.text
+    with arena.database.sessionmaker() as session:
+        names = [t.name for t in list_teams(session=session, competition=get_competition(session=session,
+                                                                                          slug="test-comp"))]
+    assert "sneaky" not in names
