@@ -51,6 +51,7 @@ class PreparationRequest:
     public_fraction: float
     # The other options of `arena data prepare`, with its defaults.
     test_source: str | None = None
+    class_map: dict[str, list[str]] | None = None
     validation: str = "test"
     small: str = "skip"
     dedupe: bool = False
@@ -111,10 +112,23 @@ def check_options(form: dict[str, str]) -> dict[str, Any]:
     if test_folder and not Path(test_folder).expanduser().is_dir():
         problems["test_folder"] = f"{test_folder}: no such folder on the server"
     options["test_source"] = str(Path(test_folder).expanduser().resolve()) if test_folder else None
+    options["class_map"] = _class_map(form.get("class_map") or "", problems)
     if problems:
         listed = "; ".join(f"{field}: {message}" for field, message in problems.items())
         raise InvalidSettings(f"Competition not created: {listed}.", detail=problems)
     return options
+
+
+def _class_map(text: str, problems: dict[str, str]) -> dict[str, list[str]] | None:
+    """`--class NAME=FOLDER` as typed in the form, one per line: {NAME: [FOLDER, ...]} (None when empty)."""
+    mapping: dict[str, list[str]] = {}
+    for line in filter(None, (line.strip() for line in text.splitlines())):
+        name, sep, folder = line.partition("=")
+        if not (sep and name.strip() and folder.strip()):
+            problems["class_map"] = f"'{line}': write NAME=FOLDER, one per line (e.g. with_mask=WithMask)"
+            return None
+        mapping.setdefault(name.strip(), []).append(folder.strip())
+    return mapping or None
 
 
 def few_reference_images(counts: dict[str, dict[str, int]]) -> list[str]:

@@ -74,7 +74,8 @@ def print_banner(settings: Settings, *, demo: bool, worker_pid: int | None) -> N
         *([f"  (kept in {secrets_dir} with the session key, so restarts keep it and everyone's sign-in; set "
            "ARENA_ADMIN_TOKEN and ARENA_SECRET_KEY for real use)"] if demo else []),
         *([f"The commands below use {arena}: the environment is not activated (or run `source "
-           f"{Path(arena).parent}/activate` and type `arena`)."] if arena != "arena" and "/" in arena else []),
+           f"{Path(arena).parent}/activate` and type `arena`)."] if arena != "arena" and arena.endswith("/arena")
+          else []),
         "Create a team (its token is printed once):",
         f"  curl -X POST {url}/api/competitions/{slug}/teams -H 'Content-Type: application/json' "
         "-d '{\"name\": \"my-team\", \"members\": [\"Ada\"]}'",

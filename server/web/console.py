@@ -246,16 +246,17 @@ def new_competition(page: PageDep) -> Response:
 def new_competition_post(
     page: PageDep, slug: FormText = "", title: FormText = "", images_per_class: FormText = "1000",
     public_fraction: FormText = "0.5", folder: FormText = "", archive: UploadFile | None = None,
-    test_folder: FormText = "", validation: FormText = "", small: FormText = "", dedupe: FormText = "",
-    skip_bad: FormText = "", image_size: FormText = "", seed: FormText = "", submission_kinds: FormText = "",
+    test_folder: FormText = "", class_map: FormText = "", validation: FormText = "", small: FormText = "",
+    dedupe: FormText = "", skip_bad: FormText = "", image_size: FormText = "", seed: FormText = "",
+    submission_kinds: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
     """Check everything that can be checked now, then start the preparation in the background."""
     page.require_admin()
     page.session.check_csrf(csrf_token)
     form = {"slug": slug, "title": title, "images_per_class": images_per_class, "public_fraction": public_fraction,
-            "folder": folder, "test_folder": test_folder, "validation": validation, "small": small,
-            "dedupe": dedupe, "skip_bad": skip_bad, "image_size": image_size, "seed": seed,
+            "folder": folder, "test_folder": test_folder, "class_map": class_map, "validation": validation,
+            "small": small, "dedupe": dedupe, "skip_bad": skip_bad, "image_size": image_size, "seed": seed,
             "submission_kinds": submission_kinds}
     data_dir = page.settings.data_dir
     received: Path | None = None

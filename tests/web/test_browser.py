@@ -2,8 +2,8 @@
 
 One server process for the module: a tiny competition (8 images per class), the real upload, validation, queue,
 the worker process `arena serve` starts, and the scoring pipeline with random FID weights (TORCH_HOME). Screenshots
-of every page go to test-artifacts/web/ (git-ignored); docs/img/ holds copies of the leaderboard and submission
-pages.
+of every page go to test-artifacts/web/ (git-ignored); the README's screenshots in docs/img/ come from
+tests/web/test_screenshots.py (a scored demo).
 """
 
 from __future__ import annotations

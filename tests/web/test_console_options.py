@@ -52,20 +52,21 @@ def test_the_new_competition_form_offers_prepares_options_and_warns_of_few_test_
     # A test image copied from the training set: --dedupe leaves it out.
     shutil.copy(next((source / "train" / "with_mask").glob("*.png")), source / "test" / "with_mask" / "copy.png")
     form_page = client.get("/admin/new").text
-    for field in ("dedupe", "validation", "small", "skip_bad", "image_size", "seed", "test_folder",
+    for field in ("dedupe", "validation", "small", "skip_bad", "image_size", "seed", "test_folder", "class_map",
                   "submission_kinds"):
         assert f'name="{field}"' in form_page, field
     started = client.post("/admin/new", data={
         "csrf_token": csrf_of(form_page), "slug": "masks", "images_per_class": "3", "public_fraction": "0.5",
-        "folder": str(source), "dedupe": "1", "image_size": "32", "seed": "7", "submission_kinds": "both"})
+        "folder": str(source), "dedupe": "1", "image_size": "32", "seed": "7", "submission_kinds": "both",
+        "class_map": "masked=with_mask\nbare=without_mask"})
     assert started.status_code == 303, started.text
     done = " ".join(wait_for_preparation(client, "masks").split())
     assert 'data-state="done"' in done
     competition = Competition.load(competitions_dir(arena.settings.data_dir) / "masks")
     assert (competition.config.image_size, competition.config.submission_kinds) == (32, "both")
-    assert len(competition.test_files("with_mask", "public")) + len(competition.test_files("with_mask",
-                                                                                           "private")) == 4
-    assert 'id="few-references"' in done and "with_mask public (2)" in done
+    assert sorted(competition.classes) == ["bare", "masked"]
+    assert len(competition.test_files("masked", "public")) + len(competition.test_files("masked", "private")) == 4
+    assert 'id="few-references"' in done and "masked public (2)" in done
     assert "biased upward" in done
 
 
@@ -74,6 +75,7 @@ def test_the_new_competition_form_offers_prepares_options_and_warns_of_few_test_
     ({"image_size": "4"}, "image_size: a whole number of at least 8"),
     ({"test_folder": "/no/such/held-out"}, "no such folder on the server"),
     ({"submission_kinds": "videos"}, "submission_kinds: one of images, model, both"),
+    ({"class_map": "with_mask"}, "write NAME=FOLDER, one per line"),
 ])
 def test_bad_prepare_options_are_refused_on_the_form(organizer, tmp_path, fields, message):  # noqa: F811
     arena, client = organizer
