@@ -34,8 +34,8 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 REQUEST_FILE, LOG_FILE, RESULT_FILE = "request.json", "log.txt", "result.json"
 PREVIEW_PER_CLASS = 16
 # Below this many held-out images per class on a board, the reference statistics (a 2,048-dimensional mean and
-# covariance) are estimated from too few images: FID is biased upward and moves by more between two draws of the
-# references than the gaps between teams usually are.
+# covariance) are estimated from few images: the covariance is far from full rank, FID is biased upward and the
+# references' own sampling noise can outweigh small differences between teams.
 MIN_TEST_IMAGES_PER_SPLIT = 500
 # The form's choices: `arena data prepare`'s options of the same names.
 CHOICES: dict[str, tuple[str, ...]] = {"validation": get_args(ValidationPolicy), "small": get_args(SmallPolicy),

@@ -213,5 +213,6 @@ def _warn_few_reference_images(competition: Competition) -> None:
     if few:
         typer.echo(f"Warning: few held-out images: {', '.join(few)}, under {MIN_TEST_IMAGES_PER_SPLIT} per class on "
                    "a board. FID compares generated images with these images' statistics (a 2,048-dimensional "
-                   "covariance); from so few they are biased and noisier than the gaps between teams. Use more test "
-                   "images if the dataset has them (--validation test, a larger --test-source).", err=True)
+                   "covariance); from so few, FID is biased upward and their noise can outweigh small differences "
+                   "between teams. Use more test images if the dataset has them (--validation test, a larger "
+                   "--test-source).", err=True)
