@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from server.cli import app
 from tests.utils.server_factories import make_test_competition
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 
 def test_arena_admin_settings_changes_what_a_competition_accepts(monkeypatch, data_dir, database, database_url):
