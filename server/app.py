@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -21,11 +22,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__, api, web
 from server.api.board_cache import BoardCache, LeaderboardFastPath
-from server.api.rate_limit import ClientRateLimit
 from server.config import Settings, get_settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
 from server.errors import ArenaError, UploadTooLarge
+from server.rate_limit import ClientRateLimit
 
 # Multipart framing (boundaries, part headers, the message field) on top of the zip itself.
 MULTIPART_OVERHEAD = 1024 * 1024
@@ -184,8 +185,10 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
         yield
         database.dispose()
 
-    app = FastAPI(title="FID Arena", version=__version__, lifespan=lifespan,
-                  description="Image-generation competitions scored by FID: upload, queue, leaderboard.")
+    # /docs and /redoc load their JavaScript and CSS from the fastapi-offline package, not a CDN: they work offline
+    # (FastAPI's self-hosting recipe, packaged).
+    app = FastAPIOffline(title="FID Arena", version=__version__, lifespan=lifespan, favicon_url="/favicon.ico",
+                         description="Image-generation competitions scored by FID: upload, queue, leaderboard.")
     app.state.settings, app.state.database, app.state.clock = settings, database, clock
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)

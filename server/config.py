@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from limits import parse
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from submissions.spec import (
@@ -49,8 +50,10 @@ class Settings(BaseSettings):
     fid_weights_download: bool = Field(
         True, description="Try pytorch-fid's official download (10 s timeout) when no local FID weights exist."
     )
-    admin_token: str = Field("", description="Organizer bearer token; required outside --demo.")
-    secret_key: str = Field("", description="Signs session cookies; generated per process when empty.")
+    admin_token: str = Field("", description="Organizer bearer token; required outside --demo (which keeps one in "
+                             "{data_dir}/secrets/admin-token).")
+    secret_key: str = Field("", description="Signs session cookies; generated per process when empty (sign-ins then "
+                            "end at each restart), except in --demo, which keeps one in {data_dir}/secrets/.")
     max_upload_bytes: int = Field(200 * 1024 * 1024, description="Uploads larger than this get HTTP 413.")
     max_zip_entries: int = Field(DEFAULT_MAX_ENTRIES, description="Most entries a submission zip may hold.")
     max_uncompressed_bytes: int = Field(
@@ -147,10 +150,13 @@ class Settings(BaseSettings):
     def resolved_public_url(self) -> str:
         return self.public_url or f"http://{self.host}:{self.port}"
 
+    _secret_key_generated: bool = PrivateAttr(False)
+
     @model_validator(mode="after")
     def _session_secret(self) -> Settings:
         if not self.secret_key:
             self.secret_key = secrets.token_urlsafe(32)
+            self._secret_key_generated = True
         return self
 
     def require_secure(self) -> None:
@@ -162,13 +168,18 @@ class Settings(BaseSettings):
                 "or run `arena serve --demo`, which generates one and prints it."
             )
 
-    def with_demo_admin_token(self) -> Settings:
-        """In --demo, keep a strong configured token or generate one (printed by `arena serve`)."""
+    def with_demo_secrets(self, kept_secret: Callable[[str], str]) -> Settings:
+        """In --demo: a strong configured admin token and a configured session key stay; otherwise those kept in the
+        data dir (`kept_secret(name)`, made on the first start), so a restart neither prints a new token nor signs
+        everyone out."""
+        update: dict[str, str] = {}
         try:
             self.require_secure()
-            return self
         except InsecureSettingsError:
-            return self.model_copy(update={"admin_token": secrets.token_urlsafe(24)})
+            update["admin_token"] = kept_secret("admin-token")
+        if self._secret_key_generated:
+            update["secret_key"] = kept_secret("session-key")
+        return self.model_copy(update=update)
 
 
 def get_settings() -> Settings:

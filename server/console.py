@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
@@ -20,6 +20,7 @@ from server.db import CompetitionRow, Submission, begin_write, bump_board_versio
 from server.db.models import Announcement, SettingChange
 from server.errors import Conflict, InvalidSettings
 from server.inputs import plain_text
+from submissions.competition import CompetitionStatus, SubmissionKinds
 
 # What the settings page edits, with the effect people read next to each field.
 EDITABLE: dict[str, str] = {
@@ -32,13 +33,17 @@ EDITABLE: dict[str, str] = {
                              "board.",
     "self_registration": "Whether teams may create their own accounts (otherwise the organizer creates them).",
     "status": "open: teams submit. closed: uploads refused, pages stay. archived: read-only, still browsable.",
+    "submission_kinds": "What teams upload. images: a zip of PNGs they generated. model: an ONNX generator the "
+                        "server samples (fresh seeded image sets, so its score has an interval; needs a worker with "
+                        "the time to sample). both: either. Entries already made keep their scores.",
 }
 # Changing these after the first entry would make old and new scores incomparable.
 SCORE_FIELDS: dict[str, str] = {
     "images_per_class": "Images per class a submission must hold.",
     "memorization_eps": "The memorization threshold ('auto' or a number).",
 }
-STATUSES = ("open", "closed", "archived")
+STATUSES = get_args(CompetitionStatus)
+SUBMISSION_KINDS = get_args(SubmissionKinds)
 MAX_ANNOUNCEMENT_CHARS = 5000
 DEADLINE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d")
 
@@ -71,9 +76,19 @@ def parse_deadline(text: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def count_entries(*, session: Session, competition: CompetitionRow) -> int:
-    return int(session.scalar(select(func.count(Submission.id)).where(Submission.competition_id == competition.id))
-               or 0)
+def count_entries(*, session: Session, competition: CompetitionRow, scored_only: bool = False) -> int:
+    """Submissions received (validated under the current settings), or only those scored."""
+    query = select(func.count(Submission.id)).where(Submission.competition_id == competition.id)
+    if scored_only:
+        query = query.where(Submission.status == "scored")
+    return int(session.scalar(query) or 0)
+
+
+def save_warnings(changes: list[Change], now: datetime) -> list[str]:
+    """What a saved change does that the organizer may not have meant (saved all the same)."""
+    return [f"The deadline {_as_text(change.new)} is in the past: uploads are refused from now on. If that is not "
+            "what you meant, set a later one." for change in changes
+            if change.field == "deadline" and change.new is not None and change.new <= now]
 
 
 def _validated(current: CompetitionConfig, changes: dict[str, Any]) -> CompetitionConfig:
@@ -101,10 +116,12 @@ def _check_allowed(*, session: Session, competition: CompetitionRow, current: Co
     if scoring:
         entries = count_entries(session=session, competition=competition)
         if entries:
+            scored = count_entries(session=session, competition=competition, scored_only=True)
             raise Conflict(
                 f"Not changed: {', '.join(scoring)} affect{'s' if len(scoring) == 1 else ''} scores, and "
-                f"'{competition.slug}' already has {entries} entr{'y' if entries == 1 else 'ies'} scored under the "
-                "current value; old and new scores would not be comparable. Start a new competition instead.",
+                f"'{competition.slug}' already has {entries} entr{'y' if entries == 1 else 'ies'} ({scored} scored) "
+                "made under the current value; old and new scores would not be comparable. Start a new competition "
+                "instead.",
                 detail=dict.fromkeys(scoring, "affects scores; entries exist"))
 
 
@@ -149,6 +166,36 @@ def _as_text(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def reveal_consequence(*, competition: CompetitionRow, revealed: bool, now: datetime) -> tuple[str, str | None]:
+    """What revealing the private board (or hiding it again) does, and a warning while teams may still submit."""
+    if not revealed:
+        return ("Teams and visitors no longer see the private leaderboard; the public one stays. Whoever looked at it "
+                "meanwhile may have noted it. The change is recorded in the settings history.", None)
+    consequence = ("Everyone, teams and anonymous visitors, will see the private leaderboard: the final ranking on "
+                   "the held-out private images, with every team's private scores.")
+    deadline = load_competition(competition).config.deadline
+    if deadline is not None and deadline <= now:
+        return consequence, None
+    when = f"The deadline ({_as_text(deadline)}) has not passed" if deadline else "This competition has no deadline"
+    return consequence, (f"{when}: teams can still submit, and with the private scores in sight they can tune "
+                         "their entries to the private images, which would make the final ranking meaningless.")
+
+
+def rescore_consequence(*, session: Session, competition: CompetitionRow, now: datetime) -> tuple[str, str | None]:
+    """What rescoring every entry does (how many go back into the queue), and a warning while teams submit."""
+    count = int(session.scalar(select(func.count(Submission.id)).where(
+        Submission.competition_id == competition.id, Submission.status.in_(["scored", "failed"]))) or 0)
+    consequence = (f"{count} scored or failed submission{'s' if count != 1 else ''} of '{competition.slug}' go back "
+                   "into the queue and are scored again with the current scorer and references: their scores leave "
+                   "the boards until the worker has rescored them, and may change. Quotas are not touched. Meant for "
+                   "after a scorer or reference change.")
+    deadline = load_competition(competition).config.deadline
+    if deadline is None or deadline > now:
+        return consequence, ("The competition is running: teams will see their entries queued again and new uploads "
+                             "wait behind the rescoring.")
+    return consequence, None
 
 
 def setting_history(*, session: Session, competition: CompetitionRow, limit: int = 200) -> list[SettingChange]:

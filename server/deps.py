@@ -1,5 +1,5 @@
 """Request dependencies shared by the API and the pages, as Annotated aliases: settings, database, session, clock,
-the competition in the path, and the organizer's token check.
+the competition in the path, the organizer's token check, and who may create a team (self-registration).
 
 The ones that only read `app.state` are `async`: FastAPI runs a plain `def` dependency in its threadpool, a hop
 that costs more than the lookup.
@@ -15,9 +15,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from server.competition import CompetitionConfig
 from server.config import Settings
 from server.db import CompetitionRow, Database
 from server.db.crud import get_competition
+from server.errors import Forbidden, Unauthorized
+from server.rate_limit import ClientRateLimit
 
 
 async def get_settings(request: Request) -> Settings:
@@ -52,3 +55,22 @@ def get_competition_row(slug: str, session: SessionDep) -> CompetitionRow:
 
 
 CompetitionDep = Annotated[CompetitionRow, Depends(get_competition_row)]
+
+
+def check_self_registration(config: CompetitionConfig, join_code: str | None, anonymous: bool, *, client: str,
+                            failures: ClientRateLimit) -> None:
+    """Self-registration must be open, and where the competition has a join code, the caller must know it. Wrong
+    codes count against the client: past the limit it is refused (429) before its next guess is even compared, so
+    a right guess would not get through either."""
+    if not config.self_registration:
+        if anonymous:
+            raise Unauthorized("Teams of this competition are created by the organizer (send the admin token).")
+        raise Forbidden("Teams of this competition are created by the organizer; a team token can't create teams.")
+    if not config.join_code:
+        return
+    failures.check(client)
+    if not hmac.compare_digest((join_code or "").encode(), config.join_code.encode()):
+        failures.hit(client)
+        raise Forbidden("This competition needs its join code to create a team (the organizer hands it out): send "
+                        '`"join_code": "..."` with the team.', detail={"join_code": "missing" if not join_code
+                                                                        else "wrong"})

@@ -19,19 +19,27 @@ import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from server.competition import MANIFEST_FILE, Competition, CompetitionError, competitions_dir, write_config
 from server.data.errors import DataPreparationError
-from server.data.prepare import prepare_competition
+from server.data.layout import ValidationPolicy
+from server.data.prepare import SmallPolicy, prepare_competition
 from server.errors import Conflict, InvalidSettings
 from server.storage import write_sample_grid
 from submissions.atomic import write_atomically
-from submissions.competition import MAX_IMAGES_PER_CLASS, MAX_TITLE_CHARS, control_character
+from submissions.competition import MAX_IMAGES_PER_CLASS, MAX_TITLE_CHARS, SubmissionKinds, control_character
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 REQUEST_FILE, LOG_FILE, RESULT_FILE = "request.json", "log.txt", "result.json"
 PREVIEW_PER_CLASS = 16
+# Below this many held-out images per class on a board, the reference statistics (a 2,048-dimensional mean and
+# covariance) are estimated from few images: the covariance is far from full rank, FID is biased upward and the
+# references' own sampling noise can outweigh small differences between teams.
+MIN_TEST_IMAGES_PER_SPLIT = 500
+# The form's choices: `arena data prepare`'s options of the same names.
+CHOICES: dict[str, tuple[str, ...]] = {"validation": get_args(ValidationPolicy), "small": get_args(SmallPolicy),
+                                       "submission_kinds": get_args(SubmissionKinds)}
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,20 @@ class PreparationRequest:
     source: str  # a folder on the server, or the uploaded archive inside the job directory
     images_per_class: int
     public_fraction: float
+    # The other options of `arena data prepare`, with its defaults.
+    test_source: str | None = None
+    class_map: dict[str, list[str]] | None = None
+    validation: str = "test"
+    small: str = "skip"
+    dedupe: bool = False
+    skip_bad: bool = False
+    image_size: int = 64
+    seed: int = 0
+    submission_kinds: str = "images"
+
+    def prepare_options(self) -> dict[str, Any]:
+        """The keyword arguments of `prepare_competition` beyond source and out."""
+        return {key: value for key, value in self.__dict__.items() if key != "source"}
 
 
 def jobs_dir(data_dir: Path) -> Path:
@@ -76,6 +98,49 @@ def check_request(*, data_dir: Path, slug: str, title: str, images_per_class: st
         listed = "; ".join(f"{field}: {message}" for field, message in problems.items())
         raise InvalidSettings(f"Competition not created: {listed}.", detail=problems)
     return slug, title or slug.replace("-", " ").capitalize(), int(count or 0), float(fraction or 0)
+
+
+def check_options(form: dict[str, str]) -> dict[str, Any]:
+    """The form's other `arena data prepare` options as typed values, or InvalidSettings naming each bad field."""
+    problems: dict[str, str] = {}
+    options: dict[str, Any] = {name: form.get(name) or getattr(PreparationRequest, name) for name in CHOICES}
+    for name, choices in CHOICES.items():
+        if options[name] not in choices:
+            problems[name] = f"one of {', '.join(choices)}"
+    options["dedupe"] = form.get("dedupe") == "1"
+    options["skip_bad"] = form.get("skip_bad") == "1"
+    options["image_size"] = _number(form.get("image_size") or "64", int, problems, "image_size", "a whole number "
+                                    "of at least 8 (pixels)")
+    options["seed"] = _number(form.get("seed") or "0", int, problems, "seed", "a whole number")
+    if options["image_size"] is not None and options["image_size"] < 8:
+        problems["image_size"] = "a whole number of at least 8 (pixels)"
+    test_folder = (form.get("test_folder") or "").strip()
+    if test_folder and not Path(test_folder).expanduser().is_dir():
+        problems["test_folder"] = f"{test_folder}: no such folder on the server"
+    options["test_source"] = str(Path(test_folder).expanduser().resolve()) if test_folder else None
+    options["class_map"] = _class_map(form.get("class_map") or "", problems)
+    if problems:
+        listed = "; ".join(f"{field}: {message}" for field, message in problems.items())
+        raise InvalidSettings(f"Competition not created: {listed}.", detail=problems)
+    return options
+
+
+def _class_map(text: str, problems: dict[str, str]) -> dict[str, list[str]] | None:
+    """`--class NAME=FOLDER` as typed in the form, one per line: {NAME: [FOLDER, ...]} (None when empty)."""
+    mapping: dict[str, list[str]] = {}
+    for line in filter(None, (line.strip() for line in text.splitlines())):
+        name, sep, folder = line.partition("=")
+        if not (sep and name.strip() and folder.strip()):
+            problems["class_map"] = f"'{line}': write NAME=FOLDER, one per line (e.g. with_mask=WithMask)"
+            return None
+        mapping.setdefault(name.strip(), []).append(folder.strip())
+    return mapping or None
+
+
+def few_reference_images(counts: dict[str, dict[str, int]]) -> list[str]:
+    """Each class and board with fewer held-out images than MIN_TEST_IMAGES_PER_SPLIT, e.g. 'with_mask public (20)'."""
+    return [f"{cls} {split} ({count})" for cls, per_split in counts.items() for split, count in per_split.items()
+            if split != "train" and count < MIN_TEST_IMAGES_PER_SPLIT]
 
 
 def _number(text: str, kind: type, problems: dict[str, str], field: str, rule: str) -> Any:
@@ -126,9 +191,7 @@ def run(directory: Path) -> None:
     request = PreparationRequest(**values)
     out = competitions_dir(data_dir) / request.slug
     try:
-        result = prepare_competition(request.source, out, slug=request.slug, title=request.title,
-                                     images_per_class=request.images_per_class,
-                                     public_fraction=request.public_fraction, progress=True)
+        result = prepare_competition(request.source, out, **request.prepare_options(), progress=True)
         competition = result.competition
         write_config(competition.root, competition.config.model_copy(update={"status": "closed"}))
         _write_previews(competition, directory / "preview")

@@ -38,6 +38,17 @@ def active_build(*, session: Session, competition: CompetitionRow) -> ReferenceB
                                                        ReferenceBuild.status.in_(ACTIVE_BUILD_STATUSES)))
 
 
+def percent_done(build: ReferenceBuild) -> int:
+    """How far a build is, in whole percent of the images through the network (the pages show it)."""
+    return int(100 * build.images_done / build.images_total) if build.images_total else 0
+
+
+def builds_by_worker(*, session: Session) -> dict[str, ReferenceBuild]:
+    """The build each worker is running now, by worker id (the organizer's worker table)."""
+    running = session.scalars(select(ReferenceBuild).where(ReferenceBuild.status == B.building))
+    return {build.worker_id: build for build in running if build.worker_id}
+
+
 def request_build(*, session: Session, competition: CompetitionRow, reason: str,
                   now: datetime | None = None) -> ReferenceBuild:
     """Queue a build for a worker; a queued or running one is returned instead of a second.

@@ -7,6 +7,8 @@
     {data_dir}/uploads/incoming/             partial uploads while they are hashed and validated
     {data_dir}/grids/<submission id>/<class>.png   8x8 sample grid the web pages show
     {data_dir}/secrets/sampling-salt         the server's secret for model sampling seeds (0600, made once)
+    {data_dir}/secrets/admin-token, session-key   `arena serve --demo`'s organizer token and cookie key (0600, made
+                                             once, so a restart neither prints a new token nor signs anyone out)
 """
 
 from __future__ import annotations
@@ -119,13 +121,16 @@ def write_sample_grid(path: Path, images: np.ndarray, side: int = GRID_SIDE) -> 
 
 def sampling_salt(data_dir: Path, configured: str | None = None) -> bytes:
     """The server's secret salt for model sampling seeds: `configured` (ARENA_MODEL_SAMPLING_SALT) when set,
-    otherwise `{data_dir}/secrets/sampling-salt`, made once with 0600 permissions and kept across restarts.
+    otherwise `{data_dir}/secrets/sampling-salt` (`kept_secret`)."""
+    return (configured or kept_secret(data_dir, "sampling-salt")).encode()
 
-    Workers sharing a data dir may race to make it: each writes a complete private file and links it in place; the
-    link fails when another worker was first, and everyone then reads that one, so no two seeds ever disagree."""
-    if configured:
-        return configured.encode()
-    path = Path(data_dir) / "secrets" / "sampling-salt"
+
+def kept_secret(data_dir: Path, name: str) -> str:
+    """`{data_dir}/secrets/<name>`: a random secret made once with 0600 permissions and kept across restarts.
+
+    Processes sharing a data dir may race to make it: each writes a complete private file and links it in place; the
+    link fails when another was first, and everyone then reads that one, so no two processes ever disagree."""
+    path = Path(data_dir) / "secrets" / name
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fresh = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -138,7 +143,7 @@ def sampling_salt(data_dir: Path, configured: str | None = None) -> bytes:
             pass
         finally:
             fresh.unlink()
-    return path.read_bytes().strip()
+    return path.read_text().strip()
 
 
 def model_seed(salt: bytes, sha256: str) -> int:

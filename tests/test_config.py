@@ -68,12 +68,19 @@ def test_strong_admin_token_is_accepted(clean_env):
     Settings(admin_token="kq3V9x-2mZ8pLr4TwY7nB1").require_secure()
 
 
-def test_demo_generates_a_strong_token_unless_one_is_set(clean_env):
-    generated = Settings().with_demo_admin_token()
+def test_demo_keeps_its_secrets_in_the_data_dir_unless_they_are_set(clean_env, tmp_path):
+    from server.storage import kept_secret
+
+    def kept(name: str) -> str:
+        return kept_secret(tmp_path, name)
+
+    generated = Settings().with_demo_secrets(kept)
     generated.require_secure()
-    assert generated.admin_token != Settings().with_demo_admin_token().admin_token
-    strong = Settings(admin_token="kq3V9x-2mZ8pLr4TwY7nB1")
-    assert strong.with_demo_admin_token().admin_token == "kq3V9x-2mZ8pLr4TwY7nB1"
+    again = Settings().with_demo_secrets(kept)  # a restart
+    assert (again.admin_token, again.secret_key) == (generated.admin_token, generated.secret_key)
+    assert generated.admin_token != generated.secret_key
+    configured = Settings(admin_token="kq3V9x-2mZ8pLr4TwY7nB1", secret_key="configured-key").with_demo_secrets(kept)
+    assert (configured.admin_token, configured.secret_key) == ("kq3V9x-2mZ8pLr4TwY7nB1", "configured-key")
 
 
 def test_every_setting_is_documented():

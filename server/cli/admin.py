@@ -92,9 +92,12 @@ def admin_rescore(
     all_: bool = typer.Option(False, "--all", help="Every scored or failed submission of --competition."),
     competition: str | None = typer.Option(None, "--competition", "-c"),
     reason: str = typer.Option("", "--reason", help="Recorded in each submission's history."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="With --all: do not ask for confirmation."),
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
     """Queue submissions again (after a scorer or reference change); quotas are not touched."""
+    from server.console import rescore_consequence
+    from server.db import utcnow
     from server.db.crud import get_competition
     from server.queue import rescore, rescore_competition
 
@@ -105,6 +108,7 @@ def admin_rescore(
                 fail("--all needs --competition SLUG")
             slug = competition
             row = _run(lambda: get_competition(session=session, slug=slug))
+            _confirm(*rescore_consequence(session=session, competition=row, now=utcnow()), yes=yes)
             ids = rescore_competition(session=session, competition_id=row.id, reason=reason)
             typer.echo(f"Queued {len(ids)} submission(s) of '{row.slug}' again.")
         elif submission_id is not None:
@@ -150,16 +154,35 @@ def admin_disqualify(
             fail("give a SUBMISSION_ID or --team TEAM_ID")
 
 
+def _confirm(consequence: str, warning: str | None, *, yes: bool) -> None:
+    """Say what the command will do (and warn); go on only when the organizer agrees or passed --yes."""
+    typer.echo(consequence)
+    if warning:
+        typer.echo(f"Warning: {warning}", err=True)
+    if not yes and not typer.confirm("Go on?", default=False):
+        raise typer.Exit(1)
+
+
 @admin_app.command("reveal")
-def admin_reveal(slug: str, hide: bool = typer.Option(False, "--hide", help="Hide the private board again."),
-                 data_dir: Path | None = DATA_DIR_OPTION) -> None:
-    """Reveal the private leaderboard to teams and visitors."""
+def admin_reveal(
+    slug: str,
+    hide: bool = typer.Option(False, "--undo", "--hide", help="Hide the private board again (revealed by mistake)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    data_dir: Path | None = DATA_DIR_OPTION,
+) -> None:
+    """Reveal the private leaderboard to teams and visitors (asks first; recorded in the settings history)."""
+    import getpass
+
+    from server.console import reveal_consequence
+    from server.db import utcnow
     from server.db.crud import get_competition, reveal_private_board
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
         row = _run(lambda: get_competition(session=session, slug=slug))
-        reveal_private_board(session=session, competition=row, revealed=not hide)
+        _confirm(*reveal_consequence(competition=row, revealed=not hide, now=utcnow()), yes=yes)
+        reveal_private_board(session=session, competition=row, revealed=not hide,
+                             actor=f"arena admin reveal ({getpass.getuser()})")
         typer.echo(f"Private board of '{slug}': {'hidden' if hide else 'revealed'}")
 
 
@@ -174,6 +197,8 @@ def admin_settings(
     final_selection_limit: int | None = typer.Option(None, "--final-selection-limit", help="0: best counts."),
     self_registration: bool | None = typer.Option(None, "--self-registration/--no-self-registration"),
     status: str | None = typer.Option(None, "--status", help="open | closed | archived"),
+    submission_kinds: str | None = typer.Option(None, "--submission-kinds", help="images | model | both: what "
+                                                "teams upload (a zip of PNGs, an ONNX generator the server samples)."),
     images_per_class: int | None = typer.Option(None, "--images-per-class", help="Refused once entries exist."),
     memorization_eps: str | None = typer.Option(None, "--memorization-eps", help="'auto' or a number; refused "
                                                 "once entries exist."),
@@ -183,21 +208,26 @@ def admin_settings(
     import getpass
 
     from server.competition import load_competition
-    from server.console import parse_deadline, setting_history, update_settings
+    from server.console import parse_deadline, save_warnings, setting_history, update_settings
+    from server.db import utcnow
     from server.db.crud import get_competition
 
     changes: dict[str, Any] = {key: value for key, value in {
         "title": title, "description": description, "team_rules": rules, "daily_limit": daily_limit,
         "final_selection_limit": final_selection_limit, "self_registration": self_registration, "status": status,
-        "images_per_class": images_per_class, "memorization_eps": memorization_eps}.items() if value is not None}
+        "submission_kinds": submission_kinds, "images_per_class": images_per_class,
+        "memorization_eps": memorization_eps}.items() if value is not None}
     _, database = _admin_database(data_dir)
     with database.session() as session:
         row = _run(lambda: get_competition(session=session, slug=slug))
         if deadline is not None:
             changes["deadline"] = _run(lambda: parse_deadline(deadline))
         actor = f"arena admin settings ({getpass.getuser()})"
-        for change in _run(lambda: update_settings(session=session, competition=row, changes=changes, actor=actor)):
+        changed = _run(lambda: update_settings(session=session, competition=row, changes=changes, actor=actor))
+        for change in changed:
             typer.echo(f"{change.field}: {change.old!r} -> {change.new!r}")
+        for warning in save_warnings(changed, utcnow()):
+            typer.echo(f"Warning: {warning}", err=True)
         config = load_competition(row).config
         typer.echo(config.model_dump_json(indent=2, exclude={"classes"}))
         history = setting_history(session=session, competition=row, limit=10)

@@ -12,6 +12,7 @@ from server.data import demo
 from server.data.audit import NEAR_MAX_DISTANCE, NEAR_MIN_CORRELATION, PAIR_KINDS
 
 if TYPE_CHECKING:
+    from server.competition import Competition
     from server.data.prepare import PrepareReport
 
 data_app = typer.Typer(help="Create competition data: a procedural demo or a prepared dataset.", no_args_is_help=True)
@@ -83,6 +84,10 @@ def prepare_command(
     public_fraction: float = typer.Option(
         0.5, "--public-fraction", min=0.0, max=1.0, help="Share of test images on the public leaderboard."
     ),
+    submission_kinds: Literal["images", "model", "both"] = typer.Option(
+        "images", "--submission-kinds", help="What teams upload: images (a zip of PNGs), model (an ONNX generator "
+        "the server samples) or both; `arena admin settings --submission-kinds` changes it later."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seeds the public/private split."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files (listed) instead of stopping."),
     max_extract_gb: float = typer.Option(20.0, "--max-extract-gb", min=0.0, help="Largest archive contents accepted."),
@@ -105,6 +110,7 @@ def prepare_command(
             images_per_class=images_per_class,
             image_size=image_size,
             public_fraction=public_fraction,
+            submission_kinds=submission_kinds,
             seed=seed,
             skip_bad=skip_bad,
             workers=workers or None,
@@ -191,5 +197,22 @@ def _summarize(root: Path, *, unchanged: bool) -> None:
             f"  {cls}: {len(competition.train_files(cls))} train, {len(competition.test_files(cls, 'public'))} "
             f"public test, {len(competition.test_files(cls, 'private'))} private test"
         )
+    typer.echo(f"  accepts      {competition.config.submission_kinds} (--submission-kinds; arena admin settings "
+               "changes it)")
     typer.echo(f"  dataset hash {competition.manifest.dataset_hash}")
     typer.echo(f"  sample grid  {root / 'preview.png'}")
+    _warn_few_reference_images(competition)
+
+
+def _warn_few_reference_images(competition: Competition) -> None:
+    from server.preparation import MIN_TEST_IMAGES_PER_SPLIT, few_reference_images
+
+    counts = {cls: {split: len(competition.test_files(cls, split)) for split in ("public", "private")}
+              for cls in competition.classes}
+    few = few_reference_images(counts)
+    if few:
+        typer.echo(f"Warning: few held-out images: {', '.join(few)}, under {MIN_TEST_IMAGES_PER_SPLIT} per class on "
+                   "a board. FID compares generated images with these images' statistics (a 2,048-dimensional "
+                   "covariance); from so few, FID is biased upward and their noise can outweigh small differences "
+                   "between teams. Use more test images if the dataset has them (--validation test, a larger "
+                   "--test-source).", err=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,23 +49,43 @@ def ensure_demo_competition(settings: Settings) -> None:
         make_demo_competition(root, progress=True)
 
 
+def arena_command() -> str:
+    """How to call this `arena` from the user's shell: plain `arena` when that is on PATH and is this one, otherwise
+    its path in this environment (after `make run`, `.venv/bin/arena`: the venv is not activated)."""
+    here = Path(sys.executable).parent / "arena"
+    on_path = shutil.which("arena")
+    if on_path and here.exists() and Path(on_path).resolve() == here.resolve():
+        return "arena"
+    if here.exists():
+        relative = os.path.relpath(here)
+        return relative if not relative.startswith("..") else str(here)
+    return f"{sys.executable} -m server.cli"
+
+
 def print_banner(settings: Settings, *, demo: bool, worker_pid: int | None) -> None:
     url = settings.resolved_public_url
     slug = "demo" if demo else "SLUG"
+    arena = arena_command()
+    secrets_dir = settings.data_dir / "secrets"
     lines = [
         "",
-        f"FID Arena is starting on {url}  (API docs: {url}/docs)",
+        f"FID Arena is starting on {url}  (API docs: {url}/docs; another port: ARENA_PORT=8080 or --port 8080)",
         f"Organizer (admin) token: {settings.admin_token}" if demo else "Organizer token: ARENA_ADMIN_TOKEN",
+        *([f"  (kept in {secrets_dir} with the session key, so restarts keep it and everyone's sign-in; set "
+           "ARENA_ADMIN_TOKEN and ARENA_SECRET_KEY for real use)"] if demo else []),
+        *([f"The commands below use {arena}: the environment is not activated (or run `source "
+           f"{Path(arena).parent}/activate` and type `arena`)."] if arena != "arena" and arena.endswith("/arena")
+          else []),
         "Create a team (its token is printed once):",
         f"  curl -X POST {url}/api/competitions/{slug}/teams -H 'Content-Type: application/json' "
         "-d '{\"name\": \"my-team\", \"members\": [\"Ada\"]}'",
-        f"  arena team create {slug} my-team --member Ada --server {url}",
+        f"  {arena} team create {slug} my-team --member Ada --server {url}",
         "Then submit a zip:",
-        f"  arena submit FILE.zip --server {url} --competition {slug} --token TEAM_TOKEN --wait",
+        f"  {arena} submit FILE.zip --server {url} --competition {slug} --token TEAM_TOKEN --wait",
         "A valid zip in a minute (training images, so the memorization check will flag it):",
-        f"  arena submission sample --competition {settings.data_dir / 'competitions' / slug} --out sample.zip",
+        f"  {arena} submission sample --competition {settings.data_dir / 'competitions' / slug} --out sample.zip",
         "Scoring worker: " + (f"process {worker_pid} (`arena worker`; its log follows here too)" if worker_pid
-                              else "off (run `arena worker`)"),
+                              else f"off (run `{arena} worker`)"),
         "",
     ]
     typer.echo("\n".join(lines))
@@ -83,12 +104,13 @@ def serve_command(
 
     from server.app import create_app
     from server.config import InsecureSettingsError
+    from server.storage import kept_secret
     from server.worker import ForwardSignals
 
     configure_logging()
     settings = load_settings(data_dir, host=host, port=port)
     if demo:
-        settings = settings.with_demo_admin_token()
+        settings = settings.with_demo_secrets(lambda name: kept_secret(settings.data_dir, name))
         ensure_demo_competition(settings)
     else:
         try:

@@ -40,6 +40,7 @@ from server.data.errors import DataPreparationError
 from server.data.layout import Layout, SourceImage, ValidationPolicy, check_class_names, find_layout, source_images
 from server.data.sources import DEFAULT_MAX_EXTRACT_BYTES, open_source
 from server.data.writer import CompetitionWriter, competition_config, encode_png, public_test_names
+from submissions.competition import SubmissionKinds
 
 SmallPolicy = Literal["upscale", "skip", "error"]
 SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -119,6 +120,7 @@ def prepare_competition(
     images_per_class: int = 1000,
     image_size: int = 64,
     public_fraction: float = 0.5,
+    submission_kinds: SubmissionKinds = "images",
     seed: int = 0,
     skip_bad: bool = False,
     progress: bool = True,
@@ -145,6 +147,7 @@ def prepare_competition(
             images_per_class=images_per_class,
             image_size=image_size,
             public_fraction=public_fraction,
+            submission_kinds=submission_kinds,
         )
         with CompetitionWriter(out, config) as writer:
             report = PrepareReport(layout=layout, validation=validation, small_policy=small)

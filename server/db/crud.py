@@ -21,7 +21,7 @@ from server import inputs
 from server.competition import Competition, CompetitionError, competitions_dir, load_competition
 from server.db.boards import bump_board_version
 from server.db.events import transition
-from server.db.models import QUOTA_STATUSES, CompetitionRow, Submission, SubmissionStatus, Team
+from server.db.models import QUOTA_STATUSES, CompetitionRow, SettingChange, Submission, SubmissionStatus, Team
 from server.db.session import begin_write, utc_day, utcnow
 from server.errors import (
     Conflict,
@@ -76,14 +76,21 @@ def get_competition(*, session: Session, slug: str) -> CompetitionRow:
 
 
 def reveal_private_board(
-    *, session: Session, competition: CompetitionRow, revealed: bool = True, now: datetime | None = None
+    *, session: Session, competition: CompetitionRow, revealed: bool = True, now: datetime | None = None,
+    actor: str = "unknown",
 ) -> CompetitionRow:
-    """Show (or hide again) the private leaderboard to teams and anonymous visitors."""
+    """Show (or hide again, after a reveal by mistake) the private leaderboard to teams and anonymous visitors. A
+    change is recorded in the settings history (`private_board`: hidden -> revealed) with `actor`."""
+    now = now or utcnow()
     begin_write(session)
     row = session.get(CompetitionRow, competition.id, populate_existing=True)
     assert row is not None
-    row.private_revealed_at = (now or utcnow()) if revealed else None
-    bump_board_version(session, row.id)
+    if (row.private_revealed_at is not None) != revealed:
+        states = ("hidden", "revealed")
+        session.add(SettingChange(competition_id=row.id, field="private_board", old_value=states[not revealed],
+                                  new_value=states[revealed], actor=actor[:200], created_at=now))
+        row.private_revealed_at = now if revealed else None
+        bump_board_version(session, row.id)
     session.commit()
     return row
 

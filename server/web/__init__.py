@@ -7,11 +7,12 @@
 
 from fastapi import APIRouter
 
-from server.web import admin, console, evidence, pages
+from server.web import admin, console, evidence, pages, signup
 from server.web.routing import error_page
 
 router = APIRouter()
 router.include_router(pages.router)
+router.include_router(signup.router)
 router.include_router(admin.router)
 router.include_router(evidence.router)
 router.include_router(console.router)

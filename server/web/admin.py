@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from server import inputs, queue
 from server.competition import config_problem
+from server.console import rescore_consequence, reveal_consequence
 from server.db import SubmissionStatus
 from server.db.crud import (
     create_team,
@@ -25,6 +26,7 @@ from server.db.crud import (
 from server.deps import is_admin_token
 from server.errors import ArenaError, NotFound
 from server.params import RowId, id_from_text
+from server.reference_builds import builds_by_worker, percent_done
 from server.web.deps import Page, PageDep, refused_form
 from server.web.routing import PageRoute
 from server.web.session import start_signed_in
@@ -74,31 +76,68 @@ def admin_home(page: PageDep) -> Response:
                              "counts": counts, "problem": config_problem(row)})
     silent_after = timedelta(seconds=page.settings.worker_timeout_seconds)
     now = page.now
-    workers = [{"alive": now - w.last_heartbeat < silent_after, **{k: getattr(w, k) for k in (
-        "id", "host", "pid", "device", "started_at", "last_heartbeat", "stopped_at", "current_submission_id")}}
+    slugs = {row.id: row.slug for row in list_competitions(session=page.db)}
+    building = {worker_id: {"slug": slugs.get(build.competition_id, "?"), "percent": percent_done(build)}
+                for worker_id, build in builds_by_worker(session=page.db).items()}
+    workers = [{"alive": now - w.last_heartbeat < silent_after, "build": building.get(w.id), **{
+        k: getattr(w, k) for k in ("id", "host", "pid", "device", "started_at", "last_heartbeat", "stopped_at",
+                                   "current_submission_id")}}
         for w in queue.list_workers(session=page.db)]
     depth = list_submissions(session=page.db, status=SubmissionStatus.queued, limit=0)[1]
     return page.render("admin/index.html", {"competitions": competitions, "workers": workers, "queue_depth": depth})
 
 
+FormText = Annotated[str, Form()]
+
+
+def _confirmation(page: Page, *, heading: str, consequence: str, warning: str | None, action: str, button: str,
+                  back: str, fields: dict[str, str]) -> Response:
+    """The page that names what an irreversible-looking click does before it is done: its form posts the same
+    action again with confirm=1."""
+    return page.render("admin/confirm.html", {"heading": heading, "consequence": consequence, "warning": warning,
+                                              "action": action, "button": button, "back": back,
+                                              "fields": {**fields, "confirm": "1"}})
+
+
+def _back(back: str, page: Page) -> str:
+    return back if back.startswith("/admin") else page.url_for("web_admin")
+
+
 @router.post("/c/{slug}/reveal", name="web_admin_reveal")
-def admin_reveal(slug: str, page: PageDep, csrf_token: Annotated[str, Form()] = "",
-                 back: Annotated[str, Form()] = "") -> Response:
-    """Show the private board to everyone."""
-    page.require_admin()
-    page.session.check_csrf(csrf_token)
-    row = reveal_private_board(session=page.db, competition=get_competition(session=page.db, slug=slug))
-    page.request.app.state.boards.forget(row.slug)
-    page.session.set_flash("ok", f"The private leaderboard of {row.slug} is now visible to everyone.")
-    return page.redirect(back if back.startswith("/admin") else page.url_for("web_admin"))
-
-
-@router.post("/c/{slug}/rescore", name="web_admin_rescore_all")
-def admin_rescore_all(slug: str, page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
-    """Queue every scored or failed submission of a competition again (quotas untouched)."""
+def admin_reveal(slug: str, page: PageDep, csrf_token: FormText = "", back: FormText = "", hide: FormText = "",
+                 confirm: FormText = "") -> Response:
+    """Show the private board to everyone, or hide it again (hide=1) after a reveal by mistake; confirmed first."""
     page.require_admin()
     page.session.check_csrf(csrf_token)
     row = get_competition(session=page.db, slug=slug)
+    revealed = hide != "1"
+    if confirm != "1":
+        consequence, warning = reveal_consequence(competition=row, revealed=revealed, now=page.now)
+        verb = "Reveal" if revealed else "Hide"
+        return _confirmation(page, heading=f"{verb} the private leaderboard of {slug}?", consequence=consequence,
+                             warning=warning, action=page.url_for("web_admin_reveal", slug=slug),
+                             button=f"{verb} the private leaderboard", back=_back(back, page),
+                             fields={"back": back, "hide": hide})
+    client = page.request.client.host if page.request.client else "unknown address"
+    row = reveal_private_board(session=page.db, competition=row, revealed=revealed, now=page.now,
+                               actor=f"organizer page ({client})")
+    page.request.app.state.boards.forget(row.slug)
+    shown = "now visible to everyone" if revealed else "hidden from teams and visitors again"
+    page.session.set_flash("ok", f"The private leaderboard of {row.slug} is {shown}.")
+    return page.redirect(_back(back, page))
+
+
+@router.post("/c/{slug}/rescore", name="web_admin_rescore_all")
+def admin_rescore_all(slug: str, page: PageDep, csrf_token: FormText = "", confirm: FormText = "") -> Response:
+    """Queue every scored or failed submission of a competition again (quotas untouched); confirmed first."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    row = get_competition(session=page.db, slug=slug)
+    if confirm != "1":
+        consequence, warning = rescore_consequence(session=page.db, competition=row, now=page.now)
+        return _confirmation(page, heading=f"Rescore every entry of {slug}?", consequence=consequence,
+                             warning=warning, action=page.url_for("web_admin_rescore_all", slug=slug),
+                             button="Rescore all entries", back=page.url_for("web_admin"), fields={})
     ids = queue.rescore_competition(session=page.db, competition_id=row.id, reason="rescore all (organizer page)")
     page.session.set_flash("ok", f"Queued {len(ids)} submission(s) of {slug} for rescoring.")
     return page.redirect(page.url_for("web_admin"))

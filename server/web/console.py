@@ -17,10 +17,12 @@ from server.console import (
     EDITABLE,
     SCORE_FIELDS,
     STATUSES,
+    SUBMISSION_KINDS,
     announce,
     competition_announcements,
     count_entries,
     parse_deadline,
+    save_warnings,
     setting_history,
     update_settings,
     withdraw_announcement,
@@ -58,9 +60,12 @@ def _console(page: Page, row: CompetitionRow, *, status_code: int = 200, **extra
     comp = load_competition(row)
     entries = count_entries(session=page.db, competition=row)
     context = {
-        "comp": comp, "row": row, "entries": entries, "effects": EDITABLE, "score_fields": SCORE_FIELDS,
+        "comp": comp, "row": row, "entries": entries,
+        "scored_entries": count_entries(session=page.db, competition=row, scored_only=True),
+        "effects": EDITABLE, "score_fields": SCORE_FIELDS,
         "build": latest_build(session=page.db, competition=row),
-        "statuses": STATUSES, "history": setting_history(session=page.db, competition=row),
+        "statuses": STATUSES, "submission_kinds": SUBMISSION_KINDS,
+        "history": setting_history(session=page.db, competition=row),
         "announcements": competition_announcements(session=page.db, slug=row.slug),
         "references": [t for t in list_teams(session=page.db, competition=row) if t.is_baseline],
         "form": {}, "errors": {}, **extra,
@@ -82,6 +87,8 @@ def _form_changes(form: dict[str, str]) -> dict[str, Any]:
     if "memorization_eps" in changes:
         changes["memorization_eps"] = changes["memorization_eps"].strip()
     changes["self_registration"] = form.get("self_registration") == "1"
+    if form.get("submission_kinds"):  # a form without the choice (an older page) leaves it as it is
+        changes["submission_kinds"] = form["submission_kinds"]
     if "deadline" in form:
         changes["deadline"] = parse_deadline(form["deadline"])
     return changes
@@ -92,7 +99,7 @@ def settings_post(
     slug: str, page: PageDep, csrf_token: FormText = "", title: FormText = "", description: FormText = "",
     team_rules: FormText = "", deadline: FormText = "", daily_limit: FormText = "",
     final_selection_limit: FormText = "", self_registration: FormText = "", status: FormText = "",
-    images_per_class: FormText = "", memorization_eps: FormText = "",
+    images_per_class: FormText = "", memorization_eps: FormText = "", submission_kinds: FormText = "",
 ) -> Response:
     """Save the settings: refused as a whole, with a message per field, when anything is invalid or locked."""
     page.require_admin()
@@ -100,7 +107,7 @@ def settings_post(
     form = {"title": title, "description": description, "team_rules": team_rules, "deadline": deadline,
             "daily_limit": daily_limit, "final_selection_limit": final_selection_limit,
             "self_registration": self_registration, "status": status, "images_per_class": images_per_class,
-            "memorization_eps": memorization_eps}
+            "memorization_eps": memorization_eps, "submission_kinds": submission_kinds}
     return _save_settings(page, slug, form)
 
 
@@ -113,7 +120,9 @@ def _save_settings(page: Page, slug: str, form: dict[str, str]) -> Response:
         page.db.rollback()
         return _console(page, row, **refused_form(exc, form))
     summary = ", ".join(change.field for change in changed) or "nothing changed"
-    page.session.set_flash("ok", f"Settings of {slug} saved: {summary}.")
+    warnings = save_warnings(changed, page.now)
+    page.session.set_flash("warn" if warnings else "ok", " ".join([f"Settings of {slug} saved: {summary}.",
+                                                                    *warnings]))
     return page.redirect(page.url_for("web_admin_settings", slug=slug))
 
 
@@ -219,7 +228,11 @@ new_router = APIRouter(prefix="/admin/new", route_class=PageRoute, include_in_sc
 
 def _new_page(page: Page, *, status_code: int = 200, **extra: Any) -> Response:
     jobs = sorted(path.name for path in preparation.jobs_dir(page.settings.data_dir).glob("*") if path.is_dir())
-    context = {"jobs": jobs, "form": {"images_per_class": "1000", "public_fraction": "0.5"}, "errors": {}, **extra}
+    defaults = {"images_per_class": "1000", "public_fraction": "0.5", "image_size": "64", "seed": "0",
+                **{name: getattr(preparation.PreparationRequest, name) for name in preparation.CHOICES}}
+    context = {"jobs": jobs, "form": defaults, "errors": {}, "choices": preparation.CHOICES,
+               "effects": {"submission_kinds": EDITABLE["submission_kinds"]},
+               "min_test_images": preparation.MIN_TEST_IMAGES_PER_SPLIT, **extra}
     return page.render("admin/new.html", context, status_code=status_code)
 
 
@@ -234,13 +247,18 @@ def new_competition(page: PageDep) -> Response:
 def new_competition_post(
     page: PageDep, slug: FormText = "", title: FormText = "", images_per_class: FormText = "1000",
     public_fraction: FormText = "0.5", folder: FormText = "", archive: UploadFile | None = None,
+    test_folder: FormText = "", class_map: FormText = "", validation: FormText = "", small: FormText = "",
+    dedupe: FormText = "", skip_bad: FormText = "", image_size: FormText = "", seed: FormText = "",
+    submission_kinds: FormText = "",
     csrf_token: FormText = "",
 ) -> Response:
     """Check everything that can be checked now, then start the preparation in the background."""
     page.require_admin()
     page.session.check_csrf(csrf_token)
     form = {"slug": slug, "title": title, "images_per_class": images_per_class, "public_fraction": public_fraction,
-            "folder": folder}
+            "folder": folder, "test_folder": test_folder, "class_map": class_map, "validation": validation,
+            "small": small, "dedupe": dedupe, "skip_bad": skip_bad, "image_size": image_size, "seed": seed,
+            "submission_kinds": submission_kinds}
     data_dir = page.settings.data_dir
     received: Path | None = None
     try:
@@ -248,6 +266,7 @@ def new_competition_post(
         slug, title, count, fraction = preparation.check_request(
             data_dir=data_dir, slug=slug, title=title, images_per_class=images_per_class,
             public_fraction=public_fraction, known_slugs=known)
+        options = preparation.check_options(form)
         if archive is not None and archive.filename:
             received, _, _ = receive_upload(data_dir, archive.file, max_bytes=page.settings.max_upload_bytes)
             preparation.check_archive(received, archive.filename)
@@ -255,7 +274,7 @@ def new_competition_post(
         else:
             source = str(preparation.check_folder(folder))
         request = preparation.PreparationRequest(slug=slug, title=title, source=source, images_per_class=count,
-                                                 public_fraction=fraction)
+                                                 public_fraction=fraction, **options)
         preparation.start(data_dir=data_dir, request=request, archive=received)
     except ArenaError as exc:
         if received is not None:
@@ -280,7 +299,9 @@ def new_competition_job(slug: str, page: PageDep) -> Response:
                                    now=page.now)
         build = request_first_build(session=page.db, competition=row, reason="prepared from the console",
                                     now=page.now)
-    return page.render("admin/new_job.html", {"slug": slug, "job": job, "build": build})
+    few = preparation.few_reference_images(job.get("counts", {}))
+    return page.render("admin/new_job.html", {"slug": slug, "job": job, "build": build, "few_references": few,
+                                              "min_test_images": preparation.MIN_TEST_IMAGES_PER_SPLIT})
 
 
 @new_router.get("/{slug}/preview/{cls}.png", name="web_admin_new_preview")

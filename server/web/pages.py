@@ -35,6 +35,7 @@ from server.ranking import (
     leaderboard_csv,
     private_board_visible,
 )
+from server.reference_builds import active_build, percent_done
 from server.storage import grid_path
 from server.upload import submit_upload
 from server.web.deps import Page, PageDep
@@ -43,6 +44,7 @@ from server.web.plots import ScorePoint, score_plot_svg
 from server.web.render import STATIC_DIR, templates
 from server.web.routing import PageRoute
 from server.web.session import end_signed_in, start_signed_in
+from server.web.signup import open_to_sign_up
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
@@ -61,6 +63,13 @@ def static_file(path: str) -> FileResponse:
     if not target.is_file() or STATIC_DIR.resolve() not in target.parents:
         raise NotFound(f"No static file {path}.")
     return FileResponse(target, headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/favicon.ico", name="web_favicon")
+def favicon() -> FileResponse:
+    """Browsers ask for it on every site whatever the page links; without it every visit logs a 404."""
+    return FileResponse(STATIC_DIR / "favicon.ico", media_type="image/x-icon",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
 
 @router.get("/", name="web_index", response_class=HTMLResponse)
@@ -152,7 +161,8 @@ TEAM_SIGNIN = {
 @router.get("/signin", name="web_signin", response_class=HTMLResponse)
 def signin(page: PageDep, next: str = "") -> Response:
     """The team token form."""
-    return page.render("signin.html", {**TEAM_SIGNIN, "action": page.url_for("web_signin_post"), "next_url": next})
+    return page.render("signin.html", {**TEAM_SIGNIN, "action": page.url_for("web_signin_post"), "next_url": next,
+                                       "sign_up": open_to_sign_up(page)})
 
 
 @router.post("/signin", name="web_signin_post", response_class=HTMLResponse)
@@ -235,10 +245,13 @@ def submit_post(
 
 
 def _status_context(page: Page, submission: Submission) -> dict[str, object]:
-    position = None
+    position, build = None, None
     if submission.status == SubmissionStatus.queued:
         position = queue.queue_position(session=page.db, submission=submission)
-    return {"sub": submission, "final": submission.status in FINAL_STATUSES, "queue_position": position}
+        # Submissions of a competition wait while its reference statistics are built: say so, and how far it is.
+        build = active_build(session=page.db, competition=submission.team.competition)
+    return {"sub": submission, "final": submission.status in FINAL_STATUSES, "queue_position": position,
+            "reference_build": build, "build_percent": percent_done(build) if build else 0}
 
 
 @router.get("/submissions/{submission_id}", name="web_submission", response_class=HTMLResponse)

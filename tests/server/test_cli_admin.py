@@ -43,9 +43,10 @@ def test_admin_commands_drive_a_competition(monkeypatch, data_dir, database, dat
     assert len(all_scores.strip().splitlines()) == 1 + 3
 
     arena(monkeypatch, database_url, "admin", "cancel", str(queued.id), "--reason", "duplicate run")
-    arena(monkeypatch, database_url, "admin", "rescore", "--all", "-c", "test-comp", "--reason", "new weights")
+    arena(monkeypatch, database_url, "admin", "rescore", "--all", "-c", "test-comp", "--reason", "new weights",
+          "--yes")
     arena(monkeypatch, database_url, "admin", "disqualify", str(scored.id), "--reason", "copied images")
-    arena(monkeypatch, database_url, "admin", "reveal", "test-comp")
+    arena(monkeypatch, database_url, "admin", "reveal", "test-comp", "--yes")
     with database.session() as session:
         assert get_submission(session=session, submission_id=queued.id).status == "cancelled"
         rescored = get_submission(session=session, submission_id=scored.id)

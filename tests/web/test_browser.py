@@ -2,8 +2,8 @@
 
 One server process for the module: a tiny competition (8 images per class), the real upload, validation, queue,
 the worker process `arena serve` starts, and the scoring pipeline with random FID weights (TORCH_HOME). Screenshots
-of every page go to test-artifacts/web/ (git-ignored); docs/img/ holds copies of the leaderboard and submission
-pages.
+of every page go to test-artifacts/web/ (git-ignored); the README's screenshots in docs/img/ come from
+tests/web/test_screenshots.py (a scored demo).
 """
 
 from __future__ import annotations
@@ -344,6 +344,7 @@ def test_organizer_reveals_the_private_board_and_teams_then_see_it(server, brows
     screenshot(organizer, "admin-teams")
     organizer.click("text=Competitions & workers")
     organizer.click("text=Reveal private board")
+    organizer.click("#confirm-action")  # the page named the consequence first
     organizer.wait_for_selector("text=is now visible to everyone")
 
     team.goto(f"/c/{SLUG}/leaderboard?board=private")
@@ -418,12 +419,14 @@ def test_organizer_walks_one_season_from_the_browser(server, browser, tmp_path):
     organizer.goto(f"/admin/c/{slug}/settings")
     organizer.fill("#deadline", "2020-01-01 00:00")
     organizer.click("#settings-form button[type=submit]")
-    organizer.wait_for_selector(".notice.ok")
+    assert "is in the past: uploads are refused from now on" in organizer.inner_text(".notice.warn")  # saved
     team.goto(f"/c/{slug}/submit")
     assert "The deadline has passed (2020-01-01 00:00 UTC)" in team.inner_text("main")
 
     organizer.goto(f"/admin/c/{slug}/settings")
     organizer.click("text=Reveal private board")
+    organizer.click("#confirm-action")
+    organizer.wait_for_selector("text=is now visible to everyone")
     organizer.goto(f"/admin/c/{slug}/settings")
     with organizer.expect_download() as download:
         organizer.click("#export-final")

@@ -115,7 +115,8 @@ def test_lifecycle_deadline_archive_reveal_and_final_csv(organizer):
 
     console = client.get(SETTINGS_URL).text
     assert "Reveal private board" in console and 'id="export-final"' in console
-    revealed = client.post("/admin/c/test-comp/reveal", data={"csrf_token": csrf_of(console), "back": SETTINGS_URL})
+    revealed = client.post("/admin/c/test-comp/reveal", data={"csrf_token": csrf_of(console), "back": SETTINGS_URL,
+                                                                 "confirm": "1"})
     assert revealed.headers["location"] == SETTINGS_URL  # back to the console
     final = client.get("/c/test-comp/leaderboard.csv?board=private")
     assert final.status_code == 200 and "alpha" in final.text and "12" in final.text

@@ -194,7 +194,7 @@ def test_private_board_is_hidden_until_the_organizer_reveals_it(arena):
     arena.sign_in_admin(organizer)
     assert "organizer preview" in organizer.get("/c/test-comp/leaderboard?board=private").text
     csrf = csrf_of(organizer.get("/admin").text)
-    assert organizer.post("/admin/c/test-comp/reveal", data={"csrf_token": csrf}).status_code == 303
+    assert organizer.post("/admin/c/test-comp/reveal", data={"csrf_token": csrf, "confirm": "1"}).status_code == 303
     assert "revealed" in organizer.get("/admin").text
 
     private = team.get("/c/test-comp/leaderboard?board=private")

@@ -121,7 +121,7 @@ def test_boards_mark_statistical_ties_and_the_shake_up(arena):
     organizer = arena.client()
     arena.sign_in_admin(organizer)
     csrf = csrf_of(organizer.get("/admin").text)
-    assert organizer.post("/admin/c/test-comp/reveal", data={"csrf_token": csrf}).status_code == 303
+    assert organizer.post("/admin/c/test-comp/reveal", data={"csrf_token": csrf, "confirm": "1"}).status_code == 303
     private = arena.client().get("/c/test-comp/leaderboard?board=private").text
     assert "▲1" in private and "▼1" in private and "public #2" in private and "public #1" in private
     assert 'class="tie"' not in private.split("<tbody>")[1].split("</tbody>")[0]  # 30 apart on private

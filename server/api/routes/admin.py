@@ -91,7 +91,8 @@ def admin_rescore_all(competition: CompetitionDep, body: Reason, _: AdminDep, se
 def admin_reveal(competition: CompetitionDep, body: Reveal, _: AdminDep, session: SessionDep, now: NowDep,
                  settings: SettingsDep, request: Request) -> CompetitionPublic:
     """Show the private board to everyone (or hide it again with revealed=false)."""
-    row = reveal_private_board(session=session, competition=competition, revealed=body.revealed, now=now)
+    row = reveal_private_board(session=session, competition=competition, revealed=body.revealed, now=now,
+                               actor="API (admin token)")
     request.app.state.boards.forget(row.slug)  # a hidden board must not be served from the cache a moment longer
     return CompetitionPublic.build(row, load_competition(row), settings)
 

@@ -1,17 +1,14 @@
 from __future__ import annotations
 
-import hmac
-
 from fastapi import APIRouter, Request
 
 from server.api.deps import CallerDep, CurrentTeam
-from server.api.rate_limit import ClientRateLimit
 from server.api.schemas import QuotaPublic, TeamCreate, TeamMePublic, TeamPublic, TeamWithToken
-from server.competition import CompetitionConfig, load_competition
+from server.competition import load_competition
 from server.db import Team
 from server.db.crud import create_team, quota_status, rotate_team_token
-from server.deps import CompetitionDep, NowDep, SessionDep
-from server.errors import Forbidden, Unauthorized
+from server.deps import CompetitionDep, NowDep, SessionDep, check_self_registration
+from server.rate_limit import ClientRateLimit
 
 router = APIRouter(tags=["teams"])
 
@@ -37,25 +34,6 @@ def register_team(body: TeamCreate, competition: CompetitionDep, caller: CallerD
     team, token = create_team(session=session, competition=competition, name=body.name, members=body.members,
                               now=now)
     return with_token(team, token, request)
-
-
-def check_self_registration(config: CompetitionConfig, join_code: str | None, anonymous: bool, *, client: str,
-                            failures: ClientRateLimit) -> None:
-    """Self-registration must be open, and where the competition has a join code, the caller must know it. Wrong
-    codes count against the client: past the limit it is refused (429) before its next guess is even compared, so
-    a right guess would not get through either."""
-    if not config.self_registration:
-        if anonymous:
-            raise Unauthorized("Teams of this competition are created by the organizer (send the admin token).")
-        raise Forbidden("Teams of this competition are created by the organizer; a team token can't create teams.")
-    if not config.join_code:
-        return
-    failures.check(client)
-    if not hmac.compare_digest((join_code or "").encode(), config.join_code.encode()):
-        failures.hit(client)
-        raise Forbidden("This competition needs its join code to create a team (the organizer hands it out): send "
-                        '`"join_code": "..."` with the team.', detail={"join_code": "missing" if not join_code
-                                                                        else "wrong"})
 
 
 @router.get("/teams/me", response_model=TeamMePublic)
