@@ -171,3 +171,44 @@ def test_submission_check_takes_a_model_where_the_competition_does(tmp_path):
     broken = onnx_models.custom_op(tmp_path / "custom.onnx")
     failed = CliRunner().invoke(app, ["submission", "check", str(broken), "--competition", str(competition.root)])
     assert failed.exit_code == 1 and "operator_not_allowed" in failed.output
+
+
+@pytest.mark.parametrize("location", ["/etc/passwd", "../secret.bin", "../../etc/passwd"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["value", "sparse_value"])
+def test_a_constant_with_external_data_is_not_self_contained(spec, tmp_path, location, sparse):
+    """A Constant's tensor pointing at any file was passed by the static checks and reached onnxruntime."""
+    path = onnx_models.external_constant(tmp_path / "leak.onnx", location, sparse=sparse)
+    with pytest.raises(SubmissionInvalid) as caught:
+        validate_model(path, spec)
+    (problem,) = caught.value.report.problems
+    assert problem.rule == "external_data_attribute"
+    assert "Constant node 'leak'" in problem.found and location in problem.found and "sparse_value" * sparse in \
+        problem.found
+    assert "save_as_external_data=False" in problem.fix
+
+
+def test_external_data_inside_a_subgraph_is_found(spec, tmp_path):
+    path = onnx_models.external_in_subgraph(tmp_path / "branch.onnx", "/etc/passwd")
+    with pytest.raises(SubmissionInvalid) as caught:
+        validate_model(path, spec)
+    problems = {p.rule: p for p in caught.value.report.problems}
+    assert set(problems) == {"external_data_subgraph", "operator_not_allowed"}
+    assert "subgraph 'then_branch' of If node" in problems["external_data_subgraph"].found
+    assert "/etc/passwd" in problems["external_data_subgraph"].found
+
+
+def test_an_external_initializer_has_its_own_rule(spec, tmp_path):
+    path = onnx_models.external_initializer(tmp_path / "weights.onnx", "weights.bin")
+    assert rules_of(path, spec) == ["external_data_initializer"]
+
+
+def test_submission_check_names_the_external_constant(tmp_path):
+    from typer.testing import CliRunner
+
+    from server.cli import app
+
+    competition = make_competition(tmp_path / "comp", images_per_class=5, submission_kinds="both")
+    model = onnx_models.external_constant(tmp_path / "leak.onnx", "/etc/passwd")
+    checked = CliRunner().invoke(app, ["submission", "check", str(model), "--competition", str(competition.root)])
+    assert checked.exit_code == 1, checked.output
+    assert "external_data_attribute" in checked.output and "/etc/passwd" in checked.output
