@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 from submissions import SubmissionInvalid, SubmissionSpec
 from submissions.model import validate_model
+from submissions.orphans import reap_orphans, sampling_processes
 from submissions.report import MODEL_RULES
 from submissions.sampling import (
     SamplingFailed,
@@ -212,3 +215,48 @@ def test_submission_check_names_the_external_constant(tmp_path):
     checked = CliRunner().invoke(app, ["submission", "check", str(model), "--competition", str(competition.root)])
     assert checked.exit_code == 1, checked.output
     assert "external_data_attribute" in checked.output and "/etc/passwd" in checked.output
+
+
+def test_the_cpu_time_limit_stops_a_model_nobody_watches_any_more(tmp_path):
+    """The last resort when the watcher is frozen: RLIMIT_CPU ends the child on its own (SIGXCPU)."""
+    slow = onnx_models.slow(tmp_path / "slow.onnx")
+    job = SamplingJob(model=str(slow), labels=[0], per_class=1, latent_size=4, image_size=64, seed=0)
+    started = time.monotonic()
+    returncode, _ = run_capped(sampling_command(job, tmp_path / "out.npy"), memory_bytes=2**31, time_limit_s=120,
+                               kernel_limit=True, cpu_seconds=2)
+    assert returncode == -signal.SIGXCPU and time.monotonic() - started < 60
+
+
+def test_orphaned_work_folders_are_removed_and_live_ones_kept(tmp_path):
+    """After a SIGKILL the owner's folder stays; the next worker's start removes it, never a live owner's."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / f"arena-sample-{dead.pid}-abc"
+    live = tmp_path / f"arena-sample-{os.getpid()}-def"
+    unnamed = tmp_path / "arena-sample-xyz"  # the older naming: no owner known, nothing uses it
+    for folder in (orphan, live, unnamed):
+        folder.mkdir()
+        (folder / "images.npy").write_bytes(b"partial")
+    killed, removed = reap_orphans(tmp_path)
+    assert (killed, sorted(removed)) == ([], sorted([orphan, unnamed]))
+    assert live.is_dir() and not orphan.exists() and not unnamed.exists()
+
+
+def test_an_orphaned_sampler_is_killed_with_its_folder(tmp_path):
+    """A sampler whose owner died without taking it along (the kernel's signal missed) is ended at worker start."""
+    slow = onnx_models.slow(tmp_path / "slow.onnx")
+    job = SamplingJob(model=str(slow), labels=[0], per_class=1, latent_size=4, image_size=64, seed=0, tag="t")
+    owner = subprocess.Popen(["true"])
+    owner.wait()
+    folder = tmp_path / f"arena-sample-{owner.pid}-x"
+    folder.mkdir()
+    orphan = subprocess.Popen(sampling_command(job, folder / "images.npy"), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(p.pid == orphan.pid for p in sampling_processes()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed, removed = reap_orphans(tmp_path)
+        assert killed == [orphan.pid] and removed == [folder]
+        assert orphan.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        orphan.kill()
