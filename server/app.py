@@ -25,6 +25,7 @@ from server.config import Settings, get_settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
 from server.errors import ArenaError, UploadTooLarge
+from server.upload_limits import UploadRateLimits
 
 # Multipart framing (boundaries, part headers, the message field) on top of the zip itself.
 MULTIPART_OVERHEAD = 1024 * 1024
@@ -147,6 +148,8 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds)
     app.state.team_creation_limit = ClientRateLimit(settings.team_creation_rate_limit, action="create teams")
+    app.state.upload_limits = UploadRateLimits(team_rule=settings.upload_rate_limit_team,
+                                               client_rule=settings.upload_rate_limit_client)
     app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # before routing
     app.add_middleware(HeadAsGet)  # outermost: HEAD reads take every GET path, the fast one included
     app.include_router(api.router)

@@ -28,7 +28,7 @@ import numpy as np
 from server.competition import load_competition
 from server.config import Settings
 from server.db import Database, Submission, utcnow
-from server.db.crud import list_competitions
+from server.db.crud import MODEL_FAILED, list_competitions
 from server.queue import (
     ScoreFields,
     claim_next_submission,
@@ -319,9 +319,9 @@ def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, devi
         images = sample_model(job, memory_bytes=settings.model_memory_bytes,
                               time_limit_s=settings.model_sampling_seconds, cancelled=cancelled)
     except SamplingFailed as exc:
-        raise ModelFailed(f"model sampling failed ({exc.kind}): {exc}") from exc
+        raise ModelFailed(f"{MODEL_FAILED} ({exc.kind}): {exc}") from exc
     except SubmissionInvalid as exc:
-        raise ModelFailed(f"the model no longer passes validation: {exc}") from exc
+        raise ModelFailed(f"{MODEL_FAILED} (invalid): the model no longer passes validation: {exc}") from exc
     return dict(zip(spec.classes, images, strict=True))
 
 

@@ -58,8 +58,10 @@ class ModelInfo:
         return self.classes.index(cls)
 
 
-def validate_submission(path: str | Path, spec: SubmissionSpec) -> DecodedSubmission | ModelInfo:
-    """A zip (told by its bytes, not its name) or a model, each against its rules and the competition's kinds."""
+def validate_submission(path: str | Path, spec: SubmissionSpec, *,
+                        dry_run: bool = True) -> DecodedSubmission | ModelInfo:
+    """A zip (told by its bytes, not its name) or a model, each against its rules and the competition's kinds
+    (dry_run=False leaves a model's dry run to the caller: `dry_run_model`, e.g. in a bounded queue)."""
     path = Path(path)
     is_zip = zipfile.is_zipfile(path)
     if is_zip and not spec.accepts_images:
@@ -68,7 +70,7 @@ def validate_submission(path: str | Path, spec: SubmissionSpec) -> DecodedSubmis
             fix="this competition accepts models only: submit an ONNX generator (see `arena submission spec`)")]))
     if is_zip or not spec.accepts_model:  # an images-only competition reports a model as not_a_zip
         return validate_zip(path, spec)
-    return validate_model(path, spec)
+    return validate_model(path, spec, dry_run=dry_run)
 
 
 def validate_model(path: str | Path, spec: SubmissionSpec, *, dry_run: bool = True) -> ModelInfo:
@@ -251,6 +253,15 @@ def _describe(values: dict[str, tuple[int, list[int | str]]]) -> str:
 
     return ", ".join(f"'{name}' {helper.tensor_dtype_to_np_dtype(kind) if kind else '?'} {tuple(dims)}"
                      for name, (kind, dims) in values.items()) or "none"
+
+
+def dry_run_model(info: ModelInfo, spec: SubmissionSpec) -> None:
+    """The dry run of a model that passed the static rules; SubmissionInvalid with its problem when it fails."""
+    problems: list[Problem] = []
+    _dry_run(info.path, spec, info.latent_size,
+             lambda rule, found, fix: problems.append(Problem(rule=rule, file=info.path.name, found=found, fix=fix)))
+    if problems:
+        raise SubmissionInvalid(info.report.model_copy(update={"valid": False, "problems": problems}))
 
 
 def _dry_run(path: Path, spec: SubmissionSpec, latent_size: int, add) -> None:

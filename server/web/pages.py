@@ -20,6 +20,7 @@ from server.db.crud import (
     list_competitions,
     list_submissions,
     list_teams,
+    model_failures,
     quota_status,
     select_final,
 )
@@ -188,6 +189,9 @@ def _submit_context(page: Page, row: CompetitionRow, comp: Competition) -> dict[
     if page.team is not None and page.team.competition_id == row.id:
         context["quota"] = quota_status(session=page.db, team=page.team, daily_limit=comp.config.daily_limit,
                                         now=page.now)
+        if comp.config.submission_kinds in ("model", "both"):
+            context["model_failures"] = model_failures(session=page.db, team=page.team, now=page.now,
+                                                       budget=page.settings.model_failure_budget)
         context["recent"], _ = list_submissions(session=page.db, team=page.team, limit=5)
         context["private_visible"] = private_board_visible(row, is_admin=page.is_admin)
     return context
@@ -213,6 +217,8 @@ def submit_post(
         raise Forbidden("Sign in with your team token before submitting.")
     try:
         check_team_in_competition(team=page.team, competition=row)
+        page.request.app.state.upload_limits.hit(team_id=page.team.id, client=page.request.client.host
+                                                 if page.request.client else "unknown")
         submission, _ = submit_upload(session=page.db, settings=page.settings, competition=row, team=page.team,
                                       source=file.file, message=message, now=page.now)
     except ArenaError as exc:

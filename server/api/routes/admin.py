@@ -11,12 +11,14 @@ from server.api.routes.teams import with_token
 from server.api.schemas import (
     CompetitionPublic,
     Disqualify,
+    QuotaPublic,
     Reason,
     RescoreAll,
     Reveal,
     SubmissionPublic,
     SubmissionsPublic,
     TeamAdminCreate,
+    TeamOrganizerPublic,
     TeamPublic,
     TeamsPublic,
     TeamWithToken,
@@ -32,6 +34,7 @@ from server.db.crud import (
     get_team,
     list_submissions,
     list_teams,
+    model_failures,
     reveal_private_board,
     rotate_team_token,
 )
@@ -95,10 +98,13 @@ def admin_reveal(competition: CompetitionDep, body: Reveal, _: AdminDep, session
 
 
 @router.get("/competitions/{slug}/teams", response_model=TeamsPublic)
-def admin_list_teams(competition: CompetitionDep, _: AdminDep, session: SessionDep) -> TeamsPublic:
-    """Every team of the competition."""
+def admin_list_teams(competition: CompetitionDep, _: AdminDep, session: SessionDep, settings: SettingsDep,
+                     now: NowDep) -> TeamsPublic:
+    """Every team of the competition, with its model failure budget of today (UTC)."""
     teams = list_teams(session=session, competition=competition)
-    return TeamsPublic(data=[TeamPublic.build(t) for t in teams], count=len(teams))
+    budget = settings.model_failure_budget
+    return TeamsPublic(data=[TeamOrganizerPublic(**TeamPublic.build(t).model_dump(), model_failures=QuotaPublic.build(
+        model_failures(session=session, team=t, budget=budget, now=now))) for t in teams], count=len(teams))
 
 
 @router.post("/competitions/{slug}/teams", response_model=TeamWithToken, status_code=201)

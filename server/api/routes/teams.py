@@ -9,8 +9,8 @@ from server.api.rate_limit import ClientRateLimit
 from server.api.schemas import QuotaPublic, TeamCreate, TeamMePublic, TeamPublic, TeamWithToken
 from server.competition import CompetitionConfig, load_competition
 from server.db import Team
-from server.db.crud import create_team, quota_status, rotate_team_token
-from server.deps import CompetitionDep, NowDep, SessionDep
+from server.db.crud import create_team, model_failures, quota_status, rotate_team_token
+from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep
 from server.errors import Forbidden, Unauthorized
 
 router = APIRouter(tags=["teams"])
@@ -50,11 +50,13 @@ def check_self_registration(config: CompetitionConfig, join_code: str | None, an
 
 
 @router.get("/teams/me", response_model=TeamMePublic)
-def read_my_team(team: CurrentTeam, session: SessionDep, now: NowDep) -> TeamMePublic:
-    """The calling team with its remaining quota for today (UTC)."""
+def read_my_team(team: CurrentTeam, session: SessionDep, settings: SettingsDep, now: NowDep) -> TeamMePublic:
+    """The calling team with its remaining quota and model failure budget for today (UTC)."""
     quota = quota_status(session=session, team=team, daily_limit=load_competition(team.competition).config.daily_limit,
                          now=now)
-    return TeamMePublic(**TeamPublic.build(team).model_dump(), quota=QuotaPublic.build(quota))
+    failures = model_failures(session=session, team=team, budget=settings.model_failure_budget, now=now)
+    return TeamMePublic(**TeamPublic.build(team).model_dump(), quota=QuotaPublic.build(quota),
+                        model_failures=QuotaPublic.build(failures))
 
 
 @router.post("/teams/me/token", response_model=TeamWithToken)
