@@ -4,8 +4,8 @@
 in a child that dies with its owner (submissions/sampling.py). When an owner is SIGKILLed its folder stays in the
 temp directory; `reap_orphans`, run at worker start, kills any sampling process still working in such a folder (the
 kernel should have already: this is the second line) and removes the folder. A folder whose owner is alive, or that
-names no owner and a live process still uses, is left alone. `stop_copies` ends the other copies of one job on this
-host, so a requeued job never samples beside a copy its old, silent worker left running.
+names no owner (an older version's) and is in use or under an hour old, is left alone. `stop_copies` ends the other
+copies of one job on this host, so a requeued job never samples beside a copy its old, silent worker left running.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from submissions.sampling import WORKDIR_PREFIX
 
 log = logging.getLogger("arena.sampling")
 SAMPLING_MODULE = "submissions.sampling"
+# An unnamed folder (made by an older version) may be in use before its child starts: only old ones are removed.
+UNNAMED_GRACE_S = 3600
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,8 @@ def reap_orphans(temp_dir: Path | None = None) -> tuple[list[int], list[Path]]:
         if owner is not None and is_alive(owner):
             continue
         users = [p for p in processes if Path(p.out).parent == folder]
-        if owner is None and users:
-            continue  # an unnamed folder in use: its owner cannot be judged
+        if owner is None and (users or _age_s(folder) < UNNAMED_GRACE_S):
+            continue  # an unnamed folder in use, or maybe about to be: its owner cannot be judged
         for process in users:
             _kill_group(process.pid)
             killed.append(process.pid)
@@ -97,6 +100,13 @@ def reap_orphans(temp_dir: Path | None = None) -> tuple[list[int], list[Path]]:
     if killed or removed:
         log.warning("cleaned up after dead samplers: killed %s, removed %d work folder(s)", killed, len(removed))
     return killed, removed
+
+
+def _age_s(folder: Path) -> float:
+    try:
+        return time.time() - folder.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def stop_copies(tag: str) -> list[int]:

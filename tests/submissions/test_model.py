@@ -233,13 +233,15 @@ def test_orphaned_work_folders_are_removed_and_live_ones_kept(tmp_path):
     dead.wait()
     orphan = tmp_path / f"arena-sample-{dead.pid}-abc"
     live = tmp_path / f"arena-sample-{os.getpid()}-def"
-    unnamed = tmp_path / "arena-sample-xyz"  # the older naming: no owner known, nothing uses it
-    for folder in (orphan, live, unnamed):
+    unnamed = tmp_path / "arena-sample-xyz"  # the older naming: no owner known, nothing uses it, two hours old
+    recent = tmp_path / "arena-sample-new"  # unnamed and fresh: its owner may be about to start its child
+    for folder in (orphan, live, unnamed, recent):
         folder.mkdir()
         (folder / "images.npy").write_bytes(b"partial")
+    os.utime(unnamed, (time.time() - 7200, time.time() - 7200))
     killed, removed = reap_orphans(tmp_path)
     assert (killed, sorted(removed)) == ([], sorted([orphan, unnamed]))
-    assert live.is_dir() and not orphan.exists() and not unnamed.exists()
+    assert live.is_dir() and recent.is_dir() and not orphan.exists() and not unnamed.exists()
 
 
 def test_an_orphaned_sampler_is_killed_with_its_folder(tmp_path):
