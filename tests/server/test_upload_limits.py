@@ -153,7 +153,6 @@ def test_concurrent_model_uploads_never_run_more_dry_runs_than_the_bound(model_s
         assert int(refused.headers["Retry-After"]) >= 1 and "quota is unchanged" in refused.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_uploads_are_rate_limited_per_team_and_per_client(make_app):
     arena = make_app(upload_rate_limit_team="2/minute", upload_rate_limit_client="3/minute")
     (_, first), (_, second) = arena.create_team("a"), arena.create_team("b")
@@ -173,7 +172,6 @@ def test_a_bad_rate_limit_setting_is_refused():
         Settings(upload_rate_limit_team="lots")
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_models_failing_in_the_worker_use_up_a_visible_budget(make_app, scorer, scoring_competition, tmp_path):
     arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path), model_sampling_seconds=0.01,
                      model_failure_budget=1)
