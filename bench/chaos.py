@@ -98,6 +98,8 @@ class Chaos:
             "ARENA_UPLOAD_RATE_LIMIT_TEAM": "", "ARENA_UPLOAD_RATE_LIMIT_CLIENT": "", "ARENA_MODEL_SAMPLE_SETS": "2",
             "ARENA_MODEL_SAMPLING_SECONDS": "600", "ARENA_MODEL_SAMPLING_THREADS": "1",
             "ARENA_MODEL_MEMORY_BYTES": str(2**30), "ARENA_MODEL_DRY_RUN_SECONDS": "300",
+            # eager torch: no ONNX export of the network at each cold start (minutes on busy shared cores)
+            "ARENA_FID_ENGINE": "torch",
         }
 
     def start_server(self) -> None:
@@ -395,6 +397,7 @@ def main() -> int:
     if args.database == "postgres" and not args.postgres_url:
         parser.error("--database postgres needs --postgres-url or ARENA_TEST_POSTGRES_URL")
     random.seed(12)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so `finally` stops every process started here
     drop_schema: Callable[[], None] | None = None
     with tempfile.TemporaryDirectory(prefix="arena-chaos-") as tmp:
         data_dir, torch_home, temp_dir = Path(tmp) / "data", Path(tmp) / "torch", Path(tmp) / "tmp"
