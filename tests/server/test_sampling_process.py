@@ -8,9 +8,11 @@ the dead one's work folder at start, and the requeued job runs once: never two s
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +20,9 @@ import pytest
 
 from server.db import Team
 from server.db.crud import create_submission, get_submission
+from server.queue import cancel
 from server.storage import model_path
+from server.worker import Worker
 from submissions.orphans import sampling_processes
 from submissions.sampling import WORKDIR_PREFIX
 from tests.server.test_model_submissions import with_kinds
@@ -135,3 +139,29 @@ def test_a_requeued_job_stops_the_copy_its_frozen_worker_left_running(make_app, 
             worker.wait(timeout=30)
     assert max(most_copies) == 1
     assert [e.to_status for e in failed.events] == ["queued", "scoring", "queued", "scoring", "failed"]
+
+
+def test_a_worker_stops_sampling_a_job_taken_from_it(make_app, scorer, scoring_competition, tmp_path):
+    """Cancelled (or requeued after a silence) while its model samples: the heartbeat notices and ends the sampling
+    at once instead of letting it run to the time limit."""
+    arena = make_app(competition=with_kinds(scoring_competition, "model", tmp_path), model_sampling_seconds=600)
+    sid = queue_model(arena, onnx_models.slow(tmp_path / "slow.onnx", rounds=5000))
+    worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")
+    running_worker = threading.Thread(target=worker.run, kwargs={"max_jobs": 1})
+    running_worker.start()
+    try:
+        deadline = time.monotonic() + 120
+        while not copies_of(sid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (child,) = copies_of(sid)
+        with arena.database.sessionmaker() as session:
+            cancel(session=session, submission_id=sid, reason="test")
+        assert gone_within(child, 10.0), "the sampling went on for a job the worker no longer holds"
+        running_worker.join(timeout=30)
+        assert not running_worker.is_alive()
+    finally:
+        worker.stop.set()
+        for pid in copies_of(sid):
+            os.kill(pid, signal.SIGKILL)
+    with arena.database.sessionmaker() as session:
+        assert get_submission(session=session, submission_id=sid).status == "cancelled"
