@@ -174,10 +174,10 @@ class Worker:
             try:
                 with self.database.session() as session:
                     heartbeat(session=session, worker_id=self.worker_id)
-                    current = self.current
+                    lost, current = self.lost_current, self.current  # this order: run_once sets them the other way
                     if current is not None and not still_holds(session=session, submission_id=current,
-                                                               worker_id=self.worker_id):
-                        self.lost_current.set()  # requeued while this worker was silent: stop its sampling
+                                                               worker_id=self.worker_id) and self.current == current:
+                        lost.set()  # cancelled, or requeued while this worker was silent: stop its sampling
             except Exception:  # a missed beat is retried next period; the job must not die of it
                 log.exception("heartbeat failed")
 
@@ -206,8 +206,8 @@ class Worker:
             submission = claim_next_submission(session=session, worker_id=self.worker_id)
         if submission is None:
             return False
+        self.lost_current = threading.Event()  # one per job: a late heartbeat about the last one cannot stop this one
         self.current = submission.id
-        self.lost_current.clear()
         try:
             self._score(submission)
         except ModelFailed as exc:
