@@ -229,7 +229,9 @@ def submit_post(
         if problems:
             count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
             context["error_title"] = f"The upload is not a valid submission ({count})."
-        return page.render("submit.html", context, status_code=exc.status_code)
+        response = page.render("submit.html", context, status_code=exc.status_code)
+        response.headers.update(exc.headers)  # Retry-After of a 429
+        return response
     page.session.set_flash("ok", f"Submission {submission.id} was accepted and is queued for scoring.")
     return page.redirect(page.url_for("web_submission", submission_id=submission.id))
 

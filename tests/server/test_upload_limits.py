@@ -199,3 +199,20 @@ def test_models_failing_in_the_worker_use_up_a_visible_budget(make_app, scorer, 
     organizer_browser.post("/admin/signin", data={"token": ADMIN_TOKEN,
                                                   "csrf_token": csrf_of(organizer_browser.get("/admin/signin").text)})
     assert re.search(r'<td class="num">1 / 1</td>', organizer_browser.get("/admin/teams").text)
+
+
+def test_the_submit_form_is_rate_limited_too(make_app):
+    arena = make_app(upload_rate_limit_team="1/minute")
+    _, token = arena.create_team("form")
+    browser = TestClient(arena.client.app, follow_redirects=False)
+    browser.post("/signin", data={"token": token, "csrf_token": csrf_of(browser.get("/signin").text)})
+
+    def submit(seed: int):
+        csrf = csrf_of(browser.get(f"/c/{arena.slug}/submit").text)
+        return browser.post(f"/c/{arena.slug}/submit", data={"csrf_token": csrf},
+                            files={"file": ("s.zip", submission_zip(arena.competition, seed=seed), "application/zip")})
+
+    assert submit(1).status_code == 303
+    refused = submit(2)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "Too many uploads from this team" in refused.text
