@@ -2,6 +2,11 @@
 
     python -m bench.chaos                 # 30 uploads, >= 20 worker SIGKILLs mid-scoring, 10 server restarts
     python -m bench.chaos --quick         # 6 uploads, 3 kills, 2 restarts
+    python -m bench.chaos --database postgres --models 8   # on PostgreSQL (ARENA_TEST_POSTGRES_URL), 8 of them ONNX
+
+Several workers start at once on competitions whose scoring references are not built yet, so they race to build
+them (and are SIGKILLed while building); model submissions (`--models`, ONNX generators) are SIGKILLed while their
+worker samples them. On PostgreSQL the bench runs in a schema of its own, dropped at the end.
 
 Uploads go in from a thread while the server is SIGKILLed and restarted (an upload cut off by a restart is sent
 again, as `arena submit` would be; 409 "duplicate" then means the first try got in). Worker processes are
@@ -12,9 +17,13 @@ SIGKILLed while they score, and replaced. Then everything drains. The table and 
     scored twice          submissions with two `scored` events (from their event history)
     quota wrongly used    quota used beyond one slot per distinct accepted zip (per team, from /api/teams/me)
     valid failed          valid submissions that ended `failed`
+    duplicate builds      reference builds created while another build of the same competition was still active
+    orphaned processes    sampling processes that outlived their SIGKILLed worker by 5 s, or the bench
+    leftover temp folders `arena-sample-*` work folders of dead processes left after the drain
     drain time            from the end of the chaos to an empty queue
 
-Target: all zero but the time. To stay affordable on 2 shared CPU cores it scores a tiny competition (2 classes,
+Target: all zero but the time (duplicate builds need the database's one-active-build rule, #22 item 5; the bench
+counts them either way). To stay affordable on 2 shared CPU cores it scores a tiny competition (2 classes,
 2 images per class, 4 test images per class) with randomly initialized FID weights, as the unit tests do: the
 queue, the workers and the server are what is tested here, not the network.
 """
@@ -34,21 +43,26 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import select
 
-from server.db import Database, Submission, SubmissionStatus
+from server.db import Database, ReferenceBuild, Submission, SubmissionStatus
 from server.queue import crashed_workers
-from tests.utils.competition import make_competition, random_images
+from submissions.orphans import owner_of, sampling_processes
+from submissions.sampling import WORKDIR_PREFIX
+from tests.utils import onnx_models
+from tests.utils.competition import CLASSES, make_competition, random_images
 from tests.utils.inception import install_random_fid_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "chaos-admin-token-0123456789abcdef"
 SLUG = "chaos"
-TEAMS = 3
+TEAMS = 3  # per competition
 FINAL = {SubmissionStatus.scored, SubmissionStatus.failed, SubmissionStatus.cancelled}
 MAX_WORKER_CRASHES = 4  # the server's default ARENA_MAX_WORKER_CRASHES
 KILL_P = 0.7
@@ -59,9 +73,13 @@ class Chaos:
     data_dir: Path
     torch_home: Path
     port: int
+    database_url: str
+    temp_dir: Path  # TMPDIR of every process: the sampling work folders are counted here
     server: subprocess.Popen | None = None
     workers: list[subprocess.Popen] = field(default_factory=list)
     kills: int = 0
+    kills_by_phase: dict[str, int] = field(default_factory=lambda: {"scoring": 0, "sampling": 0, "building": 0})
+    orphan_suspects: list[int] = field(default_factory=list)  # sampling children of SIGKILLed workers
     restarts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -76,7 +94,12 @@ class Chaos:
             "ARENA_PORT": str(self.port), "ARENA_WORKER_TIMEOUT_SECONDS": "3", "ARENA_WORKER_HEARTBEAT_SECONDS": "0.5",
             "ARENA_WORKER_POLL_SECONDS": "0.2", "ARENA_RETRY_BACKOFF_SECONDS": "0",
             "ARENA_TEAM_CREATION_RATE_LIMIT": "", "ARENA_MAX_WORKER_CRASHES": str(MAX_WORKER_CRASHES),
-            "OMP_NUM_THREADS": "1",
+            "OMP_NUM_THREADS": "1", "ARENA_DATABASE_URL": self.database_url, "TMPDIR": str(self.temp_dir),
+            "ARENA_UPLOAD_RATE_LIMIT_TEAM": "", "ARENA_UPLOAD_RATE_LIMIT_CLIENT": "", "ARENA_MODEL_SAMPLE_SETS": "2",
+            "ARENA_MODEL_SAMPLING_SECONDS": "600", "ARENA_MODEL_SAMPLING_THREADS": "1",
+            "ARENA_MODEL_MEMORY_BYTES": str(2**30), "ARENA_MODEL_DRY_RUN_SECONDS": "300",
+            # eager torch: no ONNX export of the network at each cold start (minutes on busy shared cores)
+            "ARENA_FID_ENGINE": "torch",
         }
 
     def start_server(self) -> None:
@@ -103,6 +126,15 @@ class Chaos:
         self.workers.append(subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], cwd=ROOT,
                                              env=self.env(), stdout=log, stderr=subprocess.STDOUT))
 
+    def kill_worker(self, victim: subprocess.Popen, phase: str) -> None:
+        """SIGKILL a worker, remembering the sampling processes it had (they must die with it)."""
+        children = [p.pid for p in sampling_processes() if p.parent == victim.pid]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        self.kills += 1
+        self.kills_by_phase[phase] += 1
+        self.orphan_suspects += children
+
     def stop_all(self) -> None:
         for process in [*self.workers, *([self.server] if self.server else [])]:
             if process.poll() is None:
@@ -128,25 +160,42 @@ def submission_zips(count: int) -> list[bytes]:
     return zips
 
 
-def create_teams(chaos: Chaos) -> list[str]:
-    tokens = []
-    for i in range(TEAMS):
-        response = httpx.post(f"{chaos.url}/api/admin/competitions/{SLUG}/teams", json={"name": f"team-{i}"},
-                              headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
-        response.raise_for_status()
-        tokens.append(response.json()["token"])
-    return tokens
+def model_files(count: int, folder: Path) -> list[bytes]:
+    """Small valid ONNX generators, each a distinct file (a metadata entry tells them apart)."""
+    models = []
+    for index in range(count):
+        path = onnx_models.generator(folder / f"m{index}.onnx", metadata={
+            "latent_size": str(onnx_models.LATENT), "classes": json.dumps(CLASSES), "variant": str(index)})
+        models.append(path.read_bytes())
+    return models
 
 
-def upload_all(chaos: Chaos, zips: list[bytes], tokens: list[str], outcome: dict[str, int]) -> None:
-    """Send every zip until the server answers 202 (accepted) or 409 (an earlier, cut-off try got in)."""
-    for index, data in enumerate(zips):
-        token = tokens[index % len(tokens)]
+def slugs(competitions: int) -> list[str]:
+    return [SLUG] + [f"{SLUG}-{i}" for i in range(2, competitions + 1)]
+
+
+def create_teams(chaos: Chaos, competitions: list[str]) -> list[tuple[str, str]]:
+    """(competition, token) of TEAMS teams per competition."""
+    teams = []
+    for slug in competitions:
+        for i in range(TEAMS):
+            response = httpx.post(f"{chaos.url}/api/admin/competitions/{slug}/teams", json={"name": f"team-{i}"},
+                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
+            response.raise_for_status()
+            teams.append((slug, response.json()["token"]))
+    return teams
+
+
+def upload_all(chaos: Chaos, files: list[bytes], teams: list[tuple[str, str]], outcome: dict[str, int]) -> None:
+    """Send every file until the server answers 202 (accepted) or 409 (an earlier, cut-off try got in)."""
+    for index, data in enumerate(files):
+        slug, token = teams[index % len(teams)]
+        name = "s.zip" if data[:2] == b"PK" else "m.onnx"
         while True:
             try:
-                response = httpx.post(f"{chaos.url}/api/competitions/{SLUG}/submissions", timeout=30,
+                response = httpx.post(f"{chaos.url}/api/competitions/{slug}/submissions", timeout=300,
                                       headers={"Authorization": f"Bearer {token}"},
-                                      files={"file": ("s.zip", data, "application/zip")})
+                                      files={"file": (name, data, "application/octet-stream")})
             except httpx.HTTPError:
                 outcome["retried"] += 1
                 time.sleep(0.3)
@@ -173,41 +222,78 @@ def scoring_jobs(database: Database) -> dict[int, tuple[int, int]]:
     with database.sessionmaker() as session:
         held = session.scalars(select(Submission).where(Submission.status == SubmissionStatus.scoring)).all()
         # Worker ids are host-pid-random.
-        return {int(s.worker_id.split("-")[-2]): (s.id, len(crashed_workers(s))) for s in held if s.worker_id}
+        return {worker_pid(s.worker_id): (s.id, len(crashed_workers(s))) for s in held if s.worker_id}
+
+
+def building_jobs(database: Database) -> dict[int, tuple[int, int]]:
+    """Our workers' reference builds right now: worker pid -> (build id, workers it has crashed so far)."""
+    with database.sessionmaker() as session:
+        held = session.scalars(select(ReferenceBuild).where(ReferenceBuild.status == "building")).all()
+        return {worker_pid(b.worker_id): (b.id, b.crashes) for b in held if b.worker_id}
+
+
+def worker_pid(worker_id: str) -> int:
+    return int(worker_id.split("-")[-2])
 
 
 def queue_empty(database: Database) -> bool:
     with database.sessionmaker() as session:
-        return session.scalar(select(Submission.id).where(Submission.status.notin_(list(FINAL))).limit(1)) is None
+        waiting = session.scalar(select(Submission.id).where(Submission.status.notin_(list(FINAL))).limit(1))
+        building = session.scalar(select(ReferenceBuild.id).where(ReferenceBuild.status.in_(["queued", "building"]))
+                                  .limit(1))
+        return waiting is None and building is None
 
 
-def kill_workers_mid_scoring(chaos: Chaos, database: Database, kills: int, workers: int,
-                             uploading: threading.Thread) -> None:
-    """SIGKILL workers while they score, at random: each job a worker claims is killed with probability KILL_P,
-    except a job one crash short of the poison-pill limit (a valid submission must survive the chaos; the poison
-    pill itself is tested in tests/server/test_queue.py)."""
-    judged: set[tuple[int, int]] = set()  # (worker pid, submission id): one coin toss per claim
+def kill_workers_mid_job(chaos: Chaos, database: Database, kills: int, workers: int,
+                         uploading: threading.Thread) -> None:
+    """SIGKILL workers while they work, at random: each job a worker claims (a submission or a reference build) is
+    killed with probability KILL_P, except a job one crash short of the poison-pill limit (a valid submission must
+    survive the chaos; the poison pill itself is tested in tests/server/test_queue.py). A model submission's worker
+    is killed once its sampling process runs. Reference builds take at most a quarter of the kills."""
+    judged: set[tuple[int, str, int]] = set()  # (worker pid, kind, id): one coin toss per claim
     deadline = time.monotonic() + 300 + 120 * kills  # a worker start (torch, references) takes long on busy cores
     while chaos.kills < kills and time.monotonic() < deadline:
         chaos.workers = [w for w in chaos.workers if w.poll() is None]
         while len(chaos.workers) < workers:
             chaos.start_worker()
-        jobs = scoring_jobs(database)
-        fresh = [(w, jobs[w.pid]) for w in chaos.workers if w.pid in jobs and (w.pid, jobs[w.pid][0]) not in judged]
+        jobs = {("submission", pid): job for pid, job in scoring_jobs(database).items()}
+        jobs |= {("build", pid): job for pid, job in building_jobs(database).items()}
+        fresh = [(w, kind, jobs[kind, w.pid]) for w in chaos.workers for kind in ("submission", "build")
+                 if (kind, w.pid) in jobs and (w.pid, kind, jobs[kind, w.pid][0]) not in judged]
         if not fresh:
             if not uploading.is_alive() and queue_empty(database):
                 break  # nothing left to kill a worker over
             time.sleep(0.05)
             continue
-        victim, (submission_id, crashes) = random.choice(fresh)
-        judged.add((victim.pid, submission_id))
-        if crashes + 1 >= MAX_WORKER_CRASHES or random.random() > KILL_P:
+        victim, kind, (job_id, crashes) = random.choice(fresh)
+        judged.add((victim.pid, kind, job_id))
+        builds_done = kind == "build" and chaos.kills_by_phase["building"] >= max(1, kills // 4)  # leave the rest
+        if builds_done or crashes + 1 >= MAX_WORKER_CRASHES or random.random() > KILL_P:
             continue
-        time.sleep(random.uniform(0.0, 0.5))  # somewhere inside the job
-        if scoring_jobs(database).get(victim.pid, (None,))[0] == submission_id:
-            victim.send_signal(signal.SIGKILL)
-            victim.wait()
-            chaos.kills += 1
+        model = kind == "submission" and is_model_job(chaos, database, job_id)
+        phase = "building" if kind == "build" else wait_for_sampling(victim, 10.0) if model else "scoring"
+        if phase == "scoring":
+            time.sleep(random.uniform(0.0, 0.5))  # somewhere inside the job
+        still = (building_jobs if kind == "build" else scoring_jobs)(database).get(victim.pid, (None,))[0]
+        if still == job_id and victim.poll() is None:
+            chaos.kill_worker(victim, phase)
+
+
+def is_model_job(chaos: Chaos, database: Database, submission_id: int) -> bool:
+    from server.storage import model_path
+
+    with database.sessionmaker() as session:
+        return model_path(chaos.data_dir, session.get_one(Submission, submission_id).sha256).exists()
+
+
+def wait_for_sampling(victim: subprocess.Popen, seconds: float) -> str:
+    """"sampling" once the worker runs a model's sampling process (within `seconds`), else "scoring"."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if any(p.parent == victim.pid for p in sampling_processes()):
+            return "sampling"
+        time.sleep(0.02)
+    return "scoring"
 
 
 def drain(chaos: Chaos, database: Database, workers: int, timeout: float) -> float:
@@ -222,10 +308,10 @@ def drain(chaos: Chaos, database: Database, workers: int, timeout: float) -> flo
     return time.monotonic() - started
 
 
-def report(chaos: Chaos, database: Database, zips: list[bytes], tokens: list[str]) -> dict[str, object]:
+def report(chaos: Chaos, database: Database, files: list[bytes], teams: list[tuple[str, str]]) -> dict[str, Any]:
     import hashlib
 
-    hashes = {hashlib.sha256(z).hexdigest() for z in zips}
+    hashes = {hashlib.sha256(f).hexdigest() for f in files}
     with database.sessionmaker() as session:
         rows = session.scalars(select(Submission)).all()
         stored = {s.sha256 for s in rows}
@@ -236,68 +322,143 @@ def report(chaos: Chaos, database: Database, zips: list[bytes], tokens: list[str
         for s in rows:
             if s.status in (SubmissionStatus.queued, SubmissionStatus.scoring, SubmissionStatus.scored):
                 accepted_per_team.setdefault(s.team_id, set()).add(s.sha256)
+        builds = session.scalars(select(ReferenceBuild)).all()
     quota_wrong = 0
-    for token in tokens:
+    for _, token in teams:
         me = httpx.get(f"{chaos.url}/api/teams/me", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
         quota_wrong += abs(me["quota"]["used"] - len(accepted_per_team.get(me["id"], set())))
     return {"lost": len(hashes - stored), "stuck": stuck, "scored_twice": scored_twice,
             "quota_wrongly_used": quota_wrong, "valid_failed": len(failed), "failures": failed,
-            "submissions": len(rows)}
+            "duplicate_builds": duplicate_builds(builds), "builds": len(builds),
+            "orphaned_processes": sum(1 for pid in chaos.orphan_suspects if running(pid)),
+            "leftover_temp_folders": leftover_folders(chaos.temp_dir), "submissions": len(rows),
+            "models": sum(1 for f in files if f[:2] != b"PK")}
+
+
+def duplicate_builds(builds: Sequence[ReferenceBuild]) -> int:
+    """Builds created while another build of the same competition was still queued or building."""
+    def overlaps(build: ReferenceBuild, other: ReferenceBuild) -> bool:
+        return (other.id != build.id and other.competition_id == build.competition_id
+                and other.created_at <= build.created_at
+                and (other.finished_at is None or build.created_at < other.finished_at))
+
+    return sum(1 for build in builds if any(overlaps(build, other) for other in builds))
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def leftover_folders(temp_dir: Path) -> int:
+    """Sampling work folders whose owner is dead (the next worker start must have removed them)."""
+    return sum(1 for folder in temp_dir.glob(f"{WORKDIR_PREFIX}*") if not running(owner_of(folder) or 0))
+
+
+def with_postgres_schema(base_url: str) -> tuple[str, Callable[[], None]]:
+    """A schema of the bench's own on the PostgreSQL server of `base_url`: (its URL, drop it)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    schema = f"arena_chaos_{os.getpid()}"
+    engine = create_engine(base_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+
+    def drop() -> None:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        engine.dispose()
+
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False), drop
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--submissions", type=int, default=30)
+    parser.add_argument("--submissions", type=int, default=30, help="uploads in all, models included")
+    parser.add_argument("--models", type=int, default=0, help="how many of the uploads are ONNX models")
+    parser.add_argument("--competitions", type=int, default=1, help="competitions (each one reference build)")
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--restarts", type=int, default=10)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="workers, all started at once")
+    parser.add_argument("--database", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--postgres-url", default=os.environ.get("ARENA_TEST_POSTGRES_URL", ""),
+                        help="the server for --database postgres (default: ARENA_TEST_POSTGRES_URL)")
     parser.add_argument("--quick", action="store_true", help="6 uploads, 3 kills, 2 restarts")
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "chaos.json")
     args = parser.parse_args()
     if args.quick:
         args.submissions, args.kills, args.restarts = 6, 3, 2
+    if args.database == "postgres" and not args.postgres_url:
+        parser.error("--database postgres needs --postgres-url or ARENA_TEST_POSTGRES_URL")
     random.seed(12)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so `finally` stops every process started here
+    drop_schema: Callable[[], None] | None = None
     with tempfile.TemporaryDirectory(prefix="arena-chaos-") as tmp:
-        data_dir, torch_home = Path(tmp) / "data", Path(tmp) / "torch"
-        make_competition(data_dir / "competitions" / SLUG, slug=SLUG, train_per_class=4, test_per_class=4,
-                         images_per_class=2, daily_limit=1000)
+        data_dir, torch_home, temp_dir = Path(tmp) / "data", Path(tmp) / "torch", Path(tmp) / "tmp"
+        temp_dir.mkdir()
+        competitions = slugs(args.competitions)
+        for slug in competitions:
+            make_competition(data_dir / "competitions" / slug, slug=slug, train_per_class=12, test_per_class=12,
+                             images_per_class=2, daily_limit=1000, submission_kinds="both")
         install_random_fid_weights(torch_home)
-        chaos = Chaos(data_dir=data_dir, torch_home=torch_home, port=free_port())
-        zips = submission_zips(args.submissions)
+        database_url = f"sqlite:///{data_dir / 'arena.db'}"
+        if args.database == "postgres":
+            database_url, drop_schema = with_postgres_schema(args.postgres_url)
+        chaos = Chaos(data_dir=data_dir, torch_home=torch_home, port=free_port(), database_url=database_url,
+                      temp_dir=temp_dir)
+        files = submission_zips(args.submissions - args.models) + model_files(args.models, Path(tmp))
+        random.shuffle(files)
         started = time.monotonic()
         try:
             chaos.start_server()
-            # Build the scoring references once (a worker on an empty queue prepares them and exits), so the chaos
-            # workers only load them.
-            subprocess.run([sys.executable, "-m", "server.cli", "worker", "--exit-when-idle"], cwd=ROOT,
-                           env=chaos.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
-            database = Database(f"sqlite:///{data_dir / 'arena.db'}")
-            tokens = create_teams(chaos)
+            database = Database(database_url)
+            teams = create_teams(chaos, competitions)
+            # Every worker at once, on references nobody has built: they race to build them (duplicate builds).
+            for _ in range(args.workers):
+                chaos.start_worker()
             outcome = {"202": 0, "409": 0, "retried": 0, "5xx": 0}
-            uploading = threading.Thread(target=upload_all, args=(chaos, zips, tokens, outcome))
+            uploading = threading.Thread(target=upload_all, args=(chaos, files, teams, outcome))
             uploading.start()
             restarting = threading.Thread(target=restart_during_uploads, args=(chaos, args.restarts, uploading))
             restarting.start()
-            kill_workers_mid_scoring(chaos, database, args.kills, args.workers, uploading)
+            kill_workers_mid_job(chaos, database, args.kills, args.workers, uploading)
             uploading.join()
             restarting.join()
             chaos_s = time.monotonic() - started
             drain_s = drain(chaos, database, args.workers, args.drain_timeout)
-            result = report(chaos, database, zips, tokens)
+            time.sleep(5)  # the orphan rule: a SIGKILLed worker's sampler must be gone within seconds
+            result = report(chaos, database, files, teams)
+            database.dispose()
         finally:
             chaos.stop_all()
-    result = {**result, "drain_s": round(drain_s, 1), "chaos_s": round(chaos_s, 1), "worker_kills": chaos.kills,
-              "server_restarts": chaos.restarts, "uploads": outcome, "args": {k: str(v) for k, v in vars(args).items()},
+            if drop_schema is not None:
+                drop_schema()
+        time.sleep(2)
+        left_running = [p.pid for p in sampling_processes() if Path(p.out).is_relative_to(temp_dir)]
+    result = {**result, "orphaned_processes": int(result["orphaned_processes"]) + len(left_running),
+              "drain_s": round(drain_s, 1), "chaos_s": round(chaos_s, 1), "worker_kills": chaos.kills,
+              "kills_by_phase": chaos.kills_by_phase, "server_restarts": chaos.restarts, "uploads": outcome,
+              "args": {k: str(v) for k, v in vars(args).items() if k != "postgres_url"},
               "machine": f"{os.cpu_count()} cores, {platform.python_version()}, {platform.machine()}"}
-    print(f"{'lost':<22}{result['lost']}\n{'stuck':<22}{result['stuck']}\n{'scored twice':<22}{result['scored_twice']}"
-          f"\n{'quota wrongly used':<22}{result['quota_wrongly_used']}\n{'valid failed':<22}{result['valid_failed']}"
-          f"\n{'drain time':<22}{drain_s:.1f} s\n{'worker SIGKILLs':<22}{chaos.kills}"
-          f"\n{'server restarts':<22}{chaos.restarts}\n{'uploads':<22}{outcome}")
+    rows = [("lost", result["lost"]), ("stuck", result["stuck"]), ("scored twice", result["scored_twice"]),
+            ("quota wrongly used", result["quota_wrongly_used"]), ("valid failed", result["valid_failed"]),
+            ("duplicate builds", f"{result['duplicate_builds']} (of {result['builds']} builds)"),
+            ("orphaned processes", result["orphaned_processes"]),
+            ("leftover temp folders", result["leftover_temp_folders"]), ("drain time", f"{drain_s:.1f} s"),
+            ("worker SIGKILLs", f"{chaos.kills} {chaos.kills_by_phase}"), ("server restarts", chaos.restarts),
+            ("uploads", f"{outcome} ({result['models']} models)"), ("database", args.database)]
+    print("\n".join(f"{name:<24}{value}" for name, value in rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str))
-    bad = sum(int(result[k]) for k in ("lost", "stuck", "scored_twice", "quota_wrongly_used", "valid_failed"))
-    return 1 if bad else 0
+    zero = ("lost", "stuck", "scored_twice", "quota_wrongly_used", "valid_failed", "duplicate_builds",
+            "orphaned_processes", "leftover_temp_folders")
+    return 1 if sum(int(result[k]) for k in zero) else 0
 
 
 if __name__ == "__main__":

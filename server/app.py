@@ -26,7 +26,8 @@ from server.config import Settings, get_settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
 from server.errors import ArenaError, UploadTooLarge
-from server.rate_limit import ClientRateLimit
+from server.rate_limit import RateLimit
+from server.upload_limits import UploadRateLimits
 
 # Multipart framing (boundaries, part headers, the message field) on top of the zip itself.
 MULTIPART_OVERHEAD = 1024 * 1024
@@ -193,9 +194,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds)
-    app.state.team_creation_limit = ClientRateLimit(settings.team_creation_rate_limit, action="create teams")
-    app.state.join_code_failures = ClientRateLimit(settings.join_code_failure_rate_limit,
+    app.state.team_creation_limit = RateLimit(settings.team_creation_rate_limit, action="create teams")
+    app.state.join_code_failures = RateLimit(settings.join_code_failure_rate_limit,
                                                    action="try join codes")
+    app.state.upload_limits = UploadRateLimits(team_rule=settings.upload_rate_limit_team,
+                                               client_rule=settings.upload_rate_limit_client)
     app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # before routing
     app.add_middleware(HeadAsGet)  # HEAD reads take every GET path, the fast one included
     app.add_middleware(FrameDenial)  # outermost: every response, the fast path's and the 413 included

@@ -77,6 +77,28 @@ class Settings(BaseSettings):
     model_dry_run_seconds: float = Field(
         DEFAULT_MODEL_TIME_LIMIT_S, description="Wall-clock limit of the one-batch dry run when a model is uploaded."
     )
+    model_dry_runs: int = Field(
+        2, ge=1, description="Model dry runs one server process runs at once; further model uploads wait in a queue."
+    )
+    model_dry_runs_per_team: int = Field(
+        1, ge=1, description="Dry runs of one team's models at once (and as many more of its uploads may wait)."
+    )
+    model_dry_run_queue: int = Field(
+        8, ge=0, description="Model uploads that may wait for a dry-run slot, each up to ARENA_MODEL_DRY_RUN_SECONDS; "
+        "the rest get 429 with Retry-After."
+    )
+    model_failure_budget: int = Field(
+        3, ge=1, description="Models of one team that may fail while the worker samples them per UTC day (they give "
+        "their quota back); past it the team's model uploads get 429 until midnight UTC. Shown to team and organizer."
+    )
+    upload_rate_limit_team: str = Field(
+        "30/hour", description="Uploads (valid or not) one team may send (`limits` notation; empty: no limit). Per "
+        "server process; organizers uploading for a team are not limited."
+    )
+    upload_rate_limit_client: str = Field(
+        "120/hour", description="Uploads one client address may send, all teams together (`limits` notation; empty: "
+        "no limit). Per server process."
+    )
     model_sampling_seconds: float = Field(
         1800.0, description="Wall-clock limit of sampling one image set from a model; past it the submission fails."
     )
@@ -126,7 +148,7 @@ class Settings(BaseSettings):
                 raise ValueError("a TCP port is 1 .. 65535")
             if value < 0 or (value == 0 and name not in ZERO_ALLOWED):
                 raise ValueError("must be greater than 0" if name not in ZERO_ALLOWED else "must not be negative")
-        if name.endswith("_rate_limit") and value.strip():
+        if "rate_limit" in name and value.strip():
             try:
                 parse(value)
             except ValueError as exc:

@@ -20,7 +20,7 @@ from server.config import Settings
 from server.db import CompetitionRow, Database
 from server.db.crud import get_competition
 from server.errors import Forbidden, Unauthorized
-from server.rate_limit import ClientRateLimit
+from server.rate_limit import RateLimit
 
 
 async def get_settings(request: Request) -> Settings:
@@ -58,7 +58,7 @@ CompetitionDep = Annotated[CompetitionRow, Depends(get_competition_row)]
 
 
 def check_self_registration(config: CompetitionConfig, join_code: str | None, anonymous: bool, *, client: str,
-                            failures: ClientRateLimit) -> None:
+                            failures: RateLimit) -> None:
     """Self-registration must be open, and where the competition has a join code, the caller must know it. Wrong
     codes count against the client: past the limit it is refused (429) before its next guess is even compared, so
     a right guess would not get through either."""

@@ -143,6 +143,13 @@ def _held_by(session: Session, submission_id: int, worker_id: str) -> Submission
     return submission
 
 
+def still_holds(*, session: Session, submission_id: int, worker_id: str) -> bool:
+    """Whether the worker still holds the job (a read: the heartbeat asks it to stop work it has lost)."""
+    status, holder = session.execute(select(Submission.status, Submission.worker_id)
+                                     .where(Submission.id == submission_id)).one_or_none() or (None, None)
+    return status == S.scoring and holder == worker_id
+
+
 @dataclass(frozen=True)
 class ScoreFields:
     """The score columns a scored submission stores (the worker maps a ScoreReport to them: `score_fields`)."""

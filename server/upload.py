@@ -18,11 +18,12 @@ from server import inputs
 from server.competition import load_competition
 from server.config import Settings
 from server.db import CompetitionRow, Submission, Team, utcnow
-from server.db.crud import Quota, check_may_submit, create_submission
+from server.db.crud import Quota, check_may_submit, create_submission, model_failures
 from server.errors import InvalidSubmission
 from server.storage import receive_upload, store_upload
+from server.upload_limits import dry_run_queue, model_failure_error
 from submissions import SubmissionInvalid, SubmissionSpec
-from submissions.model import ModelInfo, validate_submission
+from submissions.model import ModelInfo, dry_run_model, validate_submission
 
 
 def submit_upload(
@@ -41,7 +42,8 @@ def submit_upload(
     try:
         check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)
         session.commit()  # no transaction stays open while validating
-        suffix = validate(temporary, competition=competition, settings=settings, name=uploaded_name(filename))
+        suffix = validate(temporary, competition=competition, settings=settings, team=team, session=session, now=now,
+                          name=uploaded_name(filename))
         store_upload(settings.data_dir, temporary, sha256, suffix)
     finally:
         temporary.unlink(missing_ok=True)
@@ -55,13 +57,19 @@ def uploaded_name(filename: str | None) -> str | None:
     return name[:200] or None
 
 
-def validate(upload: Path, *, competition: CompetitionRow, settings: Settings, name: str | None = None) -> str:
+def validate(upload: Path, *, competition: CompetitionRow, settings: Settings, team: Team, session: Session,
+             now: datetime, name: str | None = None) -> str:
     """A zip or a model against the competition's format and the server's limits; 422 with the full report when
-    invalid. Returns the suffix it is stored under: .zip or .onnx."""
+    invalid. A model's dry run waits for a place in the bounded queue, and only while the team has model failure
+    budget left (429 otherwise). Returns the suffix it is stored under: .zip or .onnx."""
     config = load_competition(competition).config
+    spec = SubmissionSpec.from_competition(config, **settings.zip_limits)
     try:
-        checked = validate_submission(upload, SubmissionSpec.from_competition(config, **settings.zip_limits),
-                                      name=name)
+        checked = validate_submission(upload, spec, dry_run=False, name=name)
+        if isinstance(checked, ModelInfo):
+            check_model_failures(session=session, settings=settings, team=team, now=now)
+            with dry_runs(settings).slot(team.id):
+                dry_run_model(checked, spec)
     except SubmissionInvalid as exc:
         raise InvalidSubmission(
             f"The upload is not a valid submission for '{competition.slug}' ({len(exc.report.problems)} problem(s)); "
@@ -69,3 +77,17 @@ def validate(upload: Path, *, competition: CompetitionRow, settings: Settings, n
             detail=exc.report.model_dump(mode="json"),
         ) from exc
     return ".onnx" if isinstance(checked, ModelInfo) else ".zip"
+
+
+def check_model_failures(*, session: Session, settings: Settings, team: Team, now: datetime) -> None:
+    """429 until midnight UTC once the team's models failed `model_failure_budget` times today in the worker."""
+    budget = model_failures(session=session, team=team, budget=settings.model_failure_budget, now=now)
+    session.commit()  # a read: no transaction stays open during the dry run
+    if budget.remaining <= 0:
+        raise model_failure_error(used=budget.used, budget=budget.limit, resets_at=budget.resets_at, now=now)
+
+
+def dry_runs(settings: Settings):
+    """This process's bounded queue of model dry runs."""
+    return dry_run_queue(slots=settings.model_dry_runs, per_team=settings.model_dry_runs_per_team,
+                         waiting=settings.model_dry_run_queue, wait_s=settings.model_dry_run_seconds)

@@ -5,10 +5,16 @@ so no feature is computed in the web process. A heartbeat thread keeps the worke
 worker also requeues the jobs of workers that went silent. Shutdown: the first SIGTERM lets the current job finish
 (up to a grace period), a second one, or the end of the grace period, gives the job back to the queue without using
 up an attempt.
+
+A job runs once at a time: the model sampling child dies with its worker (submissions/sampling.py); a worker
+starting up kills what dead samplers left on its host and removes their work folders (submissions/orphans.py);
+before sampling, a worker stops any other copy of the same job on its host; and a worker whose heartbeat finds
+its job requeued away (it was silent too long) stops sampling it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import threading
@@ -23,7 +29,7 @@ import numpy as np
 from server.competition import CompetitionUnavailable, config_problem, load_competition
 from server.config import Settings
 from server.db import Database, Submission, utcnow
-from server.db.crud import list_competitions
+from server.db.crud import MODEL_FAILED, list_competitions
 from server.queue import (
     ScoreFields,
     claim_next_submission,
@@ -36,6 +42,7 @@ from server.queue import (
     register_worker,
     release,
     requeue_stale,
+    still_holds,
     stop_worker,
 )
 from server.reference_builds import claim_next_build, release_build, request_build, requeue_stale_builds
@@ -86,6 +93,7 @@ class Worker:
     stop: threading.Event = field(default_factory=threading.Event)
     current: int | None = None
     current_build: int | None = None  # a reference build in progress (server/reference_builds.py)
+    lost_current: threading.Event = field(default_factory=threading.Event)  # set by the heartbeat: job taken away
 
     def __post_init__(self) -> None:
         if self.scorer is None:
@@ -99,6 +107,9 @@ class Worker:
         prepare=True first loads every competition's current references and queues a build for each missing or
         stale one (`prepare_references`). Reference builds are claimed before submissions (they wait for them).
         """
+        from submissions.orphans import reap_orphans
+
+        reap_orphans()
         with self.database.session() as session:
             register_worker(session=session, worker_id=self.worker_id, device=self.settings.device)
         stop_beating = threading.Event()
@@ -169,6 +180,10 @@ class Worker:
             try:
                 with self.database.session() as session:
                     heartbeat(session=session, worker_id=self.worker_id)
+                    lost, current = self.lost_current, self.current  # this order: run_once sets them the other way
+                    if current is not None and not still_holds(session=session, submission_id=current,
+                                                               worker_id=self.worker_id) and self.current == current:
+                        lost.set()  # cancelled, or requeued while this worker was silent: stop its sampling
             except Exception:  # a missed beat is retried next period; the job must not die of it
                 log.exception("heartbeat failed")
 
@@ -197,6 +212,7 @@ class Worker:
             submission = claim_next_submission(session=session, worker_id=self.worker_id)
         if submission is None:
             return False
+        self.lost_current = threading.Event()  # one per job: a late heartbeat about the last one cannot stop this one
         self.current = submission.id
         try:
             self._score(submission)
@@ -252,7 +268,7 @@ class Worker:
         if is_model:
             sets = score_sample_sets(model_path(self.settings.data_dir, submission.sha256), spec, self.settings,
                                      self.scorer, competition, seed=submission_seed(self.settings, submission.sha256),
-                                     first=report, stage=stage)
+                                     first=report, stage=stage, tag=self.job_tag(), cancelled=self.lost_current)
             scores = with_sample_set_interval(scores, sets)
         with self.database.session() as session:
             kept = finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
@@ -274,9 +290,16 @@ class Worker:
             from submissions import pack
 
             images = sample_images(model_path(self.settings.data_dir, sha256), spec, self.settings,
-                                   device=str(self.scorer.device), seed=submission_seed(self.settings, sha256))
+                                   device=str(self.scorer.device), seed=submission_seed(self.settings, sha256),
+                                   tag=self.job_tag(), cancelled=self.lost_current)
             pack(images, sampled, spec)  # atomic: a crash mid-write never leaves a half zip under the final name
         return sampled
+
+    def job_tag(self) -> str:
+        """The current job's name on this host's process list: its id within this database (a hash of the URL, so
+        no password shows), so another worker of the same arena can find a copy of it (`orphans.stop_copies`)."""
+        database = hashlib.sha256(self.settings.resolved_database_url.encode()).hexdigest()[:12]
+        return f"submission {self.current} of database {database}" if self.current is not None else ""
 
     def abandon_current(self, reason: str) -> None:
         """From another thread: give the current job back (the worker's own late result is then discarded)."""
@@ -294,13 +317,15 @@ def submission_seed(settings: Settings, sha256: str) -> int:
     return model_seed(sampling_salt(settings.data_dir, settings.model_sampling_salt), sha256)
 
 
-def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, device: str,
-                  seed: int) -> dict[str, np.ndarray]:
+def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, device: str, seed: int, tag: str = "",
+                  cancelled: threading.Event | None = None) -> dict[str, np.ndarray]:
     """images_per_class images per class from an ONNX model, in a capped child process on `device` (CUDA when
-    onnxruntime offers it, else the CPU, saying why); ModelFailed otherwise."""
+    onnxruntime offers it, else the CPU, saying why); ModelFailed otherwise. A job `tag` first stops any other copy
+    of that job on this host; `cancelled` stops this one."""
     import onnxruntime
 
     from submissions.model import validate_model
+    from submissions.orphans import stop_copies
     from submissions.report import SubmissionInvalid
     from submissions.sampling import SamplingFailed, SamplingJob, choose_providers, sample_model
 
@@ -312,18 +337,20 @@ def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, devi
         info = validate_model(model, spec, dry_run=False)  # the class order and latent size; rules may have changed
         job = SamplingJob(model=str(model), labels=[info.label_of(c) for c in spec.classes],
                           per_class=spec.images_per_class, latent_size=info.latent_size, image_size=spec.image_size,
-                          seed=seed, threads=settings.model_sampling_threads, providers=providers)
+                          seed=seed, threads=settings.model_sampling_threads, providers=providers, tag=tag)
+        stop_copies(tag)
         images = sample_model(job, memory_bytes=settings.model_memory_bytes,
-                              time_limit_s=settings.model_sampling_seconds)
+                              time_limit_s=settings.model_sampling_seconds, cancelled=cancelled)
     except SamplingFailed as exc:
-        raise ModelFailed(f"model sampling failed ({exc.kind}): {exc}") from exc
+        raise ModelFailed(f"{MODEL_FAILED} ({exc.kind}): {exc}") from exc
     except SubmissionInvalid as exc:
-        raise ModelFailed(f"the model no longer passes validation: {exc}") from exc
+        raise ModelFailed(f"{MODEL_FAILED} (invalid): the model no longer passes validation: {exc}") from exc
     return dict(zip(spec.classes, images, strict=True))
 
 
 def score_sample_sets(model: Path, spec: SubmissionSpec, settings: Settings, scorer: Scorer, competition: Any, *,
-                      seed: int, first: ScoreReport, stage: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+                      seed: int, first: ScoreReport, stage: Callable[[str], None] = lambda _: None, tag: str = "",
+                      cancelled: threading.Event | None = None) -> dict[str, Any]:
     """Score model_sample_sets - 1 more image sets (seeds seed + 1, ...) after the first: the spread of the model's
     score measured over fresh samples, not estimated by a bootstrap of one set. The extra images are dropped.
     `stage` hears which set and step it is on (the status box shows it)."""
@@ -331,7 +358,8 @@ def score_sample_sets(model: Path, spec: SubmissionSpec, settings: Settings, sco
     total = settings.model_sample_sets
     for offset in range(1, total):
         stage(f"sample set {offset + 1} of {total}: sampling the model")
-        images = sample_images(model, spec, settings, device=str(scorer.device), seed=seed + offset)
+        images = sample_images(model, spec, settings, device=str(scorer.device), seed=seed + offset, tag=tag,
+                               cancelled=cancelled)
         stage(f"sample set {offset + 1} of {total}: scoring")
         reports.append(scorer.score(competition, images))
     return sample_set_summary(reports, seeds=[seed + k for k in range(len(reports))])

@@ -59,11 +59,12 @@ class ModelInfo:
 
 
 def validate_submission(
-    path: str | Path, spec: SubmissionSpec, *, name: str | None = None
+    path: str | Path, spec: SubmissionSpec, *, name: str | None = None, dry_run: bool = True
 ) -> DecodedSubmission | ModelInfo:
     """A zip (told by its bytes, not its name) or a model, each against its rules and the competition's kinds.
 
     `name` is the file as the team named it (the server validates a temporary copy): every problem names it.
+    dry_run=False leaves a model's dry run to the caller: `dry_run_model`, e.g. in a bounded queue.
     """
     path = Path(path)
     label = name or path.name
@@ -79,7 +80,7 @@ def validate_submission(
                 "folder per class (`arena generate` packs one; `arena submission spec` lists the rules)")]))
     if is_zip or not spec.accepts_model:  # anything else in an images-only competition: not_a_zip
         return validate_zip(path, spec, name=label)
-    return validate_model(path, spec, name=label)
+    return validate_model(path, spec, name=label, dry_run=dry_run)
 
 
 def looks_like_onnx(path: Path, name: str) -> bool:
@@ -130,16 +131,73 @@ def _load(path: Path, add):
         add("not_onnx", f"not a readable ONNX model ({type(exc).__name__})",
             "export with torch.onnx.export(..., dynamo=False) to one .onnx file (README: model submissions)")
         return None
-    external = [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
-    if external:
-        add("not_onnx", f"{len(external)} tensor(s) stored in external data files, e.g. '{external[0]}'",
-            "export the weights inside the one file (torch.onnx.export(..., external_data=False))")
-        return None
+    _check_self_contained(model, add)
     opset = next((o.version for o in model.opset_import if o.domain in STANDARD_DOMAINS), None)
     if opset is None or not MIN_OPSET <= opset <= MAX_OPSET:
         add("opset_out_of_range", f"opset {opset}",
             f"export with opset_version between {MIN_OPSET} and {MAX_OPSET} (e.g. opset_version=17)")
     return model
+
+
+# Where a tensor stored outside the file was found -> (rule, fix). Every place a TensorProto can live is walked, so
+# no tensor reaches onnxruntime (which would open the path it names, e.g. /etc/passwd or ../) unchecked.
+EXTERNAL_DATA_RULES = {
+    "initializer": ("external_data_initializer",
+                    "export the weights inside the one file (torch.onnx.export(..., external_data=False))"),
+    "attribute": ("external_data_attribute",
+                  "store constants inside the file: re-export, or onnx.load the model with its data and "
+                  "onnx.save(model, path, save_as_external_data=False)"),
+    "subgraph": ("external_data_subgraph",
+                 "store the tensors of every branch or loop body inside the file (save_as_external_data=False); "
+                 "control flow is not accepted either, so export without If/Loop/Scan"),
+}
+
+
+def _check_self_contained(model, add) -> None:
+    """One problem per place (initializers, node attributes, subgraphs) holding a tensor in external data."""
+    found: dict[str, list[str]] = {}
+    for place, where in _external_tensors(model.graph, subgraph=None):
+        found.setdefault(place, []).append(where)
+    for place, wheres in found.items():
+        rule, fix = EXTERNAL_DATA_RULES[place]
+        add(rule, f"{len(wheres)} tensor(s) stored in external data files instead of the model, e.g. {wheres[0]}",
+            fix)
+
+
+def _external_tensors(graph, *, subgraph: str | None):
+    """(place, description) for each tensor of `graph` and of its subgraphs (place "subgraph", at any depth) whose
+    data lives outside the file."""
+    inside = f" in the subgraph {subgraph}" if subgraph else ""
+    initializers = [(t, t.name) for t in graph.initializer]
+    initializers += [(t, s.values.name) for s in graph.sparse_initializer for t in (s.values, s.indices)]
+    for tensor, name in initializers:
+        if _is_external(tensor):
+            yield "initializer", f"initializer '{name}'{inside}{_location(tensor)}"
+    for node in graph.node:
+        label = f"{node.op_type} node '{node.name or (node.output[0] if node.output else '?')}'"
+        for attribute in node.attribute:
+            tensors = [attribute.t, *attribute.tensors]
+            sparse = [attribute.sparse_tensor, *attribute.sparse_tensors]
+            tensors += [t for s in sparse for t in (s.values, s.indices)]
+            external = next((t for t in tensors if _is_external(t)), None)
+            if external is not None:
+                yield "attribute", f"attribute '{attribute.name}' of {label}{inside}{_location(external)}"
+            for body in [attribute.g, *attribute.graphs]:
+                if body.ByteSize():
+                    nested = _external_tensors(body, subgraph=f"'{attribute.name}' of {label}")
+                    yield from (("subgraph", where) for _, where in nested)
+
+
+def _is_external(tensor) -> bool:
+    from onnx import TensorProto
+
+    return tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data) > 0
+
+
+def _location(tensor) -> str:
+    """Where the tensor says its data is (the 'location' entry), so the team sees what was referenced."""
+    location = next((entry.value for entry in tensor.external_data if entry.key == "location"), None)
+    return f" (location '{location[:100]}')" if location is not None else ""
 
 
 def _check_operators(model, add) -> None:
@@ -222,6 +280,15 @@ def _describe(values: dict[str, tuple[int, list[int | str]]]) -> str:
 
     return ", ".join(f"'{name}' {helper.tensor_dtype_to_np_dtype(kind) if kind else '?'} {tuple(dims)}"
                      for name, (kind, dims) in values.items()) or "none"
+
+
+def dry_run_model(info: ModelInfo, spec: SubmissionSpec) -> None:
+    """The dry run of a model that passed the static rules; SubmissionInvalid with its problem when it fails."""
+    problems: list[Problem] = []
+    _dry_run(info.path, spec, info.latent_size,
+             lambda rule, found, fix: problems.append(Problem(rule=rule, file=info.path.name, found=found, fix=fix)))
+    if problems:
+        raise SubmissionInvalid(info.report.model_copy(update={"valid": False, "problems": problems}))
 
 
 def _dry_run(path: Path, spec: SubmissionSpec, latent_size: int, add) -> None:

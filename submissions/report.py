@@ -41,7 +41,13 @@ RULES: dict[str, str] = {
 MODEL_RULES: dict[str, str] = {
     "kind_not_accepted": "The competition accepts this kind of submission (its submission_kinds).",
     "model_too_large": "The ONNX file is at most max_model_bytes.",
-    "not_onnx": "The file is a readable ONNX model in one file (no external data files).",
+    "not_onnx": "The file is a readable ONNX model.",
+    "external_data_initializer": "Self-contained: every initializer (weight) is stored inside the one file, none "
+    "in external data files.",
+    "external_data_attribute": "Self-contained: every tensor in a node attribute (a Constant's value or "
+    "sparse_value, any tensor attribute) is stored inside the file.",
+    "external_data_subgraph": "Self-contained: every tensor inside a subgraph (If/Loop/Scan bodies, at any depth) "
+    "is stored inside the file.",
     "opset_out_of_range": "The model's ONNX opset is in the supported range (min_opset to max_opset).",
     "operator_not_allowed": "Only standard ONNX operators from the allowlist: no custom domains, control flow "
     "(Loop, If, Scan), random generators or local functions.",

@@ -11,6 +11,13 @@ set: the CUDA runtime reserves large address ranges that no such limit was measu
 caps host memory and onnxruntime's `gpu_mem_limit` caps device memory. The child writes the images to an .npy
 file; any failure comes back as a SamplingFailed with the reason a team can act on.
 
+The child never outlives its watcher (`confine_child`, run between fork and exec): the kernel sends it SIGKILL when
+the thread that started it dies (PR_SET_PDEATHSIG: a SIGKILLed worker takes its model with it), it leads its own
+session and process group (so it can be killed whole, and a terminal's Ctrl-C reaches the watcher, not the model
+first), and RLIMIT_CPU ends it even if no one is left to watch (a stopped or frozen parent). Its work folder,
+`arena-sample-<owner pid>-*` in the temp directory, names its owner: `submissions.orphans` kills what a dead owner left
+running and removes its folders when the next worker starts.
+
 Device: `choose_providers` takes the worker's device; CUDA when it is cuda and onnxruntime offers the CUDA provider
 (onnxruntime-gpu), the CPU otherwise, with the reason. Noise: z ~ N(0, 1) from numpy's PCG64 seeded with `seed`,
 drawn class by class in the class order of the model's metadata, so one (model, seed) pair always gives the same
@@ -19,14 +26,19 @@ images on the same runtime and provider (deterministic kernels are requested; CP
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import math
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,7 +51,10 @@ OUTPUT_IMAGES = "images"
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 WATCH_INTERVAL_S = 0.02
-FailureKind = Literal["timeout", "memory", "crash", "non_finite", "wrong_output"]
+WORKDIR_PREFIX = "arena-sample-"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+CPU_LIMIT_SLACK_S = 10  # start-up (imports, session creation) on top of threads x wall-clock limit
+FailureKind = Literal["timeout", "memory", "crash", "non_finite", "wrong_output", "cancelled"]
 # One onnxruntime provider as its session takes it: a name, or [name, options].
 Provider = str | list[Any]
 
@@ -67,6 +82,7 @@ class SamplingJob:
     batch_size: int = 250
     threads: int = 1
     providers: list[Provider] = field(default_factory=lambda: [CPU])
+    tag: str = ""  # what the caller samples for ("submission 17"): `orphans.stop_copies` finds a job by it
 
 
 def choose_providers(device: str, available: list[str], *, gpu_memory_bytes: int) -> tuple[list[Provider], str | None]:
@@ -89,13 +105,17 @@ def provider_name(provider: Provider) -> str:
     return provider if isinstance(provider, str) else provider[0]
 
 
-def sample_model(job: SamplingJob, *, memory_bytes: int, time_limit_s: float) -> np.ndarray:
-    """uint8 (len(labels), per_class, H, W) images, sampled in a capped child process; SamplingFailed otherwise."""
-    with tempfile.TemporaryDirectory(prefix="arena-sample-") as workdir:
+def sample_model(job: SamplingJob, *, memory_bytes: int, time_limit_s: float,
+                 cancelled: threading.Event | None = None) -> np.ndarray:
+    """uint8 (len(labels), per_class, H, W) images, sampled in a capped child process; SamplingFailed otherwise
+    (kind "cancelled" when `cancelled` is set while it runs)."""
+    with tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-") as workdir:
         out = Path(workdir, "images.npy")
         kernel_limit = provider_name(job.providers[0]) == CPU
+        cpu_seconds = math.ceil(time_limit_s * (job.threads + 1)) + CPU_LIMIT_SLACK_S
         returncode, stderr = run_capped(sampling_command(job, out), memory_bytes=memory_bytes,
-                                        time_limit_s=time_limit_s, kernel_limit=kernel_limit)
+                                        time_limit_s=time_limit_s, kernel_limit=kernel_limit,
+                                        cpu_seconds=cpu_seconds, cancelled=cancelled)
         if returncode != 0:
             raise _failure(returncode, stderr, memory_bytes)
         used = out.with_suffix(".provider").read_text()
@@ -109,29 +129,60 @@ def sampling_command(job: SamplingJob, out: Path) -> list[str]:
     return [sys.executable, "-m", "submissions.sampling", json.dumps(job.__dict__), str(out)]
 
 
-def run_capped(command: list[str], *, memory_bytes: int, time_limit_s: float, kernel_limit: bool) -> tuple[int, str]:
-    """Run `command` until it exits: (exit status, stderr). Killed with SamplingFailed past the time limit or when
-    its resident memory passes `memory_bytes`; `kernel_limit` also sets RLIMIT_DATA to the cap before it starts."""
-    cap = (lambda: resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))) if kernel_limit else None
+def run_capped(command: list[str], *, memory_bytes: int, time_limit_s: float, kernel_limit: bool,
+               cpu_seconds: int | None = None, cancelled: threading.Event | None = None) -> tuple[int, str]:
+    """Run `command` until it exits: (exit status, stderr). Killed with SamplingFailed past the time limit, when its
+    resident memory passes `memory_bytes` or when `cancelled` is set; `kernel_limit` also sets RLIMIT_DATA to the
+    cap before it starts. It dies with the calling thread and after `cpu_seconds` of CPU time (`confine_child`)."""
+    confine = confine_child(parent=os.getpid(), memory_bytes=memory_bytes if kernel_limit else None,
+                            cpu_seconds=cpu_seconds or math.ceil(time_limit_s * 2) + CPU_LIMIT_SLACK_S)
     with tempfile.TemporaryFile("w+") as stderr:  # a file, not a pipe: a chatty child never blocks on it
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, text=True, preexec_fn=cap)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, text=True, preexec_fn=confine,
+                                   start_new_session=True)
         try:
-            _watch(process, memory_bytes, time.monotonic() + time_limit_s, time_limit_s)
+            _watch(process, memory_bytes, time.monotonic() + time_limit_s, time_limit_s, cancelled)
         finally:
             if process.poll() is None:  # a failure, or the caller interrupted: never leave the model running
-                process.kill()
+                _kill_group(process.pid)
                 process.wait()
         stderr.seek(0)
         return process.returncode, stderr.read()
 
 
-def _watch(process: subprocess.Popen, memory_bytes: int, deadline: float, time_limit_s: float) -> None:
+def confine_child(*, parent: int, memory_bytes: int | None, cpu_seconds: int) -> Callable[[], None]:
+    """What the child runs between fork and exec: die with the parent's thread, a CPU-time limit (SIGXCPU at the
+    soft limit, SIGKILL a few seconds later) and, on the CPU, the memory cap."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: nothing to load in the child
+
+    def confine() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the parent died before the line above: nobody would watch this model
+            os._exit(1)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+        if memory_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_bytes, memory_bytes))
+
+    return confine
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the child's whole process group (it leads its own), so nothing it started stays behind."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _watch(process: subprocess.Popen, memory_bytes: int, deadline: float, time_limit_s: float,
+           cancelled: threading.Event | None) -> None:
     while True:
         try:
             process.wait(timeout=WATCH_INTERVAL_S)
             return
         except subprocess.TimeoutExpired:
             pass
+        if cancelled is not None and cancelled.is_set():
+            raise SamplingFailed("cancelled", "sampling was cancelled: this job is no longer this worker's")
         resident = resident_bytes(process.pid)
         if resident > memory_bytes:
             raise SamplingFailed("memory", f"the model used {resident / 2**20:.1f} MiB of memory, over the cap of "
@@ -157,6 +208,9 @@ def _failure(returncode: int, stderr: str, memory_bytes: int) -> SamplingFailed:
         reported = None
     if isinstance(reported, dict) and "kind" in reported:
         return SamplingFailed(reported["kind"], reported["message"])
+    if returncode == -signal.SIGXCPU:
+        return SamplingFailed("timeout", f"the sampling process was stopped by its CPU-time limit (exit status "
+                              f"{returncode})")
     if returncode < 0 or not lines:
         return SamplingFailed("crash", f"the sampling process died (exit status {returncode})")
     if any(word in lines[-1].lower() for word in ("memoryerror", "bad_alloc", "bad allocation", "failed to allocate")):

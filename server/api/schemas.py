@@ -160,8 +160,13 @@ class TeamPublic(BaseModel):
                    disqualified_reason=team.disqualified_reason, created_at=team.created_at)
 
 
+class TeamOrganizerPublic(TeamPublic):
+    model_failures: QuotaPublic = Field(description="Models of the team that failed while sampled today (UTC), "
+                                        "against ARENA_MODEL_FAILURE_BUDGET; none left: no model uploads until reset.")
+
+
 class TeamsPublic(BaseModel):
-    data: list[TeamPublic]
+    data: list[TeamOrganizerPublic]
     count: int
 
 
@@ -172,6 +177,8 @@ class TeamWithToken(TeamPublic):
 
 class TeamMePublic(TeamPublic):
     quota: QuotaPublic
+    model_failures: QuotaPublic = Field(description="Your models that failed while sampled today (UTC), against "
+                                        "the server's budget; none left: no model uploads until it resets.")
 
 
 class SubmissionEventPublic(BaseModel):

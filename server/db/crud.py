@@ -184,6 +184,12 @@ def disqualify_team(
 # -- quota ---------------------------------------------------------------------------------------------------------
 
 
+# How the worker's error for a model that failed while sampled begins, and how the stored error does (the queue's
+# finish_failed puts "scoring error: " first); the failure budget counts these.
+MODEL_FAILED = "model sampling failed"
+MODEL_FAILED_ERROR = f"scoring error: {MODEL_FAILED}"
+
+
 @dataclass(frozen=True)
 class Quota:
     limit: int
@@ -217,6 +223,20 @@ def quota_status(*, session: Session, team: Team, daily_limit: int, now: datetim
         )
     )
     return Quota(limit=daily_limit, used=int(used or 0), resets_at=day_end)
+
+
+def model_failures(*, session: Session, team: Team, budget: int, now: datetime | None = None) -> Quota:
+    """The team's model failure budget: its models uploaded this UTC day that failed while a worker sampled them
+    (they gave their quota back, but each held a worker; server/upload_limits.py)."""
+    day_start, day_end = utc_day(now or utcnow())
+    used = session.scalar(
+        select(func.count(Submission.id)).where(
+            Submission.team_id == team.id, Submission.status == SubmissionStatus.failed,
+            Submission.created_at >= day_start, Submission.created_at < day_end,  # the quota's window
+            Submission.error.startswith(MODEL_FAILED_ERROR, autoescape=True),
+        )
+    )
+    return Quota(limit=budget, used=int(used or 0), resets_at=day_end)
 
 
 # -- submissions ---------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from server.db.crud import (
     list_competitions,
     list_submissions,
     list_teams,
+    model_failures,
     reveal_private_board,
     rotate_team_token,
 )
@@ -187,7 +188,9 @@ def admin_submission_action(
 def _teams_page(page: Page, *, status_code: int = 200, **extra: object) -> Response:
     rows = list_competitions(session=page.db)
     teams = [t for r in rows for t in list_teams(session=page.db, competition=r)]
-    context = {"teams": teams, "competitions": rows, "form": {}, "errors": {}, **extra}
+    budget = page.settings.model_failure_budget
+    failures = {t.id: model_failures(session=page.db, team=t, budget=budget, now=page.now) for t in teams}
+    context = {"teams": teams, "competitions": rows, "form": {}, "errors": {}, "model_failures": failures, **extra}
     return page.render("admin/teams.html", context, status_code=status_code)
 
 

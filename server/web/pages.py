@@ -21,6 +21,7 @@ from server.db.crud import (
     list_competitions,
     list_submissions,
     list_teams,
+    model_failures,
     quota_status,
     select_final,
 )
@@ -201,6 +202,9 @@ def _submit_context(page: Page, row: CompetitionRow, comp: Competition) -> dict[
     if page.team is not None and page.team.competition_id == row.id:
         context["quota"] = quota_status(session=page.db, team=page.team, daily_limit=comp.config.daily_limit,
                                         now=page.now)
+        if comp.config.submission_kinds in ("model", "both"):
+            context["model_failures"] = model_failures(session=page.db, team=page.team, now=page.now,
+                                                       budget=page.settings.model_failure_budget)
         context["recent"], _ = list_submissions(session=page.db, team=page.team, limit=5)
         context["private_visible"] = private_board_visible(row, is_admin=page.is_admin)
     return context
@@ -226,6 +230,8 @@ def submit_post(
         raise Forbidden("Sign in with your team token before submitting.")
     try:
         check_team_in_competition(team=page.team, competition=row)
+        page.request.app.state.upload_limits.hit(team_id=page.team.id, client=page.request.client.host
+                                                 if page.request.client else "unknown")
         submission, _ = submit_upload(session=page.db, settings=page.settings, competition=row, team=page.team,
                                       source=file.file, message=message, now=page.now, filename=file.filename)
     except ArenaError as exc:
@@ -236,7 +242,9 @@ def submit_post(
         if problems:
             count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
             context["error_title"] = f"The upload is not a valid submission ({count})."
-        return page.render("submit.html", context, status_code=exc.status_code)
+        response = page.render("submit.html", context, status_code=exc.status_code)
+        response.headers.update(exc.headers)  # Retry-After of a 429
+        return response
     # No flash: "queued" would outlive the status; the status box, polled, says "accepted and waiting" until then.
     return page.redirect(page.url_for("web_submission", submission_id=submission.id))
 

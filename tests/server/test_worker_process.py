@@ -19,12 +19,13 @@ from tests.utils.server_factories import submission_zip
 REPO = Path(__file__).resolve().parents[2]
 
 
-def start_worker(arena, torch_home: Path) -> subprocess.Popen:
+def start_worker(arena, torch_home: Path, **settings: str) -> subprocess.Popen:
     env = {
         **os.environ, "TORCH_HOME": str(torch_home), "ARENA_DATA_DIR": str(arena.settings.data_dir),
         "ARENA_DATABASE_URL": arena.settings.resolved_database_url, "ARENA_DEVICE": "cpu",
         "ARENA_WORKER_TIMEOUT_SECONDS": "4", "ARENA_WORKER_HEARTBEAT_SECONDS": "0.5",
         "ARENA_WORKER_POLL_SECONDS": "0.2", "ARENA_RETRY_BACKOFF_SECONDS": "0", "OMP_NUM_THREADS": "1",
+        **{f"ARENA_{key.upper()}": value for key, value in settings.items()},
     }
     return subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 from submissions import SubmissionInvalid, SubmissionSpec
 from submissions.model import validate_model, validate_submission
+from submissions.orphans import reap_orphans, sampling_processes
 from submissions.report import MODEL_RULES
 from submissions.sampling import (
     SamplingFailed,
@@ -192,3 +195,91 @@ def test_a_model_sent_to_an_images_only_competition_is_named_and_told_the_compet
     with pytest.raises(SubmissionInvalid) as caught:
         validate_submission(renamed, SubmissionSpec.from_competition(competition), name="upload.bin")
     assert [(p.rule, p.file) for p in caught.value.report.problems] == [("kind_not_accepted", "upload.bin")]
+
+
+@pytest.mark.parametrize("location", ["/etc/passwd", "../secret.bin", "../../etc/passwd"])
+@pytest.mark.parametrize("sparse", [False, True], ids=["value", "sparse_value"])
+def test_a_constant_with_external_data_is_not_self_contained(spec, tmp_path, location, sparse):
+    """A Constant's tensor pointing at any file was passed by the static checks and reached onnxruntime."""
+    path = onnx_models.external_constant(tmp_path / "leak.onnx", location, sparse=sparse)
+    with pytest.raises(SubmissionInvalid) as caught:
+        validate_model(path, spec)
+    (problem,) = caught.value.report.problems
+    assert problem.rule == "external_data_attribute"
+    assert "Constant node 'leak'" in problem.found and location in problem.found and "sparse_value" * sparse in \
+        problem.found
+    assert "save_as_external_data=False" in problem.fix
+
+
+def test_external_data_inside_a_subgraph_is_found(spec, tmp_path):
+    path = onnx_models.external_in_subgraph(tmp_path / "branch.onnx", "/etc/passwd")
+    with pytest.raises(SubmissionInvalid) as caught:
+        validate_model(path, spec)
+    problems = {p.rule: p for p in caught.value.report.problems}
+    assert set(problems) == {"external_data_subgraph", "operator_not_allowed"}
+    assert "subgraph 'then_branch' of If node" in problems["external_data_subgraph"].found
+    assert "/etc/passwd" in problems["external_data_subgraph"].found
+
+
+def test_an_external_initializer_has_its_own_rule(spec, tmp_path):
+    path = onnx_models.external_initializer(tmp_path / "weights.onnx", "weights.bin")
+    assert rules_of(path, spec) == ["external_data_initializer"]
+
+
+def test_submission_check_names_the_external_constant(tmp_path):
+    from typer.testing import CliRunner
+
+    from server.cli import app
+
+    competition = make_competition(tmp_path / "comp", images_per_class=5, submission_kinds="both")
+    model = onnx_models.external_constant(tmp_path / "leak.onnx", "/etc/passwd")
+    checked = CliRunner().invoke(app, ["submission", "check", str(model), "--competition", str(competition.root)])
+    assert checked.exit_code == 1, checked.output
+    assert "external_data_attribute" in checked.output and "/etc/passwd" in checked.output
+
+
+def test_the_cpu_time_limit_stops_a_model_nobody_watches_any_more(tmp_path):
+    """The last resort when the watcher is frozen: RLIMIT_CPU ends the child on its own (SIGXCPU)."""
+    slow = onnx_models.slow(tmp_path / "slow.onnx")
+    job = SamplingJob(model=str(slow), labels=[0], per_class=1, latent_size=4, image_size=64, seed=0)
+    started = time.monotonic()
+    returncode, _ = run_capped(sampling_command(job, tmp_path / "out.npy"), memory_bytes=2**31, time_limit_s=120,
+                               kernel_limit=True, cpu_seconds=2)
+    assert returncode == -signal.SIGXCPU and time.monotonic() - started < 60
+
+
+def test_orphaned_work_folders_are_removed_and_live_ones_kept(tmp_path):
+    """After a SIGKILL the owner's folder stays; the next worker's start removes it, never a live owner's."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / f"arena-sample-{dead.pid}-abc"
+    live = tmp_path / f"arena-sample-{os.getpid()}-def"
+    unnamed = tmp_path / "arena-sample-xyz"  # the older naming: no owner known, nothing uses it, two hours old
+    recent = tmp_path / "arena-sample-new"  # unnamed and fresh: its owner may be about to start its child
+    for folder in (orphan, live, unnamed, recent):
+        folder.mkdir()
+        (folder / "images.npy").write_bytes(b"partial")
+    os.utime(unnamed, (time.time() - 7200, time.time() - 7200))
+    killed, removed = reap_orphans(tmp_path)
+    assert (killed, sorted(removed)) == ([], sorted([orphan, unnamed]))
+    assert live.is_dir() and recent.is_dir() and not orphan.exists() and not unnamed.exists()
+
+
+def test_an_orphaned_sampler_is_killed_with_its_folder(tmp_path):
+    """A sampler whose owner died without taking it along (the kernel's signal missed) is ended at worker start."""
+    slow = onnx_models.slow(tmp_path / "slow.onnx")
+    job = SamplingJob(model=str(slow), labels=[0], per_class=1, latent_size=4, image_size=64, seed=0, tag="t")
+    owner = subprocess.Popen(["true"])
+    owner.wait()
+    folder = tmp_path / f"arena-sample-{owner.pid}-x"
+    folder.mkdir()
+    orphan = subprocess.Popen(sampling_command(job, folder / "images.npy"), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not any(p.pid == orphan.pid for p in sampling_processes()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        killed, removed = reap_orphans(tmp_path)
+        assert killed == [orphan.pid] and removed == [folder]
+        assert orphan.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        orphan.kill()

@@ -96,3 +96,46 @@ def slow(path: Path, rounds: int = 200, side: int = 2048) -> Path:
 def nan_images(path: Path) -> Path:
     nodes = [_const("nan", np.array(np.nan, np.float32))]
     return generator(path, extra=nodes, pre="nan")
+
+
+def _external(tensor: onnx.TensorProto, location: str) -> onnx.TensorProto:
+    """The tensor with its bytes said to live in the file `location` (what an attacker writes: any path)."""
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    return tensor
+
+
+def external_constant(path: Path, location: str, *, sparse: bool = False) -> Path:
+    """A Constant node whose `value` (or `sparse_value`) points at a file outside the model."""
+    values = _external(numpy_helper.from_array(np.ones(64 * 64, np.float32), "secret"), location)
+    if sparse:
+        indices = numpy_helper.from_array(np.arange(64 * 64, dtype=np.int64), "secret_indices")
+        node = helper.make_node("Constant", [], ["leak"],
+                                sparse_value=helper.make_sparse_tensor(values, indices, [64 * 64]))
+    else:
+        node = helper.make_node("Constant", [], ["leak"], value=values)
+    return generator(path, extra=[node, helper.make_node("ReduceSum", ["leak"], ["s"], keepdims=0)], pre="s")
+
+
+def external_initializer(path: Path, location: str) -> Path:
+    generator(path)
+    model = onnx.load(str(path))
+    model.graph.initializer.append(_external(numpy_helper.from_array(np.ones(4, np.float32), "unused"), location))
+    onnx.save(model, str(path))
+    return path
+
+
+def external_in_subgraph(path: Path, location: str) -> Path:
+    """An If whose then-branch holds a Constant pointing outside the file (subgraphs are walked too)."""
+    constant = helper.make_node("Constant", [], ["leak"],
+                                value=_external(numpy_helper.from_array(np.ones(1, np.float32), "s"), location))
+    branch = helper.make_graph([constant], "then", [], [helper.make_tensor_value_info("leak", TensorProto.FLOAT,
+                                                                                       [1])])
+    other = helper.make_graph([_const("zero1", np.zeros(1, np.float32))], "else", [],
+                              [helper.make_tensor_value_info("zero1", TensorProto.FLOAT, [1])])
+    nodes = [_const("yes", np.array(True)),
+             helper.make_node("If", ["yes"], ["picked"], then_branch=branch, else_branch=other),
+             helper.make_node("ReduceSum", ["picked"], ["s"], keepdims=0)]
+    return generator(path, extra=nodes, pre="s")

@@ -11,6 +11,7 @@ from server.api.routes.teams import with_token
 from server.api.schemas import (
     CompetitionPublic,
     Disqualify,
+    QuotaPublic,
     Reason,
     RescoreAll,
     Reveal,
@@ -18,6 +19,7 @@ from server.api.schemas import (
     SubmissionPublic,
     SubmissionsPublic,
     TeamAdminCreate,
+    TeamOrganizerPublic,
     TeamPublic,
     TeamsPublic,
     TeamWithToken,
@@ -34,6 +36,7 @@ from server.db.crud import (
     get_team,
     list_submissions,
     list_teams,
+    model_failures,
     reveal_private_board,
     rotate_team_token,
 )
@@ -107,10 +110,13 @@ def admin_update_settings(competition: CompetitionDep, body: SettingsUpdate, _: 
 
 
 @router.get("/competitions/{slug}/teams", response_model=TeamsPublic)
-def admin_list_teams(competition: CompetitionDep, _: AdminDep, session: SessionDep) -> TeamsPublic:
-    """Every team of the competition."""
+def admin_list_teams(competition: CompetitionDep, _: AdminDep, session: SessionDep, settings: SettingsDep,
+                     now: NowDep) -> TeamsPublic:
+    """Every team of the competition, with its model failure budget of today (UTC)."""
     teams = list_teams(session=session, competition=competition)
-    return TeamsPublic(data=[TeamPublic.build(t) for t in teams], count=len(teams))
+    budget = settings.model_failure_budget
+    return TeamsPublic(data=[TeamOrganizerPublic(**TeamPublic.build(t).model_dump(), model_failures=QuotaPublic.build(
+        model_failures(session=session, team=t, budget=budget, now=now))) for t in teams], count=len(teams))
 
 
 @router.post("/competitions/{slug}/teams", response_model=TeamWithToken, status_code=201)

@@ -30,7 +30,8 @@ def to_public(submission: Submission, *, is_admin: bool) -> SubmissionPublic:
 def upload_submission(competition: CompetitionDep, team: CompetitionTeam, session: SessionDep, settings: SettingsDep,
                       request: Request, response: Response, now: NowDep, file: UploadFile = File(...),
                       message: str = Form("", max_length=MAX_MESSAGE_CHARS)) -> SubmissionAccepted:
-    """Upload a zip; it is validated now (422 with the report) and queued for scoring (202)."""
+    """Upload a zip or a model; it is validated now (422 with the report) and queued for scoring (202)."""
+    request.app.state.upload_limits.hit(team_id=team.id, client=request.client.host if request.client else "unknown")
     submission, quota = submit_upload(session=session, settings=settings, competition=competition, team=team,
                                       source=file.file, message=message, now=now, filename=file.filename)
     response.headers.update(quota.headers(now))

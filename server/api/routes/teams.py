@@ -6,9 +6,9 @@ from server.api.deps import CallerDep, CurrentTeam
 from server.api.schemas import QuotaPublic, TeamCreate, TeamMePublic, TeamPublic, TeamWithToken
 from server.competition import load_competition
 from server.db import Team
-from server.db.crud import create_team, quota_status, rotate_team_token
-from server.deps import CompetitionDep, NowDep, SessionDep, check_self_registration
-from server.rate_limit import ClientRateLimit
+from server.db.crud import create_team, model_failures, quota_status, rotate_team_token
+from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep, check_self_registration
+from server.rate_limit import RateLimit
 
 router = APIRouter(tags=["teams"])
 
@@ -29,7 +29,7 @@ def register_team(body: TeamCreate, competition: CompetitionDep, caller: CallerD
         client = request.client.host if request.client else "unknown"
         check_self_registration(load_competition(competition).config, body.join_code, caller.is_anonymous,
                                 client=client, failures=request.app.state.join_code_failures)
-        limit: ClientRateLimit = request.app.state.team_creation_limit
+        limit: RateLimit = request.app.state.team_creation_limit
         limit.hit(client)
     team, token = create_team(session=session, competition=competition, name=body.name, members=body.members,
                               now=now)
@@ -37,11 +37,13 @@ def register_team(body: TeamCreate, competition: CompetitionDep, caller: CallerD
 
 
 @router.get("/teams/me", response_model=TeamMePublic)
-def read_my_team(team: CurrentTeam, session: SessionDep, now: NowDep) -> TeamMePublic:
-    """The calling team with its remaining quota for today (UTC)."""
+def read_my_team(team: CurrentTeam, session: SessionDep, settings: SettingsDep, now: NowDep) -> TeamMePublic:
+    """The calling team with its remaining quota and model failure budget for today (UTC)."""
     quota = quota_status(session=session, team=team, daily_limit=load_competition(team.competition).config.daily_limit,
                          now=now)
-    return TeamMePublic(**TeamPublic.build(team).model_dump(), quota=QuotaPublic.build(quota))
+    failures = model_failures(session=session, team=team, budget=settings.model_failure_budget, now=now)
+    return TeamMePublic(**TeamPublic.build(team).model_dump(), quota=QuotaPublic.build(quota),
+                        model_failures=QuotaPublic.build(failures))
 
 
 @router.post("/teams/me/token", response_model=TeamWithToken)
