@@ -6,6 +6,7 @@ The top of the server's layers: it imports `api` and `web`, which never import e
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -19,12 +20,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__, api, web
-from server.api.board_cache import BoardCache, LeaderboardFastPath
+from server.api.board_cache import LeaderboardFastPath, prerender
 from server.api.rate_limit import ClientRateLimit
+from server.boards import BoardCache
 from server.config import Settings, get_settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
 from server.errors import ArenaError, UploadTooLarge
+from server.ranking import Leaderboard
+
+logger = logging.getLogger(__name__)
 
 # Multipart framing (boundaries, part headers, the message field) on top of the zip itself.
 MULTIPART_OVERHEAD = 1024 * 1024
@@ -127,6 +132,15 @@ def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
 
 
+def prerender_board(app: FastAPI, board: Leaderboard) -> None:
+    """A new board's API bytes and its page as teams see it, made before the first reader asks."""
+    prerender(board)
+    try:
+        web.shared_board_page(app, board, is_admin=False)
+    except Exception:  # the page's first reader renders it again and sees the error; the API must not
+        logger.exception("rendering the leaderboard page of %s failed", board.competition)
+
+
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
                database: Database | None = None) -> FastAPI:
     """The FastAPI app for these settings; `clock` lets tests move time (quota days, deadlines)."""
@@ -145,8 +159,11 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.state.settings, app.state.database, app.state.clock = settings, database, clock
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
-    app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds)
+    app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds,
+                                  prerender=lambda board: prerender_board(app, board))
     app.state.team_creation_limit = ClientRateLimit(settings.team_creation_rate_limit, action="create teams")
+    app.state.shared_pages = web.SharedPages()
+    app.add_middleware(web.BoardPageFastPath)  # before routing, like the API's
     app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # before routing
     app.add_middleware(HeadAsGet)  # outermost: HEAD reads take every GET path, the fast one included
     app.include_router(api.router)

@@ -84,6 +84,10 @@ class Leaderboard(BaseModel):
             self._renderings[key] = render(self)
         return self._renderings[key]
 
+    def rendered_before(self, key: Hashable) -> Any | None:
+        """What `rendered(key, ...)` made already, or None (a caller may then render off the event loop)."""
+        return self._renderings.get(key)
+
 
 # Per engine, so tests and tools that open several databases in one process never share boards.
 _cache: WeakKeyDictionary[Engine, dict[tuple[int, Board], tuple[int, Leaderboard]]] = WeakKeyDictionary()
