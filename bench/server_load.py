@@ -11,7 +11,8 @@
    Then the HTML phases, the same readers as browsers ask (gzip): the leaderboard page anonymous, and signed in
    (each reader its own team's session); the status fragment of a queued submission polled by as many pages
    (with If-None-Match, as the page's fetch revalidates); and the time from a new score's commit to its showing on
-   the HTML board while the readers read it (target: within ARENA_LEADERBOARD_MAX_AGE_SECONDS plus one render).
+   the HTML board while the readers read it (target: within ARENA_LEADERBOARD_MAX_AGE_SECONDS plus one render);
+   and the page of a team with --team-entries submissions.
    Targets at 50 readers and 10,000 entries: HTML board throughput >= 50% of the JSON board's, p99 <= 100 ms.
 3. --uploads concurrent uploads of valid zips (--images-per-class per class) by as many teams; checks every accepted
    one is queued afterwards.
@@ -45,7 +46,7 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from server.competition import write_config
 from server.config import Settings
@@ -73,6 +74,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--images-per-class", type=int, default=1000)
     parser.add_argument("--drain", type=int, default=2, help="Submissions the worker scores (0: skip).")
     parser.add_argument("--data-dir", type=Path, default=None, help="Default: a temporary directory.")
+    parser.add_argument("--team-entries", type=int, default=500, help="Submissions of the team whose page is read.")
     return parser.parse_args()
 
 
@@ -262,6 +264,7 @@ def sign_in(base: str, token: str, path: str = "/signin") -> str:
         assert csrf, "the sign-in page has no CSRF token"
         signed = client.post(path, data={"token": token, "csrf_token": csrf.group(1)})
         assert signed.status_code == 303, f"sign-in at {path} refused: {signed.status_code}"
+        client.get(signed.headers["location"])  # as a browser follows it: shows the flash, so later pages do not
         return f"Cookie: arena_session={client.cookies['arena_session']}\r\n"
 
 
@@ -346,6 +349,32 @@ async def read_html_while_scoring(port: int, args: argparse.Namespace, landing: 
     return result
 
 
+def team_page_phase(port: int, database: Database, cookie: str, entries: int) -> dict[str, Any]:
+    """A team with `entries` submissions reads its own page: the first read (renders), then repeated reads."""
+    with database.session() as session:
+        team_id, competition_id = session.execute(select(Submission.team_id, Submission.competition_id)
+                                                  .order_by(Submission.team_id).limit(1)).one()
+        have = session.scalar(select(func.count(Submission.id)).where(Submission.team_id == team_id)) or 0
+        now = utcnow()
+        session.execute(Submission.__table__.insert(), [
+            {"competition_id": competition_id, "team_id": team_id, "sha256": uuid.uuid4().hex * 2, "size_bytes": 1,
+             "message": "", "status": SubmissionStatus.scored, "attempts": 1, "created_at": now, "updated_at": now,
+             "score_public": 300.0 + i, "score_private": 300.0, "score_all": 300.0, "penalized": False,
+             "class_scores": {}, "selected_final": False} for i in range(max(0, entries - have))])
+        session.commit()
+    name, value = cookie.split(": ", 1)[1].strip().split("=", 1)
+    timings: list[float] = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", cookies={name: value}, timeout=60) as client:
+        for _ in range(21):
+            started = time.perf_counter()
+            page = client.get(f"/teams/{team_id}", headers={"Accept-Encoding": "gzip"})
+            page.raise_for_status()
+            timings.append(time.perf_counter() - started)
+        last = client.get(f"/teams/{team_id}", params={"page": entries // 50})
+    return {"entries": entries, "first_ms": timings[0] * 1000, "repeat_p50_ms": percentile(timings[1:], 50) * 1000,
+            "page_kb": len(page.content) / 1000, "last_page_status": last.status_code}
+
+
 def first_html_request_ms(port: int) -> float:
     """The first read of the page after start: computes the board (if no one read it yet) and renders the page."""
     started = time.perf_counter()
@@ -381,6 +410,7 @@ def html_phases(port: int, database: Database, tokens: list[str], admin_token: s
     with ScoresLanding(database, args.score_every, unique=True) as landing:
         phases["scoring"] = asyncio.run(read_html_while_scoring(port, args, landing))
     phases["scoring"]["scores_landed"] = landing.count
+    phases["team_page"] = team_page_phase(port, database, cookies[0], args.team_entries)
     return phases
 
 
@@ -516,6 +546,10 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     table.add_row("new score visible on the HTML board after (max / median)",
                   f"{max(seen, default=float('nan')):.2f} / {statistics.median(seen) if seen else float('nan'):.2f} s "
                   f"of {len(seen)}; bound max age + one render = {bound:.2f} s")
+    team = html["team_page"]
+    table.add_row(f"team page of a team with {team['entries']} submissions (50 a page)",
+                  f"first {team['first_ms']:.0f} ms, then p50 {team['repeat_p50_ms']:.1f} ms "
+                  f"({team['page_kb']:.0f} kB); last page: {team['last_page_status']}")
     load = result["machine"]["load_average_before"]
     table.add_row("load average before the run (1 / 5 / 15 min)", f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     table.add_row(f"{uploads['uploads']} concurrent uploads ({uploads['zip_mb']:.1f} MB each)",

@@ -2,14 +2,16 @@
 (`server.web.shared`), kept on the board (`Leaderboard.rendered`), and a fast path like the API's.
 
 `BoardPageFastPath` answers `GET /c/{slug}/leaderboard[?board=public|private]` as plain ASGI, ahead of FastAPI's
-routing and dependency injection: a lookup in `BoardCache`, the reader's header, the send. A signed-in reader
-costs a check of its sign-in against the database at most every board max age. Whatever it cannot answer (an unknown
-competition, the private board before the reveal, other parameters) goes on to the route, which answers with the
-same function or renders the error page.
+routing and dependency injection: a lookup in `BoardCache`, the reader's header, the send. A signed-in team's
+reader costs a check of its sign-in against the database at most every board max age (`SignedInReaders`).
+Whatever it cannot answer (an unknown competition, the private board before the reveal, other parameters) goes on
+to the route, which answers with the same function or renders the error page.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Any
 from urllib.parse import parse_qsl
@@ -37,6 +39,8 @@ from server.web.shared import (
     render_viewer,
     shared_response,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def _rows_html(board: Leaderboard, classes: list[str]) -> Markup:
@@ -91,25 +95,7 @@ class BoardPageFastPath:
     """Serves the leaderboard page from `BoardCache` and the board's shared rendering; the rest goes on to `app`."""
 
     def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self._teams: dict[tuple[str, int], tuple[SignedInTeam, float]] = {}  # confirmed team sign-ins, until
-
-    async def _signed_in(self, app: Any, session: WebSession) -> SignedInTeam | None:
-        """The signed-in team, its sign-in checked against the database at most every max age of the board: the
-        page is public and may be that old, so may its header's sign-in. A team's reader then costs no query
-        either. The organizer's sign-in (it opens the private preview) and every failed one are checked each
-        time; forms and team pages always check (`web.deps`)."""
-        key = (session.key or "", session.team_id or 0)
-        known = self._teams.get(key)
-        if known is not None and not session.is_admin and time.monotonic() < known[1]:
-            return known[0]
-        team = await run_in_threadpool(_viewer, app, session)
-        max_age: float = app.state.settings.leaderboard_max_age_seconds
-        if team is not None and not session.is_admin and max_age > 0:
-            if len(self._teams) >= VIEWERS_KEPT:
-                self._teams.clear()
-            self._teams[key] = (team, time.monotonic() + max_age)
-        return team
+        self.app, self.readers = app, SignedInReaders()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self._respond(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
@@ -128,8 +114,7 @@ class BoardPageFastPath:
         request = Request(scope)
         app: Any = scope["app"]
         settings = app.state.settings
-        session = read_session(request, settings.secret_key)
-        team = await self._signed_in(app, session) if session.signed_in else None
+        session, team = await self.readers.get(app, request)
         try:
             response = await board_page_response(request, slug, board, session, team)
         except ArenaError:
@@ -137,6 +122,63 @@ class BoardPageFastPath:
         if COOKIE_NAME in request.cookies:  # a reader without a cookie needs none here: the page holds no form
             write_session(response, session, settings.secret_key, secure=scope.get("scheme") == "https")
         return response
+
+
+class SignedInReaders:
+    """Signed-in teams by session cookie, their sign-in checked against the database at most every board max age.
+
+    The board is public and may be that old, so may its header's sign-in: a team's reader then costs neither a
+    signature check nor a query, and like `BoardCache`, a check starts at half the max age while readers keep
+    getting the last result, so under steady reads none waits for one. A sign-in that ended (token rotated, team
+    disqualified, signed out elsewhere) shows on the board within the max age; forms, team pages and submissions
+    always check (`web.deps`). The organizer's sign-in (it opens the private preview), cookies with a flash
+    message and failed checks are checked on each request.
+    """
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[dict[str, Any], SignedInTeam, float]] = {}  # cookie: session, team, checked
+        self._checking: set[str] = set()
+
+    async def get(self, app: Any, request: Request) -> tuple[WebSession, SignedInTeam | None]:
+        raw, max_age = request.cookies.get(COOKIE_NAME, ""), app.state.settings.leaderboard_max_age_seconds
+        known = self._known.get(raw) if raw else None
+        if known is not None:
+            known_fields, known_team, checked_at = known
+            age = time.monotonic() - checked_at
+            if age <= max_age and raw not in self._checking and age > max_age / 2:
+                self._checking.add(raw)
+                asyncio.ensure_future(self._check(app, raw, known_fields)).add_done_callback(_log_failure)
+            if age <= max_age:
+                return WebSession(**known_fields), known_team
+        session = read_session(request, app.state.settings.secret_key)
+        if not session.signed_in:
+            return session, None
+        fields = {"team_id": session.team_id, "is_admin": session.is_admin, "key": session.key,
+                  "csrf_token": session.csrf_token}
+        team = await run_in_threadpool(_viewer, app, session)
+        if team is not None and not session.is_admin and session.flash is None and max_age > 0:
+            self._remember(raw, fields, team)
+        return session, team
+
+    async def _check(self, app: Any, raw: str, fields: dict[str, Any]) -> None:
+        try:
+            team: SignedInTeam | None = await run_in_threadpool(_viewer, app, WebSession(**fields))
+            if team is None:
+                self._known.pop(raw, None)  # the next read checks again, in front, and tells the reader
+            else:
+                self._remember(raw, fields, team)
+        finally:
+            self._checking.discard(raw)
+
+    def _remember(self, raw: str, fields: dict[str, Any], team: SignedInTeam) -> None:
+        if len(self._known) >= VIEWERS_KEPT:
+            self._known.clear()
+        self._known[raw] = (fields, team, time.monotonic())
+
+
+def _log_failure(check: asyncio.Future[None]) -> None:
+    if not check.cancelled() and check.exception() is not None:
+        logger.warning("sign-in check failed: %r", check.exception())
 
 
 def _viewer(app: Any, session: WebSession) -> SignedInTeam | None:

@@ -4,9 +4,14 @@ ETag/304, gzip, and nothing of one viewer in another's copy. Through the real ap
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import secrets
+import subprocess
+import sys
+import time
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +23,7 @@ from server.web import board_page
 from server.web.shared import SharedPage
 from tests.web.test_pages import Arena, csrf_of
 
+REPO = Path(__file__).resolve().parents[2]
 BOARD = "/c/test-comp/leaderboard"
 VIEWER_HEADER = re.compile(r'<header class="topbar".*?</header>\n(<div class="wrap flash">.*?</div></div>)?', re.S)
 
@@ -162,6 +168,27 @@ def test_a_cached_board_page_still_ends_a_sign_in_whose_token_was_rotated(arena)
     assert "Your sign-in has ended" not in alpha.get(BOARD).text  # a flash message shows once
 
 
+def test_the_board_page_checks_a_team_sign_in_again_after_the_board_max_age(data_dir):
+    arena = Arena(data_dir)
+    arena.app = create_app(arena.settings.model_copy(update={"leaderboard_max_age_seconds": 0.3}),
+                           database=arena.database)
+    alpha = arena.client()
+    arena.sign_in(alpha, arena.alpha_token)
+    for _ in range(3):  # the sign-in's flash, then the remembered sign-in
+        assert "Team <strong>alpha" in alpha.get(BOARD).text
+    with arena.database.sessionmaker() as session:
+        rotate_team_token(session=session, team=session.merge(arena.alpha))
+    assert "Team <strong>alpha" not in alpha.get(f"/teams/{arena.alpha.id}").text  # other pages check at once
+    alpha.cookies.clear()
+    arena.sign_in(alpha, arena.beta_token)  # a new cookie is a new reader: checked before it is remembered
+    assert "Team <strong>&lt;script" in alpha.get(BOARD).text
+    time.sleep(0.4)
+    with arena.database.sessionmaker() as session:
+        rotate_team_token(session=session, team=session.merge(arena.beta))
+    ended = alpha.get(BOARD).text  # past the max age: checked again before the page is sent
+    assert "Team <strong>" not in ended and "Your sign-in has ended" in ended
+
+
 def test_unusual_reads_of_the_board_page_get_the_routes_answers(arena):
     arena.scored_submission(arena.alpha, 100.0, 300.0)
     client = arena.client()
@@ -220,3 +247,44 @@ def test_the_polled_status_fragment_answers_304_until_the_status_changes(arena):
         assert queue.claim_next_submission(session=session, worker_id=arena.worker_id) is not None
     scoring = alpha.get(url, headers={"If-None-Match": first.headers["etag"]})
     assert scoring.status_code == 200 and 'data-status="scoring"' in scoring.text
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_chromium_reads_the_spliced_gzip_page_and_marks_only_its_own_row(data_dir):
+    """A real browser: the gzip body made of three deflate pieces decodes, and the script marks the own row."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_healthy
+
+    arena = Arena(data_dir)
+    arena.scored_submission(arena.alpha, 100.0, 300.0)
+    arena.scored_submission(arena.beta, 200.0, 150.0)
+    port = _free_port()
+    log = data_dir / "serve.log"
+    env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": arena.settings.admin_token}
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--no-worker", "--host", "127.0.0.1",
+                                    "--port", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            marked = {}
+            for name, token in (("alpha", arena.alpha_token), ("beta", arena.beta_token), ("anonymous", None)):
+                page = browser.new_context(base_url=url).new_page()
+                if token:
+                    page.goto("/signin")
+                    page.fill("#token", token)
+                    page.click("main button[type=submit]")
+                    page.wait_for_selector(".notice.ok")
+                response = page.goto(BOARD)
+                assert response is not None and response.headers.get("content-encoding") == "gzip"
+                assert page.locator("#leaderboard tbody tr").count() == 2
+                marked[name] = page.eval_on_selector_all("tr.mine", "rows => rows.map(r => r.dataset.team)")
+            browser.close()
+        assert marked == {"alpha": [str(arena.alpha.id)], "beta": [str(arena.beta.id)], "anonymous": []}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
