@@ -79,7 +79,7 @@ def overview(slug: str, page: PageDep) -> Response:
     """Rules, data and how to submit; rendered once per board version (settings and announcements move it),
     memorization threshold (the worker calibrates it) and minute (time left and next quota reset are text)."""
     row = get_competition(session=page.db, slug=slug)
-    board, comp = leaderboard(session=page.db, competition=row), load_competition(row)
+    comp = load_competition(row)
     eps = memorization_eps(comp)
 
     def context() -> dict[str, object]:
@@ -96,7 +96,7 @@ def overview(slug: str, page: PageDep) -> Response:
                 "next_reset": utc_day(page.now)[1]}
 
     minute = page.now.replace(second=0, microsecond=0)
-    return page.render_shared((slug, board.generated_at, tuple(eps.items()), minute), "overview.html", context)
+    return page.render_shared((slug, row.board_version, tuple(eps.items()), minute), "overview.html", context)
 
 
 def _board_choice(page: Page, row: CompetitionRow, board: str) -> Literal["public", "private"]:
