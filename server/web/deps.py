@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -95,3 +96,15 @@ def _page(request: Request, db: SessionDep, settings: SettingsDep, now: NowDep) 
 
 
 PageDep = Annotated[Page, Depends(_page)]
+
+
+async def in_one_hop(request: Request, handle: Callable[[Page], Response]) -> Response:
+    """Run a page handler with its `Page` in one threadpool hop, for a route polled often (the status fragment):
+    `PageDep` costs three (session, page, handler) and FastAPI's dependency solving, most of such a request."""
+
+    def run() -> Response:
+        state = request.app.state
+        with state.database.sessionmaker() as db:
+            return handle(_page(request, db, state.settings, state.clock()))
+
+    return await run_in_threadpool(run)

@@ -38,7 +38,7 @@ from server.ranking import (
 from server.storage import grid_path
 from server.upload import submit_upload
 from server.web.board_page import board_page_response
-from server.web.deps import Page, PageDep
+from server.web.deps import Page, PageDep, in_one_hop
 from server.web.evidence import evidence_context
 from server.web.plots import ScorePoint, score_plot_svg
 from server.web.render import STATIC_DIR
@@ -246,9 +246,13 @@ def submission_page(submission_id: RowId, page: PageDep) -> Response:
 
 
 @router.get("/submissions/{submission_id}/status", name="web_submission_status", response_class=HTMLResponse)
-def submission_status(submission_id: RowId, page: PageDep) -> Response:
+async def submission_status(request: Request, submission_id: RowId) -> Response:
     """The status box alone, polled by the page's script until the submission reaches a final state; rendered once
     per change (each status change sets `updated_at`), and a poll that finds it unchanged gets 304."""
+    return await in_one_hop(request, lambda page: _status_fragment(page, submission_id))
+
+
+def _status_fragment(page: Page, submission_id: int) -> Response:
     submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
                                         is_admin=page.is_admin)
     context = _status_context(page, submission)
