@@ -135,6 +135,8 @@ def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
 def prerender_board(app: FastAPI, board: Leaderboard) -> None:
     """A new board's API bytes and its page as teams see it, made before the first reader asks."""
     prerender(board)
+    if not board.visible_to(is_admin=False):
+        return  # the private board before the reveal: only the organizer's page is ever sent, made on its first read
     try:
         web.shared_board_page(app, board, is_admin=False)
     except Exception:  # the page's first reader renders it again and sees the error; the API must not
