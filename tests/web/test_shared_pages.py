@@ -91,6 +91,9 @@ def test_the_board_page_has_an_etag_answers_304_and_is_gzipped(arena):
     assert plain.headers["etag"] == first.headers["etag"]
     again = client.get(BOARD, headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
+    head = client.head(BOARD)
+    assert head.status_code == 200 and head.content == b"" and head.headers["etag"] == first.headers["etag"]
+    assert "set-cookie" not in first.headers  # a reader without a cookie gets none: the page holds no form
     arena.scored_submission(arena.beta, 50.0, 300.0)
     changed = client.get(BOARD, headers={"If-None-Match": first.headers["etag"]})
     assert changed.status_code == 200 and "50.00" in changed.text and changed.headers["etag"] != first.headers["etag"]
