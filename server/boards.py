@@ -33,7 +33,7 @@ GZIP_MIN_BYTES = 500  # smaller bodies gain less than the header costs (Starlett
 @dataclass
 class CachedBoard:
     board: Leaderboard
-    checked_at: float  # time.monotonic() when the check that confirmed it current began: the board is as of then
+    checked_at: float  # time.monotonic() of the database check that confirmed it current
 
 
 class BoardCache:
@@ -68,15 +68,12 @@ class BoardCache:
         return await asyncio.shield(check)
 
     async def _check(self, key: tuple[str, Board], previous: CachedBoard | None) -> CachedBoard:
-        # Its age counts from the version query, not from the end of a recompute: a slow recompute (a busy
-        # machine) then shortens the wait for the next check instead of adding to the time a new score takes.
-        started = time.monotonic()
         try:
             board = await run_in_threadpool(self._current_board, *key)
             if previous is not None and previous.board is board:  # unchanged: keep the rendered bytes
-                previous.checked_at = started
+                previous.checked_at = time.monotonic()
                 return previous
-            fresh = CachedBoard(board, started)
+            fresh = CachedBoard(board, time.monotonic())
             if self.prerender is not None:
                 await run_in_threadpool(self.prerender, board)  # off the event loop, before anyone reads it
             self._boards[key] = fresh
