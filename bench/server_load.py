@@ -8,6 +8,12 @@
    leaderboard --requests-per-reader times, back to back on keep-alive connections (target: p99 <= 50 ms at 50
    readers with 10,000 submissions). Three phases: plain JSON; gzip (as browsers ask); plain JSON while a new score
    lands every --score-every seconds (each one makes the server recompute the board).
+   Then the HTML phases, the same readers as browsers ask (gzip): the leaderboard page anonymous, and signed in
+   (each reader its own team's session); the status fragment of a queued submission polled by as many pages
+   (with If-None-Match, as the page's fetch revalidates); and the time from a new score's commit to its showing on
+   the HTML board while the readers read it (target: within ARENA_LEADERBOARD_MAX_AGE_SECONDS plus one render);
+   and the page of a team with --team-entries submissions.
+   Targets at 50 readers and 10,000 entries: HTML board throughput >= 50% of the JSON board's, p99 <= 100 ms.
 3. --uploads concurrent uploads of valid zips (--images-per-class per class) by as many teams; checks every accepted
    one is queued afterwards.
 4. One in-process worker (the real Scorer, settings' device and weights) scores --drain of them: submissions/minute.
@@ -20,8 +26,10 @@ import argparse
 import asyncio
 import io
 import json
+import math
 import os
 import platform
+import re
 import secrets
 import shutil
 import signal
@@ -39,7 +47,7 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from server.competition import write_config
 from server.config import Settings
@@ -67,6 +75,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--images-per-class", type=int, default=1000)
     parser.add_argument("--drain", type=int, default=2, help="Submissions the worker scores (0: skip).")
     parser.add_argument("--data-dir", type=Path, default=None, help="Default: a temporary directory.")
+    parser.add_argument("--team-entries", type=int, default=500, help="Submissions of the team whose page is read.")
     return parser.parse_args()
 
 
@@ -84,13 +93,14 @@ def make_competition(data_dir: Path, images_per_class: int) -> Path:
     return competition.root
 
 
-def seed_scored(database: Database, root: Path, submissions: int, teams: int) -> float:
-    """Insert scored submissions spread over teams (one bulk insert); returns seconds."""
+def seed_scored(database: Database, root: Path, submissions: int, teams: int) -> tuple[float, list[str]]:
+    """Insert scored submissions spread over teams (one bulk insert); returns seconds and the teams' tokens."""
     started = time.perf_counter()
     rng = np.random.default_rng(0)
     with database.session() as session:
         row = register_competition(session=session, root=root)
-        team_ids = [create_team(session=session, competition=row, name=f"team-{i:04d}")[0].id for i in range(teams)]
+        created = [create_team(session=session, competition=row, name=f"team-{i:04d}") for i in range(teams)]
+        team_ids = [team.id for team, _ in created]
         now = utcnow()
         rows = []
         for i in range(submissions):
@@ -106,7 +116,7 @@ def seed_scored(database: Database, root: Path, submissions: int, teams: int) ->
             })
         session.execute(Submission.__table__.insert(), rows)
         bump_board_version(session, row.id)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, [token for _, token in created]
 
 
 def free_port() -> int:
@@ -138,38 +148,46 @@ async def get_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
-    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+    length = next((int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")), 0)
     await reader.readexactly(length)
     return int(lines[0].split()[1])
 
 
-async def read_leaderboard(port: int, readers: int, per_reader: int, extra_headers: str = "") -> dict[str, Any]:
-    path = f"/api/competitions/{SLUG}/leaderboard"
-    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}Connection: keep-alive\r\n\r\n".encode()
-    first = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=120)
+async def read_many(port: int, readers: int, per_reader: int, path: str, headers_of: list[str] | None = None,
+                    extra_headers: str = "") -> dict[str, Any]:
+    """`readers` keep-alive clients reading `path` back to back; reader i adds `headers_of[i]` to its requests."""
     latencies: list[float] = []
-    errors = 0
+    statuses: dict[int, int] = {}
 
-    async def reader_task() -> None:
-        nonlocal errors
+    async def reader_task(i: int) -> None:
+        own = headers_of[i] if headers_of else ""
+        request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}{own}"
+                   "Connection: keep-alive\r\n\r\n").encode()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
             for _ in range(per_reader):
                 t0 = time.perf_counter()
                 status = await get_once(reader, writer, request)
                 latencies.append(time.perf_counter() - t0)
-                errors += status != 200
+                statuses[status] = statuses.get(status, 0) + 1
         finally:
             writer.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(reader_task() for _ in range(readers)))
+    await asyncio.gather(*(reader_task(i) for i in range(readers)))
     wall = time.perf_counter() - started
-    return {"entries": len(first.json()["entries"]), "response_kb": len(first.content) / 1000,
-            "requests": len(latencies), "errors": errors, "wall_s": wall,
+    return {"requests": len(latencies), "errors": sum(n for status, n in statuses.items() if status not in (200, 304)),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())}, "wall_s": wall,
             "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
             "p99_ms": percentile(latencies, 99) * 1000, "max_ms": max(latencies) * 1000,
             "requests_per_second": len(latencies) / wall}
+
+
+async def read_leaderboard(port: int, readers: int, per_reader: int, extra_headers: str = "") -> dict[str, Any]:
+    path = f"/api/competitions/{SLUG}/leaderboard"
+    first = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=120)
+    result = await read_many(port, readers, per_reader, path, extra_headers=extra_headers)
+    return {"entries": len(first.json()["entries"]), "response_kb": len(first.content) / 1000, **result}
 
 
 def first_request_ms(port: int) -> float:
@@ -182,8 +200,12 @@ def first_request_ms(port: int) -> float:
 class ScoresLanding:
     """A thread that adds one scored submission every `every` seconds, as a worker would (phase 3)."""
 
-    def __init__(self, database: Database, every: float) -> None:
+    def __init__(self, database: Database, every: float, *, unique: bool = False) -> None:
         self.database, self.every, self.count = database, every, 0
+        # unique: each score a distinct value (10.00, 9.99, ...) of the next team, so each stays on the board;
+        # (score, commit time) waits in `pending` until the watcher sees it
+        self.unique = unique
+        self.pending: list[tuple[float, float]] = []
         self.error: BaseException | None = None
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -208,13 +230,17 @@ class ScoresLanding:
         while not self.stop.wait(self.every):
             with self.database.session() as session:
                 competition_id, team_id = session.execute(select(Submission.competition_id, Submission.team_id)
-                                                          .limit(1)).one()
+                                                          .distinct().order_by(Submission.team_id)
+                                                          .offset(self.count if self.unique else 0).limit(1)).one()
+                score = 10.0 - 0.01 * self.count if self.unique else 60.0
                 session.add(Submission(competition_id=competition_id, team_id=team_id, sha256=uuid.uuid4().hex * 2,
                                        size_bytes=1, message="", status=SubmissionStatus.scored, attempts=1,
-                                       score_public=60.0, score_private=60.0, score_all=60.0, penalized=False,
+                                       score_public=score, score_private=score, score_all=score, penalized=False,
                                        class_scores={}, selected_final=False, created_at=utcnow(),
                                        updated_at=utcnow()))
                 bump_board_version(session, competition_id)
+            if self.unique:
+                self.pending.append((score, time.monotonic()))
             self.count += 1
 
 
@@ -226,6 +252,174 @@ def read_phases(port: int, database: Database, args: argparse.Namespace) -> dict
     with ScoresLanding(database, args.score_every) as landing:
         phases["scoring"] = asyncio.run(read_leaderboard(port, args.readers, args.requests_per_reader))
     phases["scoring"]["scores_landed"] = landing.count
+    return phases
+
+
+HTML_BOARD = f"/c/{SLUG}/leaderboard"
+BROWSER = "Accept: text/html\r\nAccept-Encoding: gzip, deflate\r\n"
+
+
+def sign_in(base: str, token: str, path: str = "/signin") -> str:
+    """A browser's sign-in with a team token (or the admin token at /admin/signin): the session cookie, as a
+    request header line."""
+    with httpx.Client(base_url=base, timeout=60) as client:
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+        assert csrf, "the sign-in page has no CSRF token"
+        signed = client.post(path, data={"token": token, "csrf_token": csrf.group(1)})
+        assert signed.status_code == 303, f"sign-in at {path} refused: {signed.status_code}"
+        client.get(signed.headers["location"])  # as a browser follows it: shows the flash, so later pages do not
+        return f"Cookie: arena_session={client.cookies['arena_session']}\r\n"
+
+
+def queue_for_polling(database: Database, count: int) -> list[int]:
+    """One queued submission for each of the first `count` teams: the pages that poll their status."""
+    with database.session() as session:
+        competition_id = session.execute(select(Submission.competition_id).limit(1)).scalar_one()
+        teams = session.execute(select(Submission.team_id).distinct().order_by(Submission.team_id).limit(count))
+        queued = [Submission(competition_id=competition_id, team_id=team_id, sha256=uuid.uuid4().hex * 2,
+                             size_bytes=1, message="", status=SubmissionStatus.queued, attempts=0,
+                             created_at=utcnow(), updated_at=utcnow(), selected_final=False)
+                  for team_id in teams.scalars()]
+        session.add_all(queued)
+        session.commit()
+        return [submission.id for submission in queued]
+
+
+def cancel(database: Database, ids: list[int]) -> None:
+    """Take the pollers' submissions out of the queue again (the drain must not pick them: they have no zip)."""
+    with database.session() as session:
+        session.execute(update(Submission).where(Submission.id.in_(ids)).values(status=SubmissionStatus.cancelled))
+        session.commit()
+
+
+async def poll_status(port: int, ids: list[int], cookies: list[str], per_reader: int) -> dict[str, Any]:
+    """Each page polls its own submission's status fragment, revalidating with the ETag it got first."""
+    etags = []
+    for submission_id, cookie in zip(ids, cookies, strict=True):
+        name, _, value = cookie.strip().partition(": ")[2].partition("=")
+        response = httpx.get(f"http://127.0.0.1:{port}/submissions/{submission_id}/status", cookies={name: value})
+        response.raise_for_status()
+        etags.append(response.headers["etag"])
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+
+    async def poller(i: int) -> None:
+        request = (f"GET /submissions/{ids[i]}/status HTTP/1.1\r\nHost: 127.0.0.1\r\n{BROWSER}{cookies[i]}"
+                   f"If-None-Match: {etags[i]}\r\nConnection: keep-alive\r\n\r\n").encode()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for _ in range(per_reader):
+                t0 = time.perf_counter()
+                status = await get_once(reader, writer, request)
+                latencies.append(time.perf_counter() - t0)
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(poller(i) for i in range(len(ids))))
+    wall = time.perf_counter() - started
+    return {"requests": len(latencies), "errors": sum(n for status, n in statuses.items() if status not in (200, 304)),
+            "statuses": {str(k): v for k, v in sorted(statuses.items())}, "wall_s": wall,
+            "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000, "max_ms": max(latencies) * 1000,
+            "requests_per_second": len(latencies) / wall}
+
+
+async def watch_new_scores(port: int, landing: ScoresLanding, stop: asyncio.Event) -> dict[str, Any]:
+    """Seconds from each new score's commit to the first HTML board that shows it (polled every 20 ms); once the
+    readers are done, the scores still pending get 10 s more, then count as missed."""
+    delays: list[float] = []
+    last: set[tuple[float, float]] | None = None
+    deadline = math.inf
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        while True:
+            if stop.is_set() and last is None:
+                last, deadline = set(landing.pending), time.monotonic() + 10
+            if last is not None and (not last & set(landing.pending) or time.monotonic() > deadline):
+                break
+            waiting = list(landing.pending)
+            if waiting:
+                page = (await client.get(HTML_BOARD)).text
+                for score, committed in waiting:
+                    if f">{score:.2f}<" in page:
+                        delays.append(time.monotonic() - committed)
+                        landing.pending.remove((score, committed))
+            await asyncio.sleep(0.02)
+    return {"seen_after_s": delays, "missed": len((last or set()) & set(landing.pending))}
+
+
+async def read_html_while_scoring(port: int, args: argparse.Namespace, landing: ScoresLanding) -> dict[str, Any]:
+    stop = asyncio.Event()
+    watcher = asyncio.ensure_future(watch_new_scores(port, landing, stop))
+    result = await read_many(port, args.readers, args.requests_per_reader, HTML_BOARD, extra_headers=BROWSER)
+    stop.set()
+    result["visible_after"] = await watcher
+    return result
+
+
+def team_page_phase(port: int, database: Database, cookie: str, entries: int) -> dict[str, Any]:
+    """A team with `entries` submissions reads its own page: the first read (renders), then repeated reads."""
+    with database.session() as session:
+        team_id, competition_id = session.execute(select(Submission.team_id, Submission.competition_id)
+                                                  .order_by(Submission.team_id).limit(1)).one()
+        have = session.scalar(select(func.count(Submission.id)).where(Submission.team_id == team_id)) or 0
+        now = utcnow()
+        session.execute(Submission.__table__.insert(), [
+            {"competition_id": competition_id, "team_id": team_id, "sha256": uuid.uuid4().hex * 2, "size_bytes": 1,
+             "message": "", "status": SubmissionStatus.scored, "attempts": 1, "created_at": now, "updated_at": now,
+             "score_public": 300.0 + i, "score_private": 300.0, "score_all": 300.0, "penalized": False,
+             "class_scores": {}, "selected_final": False} for i in range(max(0, entries - have))])
+        session.commit()
+    name, value = cookie.split(": ", 1)[1].strip().split("=", 1)
+    timings: list[float] = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", cookies={name: value}, timeout=60) as client:
+        for _ in range(21):
+            started = time.perf_counter()
+            page = client.get(f"/teams/{team_id}", headers={"Accept-Encoding": "gzip"})
+            page.raise_for_status()
+            timings.append(time.perf_counter() - started)
+        last = client.get(f"/teams/{team_id}", params={"page": entries // 50})
+    return {"entries": entries, "first_ms": timings[0] * 1000, "repeat_p50_ms": percentile(timings[1:], 50) * 1000,
+            "page_kb": len(page.content) / 1000, "last_page_status": last.status_code}
+
+
+def first_html_request_ms(port: int) -> float:
+    """The first read of the page after start: computes the board (if no one read it yet) and renders the page."""
+    started = time.perf_counter()
+    httpx.get(f"http://127.0.0.1:{port}{HTML_BOARD}", timeout=120).raise_for_status()
+    return (time.perf_counter() - started) * 1000
+
+
+def render_ms(base: str, admin_token: str) -> float:
+    """One render of the board page: the organizer's first read (teams' pages are rendered ahead of readers)."""
+    cookie = sign_in(base, admin_token, "/admin/signin").split(": ", 1)[1].strip().split("=", 1)
+    started = time.perf_counter()
+    httpx.get(f"{base}{HTML_BOARD}", cookies={cookie[0]: cookie[1]}, timeout=120).raise_for_status()
+    return (time.perf_counter() - started) * 1000
+
+
+def html_phases(port: int, database: Database, tokens: list[str], admin_token: str,
+                args: argparse.Namespace) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{port}"
+    phases: dict[str, Any] = {"first_request_ms": first_html_request_ms(port), "render_ms": render_ms(base,
+                                                                                                     admin_token)}
+    page = httpx.get(f"{base}{HTML_BOARD}", headers={"Accept-Encoding": "gzip"}, timeout=120)
+    phases["page_kb"], phases["page_gzip_kb"] = len(page.content) / 1000, int(page.headers["content-length"]) / 1000
+    cookies = [sign_in(base, token) for token in tokens[:args.readers]]
+    phases["anonymous"] = asyncio.run(read_many(port, args.readers, args.requests_per_reader, HTML_BOARD,
+                                                extra_headers=BROWSER))
+    phases["signed_in"] = asyncio.run(read_many(port, args.readers, args.requests_per_reader, HTML_BOARD,
+                                                headers_of=cookies, extra_headers=BROWSER))
+    polled = queue_for_polling(database, args.readers)
+    try:
+        phases["status"] = asyncio.run(poll_status(port, polled, cookies, args.requests_per_reader))
+    finally:
+        cancel(database, polled)
+    with ScoresLanding(database, args.score_every, unique=True) as landing:
+        phases["scoring"] = asyncio.run(read_html_while_scoring(port, args, landing))
+    phases["scoring"]["scores_landed"] = landing.count
+    phases["team_page"] = team_page_phase(port, database, cookies[0], args.team_entries)
     return phases
 
 
@@ -299,15 +493,18 @@ def main() -> None:
     root = make_competition(data_dir, args.images_per_class)
     database = Database(settings.resolved_database_url)
     database.migrate()
-    result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    result: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                          "load_average_before": os.getloadavg()},
+                              "leaderboard_max_age_s": settings.leaderboard_max_age_seconds,
                               "args": {k: str(v) for k, v in vars(args).items()}}
-    result["seed_s"] = seed_scored(database, root, args.submissions, args.teams)
+    result["seed_s"], tokens = seed_scored(database, root, args.submissions, args.teams)
     admin_token = secrets.token_urlsafe(24)
     port = free_port()
     server = start_server(data_dir, port, admin_token)
     base = f"http://127.0.0.1:{port}"
     try:
         result["leaderboard"] = read_phases(port, database, args)
+        result["html"] = html_phases(port, database, tokens, admin_token, args)
         zips = make_zips(args.uploads, args.images_per_class)
         result["uploads"] = asyncio.run(upload_all(base, admin_token, zips))
     finally:
@@ -340,6 +537,31 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
         table.add_row(f"leaderboard p50 / p95 / p99 / max at {args.readers} readers ({label})",
                       f"{read['p50_ms']:.1f} / {read['p95_ms']:.1f} / {read['p99_ms']:.1f} / {read['max_ms']:.0f} ms, "
                       f"{read['requests_per_second']:.0f} req/s, {read['errors']} errors")
+    html = result["html"]
+    table.add_row(f"HTML board page ({args.teams} teams)",
+                  f"{html['page_kb']:.0f} kB, {html['page_gzip_kb']:.0f} kB gzipped; "
+                  f"first read {html['first_request_ms']:.0f} ms, one render {html['render_ms']:.0f} ms")
+    best_json = max(board["plain"]["requests_per_second"], board["gzip"]["requests_per_second"])
+    phases = {"anonymous": "HTML board, anonymous", "signed_in": "HTML board, signed in (own session each)",
+              "scoring": f"HTML board, {html['scoring']['scores_landed']} new scores",
+              "status": "status fragment polled (If-None-Match)"}
+    for phase, label in phases.items():
+        read = html[phase]
+        ratio = f", {read['requests_per_second'] / best_json:.0%} of JSON" if phase != "status" else ""
+        table.add_row(f"{label}: p50 / p95 / p99 / max at {args.readers} readers",
+                      f"{read['p50_ms']:.1f} / {read['p95_ms']:.1f} / {read['p99_ms']:.1f} / {read['max_ms']:.0f} ms, "
+                      f"{read['requests_per_second']:.0f} req/s{ratio}, {read['errors']} errors {read['statuses']}")
+    seen, missed = html["scoring"]["visible_after"]["seen_after_s"], html["scoring"]["visible_after"]["missed"]
+    bound = result["leaderboard_max_age_s"] + html["render_ms"] / 1000
+    table.add_row("new score visible on the HTML board after (max / median)",
+                  f"{max(seen, default=float('nan')):.2f} / {statistics.median(seen) if seen else float('nan'):.2f} s "
+                  f"of {len(seen)}, {missed} never seen; bound max age + one render = {bound:.2f} s")
+    team = html["team_page"]
+    table.add_row(f"team page of a team with {team['entries']} submissions (50 a page)",
+                  f"first {team['first_ms']:.0f} ms, then p50 {team['repeat_p50_ms']:.1f} ms "
+                  f"({team['page_kb']:.0f} kB); last page: {team['last_page_status']}")
+    load = result["machine"]["load_average_before"]
+    table.add_row("load average before the run (1 / 5 / 15 min)", f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
     table.add_row(f"{uploads['uploads']} concurrent uploads ({uploads['zip_mb']:.1f} MB each)",
                   f"{uploads['accepted']} accepted, codes {uploads['status_codes']}, all queued: "
                   f"{uploads['all_queued']}")

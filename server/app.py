@@ -6,6 +6,7 @@ The top of the server's layers: it imports `api` and `web`, which never import e
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -21,13 +22,17 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__, api, web
-from server.api.board_cache import BoardCache, LeaderboardFastPath
+from server.api.board_cache import LeaderboardFastPath, prerender
+from server.boards import BoardCache
 from server.config import Settings, get_settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
 from server.errors import ArenaError, UploadTooLarge
+from server.ranking import Leaderboard
 from server.rate_limit import RateLimit
 from server.upload_limits import UploadRateLimits
+
+logger = logging.getLogger(__name__)
 
 # Multipart framing (boundaries, part headers, the message field) on top of the zip itself.
 MULTIPART_OVERHEAD = 1024 * 1024
@@ -173,6 +178,17 @@ def jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     return [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in errors]
 
 
+def prerender_board(app: FastAPI, board: Leaderboard) -> None:
+    """A new board's API bytes and its page as teams see it, made before the first reader asks."""
+    prerender(board)
+    if not board.visible_to(is_admin=False):
+        return  # the private board before the reveal: only the organizer's page is ever sent, made on its first read
+    try:
+        web.shared_board_page(app, board, is_admin=False)
+    except Exception:  # the page's first reader renders it again and sees the error; the API must not
+        logger.exception("rendering the leaderboard page of %s failed", board.competition)
+
+
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
                database: Database | None = None) -> FastAPI:
     """The FastAPI app for these settings; `clock` lets tests move time (quota days, deadlines)."""
@@ -193,12 +209,14 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.state.settings, app.state.database, app.state.clock = settings, database, clock
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
-    app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds)
+    app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds,
+                                  prerender=lambda board: prerender_board(app, board))
     app.state.team_creation_limit = RateLimit(settings.team_creation_rate_limit, action="create teams")
-    app.state.join_code_failures = RateLimit(settings.join_code_failure_rate_limit,
-                                                   action="try join codes")
+    app.state.join_code_failures = RateLimit(settings.join_code_failure_rate_limit, action="try join codes")
     app.state.upload_limits = UploadRateLimits(team_rule=settings.upload_rate_limit_team,
                                                client_rule=settings.upload_rate_limit_client)
+    app.state.shared_pages = web.SharedPages()
+    app.add_middleware(web.BoardPageFastPath)  # before routing, like the API's
     app.add_middleware(LeaderboardFastPath, boards=app.state.boards)  # before routing
     app.add_middleware(HeadAsGet)  # HEAD reads take every GET path, the fast one included
     app.add_middleware(FrameDenial)  # outermost: every response, the fast path's and the 413 included

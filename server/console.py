@@ -215,6 +215,7 @@ def announce(*, session: Session, competition: CompetitionRow, message: str, act
     begin_write(session)
     item = Announcement(competition_id=competition.id, message=message, actor=actor[:200], created_at=now or utcnow())
     session.add(item)
+    bump_board_version(session, competition.id)  # every board page shows them: its rendering is made anew
     session.commit()
     return item
 
@@ -224,6 +225,7 @@ def withdraw_announcement(*, session: Session, competition: CompetitionRow, anno
     item = session.get(Announcement, announcement_id)
     if item is not None and item.competition_id == competition.id:
         session.delete(item)
+        bump_board_version(session, competition.id)
     session.commit()
 
 

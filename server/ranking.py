@@ -19,9 +19,9 @@ Rules, in one place:
   |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a tie.
   Entries scored before the intervals existed (se unknown) are never marked.
 - The board is cached per competition until its `board_version` changes (every score, reveal or disqualification
-  bumps it), so a check costs one primary-key lookup; `server.api.board_cache` serves the API's reads from
+  bumps it), so a check costs one primary-key lookup; `server.boards` serves the API's and the pages' reads from
   memory.
-- The one board cache: every rendering of a board (the API's JSON and CSV bytes, the page's table rows) is made by
+- The one board cache: every rendering of a board (the API's JSON and CSV bytes, the board page) is made by
   `Leaderboard.rendered` and kept on the cached `Leaderboard` object, so it is dropped exactly when the board is
   recomputed; nothing else decides when a rendering is stale.
 """
@@ -87,6 +87,10 @@ class Leaderboard(BaseModel):
         if key not in self._renderings:
             self._renderings[key] = render(self)
         return self._renderings[key]
+
+    def rendered_before(self, key: Hashable) -> Any | None:
+        """What `rendered(key, ...)` made already, or None (a caller may then render off the event loop)."""
+        return self._renderings.get(key)
 
 
 # Per engine, so tests and tools that open several databases in one process never share boards.

@@ -402,3 +402,22 @@ def disqualify_submission(
     bump_board_version(session, submission.competition_id)
     session.commit()
     return submission
+
+
+def team_submissions_stamp(*, session: Session, team: Team) -> tuple[int, datetime | None]:
+    """(how many, the newest change) of a team's submissions: a page listing them stays current while this does
+    (every status change sets `updated_at`; disqualifications and finals move the board version as well)."""
+    count, newest = session.execute(select(func.count(Submission.id), func.max(Submission.updated_at))
+                                    .where(Submission.team_id == team.id)).one()
+    return int(count), newest
+
+
+def team_scores_over_time(*, session: Session, team: Team) -> list[tuple[datetime, float, bool, float | None]]:
+    """(submitted, public score, penalized, its standard error) of every scored submission of a team, oldest first:
+    the plot's points, without loading the submissions themselves."""
+    rows = session.execute(select(Submission.created_at, Submission.score_public, Submission.penalized,
+                                  Submission.score_public_se)
+                           .where(Submission.team_id == team.id, Submission.status == SubmissionStatus.scored,
+                                  Submission.score_public.is_not(None))
+                           .order_by(Submission.created_at, Submission.id))
+    return [(created, score, bool(penalized), se) for created, score, penalized, se in rows if score is not None]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
@@ -19,6 +20,7 @@ from server.deps import NowDep, SessionDep, SettingsDep
 from server.errors import ArenaError, Forbidden, InvalidSettings
 from server.web.render import render
 from server.web.session import WebSession, read_session, signed_in_team, write_session
+from server.web.shared import SharedPages, render_shared, render_viewer, shared_response
 
 
 def refused_form(exc: ArenaError, form: Mapping[str, str]) -> dict[str, Any]:
@@ -51,6 +53,23 @@ class Page:
         self.finish(response)
         return response
 
+    def render_shared(self, key: Hashable, name: str, context: Callable[[], dict[str, Any]], *,
+                      fragment: bool = False) -> Response:
+        """A page many viewers read (`server/web/shared.py`): rendered once per `key` (which names every version
+        of what it shows) and audience, with this viewer's header (none in a `fragment`); ETag/304 and gzip."""
+        app = self.request.app
+        pages: SharedPages = app.state.shared_pages
+
+        def render_once() -> Any:
+            made = context()
+            if isinstance(made.get("comp"), Competition) and "announcements" not in made:
+                made["announcements"] = competition_announcements(session=self.db, slug=made["comp"].slug)
+            return render_shared(app, name, made, is_admin=self.is_admin, fragment=fragment)
+
+        page = pages.get((name, key, self.is_admin), render_once)
+        viewer = b"" if fragment else render_viewer(app, self.session, self.team)
+        return self.finish(shared_response(page, viewer, self.request.headers))
+
     def redirect(self, url: str) -> RedirectResponse:
         # 303: the browser follows a POST with a GET, so reloading the next page never re-submits the form.
         response = RedirectResponse(url, status_code=303)
@@ -77,3 +96,15 @@ def _page(request: Request, db: SessionDep, settings: SettingsDep, now: NowDep) 
 
 
 PageDep = Annotated[Page, Depends(_page)]
+
+
+async def in_one_hop(request: Request, handle: Callable[[Page], Response]) -> Response:
+    """Run a page handler with its `Page` in one threadpool hop, for a route polled often (the status fragment):
+    `PageDep` costs three (session, page, handler) and FastAPI's dependency solving, most of such a request."""
+
+    def run() -> Response:
+        state = request.app.state
+        with state.database.sessionmaker() as db:
+            return handle(_page(request, db, state.settings, state.clock()))
+
+    return await run_in_threadpool(run)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, UploadFile
+from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
-from markupsafe import Markup
 
 from server import queue
 from server.competition import Competition, config_problem, load_competition, memorization_eps
@@ -24,13 +23,15 @@ from server.db.crud import (
     model_failures,
     quota_status,
     select_final,
+    team_scores_over_time,
+    team_submissions_stamp,
 )
 from server.db.models import FINAL_STATUSES
 from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
 from server.params import RowId
 from server.ranking import (
     PRIVATE_HIDDEN,
-    Leaderboard,
+    Board,
     interval_sets,
     leaderboard,
     leaderboard_csv,
@@ -39,17 +40,18 @@ from server.ranking import (
 from server.reference_builds import active_build, percent_done
 from server.storage import grid_path
 from server.upload import submit_upload
-from server.web.deps import Page, PageDep
+from server.web.board_page import board_page_response
+from server.web.deps import Page, PageDep, in_one_hop
 from server.web.evidence import evidence_context
 from server.web.plots import ScorePoint, score_plot_svg
-from server.web.render import STATIC_DIR, templates
+from server.web.render import STATIC_DIR
 from server.web.routing import PageRoute
 from server.web.session import end_signed_in, start_signed_in
 from server.web.signup import open_to_sign_up
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 
-HISTORY_LIMIT = 500
+HISTORY_PAGE = 50  # submissions on one page of a team's history
 
 
 def _safe_next(url: str | None, default: str) -> str:
@@ -87,22 +89,27 @@ def index(page: PageDep) -> Response:
 
 @router.get("/c/{slug}", name="web_overview", response_class=HTMLResponse)
 def overview(slug: str, page: PageDep) -> Response:
-    """Rules, data and how to submit."""
+    """Rules, data and how to submit; rendered once per board version (settings and announcements move it),
+    memorization threshold (the worker calibrates it) and minute (time left and next quota reset are text)."""
     row = get_competition(session=page.db, slug=slug)
     comp = load_competition(row)
-    url = page.settings.resolved_public_url
-    data = {
-        "train_per_class": {cls: len(comp.train_files(cls)) for cls in comp.classes},
-        "train_total": sum(len(comp.train_files(cls)) for cls in comp.classes),
-        "test_total": sum(len(comp.test_files(cls)) for cls in comp.classes),
-        "dataset_hash": comp.manifest.dataset_hash,
-    }
-    cli = f"arena submit submission.zip --server {url} --competition {slug} --token YOUR_TEAM_TOKEN"
-    return page.render("overview.html", {
-        "comp": comp, "data": data, "eps": memorization_eps(comp), "eps_auto": comp.config.memorization_eps == "auto",
-        "cli_command": cli,
-        "next_reset": utc_day(page.now)[1],
-    })
+    eps = memorization_eps(comp)
+
+    def context() -> dict[str, object]:
+        data = {
+            "train_per_class": {cls: len(comp.train_files(cls)) for cls in comp.classes},
+            "train_total": sum(len(comp.train_files(cls)) for cls in comp.classes),
+            "test_total": sum(len(comp.test_files(cls)) for cls in comp.classes),
+            "dataset_hash": comp.manifest.dataset_hash,
+        }
+        url = page.settings.resolved_public_url
+        cli = f"arena submit submission.zip --server {url} --competition {slug} --token YOUR_TEAM_TOKEN"
+        return {"comp": comp, "data": data, "eps": eps,
+                "eps_auto": comp.config.memorization_eps == "auto", "cli_command": cli,
+                "next_reset": utc_day(page.now)[1]}
+
+    minute = page.now.replace(second=0, microsecond=0)
+    return page.render_shared((slug, row.board_version, tuple(eps.items()), minute), "overview.html", context)
 
 
 def _board_choice(page: Page, row: CompetitionRow, board: str) -> Literal["public", "private"]:
@@ -111,31 +118,12 @@ def _board_choice(page: Page, row: CompetitionRow, board: str) -> Literal["publi
     return "private" if board == "private" else "public"
 
 
-def _board_rows(result: Leaderboard, classes: list[str], team: Team | None) -> Markup:
-    """The board's table rows (`_leaderboard_rows.html`), rendered once per board change (most of the page's cost),
-    with the signed-in team's own row marked per request."""
-    template = templates.get_template("_leaderboard_rows.html")
-    rows = result.rendered(("rows_html", tuple(classes)), lambda board: template.render(
-        rows=board.entries, classes=classes, show_rank_change=board.board == "private"))
-    if team is not None:
-        own = f'<tr data-team="{team.id}" class="'
-        rows = rows.replace(own, own + "mine ", 1)
-    return Markup(rows)
-
-
 @router.get("/c/{slug}/leaderboard", name="web_leaderboard", response_class=HTMLResponse)
-def leaderboard_page(slug: str, page: PageDep, board: str = "public") -> Response:
-    """The public board, or the private one once revealed (organizers may preview it)."""
-    row = get_competition(session=page.db, slug=slug)
-    chosen = _board_choice(page, row, board)
-    result = leaderboard(session=page.db, competition=row, board=chosen, is_admin=page.is_admin)
-    comp = load_competition(row)
-    return page.render("leaderboard.html", {
-        "comp": comp, "board": chosen, "rows": result.entries, "revealed": result.revealed,
-        "rows_html": _board_rows(result, comp.classes, page.team),
-        "private_visible": private_board_visible(row, is_admin=page.is_admin),
-        "show_rank_change": chosen == "private",
-    })
+async def leaderboard_page(request: Request, slug: str, page: PageDep, board: str = "public") -> Response:
+    """The public board, or the private one once revealed (organizers may preview it); the common reads never reach
+    this function: `board_page.BoardPageFastPath` answers them first, with the same `board_page_response`."""
+    chosen: Board = "private" if board == "private" else "public"
+    return page.finish(await board_page_response(request, slug, chosen, page.session, page.team))
 
 
 @router.get("/c/{slug}/leaderboard.csv", name="web_leaderboard_csv")
@@ -283,13 +271,19 @@ def submission_page(submission_id: RowId, page: PageDep) -> Response:
 
 
 @router.get("/submissions/{submission_id}/status", name="web_submission_status", response_class=HTMLResponse)
-def submission_status(submission_id: RowId, page: PageDep) -> Response:
-    """The status box alone, polled by the page's script until the submission reaches a final state."""
+async def submission_status(request: Request, submission_id: RowId) -> Response:
+    """The status box alone, polled by the page's script until the submission reaches a final state; rendered once
+    per change (each status change sets `updated_at`), and a poll that finds it unchanged gets 304."""
+    return await in_one_hop(request, lambda page: _status_fragment(page, submission_id))
+
+
+def _status_fragment(page: Page, submission_id: int) -> Response:
     submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
                                         is_admin=page.is_admin)
-    response = page.render("_status.html", _status_context(page, submission))
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    context = _status_context(page, submission)
+    key = (submission.id, submission.status, submission.updated_at, submission.disqualified_at,
+           context["queue_position"])
+    return page.render_shared(key, "_status.html", lambda: context, fragment=True)
 
 
 @router.get("/submissions/{submission_id}/grids/{cls}.png", name="web_grid")
@@ -330,14 +324,24 @@ def _visible_team(page: Page, team_id: int) -> Team:
 
 
 @router.get("/teams/{team_id}", name="web_team", response_class=HTMLResponse)
-def team_page(team_id: RowId, page: PageDep) -> Response:
-    """The team's submissions and its score over time."""
+def team_page(team_id: RowId, page: PageDep, page_number: Annotated[int, Query(alias="page", ge=1)] = 1) -> Response:
+    """The team's submissions, newest first, `HISTORY_PAGE` a page, and its score over time (all of them).
+    Rendered once per change of the team's submissions (and the board version, for finals and reveals)."""
     team = _visible_team(page, team_id)
-    history, _ = list_submissions(session=page.db, team=team, limit=HISTORY_LIMIT)
-    points = [ScorePoint(s.created_at, s.score_public, bool(s.penalized), s.score_public_se) for s in history
-              if s.status == SubmissionStatus.scored and s.score_public is not None]
-    return page.render("team.html", {
-        "team": team, "comp": load_competition(team.competition), "recent": history,
-        "plot": score_plot_svg(points), "private_visible": private_board_visible(team.competition,
-                                                                                 is_admin=page.is_admin),
-    })
+    stamp = team_submissions_stamp(session=page.db, team=team)
+    key = (team.id, team.name, tuple(team.members or ()), team.disqualified_at, team.competition.board_version,
+           stamp, page_number)
+
+    def context() -> dict[str, object]:
+        history, total = list_submissions(session=page.db, team=team, limit=HISTORY_PAGE,
+                                          offset=(page_number - 1) * HISTORY_PAGE)
+        points = [ScorePoint(when, score, penalized, se)
+                  for when, score, penalized, se in team_scores_over_time(session=page.db, team=team)]
+        return {
+            "team": team, "comp": load_competition(team.competition), "recent": history, "total": total,
+            "page_number": page_number, "pages": max(1, -(-total // HISTORY_PAGE)),
+            "plot": score_plot_svg(points), "private_visible": private_board_visible(team.competition,
+                                                                                     is_admin=page.is_admin),
+        }
+
+    return page.render_shared(key, "team.html", context)

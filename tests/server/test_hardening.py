@@ -288,7 +288,7 @@ def test_join_code_guessing_is_rate_limited_per_client(make_app):
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("path", ["/", "/c/test-comp", "/admin/signin", "/signin", "/c/test-comp/leaderboard",
-                                  "/api/competitions"])
+                                  "/api/competitions", "/api/competitions/test-comp/leaderboard"])
 def test_no_page_may_be_framed_by_another_site(arena, path):
     """Issue 22, item 10: organizer forms could be framed from another port of the same host (clickjacking)."""
     response = arena.client.get(path)

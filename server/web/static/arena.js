@@ -1,5 +1,6 @@
 // FID Arena progressive enhancement. Every page works without this file; it only adds
-// (1) live deadline countdowns, (2) live submission status and (3) times in the viewer's zone by polling a small HTML fragment.
+// (1) live deadline countdowns, (2) live submission status by polling a small HTML fragment, (3) times in the
+// viewer's zone and (4) the signed-in team's own rows marked on shared pages.
 (function () {
   "use strict";
 
@@ -69,8 +70,19 @@
     });
   }
 
+  // Shared pages are the same for every team; the header names the signed-in one, whose own rows are marked here.
+  function markOwnRows() {
+    var header = document.querySelector("header[data-team]");
+    if (!header) return;
+    var team = header.getAttribute("data-team");
+    document.querySelectorAll("tr[data-team]").forEach(function (row) {
+      if (row.getAttribute("data-team") === team) row.classList.add("mine");
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.documentElement.classList.add("js");
+    markOwnRows();
     showLocalTimes();
     startCountdowns();
     startPolling();

@@ -1,0 +1,110 @@
+"""The boards as readers get them: `BoardCache`, shared by the API (JSON/CSV) and the pages (HTML).
+
+Everyone keeps refreshing the leaderboard, so it is answered from memory.
+- `BoardCache` remembers each board's last database check. A board checked within `leaderboard_max_age_seconds`
+  is served without touching the database. One check per board runs at a time (one query, and a recompute only
+  when `board_version` moved), however many readers there are, and readers arriving during it get the previous
+  board at once. Under steady reads the check starts at half the max age, so nobody waits for it; only a reader
+  who finds the board past its max age with no check running (after a quiet spell, or with max age 0) waits.
+- Every rendering of a board (the API's bytes, the pages' HTML) is kept on its `Leaderboard` by
+  `Leaderboard.rendered`, so it is made once per board version and dropped exactly when the board changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fastapi.concurrency import run_in_threadpool
+
+from server.db import Database
+from server.db.crud import get_competition
+from server.ranking import Board, Leaderboard, leaderboard
+
+logger = logging.getLogger(__name__)
+
+GZIP_MIN_BYTES = 500  # smaller bodies gain less than the header costs (Starlette's GZipMiddleware default)
+
+
+@dataclass
+class CachedBoard:
+    board: Leaderboard
+    checked_at: float  # time.monotonic() of the database check that confirmed it current
+
+
+class BoardCache:
+    """Boards by (competition slug, board), each checked against the database at most every `max_age` seconds.
+
+    `prerender` runs on each new board in the threadpool before any reader gets it (the API's JSON bytes), so the
+    first reader after a change does not render on the event loop.
+    """
+
+    def __init__(self, database: Database, max_age: float,
+                 prerender: Callable[[Leaderboard], object] | None = None) -> None:
+        self.database, self.max_age, self.prerender = database, max_age, prerender
+        self._boards: dict[tuple[str, Board], CachedBoard] = {}
+        self._checks: dict[tuple[str, Board], asyncio.Future[CachedBoard]] = {}
+
+    async def get(self, slug: str, board: Board) -> CachedBoard:
+        """The board as organizers see it (callers apply visibility); raises NotFound for an unknown slug."""
+        key = (slug, board)
+        cached = self._boards.get(key)
+        age = math.inf if cached is None else time.monotonic() - cached.checked_at
+        if cached is not None and age <= self.max_age / 2:
+            return cached
+        check = self._checks.get(key)
+        if check is None:
+            check = self._checks[key] = asyncio.ensure_future(self._check(key, cached))
+            check.add_done_callback(_log_failure)  # a check started early may have no reader waiting for it
+        elif cached is not None:
+            return cached  # being checked right now: the previous board beats queueing behind the check
+        if cached is not None and age <= self.max_age:
+            return cached  # still fresh: its check starts at half its age, so steady readers never wait for one
+        # Shielded: a reader who hangs up must not cancel the check the others are waiting for.
+        return await asyncio.shield(check)
+
+    async def _check(self, key: tuple[str, Board], previous: CachedBoard | None) -> CachedBoard:
+        try:
+            board = await run_in_threadpool(self._current_board, *key)
+            if previous is not None and previous.board is board:  # unchanged: keep the rendered bytes
+                previous.checked_at = time.monotonic()
+                return previous
+            fresh = CachedBoard(board, time.monotonic())
+            if self.prerender is not None:
+                await run_in_threadpool(self.prerender, board)  # off the event loop, before anyone reads it
+            self._boards[key] = fresh
+            return fresh
+        finally:
+            del self._checks[key]
+
+    def forget(self, slug: str) -> None:
+        """Drop a competition's boards (its visibility changed): the next read checks the database first."""
+        for key in [key for key in self._boards if key[0] == slug]:
+            del self._boards[key]
+
+    def _current_board(self, slug: str, board: Board) -> Leaderboard:
+        with self.database.sessionmaker() as session:
+            competition = get_competition(session=session, slug=slug)
+            return leaderboard(session=session, competition=competition, board=board, is_admin=True)
+
+
+def _log_failure(check: asyncio.Future[CachedBoard]) -> None:
+    if not check.cancelled() and check.exception() is not None:
+        logger.warning("leaderboard check failed: %r", check.exception())
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    for coding in accept_encoding.split(","):
+        name, _, params = coding.strip().partition(";")
+        if name.strip().lower() == "gzip":
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def client_has(etag: str, if_none_match: str) -> bool:
+    """The client's copy (If-None-Match) is `etag`: answer 304."""
+    return if_none_match.strip() == "*" or etag in if_none_match
