@@ -205,7 +205,9 @@ def test_the_submission_screenshot_shows_scores_diagnostics_and_grids(demo, brow
     assert page.locator("#diagnostics").count() == 1
     grids = page.locator(".grids img")
     assert grids.count() == len(DEMO_CLASSES)
+    # "load" has fired, but a loaded machine may still be decoding: wait for every grid to be drawn (or fail).
+    page.wait_for_function("() => [...document.querySelectorAll('.grids img')].every(i => i.complete)")
     for i in range(grids.count()):
-        assert grids.nth(i).evaluate("img => img.complete && img.naturalWidth") > 0
+        assert grids.nth(i).evaluate("img => img.naturalWidth") > 0, page.failed
     assert page.failed == []
     keep(page, "submission", full_page=True)
