@@ -16,10 +16,8 @@ import httpx
 
 from server.competition import competitions_dir
 from tests.utils.competition import make_competition
-from tests.web.test_browser import _free_port, _wait_healthy
+from tests.utils.serve import REPO, free_port, wait_healthy
 from tests.web.test_pages import csrf_of
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def serve_demo(data_dir: Path, port: int, log: Path) -> tuple[subprocess.Popen, str]:
@@ -32,7 +30,7 @@ def serve_demo(data_dir: Path, port: int, log: Path) -> tuple[subprocess.Popen, 
             [sys.executable, "-m", "server.cli", "serve", "--demo", "--no-worker", "--port", str(port),
              "--data-dir", str(data_dir)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    _wait_healthy(url, process, log)
+    wait_healthy(url, process, log)
     return process, url
 
 
@@ -51,7 +49,7 @@ def test_a_demo_restart_keeps_the_organizer_token_and_everyones_sign_in(tmp_path
     data_dir = tmp_path / "data"
     make_competition(competitions_dir(data_dir) / "demo", images_per_class=4, train_per_class=4, test_per_class=4,
                      slug="demo")  # an existing demo competition: no synthetic faces to draw
-    port = _free_port()
+    port = free_port()
     process, url = serve_demo(data_dir, port, tmp_path / "first.log")
     try:
         token = printed_token(tmp_path / "first.log")
@@ -79,7 +77,7 @@ def test_the_banner_commands_run_from_a_shell_without_the_venv(tmp_path):
     data_dir = tmp_path / "data"
     make_competition(competitions_dir(data_dir) / "demo", images_per_class=4, train_per_class=4, test_per_class=4,
                      slug="demo")
-    process, _ = serve_demo(data_dir, _free_port(), tmp_path / "serve.log")
+    process, _ = serve_demo(data_dir, free_port(), tmp_path / "serve.log")
     stop(process)
     banner = (tmp_path / "serve.log").read_text()
     command = re.search(r"^  (\S+) submission sample --competition (\S+) --out sample.zip$", banner, re.M)

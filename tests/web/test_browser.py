@@ -13,9 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -26,40 +23,17 @@ import pytest
 from server.competition import competitions_dir
 from tests.utils.competition import make_competition, random_images
 from tests.utils.inception import install_random_fid_weights
+from tests.utils.serve import REPO, running_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "web"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 SLUG = "test-comp"
 CLASSES = ("with_mask", "without_mask")
 XSS_NAME = "<script>alert('pwned')</script> crew"
 IMAGES = 4
 SCORING_TIMEOUT_MS = 300_000
 UPLOAD_CAP = 1_000_000  # far above the test zips (tens of kB)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"arena serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"arena serve did not answer within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
 class Server:
@@ -105,39 +79,13 @@ def server(tmp_path_factory):
     make_competition(competitions_dir(data_dir) / SLUG, images_per_class=IMAGES, train_per_class=IMAGES,
                      test_per_class=IMAGES, title="Masked faces (browser test)", daily_limit=5)
     install_random_fid_weights(root / "torch")
-    port = _free_port()
     admin_token = "admin-" + secrets.token_urlsafe(18)
     env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": admin_token,
            "TORCH_HOME": str(root / "torch"), "ARENA_DEVICE": "cpu", "ARENA_WORKER_POLL_SECONDS": "0.3",
            "ARENA_WORKER_SHUTDOWN_GRACE_SECONDS": "2", "ARENA_MAX_UPLOAD_BYTES": str(UPLOAD_CAP),
            "OMP_NUM_THREADS": "2"}
-    log = root / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
+    with running_server(env, root / "serve.log") as url:
         yield Server(url, admin_token, data_dir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

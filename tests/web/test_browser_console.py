@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,7 +14,7 @@ import pytest
 
 from server.competition import competitions_dir
 from tests.utils.competition import make_competition
-from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, REPO, _free_port, _wait_healthy
+from tests.utils.serve import running_server
 
 pytestmark = [pytest.mark.browser]
 
@@ -41,36 +39,10 @@ def server(tmp_path_factory):
                      title="Masked faces (console test)")
     make_competition(competitions_dir(data_dir) / CODED, images_per_class=4, train_per_class=4, test_per_class=4,
                      slug=CODED, title="Course GAN contest", join_code=JOIN_CODE)
-    port = _free_port()
     admin_token = "admin-" + secrets.token_urlsafe(18)
     env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": admin_token}
-    log = root / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
+    with running_server(env, root / "serve.log", "--no-worker") as url:
         yield Server(url, admin_token, data_dir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 def offline_page(browser, server):

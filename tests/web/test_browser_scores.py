@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 
 import pytest
 
@@ -21,14 +19,10 @@ from server.db import Database, Team
 from server.db.crud import authenticate_team, create_submission, get_competition, load_competition
 from server.worker import score_fields
 from tests.utils.competition import make_competition
+from tests.utils.serve import running_server
 from tests.web.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    REPO,
     SLUG,
     Server,
-    _free_port,
-    _wait_healthy,
     new_page,
     screenshot,
     sign_in,
@@ -48,25 +42,10 @@ def server(tmp_path_factory):
     data_dir = root / "data"
     make_competition(competitions_dir(data_dir) / SLUG, images_per_class=4, title="Masked faces (scores)",
                      daily_limit=20)
-    port = _free_port()
     admin_token = "admin-" + secrets.token_urlsafe(18)
     env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": admin_token}
-    log = root / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--no-worker", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
+    with running_server(env, root / "serve.log", "--no-worker") as url:
         yield Server(url, admin_token, data_dir)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +54,6 @@ def database(server):
     with database.sessionmaker() as session:
         queue.register_worker(session=session, worker_id=WORKER, device="cpu")
     return database
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 def class_score(raw: float, distance: float, se: float, eps: float = 0.05) -> dict:

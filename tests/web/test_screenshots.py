@@ -28,7 +28,7 @@ from server.competition import competitions_dir
 from server.data import make_demo_competition
 from server.data.demo import DEMO_CLASSES, generate_faces
 from submissions import pack
-from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, REPO, _free_port, _wait_healthy
+from tests.utils.serve import REPO, start_server, stop_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -81,17 +81,13 @@ def demo(tmp_path_factory):
     imported = subprocess.run([sys.executable, "-m", "server.cli", "weights", "import"], cwd=REPO, env=env,
                               capture_output=True, text=True, timeout=300)
     assert imported.returncode == 0, imported.stdout + imported.stderr
-    port, admin_token = _free_port(), "admin-" + secrets.token_urlsafe(18)
+    admin_token = "admin-" + secrets.token_urlsafe(18)
     env |= {"ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": admin_token, "ARENA_DEVICE": "cpu",
             "ARENA_FID_ENGINE": "torch", "ARENA_WORKER_POLL_SECONDS": "0.3",
             "ARENA_WORKER_SHUTDOWN_GRACE_SECONDS": "2", "OMP_NUM_THREADS": "2"}
     log = root / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=REPO,
-                                   env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_server(env, log)
     try:
-        _wait_healthy(url, process, log)
         entries = {
             "Pix2Pix Pioneers": (faces(seed=101), "cDCGAN, 80 epochs, EMA weights"),
             "Latent Space Cadets": (blurred(faces(seed=202)), "VAE decoder, KL warm-up"),
@@ -108,12 +104,7 @@ def demo(tmp_path_factory):
             wait_scored(url, admin_token, submission_id, log)
         yield {"url": url, "tokens": tokens, "submissions": submissions}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
 
 
 def register(url: str, name: str, *, admin_token: str | None = None) -> str:
@@ -143,16 +134,6 @@ def wait_scored(url: str, token: str, submission_id: int, log) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"submission {submission_id} was not scored in {SCORING_TIMEOUT_S} s")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
 
 
 def page_of(browser, demo):

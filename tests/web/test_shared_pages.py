@@ -7,11 +7,8 @@ import gzip
 import os
 import re
 import secrets
-import subprocess
-import sys
 import time
 import zlib
-from pathlib import Path
 
 import pytest
 
@@ -21,9 +18,9 @@ from server.console import announce
 from server.db.crud import create_submission, get_competition, rotate_team_token
 from server.web import board_page
 from server.web.shared import SharedPage
+from tests.utils.serve import running_server
 from tests.web.test_pages import Arena, csrf_of
 
-REPO = Path(__file__).resolve().parents[2]
 BOARD = "/c/test-comp/leaderboard"
 VIEWER_HEADER = re.compile(r'<header class="topbar".*?</header>\n(<div class="wrap flash">.*?</div></div>)?', re.S)
 
@@ -254,40 +251,23 @@ def test_the_polled_status_fragment_answers_304_until_the_status_changes(arena):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_chromium_reads_the_spliced_gzip_page_and_marks_only_its_own_row(data_dir):
+def test_chromium_reads_the_spliced_gzip_page_and_marks_only_its_own_row(data_dir, browser):
     """A real browser: the gzip body made of three deflate pieces decodes, and the script marks the own row."""
-    from playwright.sync_api import sync_playwright
-
-    from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_healthy
-
     arena = Arena(data_dir)
     arena.scored_submission(arena.alpha, 100.0, 300.0)
     arena.scored_submission(arena.beta, 200.0, 150.0)
-    port = _free_port()
-    log = data_dir / "serve.log"
     env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": arena.settings.admin_token}
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--no-worker", "--host", "127.0.0.1",
-                                    "--port", str(port)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process, log)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            marked = {}
-            for name, token in (("alpha", arena.alpha_token), ("beta", arena.beta_token), ("anonymous", None)):
-                page = browser.new_context(base_url=url).new_page()
-                if token:
-                    page.goto("/signin")
-                    page.fill("#token", token)
-                    page.click("main button[type=submit]")
-                    page.wait_for_selector(".notice.ok")
-                response = page.goto(BOARD)
-                assert response is not None and response.headers.get("content-encoding") == "gzip"
-                assert page.locator("#leaderboard tbody tr").count() == 2
-                marked[name] = page.eval_on_selector_all("tr.mine", "rows => rows.map(r => r.dataset.team)")
-            browser.close()
-        assert marked == {"alpha": [str(arena.alpha.id)], "beta": [str(arena.beta.id)], "anonymous": []}
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with running_server(env, data_dir / "serve.log", "--no-worker") as url:
+        marked = {}
+        for name, token in (("alpha", arena.alpha_token), ("beta", arena.beta_token), ("anonymous", None)):
+            page = browser.new_context(base_url=url).new_page()
+            if token:
+                page.goto("/signin")
+                page.fill("#token", token)
+                page.click("main button[type=submit]")
+                page.wait_for_selector(".notice.ok")
+            response = page.goto(BOARD)
+            assert response is not None and response.headers.get("content-encoding") == "gzip"
+            assert page.locator("#leaderboard tbody tr").count() == 2
+            marked[name] = page.eval_on_selector_all("tr.mine", "rows => rows.map(r => r.dataset.team)")
+    assert marked == {"alpha": [str(arena.alpha.id)], "beta": [str(arena.beta.id)], "anonymous": []}
