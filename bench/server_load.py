@@ -153,15 +153,17 @@ async def get_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, r
     return int(lines[0].split()[1])
 
 
-async def read_many(port: int, readers: int, per_reader: int, path: str, headers_of: list[str] | None = None,
-                    extra_headers: str = "") -> dict[str, Any]:
-    """`readers` keep-alive clients reading `path` back to back; reader i adds `headers_of[i]` to its requests."""
+async def read_many(port: int, readers: int, per_reader: int, path: str | list[str],
+                    headers_of: list[str] | None = None, extra_headers: str = "") -> dict[str, Any]:
+    """`readers` keep-alive clients reading `path` back to back (reader i reads `path[i]` when it is a list); reader
+    i adds `headers_of[i]` to its requests."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
 
     async def reader_task(i: int) -> None:
         own = headers_of[i] if headers_of else ""
-        request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}{own}"
+        target = path[i] if isinstance(path, list) else path
+        request = (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}{own}"
                    "Connection: keep-alive\r\n\r\n").encode()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
@@ -300,30 +302,9 @@ async def poll_status(port: int, ids: list[int], cookies: list[str], per_reader:
         response = httpx.get(f"http://127.0.0.1:{port}/submissions/{submission_id}/status", cookies={name: value})
         response.raise_for_status()
         etags.append(response.headers["etag"])
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
-
-    async def poller(i: int) -> None:
-        request = (f"GET /submissions/{ids[i]}/status HTTP/1.1\r\nHost: 127.0.0.1\r\n{BROWSER}{cookies[i]}"
-                   f"If-None-Match: {etags[i]}\r\nConnection: keep-alive\r\n\r\n").encode()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        try:
-            for _ in range(per_reader):
-                t0 = time.perf_counter()
-                status = await get_once(reader, writer, request)
-                latencies.append(time.perf_counter() - t0)
-                statuses[status] = statuses.get(status, 0) + 1
-        finally:
-            writer.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(poller(i) for i in range(len(ids))))
-    wall = time.perf_counter() - started
-    return {"requests": len(latencies), "errors": sum(n for status, n in statuses.items() if status not in (200, 304)),
-            "statuses": {str(k): v for k, v in sorted(statuses.items())}, "wall_s": wall,
-            "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
-            "p99_ms": percentile(latencies, 99) * 1000, "max_ms": max(latencies) * 1000,
-            "requests_per_second": len(latencies) / wall}
+    paths = [f"/submissions/{submission_id}/status" for submission_id in ids]
+    revalidate = [f"{cookie}If-None-Match: {etag}\r\n" for cookie, etag in zip(cookies, etags, strict=True)]
+    return await read_many(port, len(ids), per_reader, paths, headers_of=revalidate, extra_headers=BROWSER)
 
 
 async def watch_new_scores(port: int, landing: ScoresLanding, stop: asyncio.Event) -> dict[str, Any]:

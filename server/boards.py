@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi.concurrency import run_in_threadpool
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.db import Database
 from server.db.crud import get_competition
@@ -108,3 +110,21 @@ def accepts_gzip(accept_encoding: str) -> bool:
 def client_has(etag: str, if_none_match: str) -> bool:
     """The client's copy (If-None-Match) is `etag`: answer 304."""
     return if_none_match.strip() == "*" or etag in if_none_match
+
+
+class FastPath:
+    """ASGI middleware that answers some GETs from memory before routing: `respond` returns None for the rest,
+    which go on to `app` (the API's board and the board page each have one)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.respond(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if response is None:
+            await self.app(scope, receive, send)
+        else:
+            await response(scope, receive, send)
+
+    async def respond(self, scope: Scope) -> Response | None:
+        raise NotImplementedError

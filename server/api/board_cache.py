@@ -19,9 +19,9 @@ from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
-from server.boards import GZIP_MIN_BYTES, BoardCache, CachedBoard, accepts_gzip, client_has
+from server.boards import GZIP_MIN_BYTES, BoardCache, CachedBoard, FastPath, accepts_gzip, client_has
 from server.errors import ArenaError
 from server.ranking import Board, Leaderboard, leaderboard_csv
 
@@ -97,20 +97,14 @@ def simple_query(query_string: bytes) -> tuple[Board, Format] | None:
     return params["board"], params["format"]  # type: ignore[return-value]
 
 
-class LeaderboardFastPath:
+class LeaderboardFastPath(FastPath):
     """Serves publicly visible boards straight from `BoardCache`; everything else goes on to `app`."""
 
     def __init__(self, app: ASGIApp, boards: BoardCache) -> None:
-        self.app, self.boards = app, boards
+        super().__init__(app)
+        self.boards = boards
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._respond(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
-        if response is None:
-            await self.app(scope, receive, send)
-        else:
-            await response(scope, receive, send)
-
-    async def _respond(self, scope: Scope) -> Response | None:
+    async def respond(self, scope: Scope) -> Response | None:
         match = LEADERBOARD_PATH.fullmatch(scope["path"])
         query = simple_query(scope["query_string"]) if match else None
         if match is None or query is None:

@@ -20,9 +20,9 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from markupsafe import Markup
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Scope
 
-from server.boards import BoardCache
+from server.boards import BoardCache, FastPath
 from server.competition import load_competition
 from server.console import competition_announcements
 from server.db import Team
@@ -91,20 +91,14 @@ def _simple_board(query_string: bytes) -> Board | None:
     return None
 
 
-class BoardPageFastPath:
+class BoardPageFastPath(FastPath):
     """Serves the leaderboard page from `BoardCache` and the board's shared rendering; the rest goes on to `app`."""
 
     def __init__(self, app: ASGIApp) -> None:
-        self.app, self.readers = app, SignedInReaders()
+        super().__init__(app)
+        self.readers = SignedInReaders()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = await self._respond(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
-        if response is None:
-            await self.app(scope, receive, send)
-        else:
-            await response(scope, receive, send)
-
-    async def _respond(self, scope: Scope) -> Response | None:
+    async def respond(self, scope: Scope) -> Response | None:
         path: str = scope["path"]
         if not (path.startswith("/c/") and path.endswith("/leaderboard")):
             return None
