@@ -40,6 +40,7 @@ class PreparationRequest:
     source: str  # a folder on the server, or the uploaded archive inside the job directory
     images_per_class: int
     public_fraction: float
+    test_fraction: float | None = None  # for a dataset without a test split (arena data prepare --test-fraction)
 
 
 def jobs_dir(data_dir: Path) -> Path:
@@ -69,6 +70,20 @@ def check_request(*, data_dir: Path, slug: str, title: str, images_per_class: st
         listed = "; ".join(f"{field}: {message}" for field, message in problems.items())
         raise InvalidSettings(f"Competition not created: {listed}.", detail=problems)
     return slug, title.strip() or slug.replace("-", " ").capitalize(), int(count or 0), float(fraction or 0)
+
+
+def check_test_fraction(text: str) -> float | None:
+    """The optional test fraction field: empty (the dataset has its own test split) or a share in (0, 1)."""
+    if not text.strip():
+        return None
+    problems: dict[str, str] = {}
+    fraction = _number(text, float, problems, "test_fraction", "empty, or a number between 0 and 1, e.g. 0.2")
+    if fraction is not None and not 0 < fraction < 1:
+        problems["test_fraction"] = "empty, or a number between 0 and 1 (exclusive), e.g. 0.2"
+    if problems:
+        raise InvalidSettings(f"Competition not created: test_fraction: {problems['test_fraction']}.",
+                              detail=problems)
+    return float(fraction)
 
 
 def _number(text: str, kind: type, problems: dict[str, str], field: str, rule: str) -> Any:
@@ -121,7 +136,8 @@ def run(directory: Path) -> None:
     try:
         result = prepare_competition(request.source, out, slug=request.slug, title=request.title,
                                      images_per_class=request.images_per_class,
-                                     public_fraction=request.public_fraction, progress=True)
+                                     public_fraction=request.public_fraction,
+                                     test_fraction=request.test_fraction, progress=True)
         competition = result.competition
         write_config(competition.root, competition.config.model_copy(update={"status": "closed"}))
         _write_previews(competition, directory / "preview")

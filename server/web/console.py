@@ -233,13 +233,13 @@ def new_competition(page: PageDep) -> Response:
 def new_competition_post(
     page: PageDep, slug: FormText = "", title: FormText = "", images_per_class: FormText = "1000",
     public_fraction: FormText = "0.5", folder: FormText = "", archive: UploadFile | None = None,
-    csrf_token: FormText = "",
+    csrf_token: FormText = "", test_fraction: FormText = "",
 ) -> Response:
     """Check everything that can be checked now, then start the preparation in the background."""
     page.require_admin()
     page.session.check_csrf(csrf_token)
     form = {"slug": slug, "title": title, "images_per_class": images_per_class, "public_fraction": public_fraction,
-            "folder": folder}
+            "folder": folder, "test_fraction": test_fraction}
     data_dir = page.settings.data_dir
     received: Path | None = None
     try:
@@ -247,6 +247,7 @@ def new_competition_post(
         slug, title, count, fraction = preparation.check_request(
             data_dir=data_dir, slug=slug, title=title, images_per_class=images_per_class,
             public_fraction=public_fraction, known_slugs=known)
+        held_out = preparation.check_test_fraction(test_fraction)
         if archive is not None and archive.filename:
             received, _, _ = receive_upload(data_dir, archive.file, max_bytes=page.settings.max_upload_bytes)
             preparation.check_archive(received, archive.filename)
@@ -254,7 +255,7 @@ def new_competition_post(
         else:
             source = str(preparation.check_folder(folder))
         request = preparation.PreparationRequest(slug=slug, title=title, source=source, images_per_class=count,
-                                                 public_fraction=fraction)
+                                                 public_fraction=fraction, test_fraction=held_out)
         preparation.start(data_dir=data_dir, request=request, archive=received)
     except ArenaError as exc:
         if received is not None:
