@@ -8,10 +8,13 @@ Rules, in one place:
   A team can't pick its entry by private score, so the private split stays a fair held-out test.
 - Ties go to the earlier submission. Baseline (reference) teams appear at their score, marked, without a rank.
 - Statistical ties: each row whose score is not distinguishable from the row above it is marked (`tied_above`);
-  the order does not change. The test is the bootstrap of the difference: two entries share no images, so their
-  bootstrap replicates are independent and the difference has standard error sqrt(se_a^2 + se_b^2); the rows tie
-  when |a - b| <= 1.96 x that. A model submission's se is measured instead: the standard deviation of its score
-  over fresh sample sets (`interval_sets` of them, server.worker.with_sample_set_interval), the same quantity.
+  the order does not change. The test is on the difference: two entries share no images, so their scores are
+  independent and the difference has standard error sqrt(se_a^2 + se_b^2); the rows tie when |a - b| <= 1.96 x
+  that. It holds its level only with calibrated standard errors (half-sampling, server.scoring.uncertainty): on
+  fresh sample sets of one generator the rule ties two sets ~95% of the time, and tells apart two generators whose
+  FIDs differ by 3 standard errors of the difference most of the time (bench/calibration.py, docs/BENCHMARKS.md).
+  A model submission's se is measured instead: the standard deviation of its score over fresh sample sets
+  (`interval_sets` of them, server.worker.with_sample_set_interval), the same quantity.
   Interval overlap would be the simpler rule but is too lenient: two 95% intervals overlap up to
   |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a tie.
   Entries scored before the intervals existed (se unknown) are never marked.
