@@ -7,11 +7,12 @@ the plain bootstrap: FID is, to second order, a linear term (variance a / n) plu
 (variance b / n^2: the noise of a 2,048-dim covariance estimated from ~1,000 images). A subsample of m of n has
 variance a (1/m - 1/n) + b (1/m - 1/n)^2 about the full set, which at m = n/2 is a / n + b / n^2: both terms right.
 A bootstrap resample holds only ~63% distinct images (duplicates shrink the sample covariance's rank), so it gets
-the linear term right but inflates the quadratic one; where the quadratic term dominates (an entry close to the
-real images, FID 20-60 at 1,000 per class) its se was measured 1.5-2.4x the real spread between fresh sample sets,
-half-sampling's 1.0-1.2x (Gaussian features with the real pool's spectrum, 20 fresh sets per cell; real
-Inception features of a CPU-trained baseline and of real photographs: bench/calibration.py, docs/BENCHMARKS.md;
-tests/scoring/test_calibration.py checks both against fresh sets). Half-samples are also cheaper: m = n/2 rows per
+the linear term right but inflates the quadratic one. Measured (bench/calibration.py, docs/BENCHMARKS.md; mean se
+over the real sd between sets, target 0.85-1.2): where the quadratic term dominates (entries close to the real
+images, FID 40-70) the bootstrap gave 1.3-1.5 on disjoint sets of real photos and 1.2-2.4 on fresh Gaussian sets
+with the real features' spectrum, half-sampling 1.05-1.25; far from them (a CPU-trained baseline, FID ~400, real
+Inception features of 3 x 1,000 fresh samples per class) both gave 0.91-1.10, at 200, 500 and 1,000 images.
+tests/scoring/test_calibration.py checks both against fresh sets. Half-samples are also no dearer: m = n/2 rows per
 eigendecomposition instead of ~0.632 n.
 
 A replicate is an exact weighted FID: with multiplicities c_i (0/1 for a half-sample, counts for the bootstrap kept
