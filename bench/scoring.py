@@ -18,7 +18,7 @@ uncertainty, diagnostics and memorization evidence add to the warm time (target:
 
     python -m bench.scoring --trust-overhead         # only that overhead, in about a minute (no reference build)
 
-times, for one 2 x N entry, the additions exactly as the Scorer runs them (bootstrap replicates against the ranked
+times, for one 2 x N entry, the additions exactly as the Scorer runs them (half-sample replicates against the ranked
 reference splits, public and private; KID and precision/recall/density/coverage against the public split; the
 nearest training images) on features of the real sizes (N generated, N/2 public, N/2 private, N training images per
 class), and the warm network time of the same entry measured on 2 x NETWORK_SAMPLE images and scaled linearly to
@@ -364,8 +364,8 @@ def class_additions(n: int, rng, device: str) -> dict[str, tuple[float, float]]:
     from server.scoring.scorer import BOOTSTRAPPED
     from server.scoring.uncertainty import (
         REPLICATES,
-        bootstrap_counts,
         frechet_replicates,
+        half_sample_counts,
         penalized_replicates,
         reference_factor,
     )
@@ -377,9 +377,9 @@ def class_additions(n: int, rng, device: str) -> dict[str, tuple[float, float]]:
     train, generated = normalized(pool3(n)), pool3(n)
     stats = {split: ReferenceStats.of_features(f, device) for split, f in test.items()}
     images = random_images(n, seed=1)
-    counts, nearest = bootstrap_counts(n, REPLICATES, seed=1), np.full(n, 0.3)
+    counts, nearest = half_sample_counts(n, REPLICATES, seed=1), np.full(n, 0.3)
 
-    def bootstrap() -> None:
+    def intervals() -> None:
         for split in BOOTSTRAPPED:
             raw = frechet_replicates(stats[split], reference_factor(stats[split], test[split]), generated, counts,
                                      device)
@@ -387,7 +387,7 @@ def class_additions(n: int, rng, device: str) -> dict[str, tuple[float, float]]:
 
     steps = {
         "distance": lambda: [frechet_distance_to_reference(stats[split], generated, device) for split in stats],
-        "uncertainty": bootstrap,
+        "uncertainty": intervals,
         "diagnostics": lambda: diagnostics(test["public"], generated, images, device=device),
         "nearest_train": lambda: nearest_neighbours(normalized(generated), train, device),
     }

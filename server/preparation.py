@@ -59,6 +59,7 @@ class PreparationRequest:
     image_size: int = 64
     seed: int = 0
     submission_kinds: str = "images"
+    test_fraction: float | None = None  # for a dataset without a test split (arena data prepare --test-fraction)
 
     def prepare_options(self) -> dict[str, Any]:
         """The keyword arguments of `prepare_competition` beyond source and out."""
@@ -141,6 +142,20 @@ def few_reference_images(counts: dict[str, dict[str, int]]) -> list[str]:
     """Each class and board with fewer held-out images than MIN_TEST_IMAGES_PER_SPLIT, e.g. 'with_mask public (20)'."""
     return [f"{cls} {split} ({count})" for cls, per_split in counts.items() for split, count in per_split.items()
             if split != "train" and count < MIN_TEST_IMAGES_PER_SPLIT]
+
+
+def check_test_fraction(text: str) -> float | None:
+    """The optional test fraction field: empty (the dataset has its own test split) or a share in (0, 1)."""
+    if not text.strip():
+        return None
+    problems: dict[str, str] = {}
+    fraction = _number(text, float, problems, "test_fraction", "empty, or a number between 0 and 1, e.g. 0.2")
+    if fraction is not None and not 0 < fraction < 1:
+        problems["test_fraction"] = "empty, or a number between 0 and 1 (exclusive), e.g. 0.2"
+    if problems:
+        raise InvalidSettings(f"Competition not created: test_fraction: {problems['test_fraction']}.",
+                              detail=problems)
+    return float(fraction)
 
 
 def _number(text: str, kind: type, problems: dict[str, str], field: str, rule: str) -> Any:

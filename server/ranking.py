@@ -11,10 +11,13 @@ Rules, in one place:
   that would still beat honest entries.
 - Ties go to the earlier submission. Baseline (reference) teams appear at their score, marked, without a rank.
 - Statistical ties: each row whose score is not distinguishable from the row above it is marked (`tied_above`);
-  the order does not change. The test is the bootstrap of the difference: two entries share no images, so their
-  bootstrap replicates are independent and the difference has standard error sqrt(se_a^2 + se_b^2); the rows tie
-  when |a - b| <= 1.96 x that. A model submission's se is measured instead: the standard deviation of its score
-  over fresh sample sets (`interval_sets` of them, server.worker.with_sample_set_interval), the same quantity.
+  the order does not change. The test is on the difference: two entries share no images, so their scores are
+  independent and the difference has standard error sqrt(se_a^2 + se_b^2); the rows tie when |a - b| <= 1.96 x
+  that. It holds its level only with calibrated standard errors (half-sampling, server.scoring.uncertainty): on
+  fresh sample sets of one generator the rule ties two sets ~95% of the time, and tells apart two generators whose
+  FIDs differ by 3 standard errors of the difference most of the time (bench/calibration.py, docs/BENCHMARKS.md).
+  A model submission's se is measured instead: the standard deviation of its score over fresh sample sets
+  (`interval_sets` of them, server.worker.with_sample_set_interval), the same quantity.
   Interval overlap would be the simpler rule but is too lenient: two 95% intervals overlap up to
   |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a tie.
   Entries scored before the intervals existed (se unknown) are never marked.
@@ -65,10 +68,10 @@ class LeaderboardEntry(BaseModel):
     last_submitted_at: datetime  # the team's newest counted submission (the board's "last entry")
     public_rank: int | None = None  # private board only: where the team stood on the public board
     rank_change: int | None = None  # private board only: positive = moved up
-    score_se: float | None = None  # bootstrap standard error of `score` (95% interval: +- 1.96 se)
+    score_se: float | None = None  # standard error of `score` (half-sampling) (95% interval: +- 1.96 se)
     class_se: dict[str, float] = {}  # per-class standard errors on this board's split
     tied_above: bool = False  # not distinguishable from the row above (see the module docstring)
-    interval_sets: int | None = None  # se measured over this many sample sets of a model; None: bootstrap
+    interval_sets: int | None = None  # se measured over this many sample sets of a model; None: half-sampling
 
 
 class Leaderboard(BaseModel):
@@ -250,7 +253,7 @@ def _class_standard_errors(class_scores: dict | None, board: Board) -> dict[str,
 
 def interval_sets(sample_sets: dict[str, Any] | None) -> int | None:
     """How many sample sets a model submission's standard errors were measured over; None when they come from the
-    bootstrap over the images (an image submission, a model sampled once, or one scored before this existed)."""
+    half-sampling over the images (an image submission, a model sampled once, or one scored before this existed)."""
     if not sample_sets or sample_sets.get("interval") != "sample sets":
         return None
     return len(sample_sets["seeds"])
@@ -258,7 +261,7 @@ def interval_sets(sample_sets: dict[str, Any] | None) -> int | None:
 
 def interval_label(sets: int | None) -> str:
     """What a ± was computed over, in words."""
-    return "bootstrap over the images" if sets is None else f"over {sets} sample sets"
+    return "half-sampling over the images" if sets is None else f"over {sets} sample sets"
 
 
 def statistically_tied(score_a: float, se_a: float | None, score_b: float, se_b: float | None) -> bool:

@@ -382,8 +382,15 @@ def with_sample_set_interval(scores: ScoreFields, summary: dict[str, Any]) -> Sc
     memorization evidence and rescoring all describe that set), its standard errors become the standard deviation
     of the score over the sample sets: how far one set's score moves when the model is sampled again, the very
     quantity the bootstrap estimates for an image submission, so the boards' tie rule compares like with like.
-    With one set there is no spread to measure and the bootstrap stays."""
+    With one set there is no spread to measure and the bootstrap stays.
+
+    Every model submission is also a calibration sample: `estimated_se` keeps what the half-sampling estimator
+    (server/scoring/uncertainty.py) said for set 1, per split and class, beside the sets' measured spread."""
     sets = {key: value for key, value in summary.items() if key != "class_std"}
+    sets["estimated_se"] = {
+        **{split: getattr(scores, f"score_{split}_se") for split in SPLITS if split != "all"},
+        "classes": {cls: {split: values.get(f"se_{split}") for split in SPLITS if split != "all"}
+                    for cls, values in scores.class_scores.items()}}
     if len(sets["seeds"]) < 2:
         return replace(scores, sample_sets=sets)
     classes = {cls: {**values, **{f"se_{split}": summary["class_std"][cls][split] for split in SPLITS}}

@@ -219,15 +219,15 @@ class SubmissionPublic(BaseModel):
     score_private: float | None = Field(None, description="Null for teams until the private reveal.")
     score_all: float | None = None
     score_public_se: float | None = Field(
-        None, description="Standard error of score_public: bootstrap over the images, or for a model submission the "
-        "standard deviation of its score over fresh sample sets (see interval).")
+        None, description="Standard error of score_public: half-sampling over the images, or for a model submission "
+        "the standard deviation of its score over fresh sample sets (see interval).")
     score_public_interval: list[float] | None = Field(None, description="95% interval [low, high] of score_public.")
     score_private_se: float | None = Field(None, description="Null for teams until the private reveal.")
     score_private_interval: list[float] | None = None
-    interval: str | None = Field(None, description="What the intervals were computed over: 'bootstrap over the "
-                                 "images', or 'over N sample sets' of a model.")
+    interval: str | None = Field(None, description="What the intervals were computed over: 'half-sampling over "
+                                 "the images', or 'over N sample sets' of a model.")
     interval_sets: int | None = Field(None, description="Model submissions: the number of sample sets the standard "
-                                      "errors were measured over; null for a bootstrap.")
+                                      "errors were measured over; null for half-sampling.")
     penalized: bool | None
     progress: str | None = Field(None, description="While scoring a model: the sample set and step the worker is on "
                                  "(e.g. 'sample set 3 of 5: scoring').")

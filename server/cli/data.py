@@ -14,6 +14,7 @@ from server.data.audit import NEAR_MAX_DISTANCE, NEAR_MIN_CORRELATION, PAIR_KIND
 if TYPE_CHECKING:
     from server.competition import Competition
     from server.data.prepare import PrepareReport
+    from server.data.split import TestSplit
 
 data_app = typer.Typer(help="Create competition data: a procedural demo or a prepared dataset.", no_args_is_help=True)
 
@@ -75,6 +76,10 @@ def prepare_command(
         "skip", "--small", help="Images smaller than --image-size: leave out (listed), enlarge, or stop."
     ),
     dedupe: bool = typer.Option(False, "--dedupe", help="Leave out test images that duplicate training images."),
+    test_fraction: float | None = typer.Option(
+        None, "--test-fraction", help="For a dataset without a test split: hold out this share of each class "
+        "(seeded by --seed), keeping near-duplicate images on one side."
+    ),
     slug: str | None = typer.Option(None, "--slug", help="Competition id in URLs; default: the --out folder name."),
     title: str | None = typer.Option(None, "--title"),
     images_per_class: int = typer.Option(
@@ -105,6 +110,7 @@ def prepare_command(
             validation=validation,
             small=small,
             dedupe=dedupe,
+            test_fraction=test_fraction,
             slug=slug,
             title=title,
             images_per_class=images_per_class,
@@ -143,6 +149,8 @@ def _print_report(report: PrepareReport, image_size: int) -> None:
         typer.echo(f"Split   {layout.show(root)} -> {part}{note}")
     for cls, folders in sorted(layout.mapping().items()):
         typer.echo(f"Class   {cls} <- {', '.join(folders)}")
+    if report.test_split:
+        _print_test_split(report.test_split)
     for folder in layout.left_out:
         typer.echo(f"Unused  {folder}")
     if report.renamed:
@@ -155,6 +163,14 @@ def _print_report(report: PrepareReport, image_size: int) -> None:
         _echo_list(f"Left out {len(report.unreadable)} unusable file(s) (--skip-bad):", report.unreadable)
     if report.duplicates:
         _print_duplicates(report)
+
+
+def _print_test_split(split: TestSplit) -> None:
+    shares = ", ".join(f"{cls} {sides['train']} train / {sides['test']} test"
+                       for cls, sides in split.counts.items())
+    typer.echo(f"Held out {split.fraction:g} of each class as test (--test-fraction, seed {split.seed}): {shares}; "
+               f"{split.groups_kept_together} near-duplicate group(s) ({split.images_in_groups} images) kept on one "
+               "side")
 
 
 def _print_duplicates(report: PrepareReport) -> None:

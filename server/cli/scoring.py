@@ -147,7 +147,8 @@ def score(
     sample_sets = None
     if isinstance(submitted, dict):
         report = scorer.score(competition, submitted, progress=not as_json)
-        interval = "a 95% bootstrap interval over the generated images (public and private: the splits a board ranks)"
+        interval = ("a 95% half-sampling interval over the generated images (public and private: the splits a board "
+                    "ranks)")
     else:
         report, interval, sample_sets = _score_model(submitted, competition, settings, scorer, seed)
     if as_json:
@@ -197,7 +198,7 @@ def _score_model(model, competition, settings, scorer, seed: int | None):
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
     if len(sets["seeds"]) < 2:
-        return report, "a 95% bootstrap interval over the generated images (one sample set: no spread)", None
+        return report, "a 95% half-sampling interval over the generated images (one sample set: no spread)", None
     # The report's standard errors become the sets' spread, as the worker stores them (the table's `all` column
     # reads the spread from the sets: the report bootstraps only the ranked splits).
     report = report.model_copy(update={

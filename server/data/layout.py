@@ -103,14 +103,17 @@ def find_layout(
     *,
     validation: ValidationPolicy = "test",
     class_map: dict[str, list[str]] | None = None,
+    hold_out: bool = False,
 ) -> Layout:
-    """Where each competition class's train and test images are (see the module docstring for the rules)."""
+    """Where each competition class's train and test images are (see the module docstring for the rules).
+
+    hold_out (--test-fraction): every image is a training image here; prepare then moves a share to test."""
     trees = [tree for tree in (train, test) if tree is not None]
 
     def show(path: Path) -> str:
         return next(tree.show(path) for tree in trees if path.is_relative_to(tree.root))
 
-    roots = _split_roots(train, test, validation)
+    roots = _unsplit_root(train, test) if hold_out else _split_roots(train, test, validation)
     parts: dict[str, Part] = {"train": "train", "test": "test", "validation": "test"}
     if validation != "ignore":
         parts["validation"] = validation
@@ -123,7 +126,8 @@ def find_layout(
         layout.left_out += [f"{show(path)} (not named by --class)" for path in unused]
     if class_map:
         _require_named_folders(layout, class_map)
-    _require_both_parts(layout)
+    if not hold_out:
+        _require_both_parts(layout)
     return layout
 
 
@@ -160,6 +164,13 @@ def _split_roots(train: SourceTree, test: SourceTree | None, validation: Validat
     roots = {split: found[split][0] for split in SPLIT_ALIASES if split in found}  # train, test, validation
     covered = set(roots) | ({validation} if "validation" in roots else set())
     missing = [split for split in ("train", "test") if split not in covered]
+    if missing and _holds_class_folders(root):
+        raise DataPreparationError(
+            f"{train.show(root)}: class folders only ({', '.join(p.name + '/' for p in subfolders(root))}), no "
+            "train/ and no test/ folder: the dataset has no held-out split. Fix: pass --test-fraction F (e.g. 0.2) "
+            "to hold out a seeded share of each class (near-duplicate images kept on one side), or pass the "
+            "held-out class folders as --test-source."
+        )
     if missing:
         names = ", ".join(p.name + "/" for p in subfolders(root)) or "none"
         raise DataPreparationError(
@@ -167,9 +178,33 @@ def _split_roots(train: SourceTree, test: SourceTree | None, validation: Validat
             f"{', '.join(a for s in missing for a in SPLIT_ALIASES[s])} in any case; found "
             f"{names}). A source holds train/<class>/ and test/<class>/ image folders. Fix: point --source at the "
             "dataset's root (a folder or its .zip / .tar.gz), or pass the training class folders as --source and "
-            "the held-out ones as --test-source."
+            "the held-out ones as --test-source, or, when the dataset has no held-out split at all, pass "
+            "--test-fraction F (e.g. 0.2) to hold out a seeded share of each class, near-duplicates kept together."
         )
     return roots
+
+
+def _unsplit_root(train: SourceTree, test: SourceTree | None) -> dict[str, Path]:
+    """--test-fraction: the one folder of training images (the class folders, or a lone train/ split)."""
+    if test is not None:
+        raise DataPreparationError(
+            "--test-fraction holds out test images from a dataset without a test split, but --test-source already "
+            "gives one. Fix: drop --test-fraction to use the --test-source images, or drop --test-source."
+        )
+    root = _unwrap(train.root, lambda folder: _holds_class_folders(folder) or _holds_split_folders(folder))
+    splits = {split_of(p.name): p for p in subfolders(root) if split_of(p.name)}
+    held_out = [train.show(p) for split, p in splits.items() if split != "train"]
+    if held_out:
+        raise DataPreparationError(
+            f"{train.show(root)}: --test-fraction holds out test images from a dataset without a held-out split, "
+            f"but this one has {' and '.join(held_out)}. Fix: drop --test-fraction to use the dataset's own split "
+            "(--dedupe leaves out its test images that copy training images)."
+        )
+    return {"train": splits.get("train", root)}
+
+
+def _holds_split_folders(folder: Path) -> bool:
+    return any(split_of(p.name) for p in subfolders(folder))
 
 
 def _unwrap(root: Path, is_dataset_root: Callable[[Path], bool]) -> Path:

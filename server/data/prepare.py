@@ -4,6 +4,9 @@ Two source layouts (see server/data/layout.py for how splits and classes are fou
 
     --source DIR|ARCHIVE                 split folders (train/, Test/, Validation/, ...) of class folders
     --source DIR --test-source HELD      DIR/<class>/* are the training images, HELD/<class>/* the held-out ones
+    --source DIR --test-fraction F       DIR/<class>/* (or DIR/train/<class>/*) only: a seeded share F of each
+                                         class becomes the test split, near-duplicate groups kept on one side
+                                         (server/data/split.py)
 
 Every image is decoded, converted to 8-bit grayscale and resized to the competition size with PIL's bicubic
 filter (antialiased when shrinking), then stored as a PNG. Generated submissions go through the same grayscale PNG
@@ -26,7 +29,7 @@ import re
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +42,7 @@ from server.data.audit import AuditedImage, DuplicateReport, find_duplicates, pe
 from server.data.errors import DataPreparationError
 from server.data.layout import Layout, SourceImage, ValidationPolicy, check_class_names, find_layout, source_images
 from server.data.sources import DEFAULT_MAX_EXTRACT_BYTES, open_source
+from server.data.split import TestSplit, check_test_fraction, choose_test_images
 from server.data.writer import CompetitionWriter, competition_config, encode_png, public_test_names
 from submissions.competition import SubmissionKinds
 
@@ -79,6 +83,7 @@ class PrepareReport:
     unreadable: list[str] = field(default_factory=list)  # "source: reason", left out by --skip-bad
     duplicates: DuplicateReport | None = None
     dropped: dict[str, str] = field(default_factory=dict)  # test images --dedupe left out -> source file
+    test_split: TestSplit | None = None  # what --test-fraction held out
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +96,7 @@ class PrepareReport:
             "unreadable": self.unreadable,
             "duplicates": self.duplicates.as_json() if self.duplicates else None,
             "dedupe_dropped": self.dropped,
+            "test_split": self.test_split.as_json() if self.test_split else None,
         }
 
 
@@ -115,6 +121,7 @@ def prepare_competition(
     validation: ValidationPolicy = "test",
     small: SmallPolicy = "skip",
     dedupe: bool = False,
+    test_fraction: float | None = None,
     slug: str | None = None,
     title: str | None = None,
     images_per_class: int = 1000,
@@ -132,13 +139,16 @@ def prepare_competition(
     slug = slug or default_slug(out)
     if class_map:
         check_class_names(class_map)
+    if test_fraction is not None:
+        check_test_fraction(test_fraction)
     with ExitStack() as stack:
         trees = [
             stack.enter_context(open_source(Path(path), out.parent / f".{out.name}.{option[2:]}-{os.getpid()}",
                                             option=option, max_bytes=max_extract_bytes))
             for path, option in ((source, "--source"), (test_source, "--test-source")) if path is not None
         ]
-        layout = find_layout(trees[0], trees[1] if test_source else None, validation=validation, class_map=class_map)
+        layout = find_layout(trees[0], trees[1] if test_source else None, validation=validation, class_map=class_map,
+                             hold_out=test_fraction is not None)
         images = source_images(layout)
         config = competition_config(
             slug=slug,
@@ -153,6 +163,8 @@ def prepare_competition(
             report = PrepareReport(layout=layout, validation=validation, small_policy=small)
             converted = _convert_all(images, image_size, small == "upscale", progress, workers)
             usable = _usable_images(images, converted, report, skip_bad=skip_bad, image_size=image_size)
+            if test_fraction is not None:
+                usable = _hold_out(usable, report, fraction=test_fraction, seed=seed)
             usable = _audit(usable, report, dedupe=dedupe)
             _require_every_class_filled(images, usable, report)
             report.renamed = {_output_path(image): image.shown for image, _ in usable if _renamed(image)}
@@ -277,6 +289,16 @@ def _audit(
     copies = report.duplicates.test_images_copying_train()
     report.dropped = {_output_path(image): image.shown for image, _ in usable if _output_path(image) in copies}
     return [(image, c) for image, c in usable if _output_path(image) not in copies]
+
+
+def _hold_out(
+    usable: list[tuple[SourceImage, Converted]], report: PrepareReport, *, fraction: float, seed: int
+) -> list[tuple[SourceImage, Converted]]:
+    """--test-fraction: move a seeded share of each class to test, whole near-duplicate groups at a time."""
+    duplicates = find_duplicates([AuditedImage(image.shown, "train", c.png or b"", c.phash) for image, c in usable])
+    test, report.test_split = choose_test_images({image.shown: image.cls for image, _ in usable}, duplicates,
+                                                 fraction=fraction, seed=seed)
+    return [(replace(image, part="test") if image.shown in test else image, c) for image, c in usable]
 
 
 def _output_path(image: SourceImage) -> str:

@@ -18,8 +18,8 @@ from server.scoring.onnx_engine import Engine
 from server.scoring.references import SPLITS, ClassReferences, References, TestSplit, load_or_build_references
 from server.scoring.uncertainty import (
     REPLICATES,
-    bootstrap_counts,
     frechet_replicates,
+    half_sample_counts,
     interval_of,
     penalized_replicates,
     reference_factor,
@@ -27,7 +27,8 @@ from server.scoring.uncertainty import (
 )
 
 SCORER_VERSION = "1.3.0"  # 1.1: bootstrap standard errors, diagnostics, evidence; 1.2: no interval for "all";
-# 1.3: near-duplicate share in the diagnostics, the diagnosis leads with a memorization penalty
+# 1.3: standard errors by half-sampling (calibrated on real faces, docs/BENCHMARKS.md); near-duplicate share in
+#      the diagnostics, the diagnosis leads with a memorization penalty
 # The splits a leaderboard ranks (public now, private after the reveal): the only ones whose interval is shown, so the
 # only ones bootstrapped. "all" (public + private) is an organizer figure that no board ranks.
 BOOTSTRAPPED: tuple[TestSplit, ...] = ("public", "private")
@@ -139,10 +140,10 @@ class Scorer:
             ("distance", "memorization", "uncertainty", "diagnostics"), 0.0
         )
         before = dict(self.extractor.timings)
-        classes, replicates = {}, {}
+        classes = {}
         for cls in competition.classes:
             features = self.extractor.features_of_arrays(images[cls], progress, cls)
-            classes[cls], replicates[cls] = self._class_score(
+            classes[cls] = self._class_score(
                 competition, references, cls, features, images[cls], timings
             )
         timings |= {name: self.extractor.timings[name] - before[name] for name in ("decode", "features")}
@@ -151,8 +152,8 @@ class Scorer:
         return ScoreReport(
             classes=classes,
             **{f"score_{split}": totals[split] for split in SPLITS},
-            # Classes are sampled independently, so replicate b of the total is the sum of the classes' replicate b.
-            **{f"se_{split}": interval_of(totals[split], np.sum([r[split] for r in replicates.values()], axis=0)).se
+            # Classes are sampled independently: the total's variance is the sum of the classes' variances.
+            **{f"se_{split}": float(np.sqrt(sum(getattr(c, f"se_{split}") ** 2 for c in classes.values())))
                for split in BOOTSTRAPPED},
             timings=timings,
             device=self.device,
@@ -169,8 +170,8 @@ class Scorer:
         features: np.ndarray,
         images: np.ndarray,
         timings: dict,
-    ) -> tuple[ClassScore, dict[TestSplit, np.ndarray]]:
-        """The class's scores, and its bootstrap replicates of the penalized FID per split (for the totals)."""
+    ) -> ClassScore:
+        """The class's scores, with the standard errors of its penalized FID per ranked split."""
         refs = references.classes[cls]
         started = time.perf_counter()
         raw = {split: frechet_distance_to_reference(refs.stats[split], features, self.device) for split in SPLITS}
@@ -196,20 +197,21 @@ class Scorer:
             memorization_eps=eps,
             penalized=final["all"][1],
             n_images=len(features),
-            **{f"se_{split}": interval_of(final[split][0], replicates[split]).se for split in BOOTSTRAPPED},
+            **{f"se_{split}": interval_of(final[split][0], replicates[split], len(features)).se
+               for split in BOOTSTRAPPED},
             diagnostics=diagnosis.as_dict(),
             diagnosis=describe(diagnosis.as_dict(), (distance, eps)),
             nearest_train=_closest(competition, cls, refs, nearest_train, train_rows),
             nearest_any=_closest(competition, cls, refs, nearest, rows),
         )
-        return score, replicates
+        return score
 
     def _replicates(
         self, refs: ClassReferences, features: np.ndarray, images: np.ndarray, cls: str, nearest: np.ndarray,
         eps: float,
     ) -> dict[TestSplit, np.ndarray]:
-        """Penalized FID of REPLICATES resamples of the generated images (one draw shared by the ranked splits)."""
-        counts = bootstrap_counts(len(features), REPLICATES, seed_of(images, cls))
+        """Penalized FID of REPLICATES half-samples of the generated images (one draw shared by the ranked splits)."""
+        counts = half_sample_counts(len(features), REPLICATES, seed_of(images, cls))
         out = {}
         for split in BOOTSTRAPPED:
             factor = reference_factor(refs.stats[split], refs.test_features[split])

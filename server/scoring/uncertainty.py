@@ -1,24 +1,37 @@
-"""How much a FID moves when the team samples its generator again: a bootstrap over the generated images.
+"""How much a FID moves when the team samples its generator again: half-sampling of the generated images.
 
-A replicate draws n of the n generated features with replacement (the reference stays fixed); write it as
-multiplicities c_i (sum n) and weights w_i = c_i / n. The resampled set's statistics are exact weighted ones:
-mean m_w = X^T w and (pytorch-fid's unbiased np.cov) S_w = n/(n-1) X_w^T diag(w) X_w with X_w = X - 1 m_w^T, so
-tr(S_w) = n/(n-1) (sum_i w_i |x_i - m_w|^2) needs no d x d matrix.
+The estimator (chosen by measurement, docs/BENCHMARKS.md "Calibration"): REPLICATES half-samples, each m = n // 2
+of the n generated images drawn without replacement (the reference stays fixed); the standard error is
+sqrt(m / (n - m)) (= 1 for even n) times the standard deviation of the half-samples' FIDs. Why half-sampling and not
+the plain bootstrap: FID is, to second order, a linear term (variance a / n) plus a degenerate quadratic one
+(variance b / n^2: the noise of a 2,048-dim covariance estimated from ~1,000 images). A subsample of m of n has
+variance a (1/m - 1/n) + b (1/m - 1/n)^2 about the full set, which at m = n/2 is a / n + b / n^2: both terms right.
+A bootstrap resample holds only ~63% distinct images (duplicates shrink the sample covariance's rank), so it gets
+the linear term right but inflates the quadratic one. Measured (bench/calibration.py, docs/BENCHMARKS.md; mean se
+over the real sd between sets, target 0.85-1.2): where the quadratic term dominates (entries close to the real
+images, FID 40-70) the bootstrap gave 1.3-1.5 on disjoint sets of real photos and 1.2-2.4 on fresh Gaussian sets
+with the real features' spectrum, half-sampling 1.05-1.25; far from them (a CPU-trained baseline, FID ~400, real
+Inception features of 3 x 1,000 fresh samples per class) both gave 0.91-1.10, at 200, 500 and 1,000 images.
+tests/scoring/test_calibration.py checks both against fresh sets. Half-samples are also no dearer: m = n/2 rows per
+eigendecomposition instead of ~0.632 n.
 
-The expensive term tr sqrt(S_r S_w) uses a factor S_r = F^T F of the fixed reference: F = (Z - mean) / sqrt(m-1)
-(r = m rows) when the reference has fewer images than dims, else F = sqrt(S_r) (r = d rows). With P = X F^T (n x r),
+A replicate is an exact weighted FID: with multiplicities c_i (0/1 for a half-sample, counts for the bootstrap kept
+for comparison in bench/calibration.py), m = sum c_i and w_i = c_i / m, the drawn set's mean is m_w = X^T w and
+its (pytorch-fid's unbiased np.cov) covariance S_w = m/(m-1) X_w^T diag(w) X_w with X_w = X - 1 m_w^T, so
+tr(S_w) = m/(m-1) (sum_i w_i |x_i - m_w|^2) needs no d x d matrix.
+
+The expensive term tr sqrt(S_r S_w) uses a factor S_r = F^T F of the fixed reference: F = (Z - mean) / sqrt(k-1)
+(r = k rows) when the reference has fewer images than dims, else F = sqrt(S_r) (r = d rows). With P = X F^T (n x r),
 S_r^{1/2} S_w S_r^{1/2} shares its non-zero spectrum with both
-  - the r x r matrix  M_w = n/(n-1) (P^T diag(w) P - p_w p_w^T),  p_w = P^T w, and
-  - the k x k matrix  A_w = n/(n-1) D^{1/2} (P - 1 p_w^T)(P - 1 p_w^T)^T D^{1/2} on the k rows with w_i > 0,
+  - the r x r matrix  M_w = m/(m-1) (P^T diag(w) P - p_w p_w^T),  p_w = P^T w, and
+  - the k x k matrix  A_w = m/(m-1) D^{1/2} (P - 1 p_w^T)(P - 1 p_w^T)^T D^{1/2} on the k rows with w_i > 0,
     an O(n^2) update of the Gram matrix G = P P^T (shared/FID-NOISE.md).
-Each replicate takes whichever eigenproblem is smaller (k is about 0.632 n: the expected share of distinct draws);
-the eigendecompositions are nearly all of the cost. With w = 1/n for all i a replicate
-is the engine's FID (a test holds it to 1e-8).
+Each replicate takes whichever eigenproblem is smaller; the eigendecompositions are nearly all of the cost. A row
+drawing every image once is the engine's FID (a test holds it to 1e-8).
 
-The interval shown is the point estimate +- 1.96 bootstrap standard errors, not the percentile interval: a
-resample holds only ~63% distinct images, which inflates every replicate's FID (the sample covariance loses rank), so
-the replicates sit above the point estimate while their spread is still the sampling spread. bench/calibration.py
-measures how often one sample set's interval covers fresh sets' scores.
+The interval shown is the point estimate +- 1.96 standard errors: the half-samples' FIDs sit above the point
+estimate (FID's bias grows as the set shrinks), while their spread, rescaled, is the sampling spread of n images.
+The totals add the classes' variances (classes are sampled independently).
 """
 
 from __future__ import annotations
@@ -52,10 +65,11 @@ class Interval:
         return self.point + Z_95 * self.se
 
 
-def interval_of(point: float, replicates: np.ndarray) -> Interval:
-    """The point estimate with the standard deviation of its replicates (0 when they are all equal)."""
+def interval_of(point: float, replicates: np.ndarray, n: int) -> Interval:
+    """The point estimate with the standard error its half-sample replicates give for a set of n images:
+    half_sample_scale(n) x their standard deviation (0 when they are all equal)."""
     replicates = np.asarray(replicates, dtype=np.float64)
-    se = float(np.std(replicates, ddof=1)) if len(replicates) > 1 else 0.0
+    se = half_sample_scale(n) * float(np.std(replicates, ddof=1)) if len(replicates) > 1 else 0.0
     return Interval(point=float(point), se=se if np.isfinite(se) else 0.0)
 
 
@@ -71,6 +85,27 @@ def bootstrap_counts(n: int, replicates: int = REPLICATES, seed: int = 0) -> np.
     return rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(np.float64)
 
 
+def half_size(n: int) -> int:
+    """m = n // 2 images per half-sample, at least the 2 a covariance needs (all of them below 3 images)."""
+    return min(n, max(2, n // 2))
+
+
+def half_sample_counts(n: int, replicates: int = REPLICATES, seed: int = 0) -> np.ndarray:
+    """(replicates, n) 0/1 rows: each draws m = half_size(n) of the n images without replacement."""
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((replicates, n))
+    for row in counts:
+        row[rng.choice(n, half_size(n), replace=False)] = 1.0
+    return counts
+
+
+def half_sample_scale(n: int) -> float:
+    """sqrt(m / (n - m)): the spread of FIDs of m of the n images, rescaled to the spread of the FID of n fresh
+    images (1 for even n; see the module docstring). 0 when every half-sample is the whole set (n < 3)."""
+    m = half_size(n)
+    return float(np.sqrt(m / (n - m))) if n > m else 0.0
+
+
 def reference_factor(reference: ReferenceStats, features: np.ndarray | None) -> np.ndarray:
     """F with S_r = F^T F: the centred reference features / sqrt(m-1) when m-1 < dims, else sqrt(S_r)."""
     if features is not None and len(features) - 1 < len(reference.sigma):
@@ -82,42 +117,47 @@ def reference_factor(reference: ReferenceStats, features: np.ndarray | None) -> 
 def frechet_replicates(
     reference: ReferenceStats, factor: np.ndarray, features: np.ndarray, counts: np.ndarray, device: str = "cpu"
 ) -> np.ndarray:
-    """The FID of each resampled set (one row of `counts` each) against the fixed reference."""
+    """The FID of each resampled set (one row of `counts` each: multiplicities, or 0/1 for a subsample) against the
+    fixed reference. A row drawing m images is that set's FID: weights c_i / m, covariance normalized by m - 1."""
     import torch
 
     features = np.asarray(features, dtype=np.float64)
-    n = len(features)
-    weights = counts / n
+    sizes = counts.sum(axis=1)
+    weights = counts / sizes[:, None]
+    unbiased = sizes / (sizes - 1)
     # Centre on the full set's mean first: the statistics are shift-invariant and the sums lose no digits.
     centre = features.mean(axis=0)
     centred = features - centre
     means = weights @ centred  # (B, d), relative to centre
     mean_terms = np.sum((means + (centre - reference.mu)) ** 2, axis=1)
     spread = weights @ np.sum(centred**2, axis=1) - np.sum(means**2, axis=1)
-    trace_generated = n / (n - 1) * spread
+    trace_generated = unbiased * spread
     projected = torch.as_tensor(centred @ factor.T, device=device)  # P, (n, r)
     w = torch.as_tensor(weights, device=device)
-    tr_sqrt = _trace_sqrt_batched(projected, w) if projected.is_cuda else _trace_sqrt_threaded(projected, w)
+    scale = torch.as_tensor(unbiased, device=device)
+    if projected.is_cuda:
+        tr_sqrt = _trace_sqrt_batched(projected, w, scale)
+    else:
+        tr_sqrt = _trace_sqrt_threaded(projected, w, scale)
     return mean_terms + np.trace(reference.sigma) + trace_generated - 2 * tr_sqrt
 
 
-def _uses_gram(projected) -> bool:
-    """The k x k Gram form when the reference factor has more rows than a replicate's expected distinct draws."""
-    n, r = projected.shape
-    return r >= (1 - np.exp(-1)) * n
+def _uses_gram(projected, weights) -> bool:
+    """The k x k Gram form when the reference factor has more rows than a replicate's mean count of drawn images
+    (k: about 0.632 n for a bootstrap resample, m for a subsample of m)."""
+    return projected.shape[1] >= float((weights > 0).sum(dim=1).double().mean())
 
 
-def _replicate_matrix(projected, gram, w):
+def _replicate_matrix(projected, gram, w, unbiased):
     """The symmetric matrix of one replicate whose eigenvalues' square roots sum to tr sqrt(S_r S_w).
 
     Only the k drawn rows (w_i > 0) enter: r x r = B^T B, or k x k = B B^T from the shared Gram matrix, with
-    B = sqrt(n/(n-1) w) * (P - 1 p_w^T) on the drawn rows.
+    B = sqrt(m/(m-1) w) * (P - 1 p_w^T) on the drawn rows (m images drawn; `unbiased` = m/(m-1)).
     """
     import torch
 
-    n = len(w)
     drawn = torch.nonzero(w > 0).squeeze(1)
-    root_w = torch.sqrt(w[drawn] * (n / (n - 1)))
+    root_w = torch.sqrt(w[drawn] * unbiased)
     if gram is None:
         rows = (projected[drawn] - w @ projected) * root_w[:, None]
         return rows.T @ rows
@@ -126,7 +166,7 @@ def _replicate_matrix(projected, gram, w):
     return root_w[:, None] * centred * root_w[None, :]
 
 
-def _trace_sqrt_threaded(projected, weights) -> np.ndarray:
+def _trace_sqrt_threaded(projected, weights, unbiased) -> np.ndarray:
     """CPU: one replicate per task on single-threaded torch, as many tasks at once as torch has threads.
 
     A 500 x 500 eigendecomposition gains little from a second thread inside LAPACK (its tridiagonal reduction is
@@ -134,23 +174,23 @@ def _trace_sqrt_threaded(projected, weights) -> np.ndarray:
     """
     import torch
 
-    gram = projected @ projected.T if _uses_gram(projected) else None
+    gram = projected @ projected.T if _uses_gram(projected, weights) else None
 
-    def one(w) -> float:
-        matrix = _replicate_matrix(projected, gram, w)
+    def one(row: int) -> float:
+        matrix = _replicate_matrix(projected, gram, weights[row], unbiased[row])
         return float(_sum_sqrt_eigenvalues(torch.linalg.eigvalsh((matrix + matrix.T) / 2)[None])[0])
 
     threads = torch.get_num_threads()
     if threads == 1 or len(weights) == 1:
-        return np.array([one(w) for w in weights])
+        return np.array([one(row) for row in range(len(weights))])
     try:
         with ThreadPoolExecutor(threads, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            return np.array(list(pool.map(one, weights)))
+            return np.array(list(pool.map(one, range(len(weights)))))
     finally:
         torch.set_num_threads(threads)  # the workers' set_num_threads(1) also lowered the process-wide BLAS pool
 
 
-def _trace_sqrt_batched(projected, weights, chunk: int = 25) -> np.ndarray:
+def _trace_sqrt_batched(projected, weights, unbiased, chunk: int = 25) -> np.ndarray:
     """GPU: the replicates' matrices stacked into one batched eigvalsh per chunk.
 
     Undrawn rows have w_i = 0, so keeping all n rows only adds zero eigenvalues (they count as 0): every replicate has
@@ -158,12 +198,11 @@ def _trace_sqrt_batched(projected, weights, chunk: int = 25) -> np.ndarray:
     """
     import torch
 
-    n = projected.shape[0]
-    gram = projected @ projected.T if _uses_gram(projected) else None
+    gram = projected @ projected.T if _uses_gram(projected, weights) else None
     out = []
     for start in range(0, len(weights), chunk):
         w = weights[start : start + chunk]  # (b, n)
-        root_w = torch.sqrt(w * (n / (n - 1)))
+        root_w = torch.sqrt(w * unbiased[start : start + chunk, None])
         if gram is None:
             rows = (projected[None] - (w @ projected)[:, None, :]) * root_w[..., None]  # (b, n, r)
             matrices = rows.transpose(1, 2) @ rows

@@ -250,7 +250,7 @@ def new_competition_post(
     test_folder: FormText = "", class_map: FormText = "", validation: FormText = "", small: FormText = "",
     dedupe: FormText = "", skip_bad: FormText = "", image_size: FormText = "", seed: FormText = "",
     submission_kinds: FormText = "",
-    csrf_token: FormText = "",
+    test_fraction: FormText = "", csrf_token: FormText = "",
 ) -> Response:
     """Check everything that can be checked now, then start the preparation in the background."""
     page.require_admin()
@@ -258,7 +258,8 @@ def new_competition_post(
     form = {"slug": slug, "title": title, "images_per_class": images_per_class, "public_fraction": public_fraction,
             "folder": folder, "test_folder": test_folder, "class_map": class_map, "validation": validation,
             "small": small, "dedupe": dedupe, "skip_bad": skip_bad, "image_size": image_size, "seed": seed,
-            "submission_kinds": submission_kinds}
+            "submission_kinds": submission_kinds,
+            "test_fraction": test_fraction}
     data_dir = page.settings.data_dir
     received: Path | None = None
     try:
@@ -267,6 +268,7 @@ def new_competition_post(
             data_dir=data_dir, slug=slug, title=title, images_per_class=images_per_class,
             public_fraction=public_fraction, known_slugs=known)
         options = preparation.check_options(form)
+        held_out = preparation.check_test_fraction(test_fraction)
         if archive is not None and archive.filename:
             received, _, _ = receive_upload(data_dir, archive.file, max_bytes=page.settings.max_upload_bytes)
             preparation.check_archive(received, archive.filename)
@@ -274,7 +276,7 @@ def new_competition_post(
         else:
             source = str(preparation.check_folder(folder))
         request = preparation.PreparationRequest(slug=slug, title=title, source=source, images_per_class=count,
-                                                 public_fraction=fraction, **options)
+                                                 public_fraction=fraction, **options, test_fraction=held_out)
         preparation.start(data_dir=data_dir, request=request, archive=received)
     except ArenaError as exc:
         if received is not None:

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from server import queue
 from server.competition import Competition, config_problem, load_competition, memorization_eps
-from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utc_day
+from server.db import CompetitionRow, ReferenceBuild, Submission, SubmissionStatus, Team, utc_day
 from server.db.crud import (
     authenticate_team,
     check_team_in_competition,
@@ -281,8 +281,12 @@ def _status_fragment(page: Page, submission_id: int) -> Response:
     submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
                                         is_admin=page.is_admin)
     context = _status_context(page, submission)
-    key = (submission.id, submission.status, submission.updated_at, submission.disqualified_at,
-           context["queue_position"])
+    build = context["reference_build"]
+    assert build is None or isinstance(build, ReferenceBuild)
+    # Everything the fragment shows that can change: the status, the model's sample set (`progress` moves without
+    # `updated_at`), the queue position and the reference build it waits for.
+    key = (submission.id, submission.status, submission.updated_at, submission.disqualified_at, submission.progress,
+           context["queue_position"], (build.status, build.images_done) if build else None)
     return page.render_shared(key, "_status.html", lambda: context, fragment=True)
 
 

@@ -32,7 +32,7 @@ def fid(value: object) -> Markup:
 
 
 def fid_pm(value: object, se: object, sets: int | None = None) -> Markup:
-    """`123.4 ± 2.1`: a score with the half-width of its 95% interval (a bootstrap, or over `sets` sample sets of a
+    """`123.4 ± 2.1`: a score with the half-width of its 95% interval (half-sampling, or over `sets` sample sets of a
     model, said in the title); the plain score without one."""
     if not isinstance(value, int | float) or not isinstance(se, int | float):
         return fid(value)

@@ -9,6 +9,8 @@ from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
 from server.scoring.uncertainty import (
     bootstrap_counts,
     frechet_replicates,
+    half_sample_counts,
+    half_sample_scale,
     interval_of,
     penalized_replicates,
     reference_factor,
@@ -46,6 +48,19 @@ def test_a_replicate_equals_the_fid_of_the_resampled_set(m, n):
         assert value == pytest.approx(frechet_distance_to_reference(reference, resampled), rel=1e-8)
 
 
+@pytest.mark.parametrize(("m", "n"), [(20, 80), (120, 61)])  # r x r and k x k forms; an odd n
+def test_a_half_sample_replicate_equals_the_fid_of_that_half(m, n):
+    reference, real = _reference(m, 48)
+    generated = np.random.default_rng(2).normal(0.2, 1.0, size=(n, 48))
+    counts = half_sample_counts(n, replicates=3, seed=7)
+    assert (counts.sum(axis=1) == n // 2).all() and set(np.unique(counts)) == {0.0, 1.0}
+    replicates = frechet_replicates(reference, reference_factor(reference, real), generated, counts)
+    for row, value in zip(counts, replicates, strict=True):
+        half = generated[row > 0]
+        assert value == pytest.approx(frechet_distance_to_reference(reference, half), rel=1e-8)
+    assert half_sample_scale(80) == 1.0 and half_sample_scale(61) == pytest.approx(np.sqrt(30 / 31))
+
+
 def test_interval_shrinks_roughly_like_one_over_sqrt_n():
     # Generated N(0.5, I) against a N(0, I) reference: the mean term dominates, so the noise goes like 1/sqrt(n)
     # (for matching distributions the 1/n terms would dominate instead).
@@ -57,8 +72,8 @@ def test_interval_shrinks_roughly_like_one_over_sqrt_n():
     se = {}
     for n in (100, 400, 1600):
         generated = rng.normal(0.5, 1.0, size=(n, dims))
-        reps = frechet_replicates(reference, factor, generated, bootstrap_counts(n, 200, seed=n))
-        se[n] = interval_of(frechet_distance_to_reference(reference, generated), reps).se
+        reps = frechet_replicates(reference, factor, generated, half_sample_counts(n, 200, seed=n))
+        se[n] = interval_of(frechet_distance_to_reference(reference, generated), reps, n).se
     assert se[100] > se[400] > se[1600]
     assert 1.5 < se[100] / se[400] < 3.0 and 1.5 < se[400] / se[1600] < 3.0
 
@@ -75,9 +90,9 @@ def test_seed_depends_on_the_images_and_the_label_only():
 def test_identical_generated_images_give_a_finite_zero_width_interval():
     reference, real = _reference(30, 16)
     generated = np.tile(real[:1], (40, 1))
-    reps = frechet_replicates(reference, reference_factor(reference, real), generated, bootstrap_counts(40, 20))
+    reps = frechet_replicates(reference, reference_factor(reference, real), generated, half_sample_counts(40, 20))
     assert np.isfinite(reps).all()
-    result = interval_of(frechet_distance_to_reference(reference, generated), reps)
+    result = interval_of(frechet_distance_to_reference(reference, generated), reps, 40)
     assert result.se == pytest.approx(0.0, abs=1e-9) and result.low <= result.point <= result.high
 
 
@@ -98,8 +113,9 @@ def test_gpu_batched_form_equals_the_cpu_threaded_form(m, n):
     rng = np.random.default_rng(5)
     projected = torch.as_tensor(rng.normal(size=(n, 64)) @ rng.normal(size=(64, m)))
     weights = torch.as_tensor(bootstrap_counts(n, replicates=7, seed=3) / n)
-    np.testing.assert_allclose(_trace_sqrt_batched(projected, weights, chunk=3),
-                               _trace_sqrt_threaded(projected, weights), rtol=1e-9)
+    unbiased = torch.full((7,), n / (n - 1), dtype=torch.float64)
+    np.testing.assert_allclose(_trace_sqrt_batched(projected, weights, unbiased, chunk=3),
+                               _trace_sqrt_threaded(projected, weights, unbiased), rtol=1e-9)
 
 
 def test_threaded_replicates_leave_torch_threads_as_they_were():

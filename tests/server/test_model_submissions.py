@@ -7,25 +7,27 @@ import math
 import statistics
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from server.competition import Competition
 from server.db import Submission, SubmissionStatus
 from server.storage import grid_path, model_path, sampled_zip_path, upload_path
 from server.worker import Worker
+from submissions import validate_zip
 from tests.utils import onnx_models
-from tests.utils.server_factories import bearer, submission_zip
+from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
-def with_kinds(competition: Competition, kinds: str, tmp_path) -> Competition:
-    """The shared scoring competition (its references built once) under another submission_kinds."""
+def with_kinds(competition: Competition, kinds: str, tmp_path, **config: object) -> Competition:
+    """The shared scoring competition (its references built once) under another submission_kinds (and config)."""
     root = tmp_path / f"kinds-{kinds}"
     root.mkdir()
     for name in ("manifest.json", "train", "test", "references"):
         (root / name).symlink_to((competition.root / name).resolve())
-    config = competition.config.model_copy(update={"submission_kinds": kinds, "slug": f"comp-{kinds}"})
+    config = competition.config.model_copy(update={"submission_kinds": kinds, "slug": f"comp-{kinds}", **config})
     (root / "competition.json").write_text(config.model_dump_json())
     return Competition.load(root)
 
@@ -36,7 +38,9 @@ def upload_model(arena, token, path):
 
 
 def test_a_model_is_sampled_scored_and_its_samples_kept(make_app, scorer, scoring_competition, tmp_path):
-    arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path), model_sample_sets=3)
+    # 6 images per class: enough for half-samples of 3 to differ (the estimated se of set 1 is checked below)
+    arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path, images_per_class=6),
+                     model_sample_sets=3)
     _, token = arena.create_team("gen")
     accepted = upload_model(arena, token, onnx_models.generator(tmp_path / "g.onnx"))
     assert accepted.status_code == 202, accepted.text
@@ -59,6 +63,14 @@ def test_a_model_is_sampled_scored_and_its_samples_kept(make_app, scorer, scorin
         for split in ("public", "private", "all"):
             assert getattr(submission, f"score_{split}_se") == pytest.approx(statistics.stdev(sets[split]))
         assert all(c["se_public"] > 0 for c in submission.class_scores.values())
+        # A calibration sample: what the half-sampling estimator said for set 1, kept beside the measured spread.
+        estimated = sets["estimated_se"]
+    first = scorer.score(arena.competition, validate_zip(sampled_zip_path(data_dir, sha), worker_spec(arena)).images)
+    for split in ("public", "private"):
+        assert estimated[split] == pytest.approx(getattr(first, f"se_{split}")) and estimated[split] > 0
+        assert estimated[split] != getattr(submission, f"score_{split}_se")  # not the sets' spread
+        for cls, values in first.classes.items():
+            assert estimated["classes"][cls][split] == pytest.approx(getattr(values, f"se_{split}"))
     shown = arena.client.get(accepted.json()["status_url"], headers=bearer(token)).json()["sample_sets"]
     assert shown["public"] == sets["public"] and not any(k.startswith("private") for k in shown)  # before the reveal
     samples = sampled_zip_path(arena.settings.data_dir, sha)
@@ -145,6 +157,14 @@ def test_a_model_interval_is_the_spread_of_its_sample_sets_everywhere(make_app, 
     page = arena.client.get(f"/submissions/{submission_id}").text
     assert f"± {half_width:.1f}</span>" in page and "± over 3 sample sets" in page
     assert "over 3 fresh sample sets of your model, not a bootstrap" in page
+    assert 'id="calibration"' not in page  # the estimator's check is the organizer's business
+    organizer = TestClient(arena.client.app)
+    csrf = csrf_of(organizer.get("/admin/signin").text)
+    organizer.post("/admin/signin", data={"token": ADMIN_TOKEN, "csrf_token": csrf})
+    estimated = api_estimated_se(arena, submission_id)
+    calibration = organizer.get(f"/submissions/{submission_id}").text.split('id="calibration">')[1].split("</dd>")[0]
+    assert f"public {estimated:.3f}" in calibration
+    assert f"{estimated / statistics.stdev(public):.2f}× the sets' standard deviation" in calibration
 
     board = arena.client.get(f"/api/competitions/{arena.slug}/leaderboard").json()["entries"]
     by_team = {entry["team_name"]: entry for entry in board}
@@ -152,7 +172,7 @@ def test_a_model_interval_is_the_spread_of_its_sample_sets_everywhere(make_app, 
     assert (by_team["gen"]["interval_sets"], by_team["pngs"]["interval_sets"]) == (3, None)
     csv = arena.client.get(f"/api/competitions/{arena.slug}/leaderboard?format=csv").text.splitlines()
     rows = {line.split(",")[1]: line for line in csv[1:]}
-    assert rows["gen"].endswith(",over 3 sample sets") and rows["pngs"].endswith(",bootstrap over the images")
+    assert rows["gen"].endswith(",over 3 sample sets") and rows["pngs"].endswith(",half-sampling over the images")
     assert "fresh sample sets" in arena.client.get(f"/c/{arena.slug}/leaderboard").text
 
 
@@ -210,3 +230,8 @@ def test_a_model_shows_which_sample_set_it_is_on_and_one_scoring_time(make_app, 
     details = re.search(r"<dt>Scoring time</dt><dd>([\d.]+) s", page).group(1)
     assert details == history and "sampling and scoring 3 sample sets" in page
     assert arena.client.get(f"/api/submissions/{submission_id}", headers=bearer(token)).json()["progress"] is None
+
+
+def api_estimated_se(arena, submission_id: int) -> float:
+    with arena.database.sessionmaker() as session:
+        return session.get(Submission, submission_id).sample_sets["estimated_se"]["public"]

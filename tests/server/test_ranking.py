@@ -134,7 +134,7 @@ def test_entries_within_noise_of_the_row_above_are_marked_tied_without_reorderin
     assert result.entries[0].score_se == 1.0
     lines = leaderboard_csv(result).splitlines()
     assert lines[0].endswith(",score_se,ci95_low,ci95_high,tied_above,interval")
-    assert lines[2].endswith(",1.000000,19.540036,23.459964,1,bootstrap over the images")
+    assert lines[2].endswith(",1.000000,19.540036,23.459964,1,half-sampling over the images")
     assert lines[5].endswith(",,,,0,")
 
     reveal_private_board(session=session, competition=row)

@@ -12,7 +12,7 @@ import pytest
 
 from server.competition import CONFIG_FILE, Competition, competitions_dir
 from server.db.crud import get_competition, list_competitions, list_teams
-from tests.data.trees import make_tree
+from tests.data.trees import make_tree, write_image
 from tests.utils.server_factories import submission_zip
 from tests.web.test_pages import Arena, csrf_of
 
@@ -215,6 +215,24 @@ def test_new_competition_from_a_server_folder_prepares_in_the_background_and_ope
     assert client.get("/admin/new/masks-2026").status_code == 404  # the job is forgotten once opened
 
 
+def test_new_competition_from_class_folders_only_holds_out_the_test_fraction(organizer, tmp_path):
+    arena, client = organizer
+    source = tmp_path / "folders"
+    for cls in ("with_mask", "without_mask"):
+        for i in range(10):
+            write_image(source / cls / f"{i}.png", 80, seed=i + 20 * len(cls))
+    csrf = csrf_of(client.get("/admin/new").text)
+    form = {"csrf_token": csrf, "slug": "folders", "images_per_class": "3", "public_fraction": "0.5",
+            "folder": str(source)}
+    client.post("/admin/new", data={**form, "slug": "no-split"})
+    assert "no held-out split" in wait_for_preparation(client, "no-split")  # names the field's flag, below
+    assert client.post("/admin/new", data={**form, "test_fraction": "0.3"}).status_code == 303
+    assert 'data-state="done"' in wait_for_preparation(client, "folders")
+    competition = Competition.load(competitions_dir(arena.settings.data_dir) / "folders")
+    assert [len(competition.test_files(cls)) for cls in competition.classes] == [3, 3]
+    assert [len(competition.train_files(cls)) for cls in competition.classes] == [7, 7]
+
+
 @pytest.mark.parametrize(("fields", "archive", "message"), [
     ({"slug": "test-comp"}, None, "is taken by an existing or preparing competition"),
     ({"slug": "Bad Slug!"}, None, "lowercase letters, digits and dashes"),
@@ -225,6 +243,7 @@ def test_new_competition_from_a_server_folder_prepares_in_the_background_and_ope
     ({"title": "nul\x00title"}, None, "title: one line of visible characters"),
     ({"public_fraction": "1.5"}, None, "between 0 and 1"),
     ({"folder": "/no/such/folder"}, None, "no such folder on the server"),
+    ({"test_fraction": "1"}, None, "test_fraction: empty, or a number between 0 and 1"),
     ({}, b"PK\x03\x04 this is not really a zip", "not a zip or tar archive"),
 ])
 def test_bad_new_competition_input_is_refused_on_the_form_and_creates_nothing(organizer, tmp_path, fields, archive,

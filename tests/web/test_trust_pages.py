@@ -116,7 +116,7 @@ def test_boards_mark_statistical_ties_and_the_shake_up(arena):
     assert board.index("alpha") < board.index("&lt;script&gt;")  # the order is still by score
     csv = arena.client().get("/c/test-comp/leaderboard.csv").text.splitlines()
     assert csv[0].endswith("score_se,ci95_low,ci95_high,tied_above,interval")
-    assert csv[2].endswith(",1,bootstrap over the images")
+    assert csv[2].endswith(",1,half-sampling over the images")
 
     organizer = arena.client()
     arena.sign_in_admin(organizer)
