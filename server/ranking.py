@@ -175,9 +175,9 @@ class _Pick(_Counted, Protocol):
 
 def _public_picks(session: Session, competition_id: int) -> list[_Pick]:
     """Each team's best public submission (`_sort_key`'s order), picked by the database over a window of the team's
-    rows: a recompute reads one row per team instead of every submission, and SQLite and PostgreSQL do the work
-    without holding the GIL, so a new score reaches a board that 50 readers are hammering in a fraction of the
-    time (docs/BENCHMARKS.md, issue 26)."""
+    rows: a recompute reads one row per team instead of every submission, and most of its work runs inside the
+    database, outside the GIL that the readers' event loop holds (docs/BENCHMARKS.md, issue 26: a new score shows
+    sooner on a board 50 readers are reading)."""
     team = Submission.team_id
     best_first = (func.coalesce(Submission.penalized, false()), Submission.score_public, Submission.created_at,
                   Submission.id)
