@@ -15,9 +15,9 @@
    and the page of a team with --team-entries submissions.
    Targets at 50 readers and 10,000 entries: HTML board throughput >= 50% of the JSON board's, p99 <= 100 ms.
 3. --uploads concurrent uploads of valid zips (--images-per-class per class) by as many teams; checks every accepted
-   one is queued afterwards.
+   one is queued afterwards (0: no upload phase).
 4. One in-process worker (the real Scorer, settings' device and weights) scores --drain of them: submissions/minute.
-Prints a table and writes bench/results/server_load-<time>.json. Loopback only; every loop is bounded.
+Prints a table and writes bench/results/server_load-<time>.json (or --out). Loopback only; every loop is bounded.
 """
 
 from __future__ import annotations
@@ -71,11 +71,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--readers", type=int, default=50)
     parser.add_argument("--requests-per-reader", type=int, default=300)
     parser.add_argument("--score-every", type=float, default=1.0, help="Seconds between scores in phase 3.")
-    parser.add_argument("--uploads", type=int, default=20)
+    parser.add_argument("--uploads", type=int, default=20, help="Concurrent uploads (0: skip the upload phase).")
     parser.add_argument("--images-per-class", type=int, default=1000)
     parser.add_argument("--drain", type=int, default=2, help="Submissions the worker scores (0: skip).")
     parser.add_argument("--data-dir", type=Path, default=None, help="Default: a temporary directory.")
     parser.add_argument("--team-entries", type=int, default=500, help="Submissions of the team whose page is read.")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Where the JSON result goes. Default: bench/results/server_load-<time>.json.")
     return parser.parse_args()
 
 
@@ -486,8 +488,9 @@ def main() -> None:
     try:
         result["leaderboard"] = read_phases(port, database, args)
         result["html"] = html_phases(port, database, tokens, admin_token, args)
-        zips = make_zips(args.uploads, args.images_per_class)
-        result["uploads"] = asyncio.run(upload_all(base, admin_token, zips))
+        if args.uploads:
+            zips = make_zips(args.uploads, args.images_per_class)
+            result["uploads"] = asyncio.run(upload_all(base, admin_token, zips))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
@@ -502,7 +505,7 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    board, uploads = result["leaderboard"], result["uploads"]
+    board = result["leaderboard"]
     table = Table(title=f"server load ({result['machine']['cpus']} CPUs)")
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -543,18 +546,20 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
                   f"({team['page_kb']:.0f} kB); last page: {team['last_page_status']}")
     load = result["machine"]["load_average_before"]
     table.add_row("load average before the run (1 / 5 / 15 min)", f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")
-    table.add_row(f"{uploads['uploads']} concurrent uploads ({uploads['zip_mb']:.1f} MB each)",
-                  f"{uploads['accepted']} accepted, codes {uploads['status_codes']}, all queued: "
-                  f"{uploads['all_queued']}")
-    table.add_row("upload wall / p50 / max", f"{uploads['wall_s']:.1f} / {uploads['p50_s']:.1f} / "
-                  f"{uploads['max_s']:.1f} s")
+    if "uploads" in result:
+        uploads = result["uploads"]
+        table.add_row(f"{uploads['uploads']} concurrent uploads ({uploads['zip_mb']:.1f} MB each)",
+                      f"{uploads['accepted']} accepted, codes {uploads['status_codes']}, all queued: "
+                      f"{uploads['all_queued']}")
+        table.add_row("upload wall / p50 / max", f"{uploads['wall_s']:.1f} / {uploads['p50_s']:.1f} / "
+                      f"{uploads['max_s']:.1f} s")
     if "drain" in result:
         drained = result["drain"]
         table.add_row(f"worker drain ({drained['device']})", f"{drained['scored']} in {drained['wall_s']:.1f} s = "
                       f"{drained['seconds_per_submission']:.1f} s each ({drained['submissions_per_minute']:.2f}/min)")
         table.add_row("worker reference preparation", f"{drained['references_s']:.1f} s")
     Console().print(table)
-    out = REPO / "bench" / "results" / f"server_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out = args.out or REPO / "bench" / "results" / f"server_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

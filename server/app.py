@@ -98,9 +98,17 @@ class BodySizeLimit:
 
 class FrameDenial:
     """No page may be framed by another page (clickjacking an organizer's form, even from another port of the same
-    host): X-Frame-Options for older browsers, CSP frame-ancestors for the rest."""
+    host): X-Frame-Options for older browsers, CSP frame-ancestors for the rest. The API docs pages also may load
+    nothing from another origin: their packaged Swagger UI and ReDoc would still call out (ReDoc's footer fetches
+    its maker's logo from a CDN, Swagger UI a validator badge), and the arena must work offline and not tell a
+    third party who reads its docs."""
 
     HEADERS = ((b"x-frame-options", b"DENY"), (b"content-security-policy", b"frame-ancestors 'none'"))
+    # Inline scripts and styles: FastAPI's docs pages start the UI inline, and both UIs style elements inline.
+    DOCS_HEADERS = ((b"x-frame-options", b"DENY"), (b"content-security-policy", (
+        b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+        b"img-src 'self' data:; worker-src 'self' blob:; frame-ancestors 'none'")))
+    DOCS_PATHS = ("/docs", "/redoc")
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -110,10 +118,12 @@ class FrameDenial:
             await self.app(scope, receive, send)
             return
 
+        headers = self.DOCS_HEADERS if scope["path"] in self.DOCS_PATHS else self.HEADERS
+
         async def with_headers(message: Any) -> None:
             if message["type"] == "http.response.start":
                 names = {name.lower() for name, _ in message.get("headers", [])}
-                extra = [header for header in self.HEADERS if header[0] not in names]
+                extra = [header for header in headers if header[0] not in names]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 

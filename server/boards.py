@@ -71,17 +71,24 @@ class BoardCache:
 
     async def _check(self, key: tuple[str, Board], previous: CachedBoard | None) -> CachedBoard:
         try:
-            board = await run_in_threadpool(self._current_board, *key)
+            board, checked_at = await run_in_threadpool(self._checked_board, *key, previous)
             if previous is not None and previous.board is board:  # unchanged: keep the rendered bytes
-                previous.checked_at = time.monotonic()
+                previous.checked_at = checked_at
                 return previous
-            fresh = CachedBoard(board, time.monotonic())
-            if self.prerender is not None:
-                await run_in_threadpool(self.prerender, board)  # off the event loop, before anyone reads it
-            self._boards[key] = fresh
+            fresh = self._boards[key] = CachedBoard(board, checked_at)
             return fresh
         finally:
             del self._checks[key]
+
+    def _checked_board(self, slug: str, board: Board, previous: CachedBoard | None) -> tuple[Leaderboard, float]:
+        """The current board and when the database confirmed it; a new one prerendered, before anyone reads it.
+        One threadpool hop for both: under a full event loop each hop waited 0.1-0.2 s for the GIL on the busy
+        2-core machine, longer than the prerender itself (docs/BENCHMARKS.md, issue 26)."""
+        current = self._current_board(slug, board)
+        checked_at = time.monotonic()
+        if self.prerender is not None and (previous is None or previous.board is not current):
+            self.prerender(current)
+        return current, checked_at
 
     def forget(self, slug: str) -> None:
         """Drop a competition's boards (its visibility changed): the next read checks the database first."""

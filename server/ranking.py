@@ -40,7 +40,7 @@ from typing import Any, Literal, Protocol, TypeVar
 from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel, PrivateAttr
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, false, func, select
 from sqlalchemy.orm import Session
 
 from server.competition import load_competition
@@ -144,22 +144,50 @@ def _sort_key(score: float, submission: _Counted) -> tuple[bool, float, datetime
     return (bool(submission.penalized), score, submission.created_at, submission.id)
 
 
+def _counted(competition_id: int) -> tuple[Any, ...]:
+    """The submissions a board counts (joined with their team)."""
+    return (Submission.competition_id == competition_id, Submission.status == SubmissionStatus.scored,
+            Submission.disqualified_at.is_(None), Team.disqualified_at.is_(None), Submission.score_public.is_not(None))
+
+
+_COUNTED_COLUMNS = (Submission.id, Submission.team_id, Submission.created_at, Submission.score_public,
+                    Submission.score_private, Submission.selected_final, Submission.score_public_se,
+                    Submission.score_private_se, Submission.penalized)
+
+
 def _counted_submissions(session: Session, competition_id: int) -> dict[int, list[_Counted]]:
     rows = session.execute(
-        select(Submission.id, Submission.team_id, Submission.created_at, Submission.score_public,
-               Submission.score_private, Submission.selected_final, Submission.score_public_se,
-               Submission.score_private_se, Submission.penalized)
-        .join(Team, Team.id == Submission.team_id)
-        .where(
-            Submission.competition_id == competition_id, Submission.status == SubmissionStatus.scored,
-            Submission.disqualified_at.is_(None), Team.disqualified_at.is_(None), Submission.score_public.is_not(None),
-        )
+        select(*_COUNTED_COLUMNS).join(Team, Team.id == Submission.team_id).where(*_counted(competition_id))
         .order_by(Submission.id)
     ).all()
     by_team: dict[int, list[_Counted]] = {}
     for row in rows:
         by_team.setdefault(row.team_id, []).append(row)  # type: ignore[arg-type]
     return by_team
+
+
+class _Pick(_Counted, Protocol):
+    """A team's best public submission, with what the board shows of all the team's counted ones."""
+
+    team_submissions: int
+    team_last_at: datetime
+
+
+def _public_picks(session: Session, competition_id: int) -> list[_Pick]:
+    """Each team's best public submission (`_sort_key`'s order), picked by the database over a window of the team's
+    rows: a recompute reads one row per team instead of every submission, and most of its work runs inside the
+    database, outside the GIL that the readers' event loop holds (docs/BENCHMARKS.md, issue 26: a new score shows
+    sooner on a board 50 readers are reading)."""
+    team = Submission.team_id
+    best_first = (func.coalesce(Submission.penalized, false()), Submission.score_public, Submission.created_at,
+                  Submission.id)
+    per_team = (
+        select(*_COUNTED_COLUMNS, func.row_number().over(partition_by=team, order_by=best_first).label("place"),
+               func.count().over(partition_by=team).label("team_submissions"),
+               func.max(Submission.created_at).over(partition_by=team).label("team_last_at"))
+        .join(Team, Team.id == Submission.team_id).where(*_counted(competition_id)).subquery()
+    )
+    return session.execute(select(per_team).where(per_team.c.place == 1)).all()  # type: ignore[return-value]
 
 
 def _private_candidates(submissions: list[_Counted], selection_limit: int) -> list[_Counted]:
@@ -184,18 +212,19 @@ def _ranked(picks: list[tuple[float, _Counted]], baseline_teams: set[int]) -> li
 
 
 def _compute(session: Session, competition: CompetitionRow, board: Board, *, revealed: bool) -> Leaderboard:
-    by_team = _counted_submissions(session, competition.id)
+    picks = {pick.team_id: pick for pick in _public_picks(session, competition.id)}
     teams = {t.id: t for t in session.execute(
-        select(Team.id, Team.name, Team.is_baseline).where(Team.id.in_(by_team)))}
+        select(Team.id, Team.name, Team.is_baseline).where(Team.id.in_(picks)))}
     baseline_teams = {team_id for team_id, team in teams.items() if team.is_baseline}
-    public = _ranked([min(((s.score_public, s) for s in subs), key=lambda p: _sort_key(*p))
-                      for subs in by_team.values()], baseline_teams)
+    public = _ranked([(pick.score_public, pick) for pick in picks.values()], baseline_teams)
     if board == "public":
         ranked, public_rank = public, {}
     else:
         limit = load_competition(competition).config.final_selection_limit
         private_picks = []
-        for subs in by_team.values():
+        # A team whose first submission was scored between the two queries waits for the next recompute.
+        for subs in (subs for team_id, subs in _counted_submissions(session, competition.id).items()
+                     if team_id in picks):
             best = min(_private_candidates(subs, limit), key=lambda s: _sort_key(s.score_private or 0.0, s))
             private_picks.append((float(best.score_private or 0.0), best))
         ranked = _ranked(private_picks, baseline_teams)
@@ -214,8 +243,8 @@ def _compute(session: Session, competition: CompetitionRow, board: Board, *, rev
                           (detail.class_scores or {}).items()},
             penalized=bool(detail.penalized), submitted_at=submission.created_at,
             penalized_classes=[cls for cls, values in (detail.class_scores or {}).items() if values.get("penalized")],
-            submissions_count=len(by_team[submission.team_id]),
-            last_submitted_at=max(s.created_at for s in by_team[submission.team_id]),
+            submissions_count=picks[submission.team_id].team_submissions,
+            last_submitted_at=picks[submission.team_id].team_last_at,
             public_rank=before, rank_change=(before - rank) if board == "private" and rank and before else None,
             score_se=getattr(submission, f"score_{board}_se"),
             class_se=_class_standard_errors(detail.class_scores, board),

@@ -298,6 +298,17 @@ def test_no_page_may_be_framed_by_another_site(arena, path):
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("path", ["/docs", "/redoc"])
+def test_the_api_docs_load_nothing_from_another_origin(arena, path):
+    """Issue 26: ReDoc's footer fetched its maker's logo from a CDN; the browser check is in test_browser_console."""
+    response = arena.client.get(path)
+    assert response.status_code == 200 and response.headers["x-frame-options"] == "DENY"
+    directives = dict(d.strip().split(" ", 1) for d in response.headers["content-security-policy"].split(";"))
+    assert directives["default-src"] == "'self'" and directives["frame-ancestors"] == "'none'"
+    assert not [d for d, sources in directives.items() if "http" in sources or "*" in sources], directives
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(("method", "path", "allowed"), [
     ("PUT", "/c/test-comp/submit", "GET, POST, HEAD"),
     ("DELETE", "/api/competitions/test-comp/teams", "POST"),

@@ -205,14 +205,14 @@ def reference_board(rows, board, limit):
         by_team.setdefault(row["team"], []).append(row)
     entries = {}
     for team, subs in by_team.items():
-        by_public = sorted(subs, key=lambda s: (s["public"], s["created_at"], s["id"]))
+        by_public = sorted(subs, key=lambda s: (s["penalized"], s["public"], s["created_at"], s["id"]))
         if board == "public" or limit <= 0:
             candidates = by_public[:1]
         else:
             selected = sorted((s for s in subs if s["selected"]), key=lambda s: s["id"])
             candidates = selected[:limit] if selected else by_public[:limit]
         key = "public" if board == "public" else "private"
-        entries[team] = min(candidates, key=lambda s: (s[key], s["created_at"], s["id"]))["id"]
+        entries[team] = min(candidates, key=lambda s: (s["penalized"], s[key], s["created_at"], s["id"]))["id"]
     return entries
 
 
@@ -227,8 +227,9 @@ def test_database_picks_match_the_rules_written_in_python(board, limit):
             public, private = rng.choice([1.0, 2.0, 3.0]), rng.choice([1.0, 2.0, 3.0])
             created = START + timedelta(minutes=rng.randint(0, 3))
             submission = add_scored(session, owner, public=public, private=private, created_at=created)
+            submission.penalized = rng.choice([False, False, True, None])  # None: scored before MiFID existed
             rows.append({"team": owner.name, "id": submission.id, "public": public, "private": private,
-                         "created_at": created, "selected": False})
+                         "created_at": created, "selected": False, "penalized": bool(submission.penalized)})
         if limit and rng.random() < 0.5:
             own = [r for r in rows if r["team"] == owner.name]
             for chosen in rng.sample(own, k=min(len(own), rng.randint(1, limit))):
@@ -236,8 +237,13 @@ def test_database_picks_match_the_rules_written_in_python(board, limit):
                 chosen["selected"] = True
     session.commit()
     reveal_private_board(session=session, competition=row, now=START)
+    counts = {}  # team: (counted submissions, newest one), as the board shows them
+    for r in rows:
+        counted, newest = counts.get(r["team"], (0, r["created_at"]))
+        counts[r["team"]] = (counted + 1, max(newest, r["created_at"]))
     for which in ("public", "private"):
         result = leaderboard(session=session, competition=row, board=which)
         assert {e.team_name: e.submission_id for e in result.entries} == reference_board(rows, which, limit)
-        scores = [e.score for e in result.entries]
-        assert scores == sorted(scores) and [e.rank for e in result.entries] == list(range(1, 13))
+        assert {e.team_name: (e.submissions_count, e.last_submitted_at) for e in result.entries} == counts
+        order = [(e.penalized, e.score) for e in result.entries]  # penalized entries rank below the rest
+        assert order == sorted(order) and [e.rank for e in result.entries] == list(range(1, 13))

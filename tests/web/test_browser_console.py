@@ -77,9 +77,9 @@ def test_api_docs_render_the_operations_without_internet(server, browser):
     assert page.blocked == [] and page.failed == []
     page.goto("/redoc")
     page.wait_for_selector("h2:has-text('Register Team')", timeout=20_000)
-    # ReDoc's footer links its maker's logo from the web: a missing image, nothing that renders the docs.
-    assert [request for request in page.blocked if not request.startswith("image ")] == []
-    assert page.failed == []
+    page.wait_for_load_state("networkidle")
+    # ReDoc's footer asks for its maker's logo from a CDN: the page's policy keeps the browser from sending it.
+    assert page.blocked == [] and page.failed == []
 
 
 def test_every_page_finds_its_favicon(server, browser):
