@@ -15,7 +15,7 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
-from server.ranking import Z_95
+from submissions.results import Z_95, interval_95
 
 WIDTH, HEIGHT = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 56, 40
@@ -88,7 +88,7 @@ def _number(value: float) -> str:
 def _interval(point: ScorePoint) -> tuple[float, float] | None:
     if point.se is None or point.penalized:
         return None
-    return point.score - Z_95 * point.se, point.score + Z_95 * point.se
+    return interval_95(point.score, point.se)
 
 
 def score_plot_svg(points: list[ScorePoint]) -> Markup:
