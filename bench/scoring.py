@@ -93,11 +93,11 @@ def prepare_data(work: Path, n: int, train: int) -> tuple[Path, Path]:
 def warm_child(args: argparse.Namespace) -> None:
     """(c): load once, warm up, then time end-to-end scoring of the PNG folders."""
     from server.competition import Competition
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
     from submissions.folders import read_class_folders
 
     competition = Competition.load(args.competition)
-    scorer = Scorer(device=args.device, precision=args.precision, engine=args.engine)
+    scorer = Scorer(FeatureExtractor(device=args.device, precision=args.precision, engine=args.engine))
     scorer.prepare(competition, progress=False)
     warm_up = {cls: images[:2] for cls, images in read_class_folders(args.generated, competition.classes).items()}
     scorer.score(competition, warm_up)
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from server.competition import Competition
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> dict:
     competition_dir, generated = prepare_data(work, args.images_per_class, args.train_per_class)
     competition = Competition.load(competition_dir)
     started = time.perf_counter()
-    Scorer(device=device).prepare(competition)  # one-time reference build (cached on disk for the runs below)
+    # one-time reference build (cached on disk for the runs below)
+    Scorer(FeatureExtractor(device=device)).prepare(competition)
     reference_build_s = time.perf_counter() - started
 
     pytorch_fid: dict = {}

@@ -77,10 +77,11 @@ class WorkerInterrupted(BaseException):
 
 
 def make_scorer(settings: Settings) -> Scorer:
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
 
-    return Scorer(device=settings.device, precision=settings.precision, weights_path=settings.fid_weights,
-                  allow_download=settings.fid_weights_download, engine=settings.fid_engine)
+    return Scorer(FeatureExtractor(device=settings.device, precision=settings.precision,
+                                   weights_path=settings.fid_weights, allow_download=settings.fid_weights_download,
+                                   engine=settings.fid_engine))
 
 
 @dataclass

@@ -133,7 +133,7 @@ def score(
     interval over fresh sample sets, as the worker does."""
     from server.competition import Competition
     from server.config import get_settings
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
 
     if (submission is None) == (images is None):
         raise typer.BadParameter("give either a submission zip or model, or --images DIR, not both")
@@ -142,9 +142,10 @@ def score(
         settings = settings.model_copy(update={"model_sample_sets": sets})
     competition = Competition.load(competition_dir)
     submitted = _read_submission(submission, images, competition, settings)
-    scorer = Scorer(device=device or settings.device, precision=precision or settings.precision,  # type: ignore[arg-type]
-                    weights_path=settings.fid_weights, allow_download=settings.fid_weights_download,
-                    engine=engine or settings.fid_engine)  # type: ignore[arg-type]
+    extractor = FeatureExtractor(device=device or settings.device, precision=precision or settings.precision,  # type: ignore[arg-type]
+                                 weights_path=settings.fid_weights, allow_download=settings.fid_weights_download,
+                                 engine=engine or settings.fid_engine)  # type: ignore[arg-type]
+    scorer = Scorer(extractor)
     sample_sets = None
     if isinstance(submitted, dict):
         report = scorer.score(competition, submitted, progress=not as_json)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 
 from server.competition import Competition
 from server.scoring.diagnostics import describe, diagnostics
-from server.scoring.features import Device, FeatureExtractor, Precision
+from server.scoring.features import FeatureExtractor
 from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
 from server.scoring.memorization import nearest_neighbours, normalized, penalize
-from server.scoring.onnx_engine import Engine
 from server.scoring.references import ClassReferences, References, load_or_build_references
 from server.scoring.uncertainty import (
     REPLICATES,
@@ -35,29 +33,12 @@ EVIDENCE_IMAGES = 4  # generated images shown next to their nearest real image
 class Scorer:
     """Scores submissions for any number of competitions with one InceptionV3 loaded once (lazily).
 
-    Settings arrive as arguments (the worker and the CLI pass theirs); the library reads no global configuration.
+    Settings arrive with the extractor (`Scorer(FeatureExtractor(device="cpu"))`; the worker and the CLI pass
+    theirs); the library reads no global configuration.
     """
 
-    def __init__(
-        self,
-        device: Device = "auto",
-        precision: Precision = "exact",
-        weights_path: str | Path | None = None,
-        *,
-        batch_size: int | None = None,
-        decode_threads: int | None = None,
-        allow_download: bool = True,
-        engine: Engine = "auto",
-    ):
-        self.extractor = FeatureExtractor(
-            device=device,
-            precision=precision,
-            weights_path=weights_path,
-            batch_size=batch_size,
-            decode_threads=decode_threads,
-            allow_download=allow_download,
-            engine=engine,
-        )
+    def __init__(self, extractor: FeatureExtractor | None = None):
+        self.extractor = extractor or FeatureExtractor()
         self._references: dict[tuple[str, str], References] = {}
         # One scoring at a time per Scorer: the server's start-up prepare() and its worker thread share it, and
         # the precision flags are process-wide.
