@@ -231,7 +231,7 @@ def _compute(session: Session, competition: CompetitionRow, board: Board, *, rev
             last_submitted_at=max(s.created_at for s in by_team[submission.team_id]),
             public_rank=before, rank_change=(before - rank) if board == "private" and rank and before else None,
             score_se=submission.score_public_se if board == "public" else submission.score_private_se,
-            class_se={cls: se for cls, c in classes.items() if (se := c.se(board)) is not None},
+            class_se={cls: float(se) for cls, c in classes.items() if (se := c.se(board)) is not None},
             interval_sets=sets.interval_sets if sets else None,
         ))
     mark_ties(entries)
