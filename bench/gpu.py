@@ -258,13 +258,13 @@ def load_competition(args: argparse.Namespace, sizes: Sizes, work: Path):
 
 
 def setup(args: argparse.Namespace, sizes: Sizes, device: torch.device, work: Path) -> tuple[Context, dict]:
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
 
     started = time.perf_counter()
     weights = fid_weights(args, work)
     competition = load_competition(args, sizes, work)
     loaded = time.perf_counter()
-    scorer = Scorer(device=device.type, weights_path=weights, allow_download=False)
+    scorer = Scorer(FeatureExtractor(device=device.type, weights_path=weights, allow_download=False))
     scorer.prepare(competition)
     context = Context(args, sizes, device, work, weights, competition, scorer)
     return context, {"competition": str(competition.root), "slug": competition.slug,
@@ -314,11 +314,11 @@ def part_scoring(ctx: Context) -> dict:
 
 
 def score_entry(ctx: Context, data: bytes, precision: str) -> dict:
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
     from submissions import SubmissionSpec, validate_zip
 
-    scorer = ctx.scorer if precision == "exact" else Scorer(device=ctx.device.type, precision=precision,
-                                                            weights_path=ctx.weights, allow_download=False)
+    scorer = ctx.scorer if precision == "exact" else Scorer(FeatureExtractor(
+        device=ctx.device.type, precision=precision, weights_path=ctx.weights, allow_download=False))
     scorer.prepare(ctx.competition, progress=False)
     spec = SubmissionSpec.from_competition(ctx.competition)
     warm = validate_zip(io.BytesIO(data), spec).images

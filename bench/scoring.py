@@ -93,11 +93,11 @@ def prepare_data(work: Path, n: int, train: int) -> tuple[Path, Path]:
 def warm_child(args: argparse.Namespace) -> None:
     """(c): load once, warm up, then time end-to-end scoring of the PNG folders."""
     from server.competition import Competition
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
     from submissions.folders import read_class_folders
 
     competition = Competition.load(args.competition)
-    scorer = Scorer(device=args.device, precision=args.precision, engine=args.engine)
+    scorer = Scorer(FeatureExtractor(device=args.device, precision=args.precision, engine=args.engine))
     scorer.prepare(competition, progress=False)
     warm_up = {cls: images[:2] for cls, images in read_class_folders(args.generated, competition.classes).items()}
     scorer.score(competition, warm_up)
@@ -133,7 +133,7 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     from server.competition import Competition
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
@@ -141,7 +141,8 @@ def run(args: argparse.Namespace) -> dict:
     competition_dir, generated = prepare_data(work, args.images_per_class, args.train_per_class)
     competition = Competition.load(competition_dir)
     started = time.perf_counter()
-    Scorer(device=device).prepare(competition)  # one-time reference build (cached on disk for the runs below)
+    # one-time reference build (cached on disk for the runs below)
+    Scorer(FeatureExtractor(device=device)).prepare(competition)
     reference_build_s = time.perf_counter() - started
 
     pytorch_fid: dict = {}
@@ -328,8 +329,8 @@ def trust_overhead(args: argparse.Namespace) -> dict:
     """Seconds the trust additions take per 2 x N entry, against the warm scoring time of the same entry."""
     import numpy as np
 
-    from server.scoring.scorer import BOOTSTRAPPED
     from server.scoring.uncertainty import REPLICATES
+    from submissions.results import RANKED_SPLITS
 
     n, rng = args.images_per_class, np.random.default_rng(0)
     device = "cpu" if args.device == "auto" else args.device
@@ -347,7 +348,7 @@ def trust_overhead(args: argparse.Namespace) -> dict:
     added_cpu = cpu["uncertainty"] + cpu["diagnostics"] + cpu["nearest_train"]
     warm = {engine: seconds + trust["distance"] for engine, seconds in network_s.items()}
     warm_cpu = {engine: seconds + cpu["distance"] for engine, seconds in network_cpu.items()}
-    return {"device": device, "images_per_class": n, "replicates": REPLICATES, "bootstrapped": list(BOOTSTRAPPED),
+    return {"device": device, "images_per_class": n, "replicates": REPLICATES, "bootstrapped": list(RANKED_SPLITS),
             "seconds": trust, "cpu_seconds": cpu, "network_s_scaled": network_s, "network_cpu_s_scaled": network_cpu,
             "warm_before_s": warm, "added_s": added, "overhead": {e: added / s for e, s in warm.items()},
             "added_cpu_s": added_cpu, "overhead_cpu": {e: added_cpu / s for e, s in warm_cpu.items()},
@@ -361,7 +362,6 @@ def class_additions(n: int, rng, device: str) -> dict[str, tuple[float, float]]:
     from server.scoring.diagnostics import diagnostics
     from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
     from server.scoring.memorization import nearest_neighbours, normalized
-    from server.scoring.scorer import BOOTSTRAPPED
     from server.scoring.uncertainty import (
         REPLICATES,
         frechet_replicates,
@@ -369,6 +369,7 @@ def class_additions(n: int, rng, device: str) -> dict[str, tuple[float, float]]:
         penalized_replicates,
         reference_factor,
     )
+    from submissions.results import RANKED_SPLITS
     from tests.utils.competition import random_images
 
     pool3 = lambda rows: rng.gamma(0.6, 0.5, size=(rows, 2048))  # noqa: E731  (non-negative, like pool3)
@@ -380,7 +381,7 @@ def class_additions(n: int, rng, device: str) -> dict[str, tuple[float, float]]:
     counts, nearest = half_sample_counts(n, REPLICATES, seed=1), np.full(n, 0.3)
 
     def intervals() -> None:
-        for split in BOOTSTRAPPED:
+        for split in RANKED_SPLITS:
             raw = frechet_replicates(stats[split], reference_factor(stats[split], test[split]), generated, counts,
                                      device)
             penalized_replicates(raw, nearest, counts, eps=0.1)

@@ -97,6 +97,8 @@ def make_competition(data_dir: Path, images_per_class: int) -> Path:
 
 def seed_scored(database: Database, root: Path, submissions: int, teams: int) -> tuple[float, list[str]]:
     """Insert scored submissions spread over teams (one bulk insert); returns seconds and the teams' tokens."""
+    from tests.utils.server_factories import class_result
+
     started = time.perf_counter()
     rng = np.random.default_rng(0)
     with database.session() as session:
@@ -107,8 +109,8 @@ def seed_scored(database: Database, root: Path, submissions: int, teams: int) ->
         rows = []
         for i in range(submissions):
             public, private = rng.uniform(50, 400, size=2)
-            per_class = {cls: {"fid_public": public / 2, "fid_private": private / 2, "penalized": False}
-                         for cls in ("with_mask", "without_mask")}
+            per_class = dict.fromkeys(("with_mask", "without_mask"),
+                                      class_result(public / 2, private / 2).model_dump(mode="json"))
             rows.append({
                 "competition_id": row.id, "team_id": team_ids[i % teams], "sha256": uuid.uuid4().hex * 2,
                 "size_bytes": 1, "message": "", "status": SubmissionStatus.scored, "attempts": 1,

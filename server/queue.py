@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -34,6 +32,7 @@ from server.db import (
 )
 from server.db.models import ACTIVE_BUILD_STATUSES, ACTIVE_STATUSES
 from server.errors import Conflict, NotFound
+from submissions.results import SubmissionResult
 
 S = SubmissionStatus
 WORKER_LOST = "worker lost"
@@ -150,27 +149,6 @@ def still_holds(*, session: Session, submission_id: int, worker_id: str) -> bool
     return status == S.scoring and holder == worker_id
 
 
-@dataclass(frozen=True)
-class ScoreFields:
-    """The score columns a scored submission stores (the worker maps a ScoreReport to them: `score_fields`)."""
-
-    score_public: float
-    score_private: float
-    score_all: float
-    penalized: bool
-    class_scores: dict[str, Any]
-    timings: dict[str, Any]
-    device: str
-    precision: str
-    scorer_version: str
-    weights_sha256: str
-    score_public_se: float | None = None
-    score_private_se: float | None = None
-    score_all_se: float | None = None
-    sample_sets: dict[str, Any] | None = None  # model submissions only (server.worker.score_sample_sets)
-
-
-
 def record_progress(*, session: Session, submission_id: int, worker_id: str, progress: str) -> bool:
     """What the worker is doing on a submission it holds, for the status box; False if it no longer holds it."""
     held = session.execute(
@@ -185,21 +163,21 @@ def record_progress(*, session: Session, submission_id: int, worker_id: str, pro
 
 
 def finish_scored(
-    *, session: Session, submission_id: int, worker_id: str, scores: ScoreFields, now: datetime | None = None
+    *, session: Session, submission_id: int, worker_id: str, result: SubmissionResult, now: datetime | None = None
 ) -> bool:
-    """Store the scores and mark the submission scored; False if this worker no longer holds it."""
+    """Store the result and mark the submission scored; False if this worker no longer holds it."""
     now = now or utcnow()
     begin_write(session)
     submission = _held_by(session, submission_id, worker_id)
     if submission is None:
         session.commit()
         return False
-    for field, value in scores.__dict__.items():
-        setattr(submission, field, value)
+    for column, value in result.columns().items():
+        setattr(submission, column, value)
     submission.finished_at = now
     seconds = (now - submission.started_at).total_seconds() if submission.started_at else 0.0
     # A penalized score is up to 10^15 x the FID: the history says what happened, the scores table the numbers.
-    outcome = "penalized for memorization" if scores.penalized else f"{scores.score_public:.3f} (public)"
+    outcome = "penalized for memorization" if result.penalized else f"{result.score_public:.3f} (public)"
     transition(session, submission, S.scored, f"scored in {seconds:.1f} s: {outcome}", now=now, worker_id=worker_id)
     bump_board_version(session, submission.competition_id)
     session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(current_submission_id=None))

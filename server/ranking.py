@@ -17,7 +17,7 @@ Rules, in one place:
   fresh sample sets of one generator the rule ties two sets ~95% of the time, and tells apart two generators whose
   FIDs differ by 3 standard errors of the difference most of the time (bench/calibration.py, docs/BENCHMARKS.md).
   A model submission's se is measured instead: the standard deviation of its score over fresh sample sets
-  (`interval_sets` of them, server.worker.with_sample_set_interval), the same quantity.
+  (`interval_sets` of them, submissions.results.SubmissionResult.with_sample_sets), the same quantity.
   Interval overlap would be the simpler rule but is too lenient: two 95% intervals overlap up to
   |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a tie.
   Entries scored before the intervals existed (se unknown) are never marked.
@@ -35,7 +35,6 @@ import csv
 import io
 from collections.abc import Callable, Hashable
 from datetime import datetime
-from statistics import NormalDist
 from typing import Any, Literal, Protocol, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -46,9 +45,9 @@ from sqlalchemy.orm import Session
 from server.competition import load_competition
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utcnow
 from server.errors import Forbidden
+from submissions.results import Z_95, ClassResult, ResultView, SampleSets, Viewer, interval_95, interval_label
 
 Board = Literal["public", "private"]
-Z_95 = NormalDist().inv_cdf(0.975)  # 95% intervals are score +- Z_95 standard errors (as server.scoring.uncertainty)
 T = TypeVar("T")
 PRIVATE_HIDDEN = "The private leaderboard is hidden until the organizer reveals it after the deadline."
 
@@ -106,7 +105,18 @@ def board_visible(board: Board, *, revealed: bool, is_admin: bool) -> bool:
 
 
 def private_board_visible(competition: CompetitionRow, *, is_admin: bool) -> bool:
-    return board_visible("private", revealed=competition.private_revealed_at is not None, is_admin=is_admin)
+    return viewer_of(competition, is_admin=is_admin).sees_private
+
+
+def viewer_of(competition: CompetitionRow, *, is_admin: bool) -> Viewer:
+    """Who looks at a submission of this competition (one the server lets them see: their own, or as organizer)."""
+    return Viewer(organizer=is_admin, private_revealed=competition.private_revealed_at is not None)
+
+
+def result_seen(submission: Submission, *, is_admin: bool) -> ResultView | None:
+    """The submission's result as the viewer may see it, for the API and the pages alike; None before scoring."""
+    result = submission.result()
+    return result.seen_by(viewer_of(submission.team.competition, is_admin=is_admin)) if result else None
 
 
 def leaderboard(*, session: Session, competition: CompetitionRow, board: Board = "public",
@@ -236,19 +246,22 @@ def _compute(session: Session, competition: CompetitionRow, board: Board, *, rev
     entries = []
     for rank, score, submission in ranked:
         before, team, detail = public_rank.get(submission.team_id), teams[submission.team_id], details[submission.id]
+        # Constructed, not validated: the worker validated these rows when it stored them (SubmissionResult), and
+        # re-validating every shown entry's evidence lists made a board of 250 teams ~40 ms slower to compute.
+        classes = {cls: ClassResult.model_construct(**values) for cls, values in (detail.class_scores or {}).items()}
+        sets = SampleSets.model_construct(**detail.sample_sets) if detail.sample_sets else None
         entries.append(LeaderboardEntry(
             rank=rank, team_id=submission.team_id, team_name=team.name, is_baseline=team.is_baseline,
             submission_id=submission.id, score=score,
-            class_scores={cls: float(values.get(f"fid_{board}", 0.0)) for cls, values in
-                          (detail.class_scores or {}).items()},
+            class_scores={cls: c.fid(board) for cls, c in classes.items()},
             penalized=bool(detail.penalized), submitted_at=submission.created_at,
-            penalized_classes=[cls for cls, values in (detail.class_scores or {}).items() if values.get("penalized")],
+            penalized_classes=[cls for cls, c in classes.items() if c.penalized],
             submissions_count=picks[submission.team_id].team_submissions,
             last_submitted_at=picks[submission.team_id].team_last_at,
             public_rank=before, rank_change=(before - rank) if board == "private" and rank and before else None,
-            score_se=getattr(submission, f"score_{board}_se"),
-            class_se=_class_standard_errors(detail.class_scores, board),
-            interval_sets=interval_sets(detail.sample_sets),
+            score_se=submission.score_public_se if board == "public" else submission.score_private_se,
+            class_se={cls: float(se) for cls, c in classes.items() if (se := c.se(board)) is not None},
+            interval_sets=sets.interval_sets if sets else None,
         ))
     mark_ties(entries)
     return Leaderboard(competition=competition.slug, board=board, revealed=revealed, generated_at=utcnow(),
@@ -275,24 +288,6 @@ class SafeCsvWriter:
         self._writer.writerow([spreadsheet_safe(cell) for cell in row])
 
 
-def _class_standard_errors(class_scores: dict | None, board: Board) -> dict[str, float]:
-    return {cls: float(values[f"se_{board}"]) for cls, values in (class_scores or {}).items()
-            if values.get(f"se_{board}") is not None}
-
-
-def interval_sets(sample_sets: dict[str, Any] | None) -> int | None:
-    """How many sample sets a model submission's standard errors were measured over; None when they come from the
-    half-sampling over the images (an image submission, a model sampled once, or one scored before this existed)."""
-    if not sample_sets or sample_sets.get("interval") != "sample sets":
-        return None
-    return len(sample_sets["seeds"])
-
-
-def interval_label(sets: int | None) -> str:
-    """What a ± was computed over, in words."""
-    return "half-sampling over the images" if sets is None else f"over {sets} sample sets"
-
-
 def statistically_tied(score_a: float, se_a: float | None, score_b: float, se_b: float | None) -> bool:
     """Whether two independent scores are within 1.96 standard errors of their difference of each other."""
     if se_a is None or se_b is None:
@@ -315,7 +310,7 @@ def _uncertainty_csv_header() -> list[str]:
 def _uncertainty_csv_cells(entry: LeaderboardEntry) -> list[str]:
     if entry.score_se is None:
         return ["", "", "", str(int(entry.tied_above)), ""]
-    low, high = entry.score - Z_95 * entry.score_se, entry.score + Z_95 * entry.score_se
+    low, high = interval_95(entry.score, entry.score_se) or (entry.score, entry.score)
     return [f"{entry.score_se:.6f}", f"{low:.6f}", f"{high:.6f}", str(int(entry.tied_above)),
             interval_label(entry.interval_sets)]
 

@@ -25,7 +25,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
-from server.errors import UploadTooLarge
+from server.errors import NotFound, UploadTooLarge
 
 CHUNK = 1024 * 1024
 GRID_SIDE = 8
@@ -89,6 +89,15 @@ def store_upload(data_dir: Path, temporary: Path, sha256: str, suffix: str = ".z
 
 def grid_path(data_dir: Path, submission_id: int, cls: str) -> Path:
     return Path(data_dir) / "grids" / str(submission_id) / f"{cls}.png"
+
+
+def sample_grid_file(data_dir: Path, submission_id: int, cls: str, classes: list[str]) -> Path:
+    """The stored sample grid of one of the competition's classes (the API's and the page's one check, after the
+    submission's own visibility check); NotFound for any other name or before scoring."""
+    path = grid_path(data_dir, submission_id, cls)
+    if cls not in classes or not path.is_file():
+        raise NotFound(f"No sample grid for class '{cls}' of submission {submission_id} (written after scoring).")
+    return path
 
 
 def evidence_path(data_dir: Path, submission_id: int, cls: str, image: int) -> Path:

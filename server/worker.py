@@ -19,7 +19,7 @@ import logging
 import signal
 import threading
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +31,6 @@ from server.config import Settings
 from server.db import Database, Submission, utcnow
 from server.db.crud import MODEL_FAILED, list_competitions
 from server.queue import (
-    ScoreFields,
     claim_next_submission,
     finish_failed,
     finish_scored,
@@ -47,7 +46,6 @@ from server.queue import (
 )
 from server.reference_builds import claim_next_build, release_build, request_build, requeue_stale_builds
 from server.reference_worker import run_build
-from server.scoring.references import SPLITS
 from server.storage import (
     grid_path,
     model_path,
@@ -58,11 +56,12 @@ from server.storage import (
     write_evidence_images,
     write_sample_grid,
 )
+from submissions.results import SampleSets, ScoreReport
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from server.scoring import Scorer, ScoreReport
+    from server.scoring import Scorer
     from submissions import SubmissionSpec
 
 log = logging.getLogger("arena.worker")
@@ -78,10 +77,11 @@ class WorkerInterrupted(BaseException):
 
 
 def make_scorer(settings: Settings) -> Scorer:
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
 
-    return Scorer(device=settings.device, precision=settings.precision, weights_path=settings.fid_weights,
-                  allow_download=settings.fid_weights_download, engine=settings.fid_engine)
+    return Scorer(FeatureExtractor(device=settings.device, precision=settings.precision,
+                                   weights_path=settings.fid_weights, allow_download=settings.fid_weights_download,
+                                   engine=settings.fid_engine))
 
 
 @dataclass
@@ -264,15 +264,16 @@ class Worker:
             write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), images)
             closest = report.classes[cls].nearest_train + report.classes[cls].nearest_any
             write_evidence_images(self.settings.data_dir, submission.id, cls, images, [n.image for n in closest])
-        scores = score_fields(report.model_dump(mode="json"))
+        result = report.result()
         if is_model:
-            sets = score_sample_sets(model_path(self.settings.data_dir, submission.sha256), spec, self.settings,
-                                     self.scorer, competition, seed=submission_seed(self.settings, submission.sha256),
-                                     first=report, stage=stage, tag=self.job_tag(), cancelled=self.lost_current)
-            scores = with_sample_set_interval(scores, sets)
+            sets = score_sample_sets(
+                model_path(self.settings.data_dir, submission.sha256), spec, self.settings, self.scorer, competition,
+                seed=submission_seed(self.settings, submission.sha256), first=report, stage=stage,
+                tag=self.job_tag(), cancelled=self.lost_current)
+            result = result.with_sample_sets(sets)
         with self.database.session() as session:
             kept = finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
-                                 scores=scores, now=utcnow())
+                                 result=result, now=utcnow())
         if not kept:
             log.warning("submission %s was cancelled or requeued while scoring; result discarded", submission.id)
 
@@ -350,9 +351,9 @@ def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, devi
 
 def score_sample_sets(model: Path, spec: SubmissionSpec, settings: Settings, scorer: Scorer, competition: Any, *,
                       seed: int, first: ScoreReport, stage: Callable[[str], None] = lambda _: None, tag: str = "",
-                      cancelled: threading.Event | None = None) -> dict[str, Any]:
+                      cancelled: threading.Event | None = None) -> SampleSets:
     """Score model_sample_sets - 1 more image sets (seeds seed + 1, ...) after the first: the spread of the model's
-    score measured over fresh samples, not estimated by a bootstrap of one set. The extra images are dropped.
+    score measured over fresh samples, not estimated by a half-sampling of one set. The extra images are dropped.
     `stage` hears which set and step it is on (the status box shows it)."""
     reports = [first]
     total = settings.model_sample_sets
@@ -362,65 +363,7 @@ def score_sample_sets(model: Path, spec: SubmissionSpec, settings: Settings, sco
                                cancelled=cancelled)
         stage(f"sample set {offset + 1} of {total}: scoring")
         reports.append(scorer.score(competition, images))
-    return sample_set_summary(reports, seeds=[seed + k for k in range(len(reports))])
-
-
-def sample_set_summary(reports: list[ScoreReport], *, seeds: list[int]) -> dict[str, Any]:
-    """Each split's scores over the sets with mean and standard deviation, and each class's standard deviation
-    (`class_std`, moved into the class scores by `with_sample_set_interval`)."""
-    summary: dict[str, Any] = {"method": "fresh sample sets", "seeds": seeds}
-    for split in SPLITS:
-        summary |= spread(split, [getattr(r, f"score_{split}") for r in reports])
-    summary["class_std"] = {
-        cls: {split: standard_deviation([getattr(r.classes[cls], f"fid_{split}") for r in reports]) for split in SPLITS}
-        for cls in reports[0].classes}
-    return summary
-
-
-def with_sample_set_interval(scores: ScoreFields, summary: dict[str, Any]) -> ScoreFields:
-    """A model submission's columns: the score stays the first set's (the kept images: grids, per-class table,
-    memorization evidence and rescoring all describe that set), its standard errors become the standard deviation
-    of the score over the sample sets: how far one set's score moves when the model is sampled again, the very
-    quantity the bootstrap estimates for an image submission, so the boards' tie rule compares like with like.
-    With one set there is no spread to measure and the bootstrap stays.
-
-    Every model submission is also a calibration sample: `estimated_se` keeps what the half-sampling estimator
-    (server/scoring/uncertainty.py) said for set 1, per split and class, beside the sets' measured spread."""
-    sets = {key: value for key, value in summary.items() if key != "class_std"}
-    sets["estimated_se"] = {
-        **{split: getattr(scores, f"score_{split}_se") for split in SPLITS if split != "all"},
-        "classes": {cls: {split: values.get(f"se_{split}") for split in SPLITS if split != "all"}
-                    for cls, values in scores.class_scores.items()}}
-    if len(sets["seeds"]) < 2:
-        return replace(scores, sample_sets=sets)
-    classes = {cls: {**values, **{f"se_{split}": summary["class_std"][cls][split] for split in SPLITS}}
-               for cls, values in scores.class_scores.items()}
-    return replace(scores, class_scores=classes, sample_sets={**sets, "interval": "sample sets"},
-                   **{f"score_{split}_se": sets[f"{split}_std"] for split in SPLITS})
-
-
-def standard_deviation(values: list[float]) -> float:
-    """The sample standard deviation (n - 1); 0 for one value."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
-def spread(name: str, scores: list[float]) -> dict[str, Any]:
-    """{name: scores, name_mean, name_std} over the sample sets."""
-    return {name: [float(v) for v in scores], f"{name}_mean": float(np.mean(scores)),
-            f"{name}_std": standard_deviation(scores)}
-
-
-def score_fields(report: dict[str, Any]) -> ScoreFields:
-    """The database columns of a scorer's report (`ScoreReport.model_dump(mode="json")`)."""
-    classes = report["classes"]
-    return ScoreFields(
-        score_public=float(report["score_public"]), score_private=float(report["score_private"]),
-        score_all=float(report["score_all"]), penalized=any(c["penalized"] for c in classes.values()),
-        class_scores=classes, timings=report.get("timings", {}), device=str(report.get("device", "")),
-        precision=str(report.get("precision", "")), scorer_version=str(report.get("scorer_version", "")),
-        weights_sha256=str(report.get("weights_sha256", "")),
-        **{f"score_{split}_se": report.get(f"se_{split}") for split in ("public", "private", "all")},
-    )
+    return SampleSets.of_reports(reports, seeds=[seed + k for k in range(len(reports))])
 
 
 class ShutdownSignals:

@@ -115,9 +115,10 @@ def submit(
                                                 "server for the competition's format.", file_okay=False),
 ) -> None:
     """Validate a zip or model locally, upload it, and optionally wait for its score."""
-    from submissions.client import ArenaClient, format_report, format_score_table, resolve_token
+    from submissions.client import ArenaClient, format_report, resolve_token
     from submissions.model import validate_submission
     from submissions.report import SubmissionError, SubmissionInvalid
+    from submissions.results import score_table
 
     try:
         resolved = resolve_token(server, token)
@@ -134,7 +135,7 @@ def submit(
         typer.echo(f"Submission {created.get('id')} accepted: {created.get('status')}. {_quota_text(created)}")
         if wait:
             final = client.wait(created["id"], on_status=lambda s: typer.echo(f"  status: {s.get('status')}"))
-            typer.echo(format_score_table(final))
+            typer.echo(score_table(final))
             raise typer.Exit(0 if final.get("status") == "scored" else 1)
     except SubmissionError as exc:
         raise _fail(str(exc)) from exc

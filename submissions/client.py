@@ -17,7 +17,6 @@ import tomllib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from statistics import NormalDist
 from typing import Any, BinaryIO
 
 import httpx
@@ -29,8 +28,6 @@ from submissions.spec import SubmissionSpec
 
 TOKEN_ENV = "ARENA_TOKEN"
 FINAL_STATUSES = {"scored", "failed", "cancelled"}
-SPLITS = ("public", "private")  # the boards' splits; private values arrive after the reveal
-Z_95 = NormalDist().inv_cdf(0.975)  # as server.ranking.Z_95 (this package imports nothing from the server)
 
 
 class SubmitError(SubmissionError):
@@ -312,73 +309,3 @@ class ArenaClient:
                 raise SubmitError(f"Submission {submission_id} is still '{last}' after {timeout:.0f} s; check it "
                                   f"later at {self.server}/api/submissions/{submission_id}.")
             time.sleep(poll_seconds)
-
-
-def _class_scores(submission: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """Per-class scores: `class_scores` in the API's SubmissionPublic, `classes` in a ScoreReport dump."""
-    scores = submission.get("class_scores") or submission.get("classes")
-    return scores if isinstance(scores, Mapping) and scores else None
-
-
-def _number(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, int | float) else "hidden" if value is None else str(value)
-
-
-def _with_interval(value: Any, se: Any) -> str:
-    """`123.456 ± 4.321` (the half-width of the 95% interval) when the standard error is known, else the number."""
-    if isinstance(value, int | float) and isinstance(se, int | float):
-        return f"{value:.3f} ± {Z_95 * se:.3f}"
-    return _number(value)
-
-
-def _total_se(submission: Mapping[str, Any], split: str) -> Any:
-    """The API names the totals' standard errors score_<split>_se, a ScoreReport dump se_<split>."""
-    se = submission.get(f"score_{split}_se")
-    return submission.get(f"se_{split}") if se is None else se
-
-
-def format_score_table(submission: Mapping[str, Any]) -> str:
-    """Per-class FID with its 95% interval (public, private when revealed), memorization distance and the totals."""
-    status = submission.get("status", "?")
-    classes = _class_scores(submission)
-    if classes is None:
-        reason = submission.get("error") or ""
-        return f"Submission {submission.get('id', '?')}: {status}" + (f" ({reason})" if reason else "")
-    rows: list[tuple[str, ...]] = [("class", "FID public", "FID private", "memorization d", "eps", "penalized")]
-    for cls, score in classes.items():
-        rows.append((cls, *(_class_cell(score, split) for split in SPLITS),
-                     _number(score.get("memorization_distance")), _number(score.get("memorization_eps")),
-                     "YES" if score.get("penalized") else "no"))
-    penalized = any(score.get("penalized") for score in classes.values())
-    rows.append(("total", *(_total_cell(submission, classes, split, penalized) for split in SPLITS), "", "", ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    note = "\n± is the half-width of a 95% interval: how far the score may move on a fresh sample of your generator."
-    has_interval = any("±" in cell for row in rows for cell in row)
-    if penalized:
-        note = (note if has_interval else "") + PENALIZED_NOTE
-    return (f"Submission {submission.get('id', '?')}: {status}\n" + "\n".join(lines)
-            + (note if has_interval or penalized else ""))
-
-
-PENALIZED_NOTE = ("\npenalized: the images are too close to real ones (memorization distance d < eps), so the FID was "
-                  "divided by d and the entry ranks below every unpenalized one; the raw FID is shown, the exact "
-                  "penalized numbers are in --json.")
-
-
-def _class_cell(score: Mapping[str, Any], split: str) -> str:
-    """A class's FID with its interval; a penalized one as the word and its raw FID (the product is up to 10^15x)."""
-    if score.get(f"fid_{split}") is None or not score.get("penalized"):
-        return _with_interval(score.get(f"fid_{split}"), score.get(f"se_{split}"))
-    raw = score.get(f"raw_fid_{split}")
-    return f"penalized (raw {raw:.3f})" if isinstance(raw, int | float) else "penalized"
-
-
-def _total_cell(submission: Mapping[str, Any], classes: Mapping[str, Any], split: str, penalized: bool) -> str:
-    if submission.get(f"score_{split}") is None or not penalized:
-        return _with_interval(submission.get(f"score_{split}"), _total_se(submission, split))
-    raw = [score.get(f"raw_fid_{split}") for score in classes.values()]
-    if all(isinstance(value, int | float) for value in raw):
-        return f"penalized (raw {sum(raw):.3f})"
-    return "penalized"

@@ -13,31 +13,7 @@ from server.config import Settings
 from server.console import EDITABLE, SCORE_FIELDS
 from server.db import CompetitionRow, Submission, SubmissionEvent, Team
 from server.db.crud import Quota
-from server.ranking import Z_95, interval_label, interval_sets
-
-# Per-class values that reveal the private split (fid_all mixes it in); hidden from teams until the reveal.
-# se_all: from model submissions' sample sets and reports of scorer 1.1 (1.2 bootstraps the ranked splits only).
-PRIVATE_CLASS_FIELDS = ("fid_private", "raw_fid_private", "fid_all", "raw_fid_all", "se_private", "se_all")
-# Per-class values that name held-out test images (the nearest real image may be one): organizers only, always.
-ORGANIZER_CLASS_FIELDS = ("nearest_any",)
-
-
-def visible_class_scores(
-    classes: dict[str, dict[str, Any]] | None, *, show_private: bool, organizer: bool
-) -> dict[str, dict[str, Any]] | None:
-    """A submission's per-class values without what the viewer may not see."""
-    hidden = (() if show_private else PRIVATE_CLASS_FIELDS) + (() if organizer else ORGANIZER_CLASS_FIELDS)
-    if classes is None:
-        return None
-    return {c: {k: v for k, v in values.items() if k not in hidden} for c, values in classes.items()}
-
-
-def interval_95(score: float | None, se: float | None) -> list[float] | None:
-    """[low, high] of the 95% interval (score +- 1.96 se); None when either is unknown."""
-    if score is None or se is None:
-        return None
-    return [score - Z_95 * se, score + Z_95 * se]
-
+from submissions.results import ResultView, interval_95
 
 
 class ErrorBody(BaseModel):
@@ -194,12 +170,6 @@ class SubmissionEventPublic(BaseModel):
                    worker_id=event.worker_id, created_at=event.created_at)
 
 
-def _visible_sample_sets(sample_sets: dict[str, Any] | None, show_private: bool) -> dict[str, Any] | None:
-    if sample_sets is None or show_private:
-        return sample_sets
-    return {k: v for k, v in sample_sets.items() if not k.startswith(("private", "all"))}  # all mixes private in
-
-
 class SubmissionPublic(BaseModel):
     id: int
     competition: str
@@ -246,35 +216,42 @@ class SubmissionPublic(BaseModel):
     events: list[SubmissionEventPublic]
 
     @classmethod
-    def build(
-        cls, submission: Submission, *, show_private: bool, grid_url: str, organizer: bool = False
-    ) -> SubmissionPublic:
-        classes = visible_class_scores(submission.class_scores, show_private=show_private, organizer=organizer)
-        private_se = submission.score_private_se if show_private else None
+    def build(cls, submission: Submission, *, view: ResultView | None, grid_url: str) -> SubmissionPublic:
+        """The submission as the viewer may see it (`view`: its result seen by them; None before it is scored)."""
         return cls(
-            score_public_se=submission.score_public_se,
-            score_public_interval=interval_95(submission.score_public, submission.score_public_se),
-            score_private_se=private_se,
-            score_private_interval=interval_95(submission.score_private, private_se),
-            interval=(interval_label(interval_sets(submission.sample_sets))
-                      if submission.score_public_se is not None else None),
-            interval_sets=interval_sets(submission.sample_sets),
-            id=submission.id, competition=submission.team.competition.slug, team_id=submission.team_id,
+            **_result_fields(view), id=submission.id, competition=submission.team.competition.slug,
+            team_id=submission.team_id,
             team_name=submission.team.name, sha256=submission.sha256, size_bytes=submission.size_bytes,
             message=submission.message, status=submission.status, attempts=submission.attempts,
             created_at=submission.created_at, updated_at=submission.updated_at, started_at=submission.started_at,
-            finished_at=submission.finished_at, error=submission.error, score_public=submission.score_public,
-            score_private=submission.score_private if show_private else None,
-            score_all=submission.score_all if show_private else None, penalized=submission.penalized,
+            finished_at=submission.finished_at, error=submission.error,
             progress=submission.progress if submission.status == "scoring" else None,
-            class_scores=classes, timings=submission.timings, device=submission.device,
-            sample_sets=_visible_sample_sets(submission.sample_sets, show_private),
+            timings=submission.timings, device=submission.device,
             precision=submission.precision, scorer_version=submission.scorer_version,
             worker_id=submission.worker_id, selected_final=submission.selected_final,
             disqualified=submission.disqualified_at is not None, disqualified_reason=submission.disqualified_reason,
             grids={c: grid_url.format(cls=c) for c in (submission.class_scores or {})},
             events=[SubmissionEventPublic.build(e) for e in submission.events],
         )
+
+
+def _result_fields(view: ResultView | None) -> dict[str, Any]:
+    """SubmissionPublic's score fields: what the viewer may see of the result (all null before there is one)."""
+    if view is None:
+        return dict.fromkeys(("score_public", "penalized", "class_scores"))
+    result = view.result
+    return {
+        "score_public": view.score("public"), "score_private": view.score("private"), "score_all": view.score("all"),
+        "score_public_se": view.se("public"), "score_private_se": view.se("private"),
+        "score_public_interval": _listed(interval_95(view.score("public"), view.se("public"))),
+        "score_private_interval": _listed(interval_95(view.score("private"), view.se("private"))),
+        "interval": result.interval_label, "interval_sets": result.interval_sets, "penalized": result.penalized,
+        "class_scores": view.class_scores(), "sample_sets": view.sample_sets(),
+    }
+
+
+def _listed(interval: tuple[float, float] | None) -> list[float] | None:
+    return list(interval) if interval is not None else None
 
 
 class SubmissionsPublic(BaseModel):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from server.scoring.references import SPLITS
-from server.scoring.scorer import BOOTSTRAPPED
+if TYPE_CHECKING:
+    from submissions.results import SampleSets, ScoreReport
 
 weights_app = typer.Typer(help="FID Inception weights: where they come from, offline import, verification.",
                           no_args_is_help=True)
@@ -132,7 +133,7 @@ def score(
     interval over fresh sample sets, as the worker does."""
     from server.competition import Competition
     from server.config import get_settings
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
 
     if (submission is None) == (images is None):
         raise typer.BadParameter("give either a submission zip or model, or --images DIR, not both")
@@ -141,9 +142,10 @@ def score(
         settings = settings.model_copy(update={"model_sample_sets": sets})
     competition = Competition.load(competition_dir)
     submitted = _read_submission(submission, images, competition, settings)
-    scorer = Scorer(device=device or settings.device, precision=precision or settings.precision,  # type: ignore[arg-type]
-                    weights_path=settings.fid_weights, allow_download=settings.fid_weights_download,
-                    engine=engine or settings.fid_engine)  # type: ignore[arg-type]
+    extractor = FeatureExtractor(device=device or settings.device, precision=precision or settings.precision,  # type: ignore[arg-type]
+                                 weights_path=settings.fid_weights, allow_download=settings.fid_weights_download,
+                                 engine=engine or settings.fid_engine)  # type: ignore[arg-type]
+    scorer = Scorer(extractor)
     sample_sets = None
     if isinstance(submitted, dict):
         report = scorer.score(competition, submitted, progress=not as_json)
@@ -152,7 +154,7 @@ def score(
     else:
         report, interval, sample_sets = _score_model(submitted, competition, settings, scorer, seed)
     if as_json:
-        extra = {"sample_sets": sample_sets} if sample_sets else {}
+        extra = {"sample_sets": _sets_json(sample_sets)} if sample_sets else {}
         typer.echo(json.dumps(report.model_dump(mode="json") | extra, indent=1))
     else:
         typer.echo(_report_table(report, interval, sample_sets))
@@ -187,6 +189,7 @@ def _score_model(model, competition, settings, scorer, seed: int | None):
     standard errors, what its intervals are over, and the sets' scores."""
     from server.worker import ModelFailed, sample_images, score_sample_sets, submission_seed
     from submissions import SubmissionSpec
+    from submissions.results import SPLITS
 
     spec = SubmissionSpec.from_competition(competition.config, **settings.zip_limits)
     first_seed = submission_seed(settings, model.sha256) if seed is None else seed
@@ -197,53 +200,33 @@ def _score_model(model, competition, settings, scorer, seed: int | None):
     except ModelFailed as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from exc
-    if len(sets["seeds"]) < 2:
+    if not sets.measured:
         return report, "a 95% half-sampling interval over the generated images (one sample set: no spread)", None
-    # The report's standard errors become the sets' spread, as the worker stores them (the table's `all` column
-    # reads the spread from the sets: the report bootstraps only the ranked splits).
+    # The report's standard errors become the sets' spread, as the worker stores them.
     report = report.model_copy(update={
-        "classes": {cls: c.model_copy(update={f"se_{x}": sets["class_std"][cls][x] for x in BOOTSTRAPPED})
-                    for cls, c in report.classes.items()},
-        **{f"se_{x}": sets[f"{x}_std"] for x in BOOTSTRAPPED}})
-    scores = "; ".join(f"{x} " + ", ".join(f"{v:.3f}" for v in sets[x]) for x in SPLITS)
-    return report, (f"a 95% interval over {len(sets['seeds'])} sample sets (1.96 x the standard deviation of their "
+        "classes": {cls: c.with_errors(sets.class_std[cls]) for cls, c in report.classes.items()},
+        "se_public": sets.std("public"), "se_private": sets.std("private")})
+    scores = "; ".join(f"{x} " + ", ".join(f"{v:.3f}" for v in sets.scores(x)) for x in SPLITS)
+    return report, (f"a 95% interval over {len(sets.seeds)} sample sets (1.96 x the standard deviation of their "
                     f"scores; the score is the first set's). Sets: {scores}"), sets
 
 
-def _with_interval(score: float, se: float | None) -> str:
-    from server.ranking import Z_95
+def _sets_json(sets: SampleSets) -> dict:
+    """The sample sets as `--json` prints them: with each class's standard deviation (the stored row has it in
+    the class scores' standard errors)."""
+    return sets.model_dump(mode="json") | {"class_std": sets.class_std}
 
-    return f"{score:.3f}" if se is None else f"{score:.3f} ± {Z_95 * se:.3f}"
 
+def _report_table(report: ScoreReport, interval: str, sample_sets: SampleSets | None = None) -> str:
+    """The report as the one score table, every split; `±` of "all" only from a model's sample sets (no board
+    ranks it, so the scorer does not half-sample it)."""
+    from submissions.results import SPLITS, score_table
 
-def _report_table(report, interval: str, sample_sets: dict | None = None) -> str:
-    """The report as a table; `±` from the sample sets' spread when given (a model), else the report's bootstrap."""
-    from io import StringIO
-
-    from rich.console import Console
-    from rich.table import Table
-
-    def se(cls: str | None, split: str) -> float | None:
-        if sample_sets is not None:
-            return sample_sets[f"{split}_std"] if cls is None else sample_sets["class_std"][cls][split]
-        return getattr(report if cls is None else report.classes[cls], f"se_{split}", None)
-
-    table = Table(title=f"FID (scorer {report.scorer_version}, {report.device}, {report.engine}, {report.precision})")
-    for column in ("class", "public", "private", "all", "memorization d", "eps", "penalized", "images"):
-        table.add_column(column, justify="left" if column == "class" else "right")
-    for cls, s in report.classes.items():
-        table.add_row(cls, *(_with_interval(getattr(s, f"fid_{x}"), se(cls, x)) for x in SPLITS),
-                      f"{s.memorization_distance:.4f}", f"{s.memorization_eps:.4f}", "yes" if s.penalized else "no",
-                      str(s.n_images))
-    totals = (_with_interval(getattr(report, f"score_{x}"), se(None, x)) for x in SPLITS)
-    table.add_row("score", *totals, "", "", "", "", style="bold")
-    buffer = StringIO()
-    console = Console(file=buffer, width=130)
-    console.print(table)
-    console.print(f"± is the half-width of {interval}.")
-    for cls, s in report.classes.items():
-        if s.diagnosis:
-            console.print(f"{cls}: {s.diagnosis}")
-    console.print("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()))
-    console.print(f"weights sha256 {report.weights_sha256}")
-    return buffer.getvalue().rstrip()
+    shown = report.model_dump(mode="json") | ({"se_all": sample_sets.std("all")} if sample_sets else {})
+    lines = [score_table(shown, SPLITS, title=f"FID (scorer {report.scorer_version}, {report.device}, {report.engine}, "
+                         f"{report.precision})", interval_note=f"± is the half-width of {interval}.")]
+    lines.append("images per class: " + ", ".join(f"{cls} {c.n_images}" for cls, c in report.classes.items()))
+    lines += [f"{cls}: {c.diagnosis}" for cls, c in report.classes.items() if c.diagnosis]
+    lines.append("timings (s): " + ", ".join(f"{k} {v:.2f}" for k, v in report.timings.items()))
+    lines.append(f"weights sha256 {report.weights_sha256}")
+    return "\n".join(lines)

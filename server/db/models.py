@@ -10,6 +10,8 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Intege
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from submissions.results import SubmissionResult
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both SQLite (which stores naive text) and PostgreSQL."""
@@ -119,9 +121,9 @@ class Submission(Base):
     score_private_se: Mapped[float | None] = mapped_column(Float)
     score_all_se: Mapped[float | None] = mapped_column(Float)
     penalized: Mapped[bool | None] = mapped_column(Boolean)
-    class_scores: Mapped[dict[str, Any] | None]  # ScoreReport.classes: per-split FIDs, memorization, penalty
+    class_scores: Mapped[dict[str, Any] | None]  # per class a ClassResult: per-split FIDs, memorization, penalty
     timings: Mapped[dict[str, Any] | None]
-    # Model submissions: the scores of several fresh sample sets (seeds), the honest spread of the score.
+    # Model submissions: the scores of several fresh sample sets (seeds), the honest spread of the score (SampleSets).
     sample_sets: Mapped[dict[str, Any] | None]
     # While scoring: what the worker is doing now ("sample set 3 of 5: scoring"); cleared when it is claimed again.
     progress: Mapped[str | None] = mapped_column(String(200))
@@ -137,6 +139,14 @@ class Submission(Base):
     events: Mapped[list[SubmissionEvent]] = relationship(
         order_by="SubmissionEvent.id", cascade="all, delete-orphan", lazy="selectin", back_populates="submission"
     )
+
+    def result(self) -> SubmissionResult | None:
+        """The typed result of a scored submission (None before it has one). Rows of every scorer version read
+        back: columns a version did not write (standard errors, weights hash) are None or empty."""
+        if self.score_public is None or self.class_scores is None:
+            return None
+        columns = {name: getattr(self, name) for name in SubmissionResult.model_fields}
+        return SubmissionResult.model_validate({name: value for name, value in columns.items() if value is not None})
 
 
 class SubmissionEvent(Base):

@@ -11,12 +11,13 @@ references (per-competition .npz cache) -> scorer (ScoreReport).
 
 from server.scoring.features import FeatureExtractor
 from server.scoring.frechet import ReferenceStats, frechet_distance
-from server.scoring.scorer import SCORER_VERSION, ClassScore, Scorer, ScoreReport, fid_of_images
+from server.scoring.scorer import SCORER_VERSION, Scorer, fid_of_images
 from server.scoring.weights import WeightsNotFoundError
+from submissions.results import ClassResult, ScoreReport
 
 __all__ = [
     "SCORER_VERSION",
-    "ClassScore",
+    "ClassResult",
     "FeatureExtractor",
     "ReferenceStats",
     "ScoreReport",

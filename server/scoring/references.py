@@ -20,7 +20,6 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
@@ -29,10 +28,9 @@ from server.scoring.features import FEATURE_DIMS, PREPROCESSING_VERSION, Feature
 from server.scoring.frechet import ReferenceStats
 from server.scoring.memorization import auto_eps, normalized
 from submissions.atomic import write_atomically
+from submissions.results import SPLITS, Split
 
 CACHE_FILE = "fid-references.npz"  # the torch engine's; other engines add their name (cache_file)
-TestSplit = Literal["public", "private", "all"]
-SPLITS: tuple[TestSplit, ...] = ("public", "private", "all")
 log = logging.getLogger(__name__)
 # 2: the raw public/private test features are stored (uncertainty and diagnostics need them).
 CONTENTS_VERSION = 2
@@ -42,10 +40,10 @@ BuildProgress = Callable[[str, str, int], None]
 
 @dataclass(frozen=True)
 class ClassReferences:
-    stats: dict[TestSplit, ReferenceStats]
+    stats: dict[Split, ReferenceStats]
     memory: np.ndarray  # normalized float32 features of train + test
     auto_eps: float
-    test_features: dict[TestSplit, np.ndarray]  # raw features per split ("all" = public then private)
+    test_features: dict[Split, np.ndarray]  # raw features per split ("all" = public then private)
     train_count: int  # memory rows [0, train_count) are training images, the rest test images (public, private)
 
     def memory_file(self, competition: Competition, cls: str, row: int) -> tuple[str, str]:
@@ -151,7 +149,7 @@ def _class_from_archive(archive, cls: str) -> ClassReferences:
     )
 
 
-def _test_features(public: np.ndarray, private: np.ndarray) -> dict[TestSplit, np.ndarray]:
+def _test_features(public: np.ndarray, private: np.ndarray) -> dict[Split, np.ndarray]:
     public, private = np.asarray(public, np.float64), np.asarray(private, np.float64)
     return {"public": public, "private": private, "all": np.concatenate([public, private])}
 

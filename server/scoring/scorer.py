@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from server.competition import Competition
 from server.scoring.diagnostics import describe, diagnostics
-from server.scoring.features import Device, FeatureExtractor, Precision
+from server.scoring.features import FeatureExtractor
 from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference
 from server.scoring.memorization import nearest_neighbours, normalized, penalize
-from server.scoring.onnx_engine import Engine
-from server.scoring.references import SPLITS, ClassReferences, References, TestSplit, load_or_build_references
+from server.scoring.references import ClassReferences, References, load_or_build_references
 from server.scoring.uncertainty import (
     REPLICATES,
     frechet_replicates,
@@ -25,91 +22,23 @@ from server.scoring.uncertainty import (
     reference_factor,
     seed_of,
 )
+from submissions.results import RANKED_SPLITS, SPLITS, ClassResult, Neighbour, ScoreReport, Split
 
 SCORER_VERSION = "1.3.0"  # 1.1: bootstrap standard errors, diagnostics, evidence; 1.2: no interval for "all";
 # 1.3: standard errors by half-sampling (calibrated on real faces, docs/BENCHMARKS.md); near-duplicate share in
 #      the diagnostics, the diagnosis leads with a memorization penalty
-# The splits a leaderboard ranks (public now, private after the reveal): the only ones whose interval is shown, so the
-# only ones bootstrapped. "all" (public + private) is an organizer figure that no board ranks.
-BOOTSTRAPPED: tuple[TestSplit, ...] = ("public", "private")
 EVIDENCE_IMAGES = 4  # generated images shown next to their nearest real image
-
-
-class Neighbour(BaseModel):
-    image: int = Field(description="Index of the generated image in its class (file name order).")
-    split: str = Field(description="Where its nearest real image is: train, public or private.")
-    file: str = Field(description="That real image, relative to the competition directory.")
-    distance: float = Field(description="1 - |cos| between their Inception features.")
-
-
-class ClassScore(BaseModel):
-    fid_public: float = Field(description="FID against the public test split, after the memorization penalty.")
-    fid_private: float
-    fid_all: float
-    raw_fid_public: float = Field(description="FID before the memorization penalty.")
-    raw_fid_private: float
-    raw_fid_all: float
-    memorization_distance: float = Field(description="Mean over images of min 1 - |cos| to train + test.")
-    memorization_eps: float = Field(description="Threshold in force; below it the FIDs are divided by d.")
-    penalized: bool
-    n_images: int
-    se_public: float | None = Field(None, description="Bootstrap standard error of fid_public (95%: +- 1.96 se).")
-    se_private: float | None = None
-    diagnostics: dict[str, float] | None = Field(
-        None, description="KID mean/std, precision, recall, density, coverage (k=5) against the public test images."
-    )
-    diagnosis: str | None = Field(None, description="One plain sentence that reads the diagnostics.")
-    nearest_train: list[Neighbour] = Field(
-        default_factory=list, description="Generated images closest to a training image (shown to the team)."
-    )
-    nearest_any: list[Neighbour] = Field(
-        default_factory=list, description="Generated images closest to any real image, test included (organizers)."
-    )
-
-
-class ScoreReport(BaseModel):
-    classes: dict[str, ClassScore]
-    score_public: float
-    score_private: float
-    score_all: float
-    se_public: float | None = Field(None, description="Bootstrap standard error of score_public.")
-    se_private: float | None = None
-    timings: dict[str, float] = Field(
-        description="Seconds: decode, features, distance, memorization, uncertainty, diagnostics, total."
-    )
-    device: str
-    precision: str
-    engine: str = Field("torch", description="Feature engine: torch or onnxruntime (reports before it: torch).")
-    weights_sha256: str
-    scorer_version: str = SCORER_VERSION
 
 
 class Scorer:
     """Scores submissions for any number of competitions with one InceptionV3 loaded once (lazily).
 
-    Settings arrive as arguments (the worker and the CLI pass theirs); the library reads no global configuration.
+    Settings arrive with the extractor (`Scorer(FeatureExtractor(device="cpu"))`; the worker and the CLI pass
+    theirs); the library reads no global configuration.
     """
 
-    def __init__(
-        self,
-        device: Device = "auto",
-        precision: Precision = "exact",
-        weights_path: str | Path | None = None,
-        *,
-        batch_size: int | None = None,
-        decode_threads: int | None = None,
-        allow_download: bool = True,
-        engine: Engine = "auto",
-    ):
-        self.extractor = FeatureExtractor(
-            device=device,
-            precision=precision,
-            weights_path=weights_path,
-            batch_size=batch_size,
-            decode_threads=decode_threads,
-            allow_download=allow_download,
-            engine=engine,
-        )
+    def __init__(self, extractor: FeatureExtractor | None = None):
+        self.extractor = extractor or FeatureExtractor()
         self._references: dict[tuple[str, str], References] = {}
         # One scoring at a time per Scorer: the server's start-up prepare() and its worker thread share it, and
         # the precision flags are process-wide.
@@ -148,18 +77,18 @@ class Scorer:
             )
         timings |= {name: self.extractor.timings[name] - before[name] for name in ("decode", "features")}
         timings["total"] = time.perf_counter() - started
-        totals = {split: sum(getattr(c, f"fid_{split}") for c in classes.values()) for split in SPLITS}
+        totals = {split: sum(c.fid(split) for c in classes.values()) for split in SPLITS}
+        errors = {split: _total_se(classes, split) for split in RANKED_SPLITS}
         return ScoreReport(
             classes=classes,
-            **{f"score_{split}": totals[split] for split in SPLITS},
-            # Classes are sampled independently: the total's variance is the sum of the classes' variances.
-            **{f"se_{split}": float(np.sqrt(sum(getattr(c, f"se_{split}") ** 2 for c in classes.values())))
-               for split in BOOTSTRAPPED},
+            score_public=totals["public"], score_private=totals["private"], score_all=totals["all"],
+            se_public=errors["public"], se_private=errors["private"],
             timings=timings,
             device=self.device,
             precision=self.extractor.precision,
             engine=self.extractor.engine,
             weights_sha256=self.extractor.weights_sha256,
+            scorer_version=SCORER_VERSION,
         )
 
     def _class_score(
@@ -170,7 +99,7 @@ class Scorer:
         features: np.ndarray,
         images: np.ndarray,
         timings: dict,
-    ) -> ClassScore:
+    ) -> ClassResult:
         """The class's scores, with the standard errors of its penalized FID per ranked split."""
         refs = references.classes[cls]
         started = time.perf_counter()
@@ -190,34 +119,39 @@ class Scorer:
         started = time.perf_counter()
         diagnosis = diagnostics(refs.test_features["public"], features, images, seed_of(images, cls), self.device)
         timings["diagnostics"] += time.perf_counter() - started
-        score = ClassScore(
-            **{f"fid_{split}": final[split][0] for split in SPLITS},
-            **{f"raw_fid_{split}": raw[split] for split in SPLITS},
+        fids = {split: final[split][0] for split in SPLITS}
+        errors = {split: interval_of(fids[split], replicates[split], len(features)).se for split in RANKED_SPLITS}
+        return ClassResult(
+            fid_public=fids["public"], fid_private=fids["private"], fid_all=fids["all"],
+            raw_fid_public=raw["public"], raw_fid_private=raw["private"], raw_fid_all=raw["all"],
             memorization_distance=distance,
             memorization_eps=eps,
             penalized=final["all"][1],
             n_images=len(features),
-            **{f"se_{split}": interval_of(final[split][0], replicates[split], len(features)).se
-               for split in BOOTSTRAPPED},
+            se_public=errors["public"], se_private=errors["private"],
             diagnostics=diagnosis.as_dict(),
             diagnosis=describe(diagnosis.as_dict(), (distance, eps)),
             nearest_train=_closest(competition, cls, refs, nearest_train, train_rows),
             nearest_any=_closest(competition, cls, refs, nearest, rows),
         )
-        return score
 
     def _replicates(
         self, refs: ClassReferences, features: np.ndarray, images: np.ndarray, cls: str, nearest: np.ndarray,
         eps: float,
-    ) -> dict[TestSplit, np.ndarray]:
+    ) -> dict[Split, np.ndarray]:
         """Penalized FID of REPLICATES half-samples of the generated images (one draw shared by the ranked splits)."""
         counts = half_sample_counts(len(features), REPLICATES, seed_of(images, cls))
         out = {}
-        for split in BOOTSTRAPPED:
+        for split in RANKED_SPLITS:
             factor = reference_factor(refs.stats[split], refs.test_features[split])
             raw = frechet_replicates(refs.stats[split], factor, features, counts, self.device)
             out[split] = penalized_replicates(raw, nearest, counts, eps)
         return out
+
+
+def _total_se(classes: dict[str, ClassResult], split: Split) -> float:
+    """Classes are sampled independently: the total's variance is the sum of the classes' variances."""
+    return float(np.sqrt(sum(se**2 for c in classes.values() if (se := c.se(split)) is not None)))
 
 
 def _closest(

@@ -39,14 +39,13 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 
 from server.scoring.frechet import ReferenceStats
+from submissions.results import Z_95
 
 REPLICATES = 100
-Z_95 = NormalDist().inv_cdf(0.975)
 
 
 @dataclass(frozen=True)

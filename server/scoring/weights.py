@@ -2,7 +2,7 @@
 
 pytorch-fid's FID InceptionV3 needs `pt_inception-2015-12-05-6726825d.pth`. Resolution order (first hit wins):
 
-1. an explicit path (`Scorer(weights_path=...)`, `ARENA_FID_WEIGHTS`);
+1. an explicit path (`FeatureExtractor(weights_path=...)`, `ARENA_FID_WEIGHTS`);
 2. the torch hub cache, `$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth`, where pytorch-fid's
    own loader looks;
 3. pytorch-fid's official download (only when nothing local exists; short timeout, so offline machines fall

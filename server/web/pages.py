@@ -32,17 +32,16 @@ from server.params import RowId
 from server.ranking import (
     PRIVATE_HIDDEN,
     Board,
-    interval_sets,
     leaderboard,
     leaderboard_csv,
     private_board_visible,
+    result_seen,
 )
 from server.reference_builds import active_build, percent_done
-from server.storage import grid_path
+from server.storage import grid_path, sample_grid_file
 from server.upload import submit_upload
 from server.web.board_page import board_page_response
 from server.web.deps import Page, PageDep, in_one_hop
-from server.web.evidence import evidence_context
 from server.web.plots import ScorePoint, score_plot_svg
 from server.web.render import STATIC_DIR
 from server.web.routing import PageRoute
@@ -260,13 +259,15 @@ def submission_page(submission_id: RowId, page: PageDep) -> Response:
     grids = [(cls, page.url_for("web_grid", submission_id=submission.id, cls=cls)) for cls in comp.classes
              if grid_path(page.settings.data_dir, submission.id, cls).is_file()]
     own = page.team is not None and page.team.id == submission.team_id
+    view = result_seen(submission, is_admin=page.is_admin)
     return page.render("submission.html", {
         **_status_context(page, submission), "comp": comp, "grids": grids,
+        "result": view.result if view else None,
         "private_visible": private_board_visible(row, is_admin=page.is_admin),
-        "interval_sets": interval_sets(submission.sample_sets),
+        "interval_sets": view.result.interval_sets if view else None,
         "can_select": own and comp.config.final_selection_limit > 0 and submission.status == SubmissionStatus.scored,
         "finals_frozen": finals_frozen(competition=row, deadline=comp.config.deadline, now=page.now),
-        **evidence_context(page, submission, comp.classes),
+        "evidence": view.evidence(comp.classes) if view else {},
     })
 
 
@@ -295,9 +296,8 @@ def sample_grid(submission_id: RowId, cls: str, page: PageDep) -> Response:
     """A sample grid the worker rendered, only for the owning team and organizers."""
     submission = get_visible_submission(session=page.db, submission_id=submission_id, team=page.team,
                                         is_admin=page.is_admin)
-    path = grid_path(page.settings.data_dir, submission.id, cls)
-    if cls not in load_competition(submission.team.competition).classes or not path.is_file():
-        raise NotFound(f"No sample grid for class '{cls}' of submission {submission_id}.")
+    path = sample_grid_file(page.settings.data_dir, submission.id, cls,
+                            load_competition(submission.team.competition).classes)
     return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
 
 

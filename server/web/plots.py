@@ -15,7 +15,7 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
-from server.ranking import Z_95
+from submissions.results import interval_95, plus_minus
 
 WIDTH, HEIGHT = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 56, 40
@@ -88,7 +88,7 @@ def _number(value: float) -> str:
 def _interval(point: ScorePoint) -> tuple[float, float] | None:
     if point.se is None or point.penalized:
         return None
-    return point.score - Z_95 * point.se, point.score + Z_95 * point.se
+    return interval_95(point.score, point.se)
 
 
 def score_plot_svg(points: list[ScorePoint]) -> Markup:
@@ -168,8 +168,9 @@ def _scored_part(honest: list[ScorePoint], x: Callable[[ScorePoint], float]) -> 
             for cap in (low, high):
                 parts.append(f'<line class="errorbar" x1="{cx - 3:.1f}" x2="{cx + 3:.1f}" y1="{cap:.1f}" '
                              f'y2="{cap:.1f}"/>')
-        spread = f" ± {Z_95 * p.se:.1f} (95%)" if interval and p.se is not None else ""
-        title = escape(f"{p.when:%Y-%m-%d %H:%M} UTC: {p.score:.2f}{spread}")
+        # With an interval, the score as the submission page shows it: one decimal, like its ±.
+        shown = f"{plus_minus(p.score, p.se, decimals=1)} (95%)" if interval else f"{p.score:.2f}"
+        title = escape(f"{p.when:%Y-%m-%d %H:%M} UTC: {shown}")
         parts.append(f'<circle class="dot" cx="{cx:.1f}" cy="{cy:.1f}" r="4"><title>{title}</title></circle>')
     return parts
 

@@ -16,9 +16,9 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from server.db.models import ACTIVE_STATUSES
-from server.ranking import Z_95
 from server.web.session import WebSession
 from submissions.report import group_problems
+from submissions.results import ClassResult, interval_95, plus_minus
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -36,9 +36,12 @@ def fid_pm(value: object, se: object, sets: int | None = None) -> Markup:
     model, said in the title); the plain score without one."""
     if not isinstance(value, int | float) or not isinstance(se, int | float):
         return fid(value)
+    interval = interval_95(value, se)
+    assert interval is not None  # both are numbers
     over = f" over {sets} sample sets" if sets else ""
-    return Markup(f'{value:.1f} <span class="pm" title="95% interval{over} [{value - Z_95 * se:.1f}, '
-                  f'{value + Z_95 * se:.1f}]">± {Z_95 * se:.1f}</span>')
+    score, half_width = plus_minus(value, se, decimals=1).split(" ± ")
+    return Markup(f'{score} <span class="pm" title="95% interval{over} [{interval[0]:.1f}, {interval[1]:.1f}]">'
+                  f'± {half_width}</span>')
 
 
 _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
@@ -58,19 +61,13 @@ def distance(value: object) -> str:
     return f"{value:.4f}" if value >= 1e-3 else f"{value:.1e}"
 
 
-def penalty_reason(values: dict) -> str:
+def penalty_reason(scores: ClassResult) -> str:
     """Why a class was penalized, in one line: `memorized: mean distance 1.0e-07 < ε 0.05, score ×10⁷`."""
-    mean, eps = values.get("memorization_distance"), values.get("memorization_eps")
-    if not isinstance(mean, int | float) or not isinstance(eps, int | float):
-        return "memorized: too close to real images"
-    distance_text = distance(mean)
-    penalized, raw = values.get("fid_public"), values.get("raw_fid_public")
+    mean, eps = scores.memorization_distance, scores.memorization_eps
     # The factor as applied (the scorer divides by max(d, 1e-15)); from d alone only when the raw FID is 0.
-    if isinstance(penalized, int | float) and isinstance(raw, int | float) and raw > 0:
-        factor = penalized / raw
-    else:
-        factor = 1 / max(mean, 1e-15)
-    return f"memorized: mean distance {distance_text} < ε {eps:.4g}, score {_times(factor)}"
+    raw = scores.raw_fid("public")
+    factor = scores.fid("public") / raw if raw > 0 else 1 / max(mean, 1e-15)
+    return f"memorized: mean distance {distance(mean)} < ε {eps:.4g}, score {_times(factor)}"
 
 
 def penalized_cell(raw: object, exact: object) -> Markup:

@@ -69,12 +69,12 @@ def pytorch_fid_distance(monkeypatch):
 @pytest.fixture(scope="session")
 def random_competition(tmp_path_factory, random_torch_home):
     """A tiny competition whose references were built once with random weights, and the Scorer that built them."""
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
     from tests.utils.competition import make_competition
 
     competition = make_competition(tmp_path_factory.mktemp("competition"), train_per_class=2, test_per_class=4)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TORCH_HOME", str(random_torch_home))
-        scorer = Scorer(device="cpu", allow_download=False)
+        scorer = Scorer(FeatureExtractor(device="cpu", allow_download=False))
         scorer.prepare(competition, progress=False)
     return competition, scorer

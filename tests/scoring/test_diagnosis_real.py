@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter, ImageOps
 
-from server.scoring import Scorer
+from server.scoring import FeatureExtractor, Scorer
 from tests.utils.competition import competition_of_images
 
 CLASS = "without_mask"
@@ -76,7 +76,7 @@ def scored(tmp_path_factory, real_torch_home):
         patch.setenv("TORCH_HOME", str(real_torch_home))
         competition = competition_of_images(tmp_path_factory.mktemp("faces"), {CLASS: {"train": train, "test": test}},
                                             images_per_class=UNSEEN)
-        scorer = Scorer(device="cpu", allow_download=False)
+        scorer = Scorer(FeatureExtractor(device="cpu", allow_download=False))
         results = {name: scorer.score(competition, {CLASS: images}).classes[CLASS] for name, images in cases.items()}
     for name, result in results.items():  # the calibration table, shown with -s
         print(name, f"d={result.memorization_distance:.4f} eps={result.memorization_eps:.4f}",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.scoring import Scorer
+from server.scoring import FeatureExtractor, Scorer
 from server.scoring.frechet import frechet_distance
 from tests.utils.competition import make_competition, random_images
 
@@ -21,10 +21,11 @@ def scored(tmp_path_factory, real_torch_home):
                   for cls in competition.classes}
         noisy = {cls: noisy_blobs(3, seed=200 + i, brightness=80 + 100 * i)
                  for i, cls in enumerate(competition.classes)}
-        scorer = Scorer(device="cpu", allow_download=False)  # auto: onnxruntime on CPU
+        scorer = Scorer(FeatureExtractor(device="cpu", allow_download=False))  # auto: onnxruntime on CPU
         first = scorer.score(competition, noisy)
-        again = Scorer(device="cpu", allow_download=False).score(competition, noisy)
-        torch_fp32 = Scorer(device="cpu", allow_download=False, engine="torch").score(competition, noisy)
+        again = Scorer(FeatureExtractor(device="cpu", allow_download=False)).score(competition, noisy)
+        torch = FeatureExtractor(device="cpu", allow_download=False, engine="torch")
+        torch_fp32 = Scorer(torch).score(competition, noisy)
         return {"copies": scorer.score(competition, copies), "noisy": first, "again": again, "torch": torch_fp32,
                 "competition": competition, "noisy_images": noisy}
 

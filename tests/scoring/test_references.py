@@ -78,7 +78,7 @@ def test_a_new_process_reuses_the_cache(random_competition, random_weights, monk
         raise AssertionError("references recomputed although the cache is valid")
 
     monkeypatch.setattr(FeatureExtractor, "features_of_files", no_features)
-    fresh = Scorer(device="cpu", engine=scorer.extractor.engine).prepare(competition)
+    fresh = Scorer(FeatureExtractor(device="cpu", engine=scorer.extractor.engine)).prepare(competition)
     np.testing.assert_array_equal(fresh.classes["with_mask"].memory,
                                   scorer.prepare(competition).classes["with_mask"].memory)
 
@@ -133,7 +133,7 @@ def test_each_engine_keeps_its_own_cache_and_never_reads_the_others(random_compe
     copy = tmp_path / "copy"
     shutil.copytree(competition.root, copy)
     competition = Competition.load(copy)
-    torch_refs = Scorer(device="cpu", engine="torch").prepare(competition)
+    torch_refs = Scorer(FeatureExtractor(device="cpu", engine="torch")).prepare(competition)
     assert torch_refs.path.name == CACHE_FILE and torch_refs.metadata["engine"] == "torch"
     onnx_path = competition.references_dir / cache_file("onnxruntime")
     onnx_metadata = expected_metadata(competition, scorer.extractor.weights_sha256, "onnxruntime")

@@ -76,10 +76,10 @@ def scorer(fid_torch_home: Path) -> Any:
     """One real Scorer (random weights, CPU) shared by the tests, as one worker shares it across jobs."""
     import torch
 
-    from server.scoring import Scorer
+    from server.scoring import FeatureExtractor, Scorer
 
     torch.set_num_threads(1)
-    return Scorer(device="cpu", precision="exact")
+    return Scorer(FeatureExtractor(device="cpu", precision="exact"))
 
 
 @pytest.fixture(scope="session")

@@ -136,7 +136,7 @@ def test_the_pages_say_what_the_competition_takes(make_app, scoring_competition,
 
 def test_a_model_interval_is_the_spread_of_its_sample_sets_everywhere(make_app, scorer, scoring_competition, tmp_path):
     """Page, API, board, CSV and tie rule all use the sample sets' standard deviation, and say so."""
-    from server.ranking import Z_95
+    from submissions.results import Z_95
     from tests.web.test_pages import csrf_of
 
     arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path), model_sample_sets=3)

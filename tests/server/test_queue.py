@@ -11,7 +11,6 @@ from server.db import SubmissionStatus, Team
 from server.db.crud import create_submission, create_team, get_submission, quota_status, register_competition
 from server.errors import Conflict
 from server.queue import (
-    ScoreFields,
     cancel,
     claim_next_submission,
     crashed_workers,
@@ -26,10 +25,11 @@ from server.queue import (
     rescore,
     rescore_competition,
 )
+from submissions.results import SubmissionResult
 from tests.utils.server_factories import START, make_test_competition
 
-SCORES = ScoreFields(score_public=1.0, score_private=2.0, score_all=1.5, penalized=False, class_scores={},
-                     timings={}, device="cpu", precision="exact", scorer_version="test", weights_sha256="0")
+SCORES = SubmissionResult(score_public=1.0, score_private=2.0, score_all=1.5, penalized=False, class_scores={},
+                          timings={}, device="cpu", precision="exact", scorer_version="test", weights_sha256="0")
 
 
 @pytest.fixture
@@ -94,9 +94,9 @@ def test_silent_worker_jobs_are_requeued_and_the_events_say_why(queue):
     workers = {w.id: w for w in list_workers(session=session)}
     assert workers["dead"].stopped_at == later and workers["alive"].stopped_at is None
     # The dead worker's late result is discarded; the next claim scores it once.
-    assert not finish_scored(session=session, submission_id=sid, worker_id="dead", scores=SCORES, now=later)
+    assert not finish_scored(session=session, submission_id=sid, worker_id="dead", result=SCORES, now=later)
     assert claim_next_submission(session=session, worker_id="alive", now=later).id == sid
-    assert finish_scored(session=session, submission_id=sid, worker_id="alive", scores=SCORES, now=later)
+    assert finish_scored(session=session, submission_id=sid, worker_id="alive", result=SCORES, now=later)
     assert statuses(get_submission(session=session, submission_id=sid)) == [
         (None, "queued"), ("queued", "scoring"), ("scoring", "queued"), ("queued", "scoring"), ("scoring", "scored")]
 
@@ -151,7 +151,7 @@ def test_cancel_while_scoring_discards_the_result_and_frees_the_quota(queue):
     claim_next_submission(session=session, worker_id="w", now=START)
     assert quota_status(session=session, team=team, daily_limit=5, now=START).used == 1
     cancel(session=session, submission_id=sid, reason="wrong file", now=START)
-    assert not finish_scored(session=session, submission_id=sid, worker_id="w", scores=SCORES, now=START)
+    assert not finish_scored(session=session, submission_id=sid, worker_id="w", result=SCORES, now=START)
     submission = get_submission(session=session, submission_id=sid)
     assert submission.status == SubmissionStatus.cancelled and submission.score_public is None
     assert "wrong file" in submission.events[-1].reason
@@ -174,7 +174,7 @@ def test_rescore_requeues_scored_submissions_without_touching_quota(queue):
     ids = submit(3)
     for sid in ids:
         claim_next_submission(session=session, worker_id="w", now=START)
-        finish_scored(session=session, submission_id=sid, worker_id="w", scores=SCORES, now=START)
+        finish_scored(session=session, submission_id=sid, worker_id="w", result=SCORES, now=START)
     used = quota_status(session=session, team=team, daily_limit=5, now=START).used
     rescore(session=session, submission_id=ids[0], reason="new weights", now=START)
     assert rescore_competition(session=session, competition_id=row.id, now=START) == ids[1:]

@@ -18,9 +18,10 @@ from server.db.crud import (
     select_final,
 )
 from server.errors import Conflict, Forbidden
-from server.queue import ScoreFields, claim_next_submission, finish_scored
+from server.queue import claim_next_submission, finish_scored
 from server.ranking import leaderboard, leaderboard_csv
-from tests.utils.server_factories import START, add_scored, make_test_competition
+from submissions.results import SubmissionResult
+from tests.utils.server_factories import START, add_scored, class_result, make_test_competition
 
 
 @pytest.fixture
@@ -191,10 +192,9 @@ def test_board_follows_a_score_the_worker_stores(board, data_dir):
                                   now=START)
     claimed = claim_next_submission(session=session, worker_id="w1", now=START)
     assert claimed is not None and claimed.id == queued.id
-    scores = ScoreFields(score_public=5.0, score_private=6.0, score_all=5.5, penalized=False,
-                         class_scores={"with_mask": {"fid_public": 2.0, "fid_private": 3.0, "penalized": False}},
-                         timings={}, device="cpu", precision="exact", scorer_version="t", weights_sha256="0")
-    assert finish_scored(session=session, submission_id=queued.id, worker_id="w1", scores=scores, now=START)
+    result = SubmissionResult(score_public=5.0, score_private=6.0, score_all=5.5, penalized=False,
+                              class_scores={"with_mask": class_result(2.0, 3.0)}, scorer_version="t")
+    assert finish_scored(session=session, submission_id=queued.id, worker_id="w1", result=result, now=START)
     assert ranks(leaderboard(session=session, competition=row)) == [("a", 1, 5.0)]
 
 

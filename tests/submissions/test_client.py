@@ -13,12 +13,12 @@ from submissions.client import (
     ArenaClient,
     SubmitError,
     explain_http_error,
-    format_score_table,
     quota_reset,
     resolve_token,
     store_token,
 )
 from submissions.report import Problem, ValidationReport
+from submissions.results import score_table
 
 NOW = datetime(2026, 11, 27, 21, 0, tzinfo=UTC)
 URL = "http://arena.test/api/competitions/face-mask/submissions"
@@ -134,7 +134,7 @@ SCORED = {
 
 
 def test_score_table_shows_each_class_and_the_total():
-    lines = format_score_table(SCORED).splitlines()
+    lines = score_table(SCORED).splitlines()
     assert lines[0] == "Submission 7: scored"
     assert lines[3].split() == ["with_mask", "101.250", "hidden", "0.210", "0.030", "no"]
     assert lines[4].split() == ["without_mask", "penalized", "hidden", "0.000", "0.030", "YES"]
@@ -147,7 +147,7 @@ def test_a_penalized_class_shows_its_raw_fid_and_no_interval():
                  "memorization_distance": 1e-7, "memorization_eps": 0.05, "penalized": True}
     honest = {"fid_public": 101.25, "raw_fid_public": 101.25, "se_public": 1.0, "memorization_distance": 0.21,
               "memorization_eps": 0.05, "penalized": False}
-    table = format_score_table({"id": 8, "status": "scored", "score_public": 1731139462.45, "score_public_se": 3.0,
+    table = score_table({"id": 8, "status": "scored", "score_public": 1731139462.45, "score_public_se": 3.0,
                                 "class_scores": {"with_mask": penalized, "without_mask": honest}})
     lines = table.splitlines()
     assert lines[3].split()[:4] == ["with_mask", "penalized", "(raw", "173.110)"] and "±" not in lines[3]
@@ -161,22 +161,22 @@ def test_score_table_shows_the_95_percent_interval_when_the_server_sends_it():
               "class_scores": {cls: {**values, "fid_private": values["fid_public"] + 50.0, "se_public": 1.0,
                                      "se_private": 0.5, "penalized": False}
                                for cls, values in SCORED["class_scores"].items()}}
-    lines = format_score_table(scored).splitlines()
+    lines = score_table(scored).splitlines()
     assert lines[3].split() == ["with_mask", "101.250", "±", "1.960", "151.250", "±", "0.980", "0.210", "0.030", "no"]
     assert lines[5].split() == ["total", "3101.250", "±", "3.920", "3201.500", "±", "1.960"]
     assert lines[6].startswith("± is the half-width of a 95% interval")
     # A ScoreReport dump (`arena score --json`) names the totals' errors se_<split>.
     report = {k: v for k, v in scored.items() if not k.endswith("_se")} | {"se_public": 0.5, "se_private": 0.0}
-    assert format_score_table(report).splitlines()[5].split() == ["total", "3101.250", "±", "0.980", "3201.500", "±",
+    assert score_table(report).splitlines()[5].split() == ["total", "3101.250", "±", "0.980", "3201.500", "±",
                                                                   "0.000"]
 
 
 def test_score_table_without_intervals_has_no_interval_note():
-    assert "±" not in format_score_table(SCORED)  # entries scored before the bootstrap existed
+    assert "±" not in score_table(SCORED)  # entries scored before the bootstrap existed
 
 
 def test_failed_submission_shows_the_reason():
-    assert format_score_table({"id": 3, "status": "failed", "error": "worker crashed"}) == (
+    assert score_table({"id": 3, "status": "failed", "error": "worker crashed"}) == (
         "Submission 3: failed (worker crashed)")
 
 

@@ -155,8 +155,8 @@ def test_arena_team_uses_the_token_saved_by_arena_login(tmp_path, monkeypatch):
 
 def test_wait_prints_the_scores_with_their_95_percent_interval(arena, tmp_path):
     # What `arena submit --wait` prints, from the real API's view of a scored submission (before the reveal).
-    from server.queue import ScoreFields, claim_next_submission, finish_scored, register_worker
-    from submissions.client import format_score_table
+    from server.queue import claim_next_submission, finish_scored, register_worker
+    from submissions.results import SubmissionResult, score_table
 
     client, comp, token = arena()
     team = ArenaClient("http://testserver", token, http=client)
@@ -164,16 +164,15 @@ def test_wait_prints_the_scores_with_their_95_percent_interval(arena, tmp_path):
     per_class = {"fid_public": 50.0, "fid_private": 60.0, "fid_all": 55.0, "raw_fid_public": 50.0,
                  "raw_fid_private": 60.0, "raw_fid_all": 55.0, "memorization_distance": 0.2,
                  "memorization_eps": 0.03, "penalized": False, "n_images": 2, "se_public": 1.0, "se_private": 2.0}
-    scores = ScoreFields(score_public=100.0, score_private=120.0, score_all=110.0, penalized=False,
-                         class_scores=dict.fromkeys(comp.classes, per_class), timings={}, device="cpu",
-                         precision="exact", scorer_version="test", weights_sha256="0", score_public_se=1.5,
-                         score_private_se=3.0)
+    result = SubmissionResult(score_public=100.0, score_private=120.0, score_all=110.0, penalized=False,
+                              class_scores=dict.fromkeys(comp.classes, per_class), device="cpu", precision="exact",
+                              scorer_version="test", weights_sha256="0", score_public_se=1.5, score_private_se=3.0)
     with client.app.state.database.session() as session:
         register_worker(session=session, worker_id="w", device="cpu")
         claimed = claim_next_submission(session=session, worker_id="w")
         assert claimed is not None and claimed.id == created["id"]
-        assert finish_scored(session=session, submission_id=created["id"], worker_id="w", scores=scores)
-    lines = format_score_table(team.wait(created["id"], poll_seconds=0)).splitlines()
+        assert finish_scored(session=session, submission_id=created["id"], worker_id="w", result=result)
+    lines = score_table(team.wait(created["id"], poll_seconds=0)).splitlines()
     assert lines[0] == f"Submission {created['id']}: scored"
     assert lines[3].split()[:5] == [comp.classes[0], "50.000", "±", "1.960", "hidden"]  # private: after the reveal
     assert lines[3 + len(comp.classes)].split() == ["total", "100.000", "±", "2.940", "hidden"]

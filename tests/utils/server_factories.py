@@ -15,6 +15,7 @@ from sqlalchemy import text
 from server.competition import Competition
 from server.config import Settings
 from server.db import Database, Submission, SubmissionStatus, Team, bump_board_version
+from submissions.results import ClassResult
 from tests.utils.competition import make_competition, random_images
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
@@ -103,11 +104,19 @@ class ArenaApp:
                                 data={"message": message})
 
 
+def class_result(public: float, private: float) -> ClassResult:
+    """One class's scores as the scorer reports them, unpenalized, with these FIDs."""
+    fids = {"public": public, "private": private, "all": (public + private) / 2}
+    return ClassResult(**{f"fid_{split}": fid for split, fid in fids.items()},
+                       **{f"raw_fid_{split}": fid for split, fid in fids.items()},
+                       memorization_distance=0.2, memorization_eps=0.03, penalized=False, n_images=8)
+
+
 def add_scored(session: Any, team: Team, public: float, private: float, created_at: datetime, *,
                selected: bool = False, classes: tuple[str, ...] = ("with_mask", "without_mask"),
                public_se: float | None = None, private_se: float | None = None) -> Submission:
     """A scored submission row as the worker would leave it (ranking tests need no scoring run)."""
-    per_class = {c: {"fid_public": public / len(classes), "fid_private": private / len(classes), "penalized": False}
+    per_class = {c: class_result(public / len(classes), private / len(classes)).model_dump(mode="json")
                  for c in classes}
     submission = Submission(
         competition_id=team.competition_id, team_id=team.id, sha256=uuid.uuid4().hex * 2,

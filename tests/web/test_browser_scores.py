@@ -17,7 +17,7 @@ from server.competition import competitions_dir
 from server.config import Settings
 from server.db import Database, Team
 from server.db.crud import authenticate_team, create_submission, get_competition, load_competition
-from server.worker import score_fields
+from submissions.results import ScoreReport
 from tests.utils.competition import make_competition
 from tests.utils.serve import running_server
 from tests.web.test_browser import (
@@ -79,7 +79,7 @@ def scored(database: Database, token: str, total: float, *, distance: float = 0.
                   "se_public": se * 2**0.5 * sums["public"] / total, "se_private": se, "timings": {"total": 2.0},
                   "device": "cpu", "precision": "exact", "scorer_version": "1.3.0", "weights_sha256": "0" * 64}
         assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=WORKER,
-                                   scores=score_fields(report))
+                                   result=ScoreReport.model_validate(report).result())
     return submission.id
 
 

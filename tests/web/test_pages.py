@@ -19,7 +19,7 @@ from server.competition import competitions_dir
 from server.config import Settings
 from server.db.crud import create_submission, create_team, get_competition
 from server.storage import grid_path, write_sample_grid
-from server.worker import score_fields
+from submissions.results import ScoreReport
 from tests.utils.competition import make_competition, random_images
 
 ADMIN_TOKEN = "admin-" + secrets.token_urlsafe(16)
@@ -80,7 +80,7 @@ class Arena:
                       "score_all": (public + private) / 2, "timings": {"total": 1.5}, "device": "cpu",
                       "precision": "exact", "scorer_version": "test", "weights_sha256": "0" * 64}
             assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
-                                       scores=score_fields(report))
+                                       result=ScoreReport.model_validate(report).result())
         if with_grids:
             for cls in ("with_mask", "without_mask"):
                 write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), random_images(8))

@@ -10,7 +10,7 @@ import pytest
 
 from server import queue
 from server.db.crud import create_submission, get_competition, load_competition
-from server.worker import score_fields
+from submissions.results import ScoreReport
 from tests.web.test_pages import Arena
 
 CLASSES = ("with_mask", "without_mask")
@@ -47,7 +47,7 @@ def scored(arena: Arena, team, classes: dict[str, dict]) -> int:
                                           sha256=secrets.token_hex(32), size_bytes=1, message="")
         assert queue.claim_next_submission(session=session, worker_id=arena.worker_id).id == submission.id
         assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=arena.worker_id,
-                                   scores=score_fields(report))
+                                   result=ScoreReport.model_validate(report).result())
     return submission.id
 
 

@@ -13,7 +13,7 @@ import pytest
 from server import queue
 from server.db.crud import competitions_dir, create_submission, get_competition, load_competition
 from server.storage import write_evidence_images
-from server.worker import score_fields
+from submissions.results import ScoreReport
 from tests.utils.competition import random_images
 from tests.web.test_pages import Arena, csrf_of
 
@@ -58,7 +58,7 @@ def score(arena: Arena, team, public: float, private: float, se: float = 1.0, pe
         assert queue.claim_next_submission(session=session, worker_id=arena.worker_id).id == submission.id
         report = _report(competition, public, private, se, penalized)
         assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=arena.worker_id,
-                                   scores=score_fields(report))
+                                   result=ScoreReport.model_validate(report).result())
     for cls in CLASSES:
         write_evidence_images(arena.settings.data_dir, submission.id, cls, random_images(8), [3, 5])
     return submission.id

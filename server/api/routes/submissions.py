@@ -9,19 +9,17 @@ from server.competition import load_competition
 from server.db import Submission
 from server.db.crud import get_visible_submission, list_submissions, select_final
 from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep
-from server.errors import NotFound
 from server.inputs import MAX_MESSAGE_CHARS
 from server.params import Limit, Offset, RowId
-from server.ranking import private_board_visible
-from server.storage import grid_path
+from server.ranking import result_seen
+from server.storage import sample_grid_file
 from server.upload import submit_upload
 
 router = APIRouter(tags=["submissions"])
 
 
 def to_public(submission: Submission, *, is_admin: bool) -> SubmissionPublic:
-    show_private = private_board_visible(submission.team.competition, is_admin=is_admin)
-    return SubmissionPublic.build(submission, show_private=show_private, organizer=is_admin,
+    return SubmissionPublic.build(submission, view=result_seen(submission, is_admin=is_admin),
                                   grid_url=f"/api/submissions/{submission.id}/grids/{{cls}}.png")
 
 
@@ -62,10 +60,8 @@ def read_sample_grid(submission_id: RowId, cls: str, caller: IdentifiedCaller, s
     """The 8x8 sample grid of one class (written after scoring)."""
     submission = get_visible_submission(session=session, submission_id=submission_id, team=caller.team,
                                         is_admin=caller.is_admin)
-    path = grid_path(settings.data_dir, submission.id, cls)
-    if not path.is_file():
-        raise NotFound(f"No sample grid for class '{cls}' of submission {submission_id} (written after scoring).")
-    return FileResponse(path, media_type="image/png")
+    classes = load_competition(submission.team.competition).classes
+    return FileResponse(sample_grid_file(settings.data_dir, submission.id, cls, classes), media_type="image/png")
 
 
 @router.post("/submissions/{submission_id}/final", response_model=SubmissionPublic)
