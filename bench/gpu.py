@@ -55,8 +55,9 @@ PARTS = ("scoring", "drain", "training", "strength")
 PRECISIONS = ("exact", "tf32", "fp16")
 TIME_LIMIT_S = 540  # the whole real run, model loads included, must fit in 9 minutes on one GPU
 ADMIN_TOKEN = "gpu-bench-admin-token-0123456789abcdef"
-# FLOPs per image of pytorch-fid's InceptionV3 up to pool3 at 299 x 299: 11.42 G, all in its 94 convolutions, as
-# torch.utils.flop_counter.FlopCounterMode counts them (2 FLOPs per multiply-add; tests/test_bench_gpu.py recounts).
+# FLOPs per image of pytorch-fid's InceptionV3 up to pool3 at 299 x 299: 11.42 G, all in its 94 convolutions,
+# as torch.utils.flop_counter.FlopCounterMode counts them (2 FLOPs per multiply-add; tests/bench/test_bench_gpu.py
+# recounts).
 # torchvision's table lists 5.71 "GFLOPS" for inception_v3: multiply-adds of the same network.
 INCEPTION_FLOPS_PER_IMAGE = 11.42e9
 # Dense peak TFLOP/s from the vendors' data sheets (no sparsity): fp32 on CUDA cores (exact), TF32 and fp16 on

@@ -15,10 +15,10 @@ from server.cli import app as cli_app
 from server.competition import CONFIG_FILE, CompetitionConfig, competitions_dir
 from server.db import Submission, SubmissionStatus
 from server.worker import Worker
+from tests.server.web.test_console import SETTINGS_URL, config_file, form_of
+from tests.server.web.test_pages import csrf_of
 from tests.utils.competition import make_competition
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
-from tests.web.test_console import SETTINGS_URL, config_file, form_of
-from tests.web.test_pages import csrf_of
 
 BASE = {"slug": "c", "title": "C", "classes": ["a"]}
 OUT_OF_RANGE = [  # (field, value) that a competition.json, the form or the CLI could carry
@@ -51,7 +51,7 @@ def test_values_in_range_are_accepted(field, value):
 
 @pytest.fixture
 def organizer(data_dir):
-    from tests.web.test_pages import Arena
+    from tests.server.web.test_pages import Arena
 
     arena = Arena(data_dir)
     client = arena.client()
