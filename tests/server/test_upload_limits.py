@@ -25,10 +25,9 @@ from server.upload_limits import DryRunQueue
 from server.worker import Worker
 from submissions.orphans import sampling_processes
 from tests.server.test_model_submissions import upload_model, with_kinds
-from tests.server.web.test_pages import csrf_of
 from tests.utils import onnx_models
 from tests.utils.competition import make_competition
-from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
+from tests.utils.server_factories import ADMIN_TOKEN, bearer, csrf_of, submission_zip
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.db import Submission, SubmissionStatus
-from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
+from tests.utils.server_factories import ADMIN_TOKEN, add_scored, bearer, csrf_of, sign_in_admin, submission_zip
 
 HUGE, NEGATIVE = "99999999999999999999", "-9223372036854775809"
 ID_ROUTES = [  # (method, path template, caller) every route that takes an id in its path
@@ -160,7 +160,6 @@ def csv_cells(text: str) -> list[str]:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_csv_exports_neutralize_formulas(arena):
     from server.db import Team
-    from tests.utils.server_factories import add_scored
 
     names = ['=HYPERLINK("http://evil.example","x")', "+1", "-2+3", "@SUM(A1)"]
     with arena.database.sessionmaker() as session:
@@ -218,27 +217,23 @@ def test_admin_reason_and_disqualify_texts_are_bounded(arena, caller_headers):
 
 
 @pytest.fixture
-def organizer(arena):
-    """The app's client signed in as organizer (a browser session), with a CSRF token for its forms."""
-    from tests.server.web.test_pages import csrf_of
-
-    client = arena.client
-    csrf = csrf_of(client.get("/admin/signin").text)
-    assert client.post("/admin/signin", data={"token": ADMIN_TOKEN, "csrf_token": csrf}).status_code in (200, 303)
-    return client, csrf_of(client.get(f"/admin/c/{arena.slug}/settings").text)
+def organizer_forms(arena):
+    """The API app's client signed in as organizer (a browser session), with a CSRF token for its forms."""
+    sign_in_admin(arena.client)
+    return arena.client, csrf_of(arena.client.get(f"/admin/c/{arena.slug}/settings").text)
 
 
 @pytest.mark.parametrize("bad_id", [HUGE, NEGATIVE, "9223372036854775807", "2147483648", "0"])
-def test_withdrawing_an_announcement_with_an_id_out_of_range_is_422_never_500(arena, organizer, bad_id):
-    client, csrf = organizer
+def test_withdrawing_an_announcement_with_an_id_out_of_range_is_422_never_500(arena, organizer_forms, bad_id):
+    client, csrf = organizer_forms
     response = client.post(f"/admin/c/{arena.slug}/announcements/{bad_id}/delete", data={"csrf_token": csrf},
                            follow_redirects=False)
     assert response.status_code == 422, response.text
 
 
 @pytest.mark.parametrize("message", ["nul\x00note", "bell\x07", "rtl\u202eeman", "x" * 5001])
-def test_announcements_refuse_nul_and_control_characters(arena, organizer, message):
-    client, csrf = organizer
+def test_announcements_refuse_nul_and_control_characters(arena, organizer_forms, message):
+    client, csrf = organizer_forms
     response = client.post(f"/admin/c/{arena.slug}/announcements", data={"csrf_token": csrf, "message": message})
     assert response.status_code == 422, response.text
     from sqlalchemy import func, select
@@ -250,12 +245,12 @@ def test_announcements_refuse_nul_and_control_characters(arena, organizer, messa
 
 
 @pytest.mark.parametrize("title", ["nul\x00title", "x" * 201, "two\nlines"])
-def test_competition_titles_refuse_nul_control_characters_and_over_200_characters(arena, organizer, title):
+def test_competition_titles_refuse_nul_control_characters_and_over_200_characters(arena, organizer_forms, title):
     import json
 
     from server.competition import CONFIG_FILE
 
-    client, csrf = organizer
+    client, csrf = organizer_forms
     config = json.loads((arena.competition.root / CONFIG_FILE).read_text())
     form = {"csrf_token": csrf, "title": title, "description": "", "team_rules": "", "deadline": "",
             "daily_limit": "5", "final_selection_limit": "0", "self_registration": "1", "status": "open",

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 
 from server.competition import competitions_dir
-from tests.server.web.test_pages import csrf_of
 from tests.utils.competition import make_competition
 from tests.utils.serve import REPO, free_port, wait_healthy
+from tests.utils.server_factories import csrf_of
 
 
 def serve_demo(data_dir: Path, port: int, log: Path) -> tuple[subprocess.Popen, str]:

@@ -13,8 +13,7 @@ import pytest
 from server.competition import CONFIG_FILE, Competition, competitions_dir
 from server.db.crud import get_competition, list_competitions, list_teams
 from tests.server.data.trees import make_tree, write_image
-from tests.server.web.test_pages import Arena, csrf_of
-from tests.utils.server_factories import submission_zip
+from tests.utils.server_factories import Arena, csrf_of, submission_zip
 
 SETTINGS_URL = "/admin/c/test-comp/settings"
 
@@ -32,14 +31,6 @@ def form_of(arena: Arena, client, **changes: str) -> dict[str, str]:
             "self_registration": "1", "status": config["status"],
             "images_per_class": str(config["images_per_class"]), "memorization_eps": str(config["memorization_eps"])}
     return {**form, **changes}
-
-
-@pytest.fixture
-def organizer(data_dir):
-    arena = Arena(data_dir)
-    client = arena.client()
-    arena.sign_in_admin(client)
-    return arena, client
 
 
 def test_settings_are_saved_to_both_stores_recorded_and_rendered_safely(organizer):

@@ -14,8 +14,8 @@ from server.cli import app
 from server.competition import Competition, competitions_dir
 from server.preparation import MIN_TEST_IMAGES_PER_SPLIT
 from tests.server.data.trees import make_tree
-from tests.server.web.test_console import SETTINGS_URL, config_file, form_of, organizer, wait_for_preparation  # noqa: F401
-from tests.server.web.test_pages import csrf_of
+from tests.server.web.test_console import SETTINGS_URL, config_file, form_of, wait_for_preparation
+from tests.utils.server_factories import Arena, csrf_of
 
 
 def test_the_settings_page_switches_model_submissions_on_with_its_effect_and_history(organizer):  # noqa: F811
@@ -148,7 +148,6 @@ def test_a_worker_building_references_says_so_and_queued_teams_see_scoring_wait_
 
 def test_sign_up_is_refused_where_the_organizer_creates_teams(data_dir):
     from server.db.crud import get_competition, list_teams
-    from tests.server.web.test_pages import Arena
 
     arena = Arena(data_dir, self_registration=False)
     visitor = arena.client()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.server.web.test_pages import Arena, csrf_of
+from tests.utils.server_factories import Arena, csrf_of
 
 
 @pytest.fixture

@@ -8,83 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 
 import pytest
-from fastapi.testclient import TestClient
 
-from server import queue
 from server.app import create_app
 from server.competition import competitions_dir
-from server.config import Settings
-from server.db.crud import create_submission, create_team, get_competition
-from server.storage import grid_path, write_sample_grid
-from server.worker import score_fields
-from tests.utils.competition import make_competition, random_images
-
-ADMIN_TOKEN = "admin-" + secrets.token_urlsafe(16)
-XSS_NAME = "<script>alert('x')</script> team"
-
-
-def csrf_of(html: str) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert match, "the page has no form with a CSRF token"
-    return match.group(1)
-
-
-class Arena:
-    """One app on a fresh data dir, with two teams and helpers to sign in and to score submissions."""
-
-    def __init__(self, data_dir, **config):
-        make_competition(competitions_dir(data_dir) / "test-comp", **config)
-        # Max age 0: the boards are checked on every read, so a page shows a score as soon as it is stored (how
-        # long a board may lag under load is test_shared_pages.py's and the server load benchmark's business).
-        self.settings = Settings(data_dir=data_dir, admin_token=ADMIN_TOKEN, leaderboard_max_age_seconds=0)
-        self.app = create_app(self.settings)
-        self.database = self.app.state.database
-        with self.database.sessionmaker() as session:
-            row = get_competition(session=session, slug="test-comp")
-            (self.alpha, self.alpha_token) = create_team(session=session, competition=row, name="alpha")
-            (self.beta, self.beta_token) = create_team(session=session, competition=row, name=XSS_NAME)
-        self.worker_id = "test-worker"
-        with self.database.sessionmaker() as session:
-            queue.register_worker(session=session, worker_id=self.worker_id, device="cpu")
-
-    def client(self) -> TestClient:
-        return TestClient(self.app, follow_redirects=False)
-
-    def sign_in(self, client: TestClient, token: str) -> None:
-        csrf = csrf_of(client.get("/signin").text)
-        response = client.post("/signin", data={"token": token, "csrf_token": csrf})
-        assert response.status_code == 303, response.text
-
-    def sign_in_admin(self, client: TestClient) -> None:
-        csrf = csrf_of(client.get("/admin/signin").text)
-        assert client.post("/admin/signin", data={"token": ADMIN_TOKEN, "csrf_token": csrf}).status_code == 303
-
-    def scored_submission(self, team, public: float, private: float, *, with_grids: bool = True) -> int:
-        """Insert a submission for the team and finish it as the worker would (scores, sample grids)."""
-        with self.database.sessionmaker() as session:
-            row = get_competition(session=session, slug="test-comp")
-            submission, _ = create_submission(session=session, competition=row, team=team,
-                                              sha256=secrets.token_hex(32), size_bytes=1234, message="<b>hi</b>")
-            claimed = queue.claim_next_submission(session=session, worker_id=self.worker_id)
-            assert claimed is not None and claimed.id == submission.id
-            per_class = {
-                cls: {"fid_public": public / 2, "fid_private": private / 2, "fid_all": (public + private) / 4,
-                      "raw_fid_public": public / 2, "raw_fid_private": private / 2, "raw_fid_all": 0.0,
-                      "memorization_distance": 0.2, "memorization_eps": 0.03, "penalized": False, "n_images": 8}
-                for cls in ("with_mask", "without_mask")
-            }
-            report = {"classes": per_class, "score_public": public, "score_private": private,
-                      "score_all": (public + private) / 2, "timings": {"total": 1.5}, "device": "cpu",
-                      "precision": "exact", "scorer_version": "test", "weights_sha256": "0" * 64}
-            assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
-                                       scores=score_fields(report))
-        if with_grids:
-            for cls in ("with_mask", "without_mask"):
-                write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), random_images(8))
-        return submission.id
+from server.db.crud import create_submission, get_competition
+from tests.utils.server_factories import Arena, csrf_of
 
 
 @pytest.fixture

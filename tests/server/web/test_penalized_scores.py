@@ -11,7 +11,7 @@ import pytest
 from server import queue
 from server.db.crud import create_submission, get_competition, load_competition
 from server.worker import score_fields
-from tests.server.web.test_pages import Arena
+from tests.utils.server_factories import Arena
 
 CLASSES = ("with_mask", "without_mask")
 

@@ -9,7 +9,7 @@ import pytest
 
 from server.app import create_app
 from server.db.crud import disqualify_team, rotate_team_token
-from tests.server.web.test_pages import ADMIN_TOKEN, Arena, csrf_of
+from tests.utils.server_factories import ADMIN_TOKEN, Arena, csrf_of
 
 
 @pytest.fixture

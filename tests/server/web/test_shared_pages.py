@@ -18,8 +18,8 @@ from server.console import announce
 from server.db.crud import create_submission, get_competition, rotate_team_token
 from server.web import board_page
 from server.web.shared import SharedPage
-from tests.server.web.test_pages import Arena, csrf_of
 from tests.utils.serve import running_server
+from tests.utils.server_factories import Arena, csrf_of
 
 BOARD = "/c/test-comp/leaderboard"
 VIEWER_HEADER = re.compile(r'<header class="topbar".*?</header>\n(<div class="wrap flash">.*?</div></div>)?', re.S)

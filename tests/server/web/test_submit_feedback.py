@@ -12,8 +12,7 @@ from PIL import Image
 
 from server import queue
 from server.db.crud import get_competition, load_competition
-from tests.server.web.test_pages import Arena, csrf_of
-from tests.utils.server_factories import submission_zip
+from tests.utils.server_factories import Arena, csrf_of, submission_zip
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from server import queue
 from server.db.crud import competitions_dir, create_submission, get_competition, load_competition
 from server.storage import write_evidence_images
 from server.worker import score_fields
-from tests.server.web.test_pages import Arena, csrf_of
 from tests.utils.competition import random_images
+from tests.utils.server_factories import Arena, csrf_of
 
 CLASSES = ("with_mask", "without_mask")
 
