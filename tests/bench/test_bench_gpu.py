@@ -72,12 +72,12 @@ def test_cuda_without_cuda_names_the_problem_and_the_fix(capsys, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert gpu.main(["--device", "cuda", "--parts", "scoring"]) == 2
     error = capsys.readouterr().err
-    assert "--device cuda: torch sees no CUDA device" in error and "--device cpu" in error and "nvidia-smi" in error
+    assert "--device cuda: no CUDA device is visible" in error and "--device cpu" in error and "nvidia-smi" in error
 
 
 def test_cpu_paths_leave_out_amp_and_the_cuda_precisions(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    cpu = gpu.resolve_device("auto")
+    cpu = gpu.bench_device("auto")
     assert cpu.type == "cpu"
     assert gpu.amp_modes(cpu) == (False,) and gpu.scoring_precisions(cpu) == ("exact",)
     cuda = torch.device("cuda")

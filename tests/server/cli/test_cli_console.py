@@ -13,11 +13,17 @@ from tests.utils.server_factories import make_test_competition
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 
 
-def test_arena_admin_settings_changes_what_a_competition_accepts(monkeypatch, data_dir, database, database_url):
+@pytest.fixture
+def runner(monkeypatch, data_dir, database, database_url) -> CliRunner:
+    """`arena` on the test's fresh database, with the test competition registered."""
     make_test_competition(data_dir)
     monkeypatch.setenv("ARENA_DATABASE_URL", database_url)
     runner = CliRunner()
     runner.invoke(app, ["admin", "register", str(data_dir / "competitions" / "test-comp")])
+    return runner
+
+
+def test_arena_admin_settings_changes_what_a_competition_accepts(runner, data_dir):
     changed = runner.invoke(app, ["admin", "settings", "test-comp", "--submission-kinds", "both"])
     assert changed.exit_code == 0 and "submission_kinds: 'images' -> 'both'" in changed.output, changed.output
     refused = runner.invoke(app, ["admin", "settings", "test-comp", "--submission-kinds", "onnx"])
@@ -26,15 +32,9 @@ def test_arena_admin_settings_changes_what_a_competition_accepts(monkeypatch, da
     assert config["submission_kinds"] == "both"
 
 
-def test_arena_admin_reveal_asks_first_and_undo_hides_the_board_again(monkeypatch, data_dir, database,
-                                                                       database_url):
+def test_arena_admin_reveal_asks_first_and_undo_hides_the_board_again(runner, database):
     from server.console import setting_history
     from server.db.crud import get_competition
-
-    make_test_competition(data_dir)
-    monkeypatch.setenv("ARENA_DATABASE_URL", database_url)
-    runner = CliRunner()
-    runner.invoke(app, ["admin", "register", str(data_dir / "competitions" / "test-comp")])
 
     def revealed() -> bool:
         with database.session() as session:
@@ -56,11 +56,7 @@ def test_arena_admin_reveal_asks_first_and_undo_hides_the_board_again(monkeypatc
     assert rescore.exit_code == 1 and "go back into the queue" in rescore.output
 
 
-def test_arena_admin_settings_warns_of_a_deadline_in_the_past(monkeypatch, data_dir, database, database_url):
-    make_test_competition(data_dir)
-    monkeypatch.setenv("ARENA_DATABASE_URL", database_url)
-    runner = CliRunner()
-    runner.invoke(app, ["admin", "register", str(data_dir / "competitions" / "test-comp")])
+def test_arena_admin_settings_warns_of_a_deadline_in_the_past(runner, data_dir):
     result = runner.invoke(app, ["admin", "settings", "test-comp", "--deadline", "2020-01-01 00:00"])
     assert result.exit_code == 0 and "deadline 2020-01-01 00:00 UTC is in the past" in result.output
     config = json.loads((data_dir / "competitions" / "test-comp" / "competition.json").read_text())

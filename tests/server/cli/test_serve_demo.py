@@ -9,14 +9,13 @@ import re
 import shlex
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 
 from server.competition import competitions_dir
 from tests.utils.competition import make_competition
-from tests.utils.serve import REPO, free_port, wait_healthy
+from tests.utils.serve import REPO, free_port, start_server, stop_server
 from tests.utils.server_factories import csrf_of
 
 
@@ -25,18 +24,7 @@ def serve_demo(data_dir: Path, port: int, log: Path) -> tuple[subprocess.Popen, 
     no ARENA_SECRET_KEY and the venv not on PATH."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("ARENA_")}
     env["PATH"] = "/usr/bin:/bin"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--demo", "--no-worker", "--port", str(port),
-             "--data-dir", str(data_dir)], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    wait_healthy(url, process, log)
-    return process, url
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    process.wait(timeout=30)
+    return start_server(env, log, "--demo", "--no-worker", "--data-dir", str(data_dir), port=port)
 
 
 def printed_token(log: Path) -> str:
@@ -59,7 +47,7 @@ def test_a_demo_restart_keeps_the_organizer_token_and_everyones_sign_in(tmp_path
         assert signed_in.status_code == 303, signed_in.text
         assert organizer.get("/admin", follow_redirects=False).status_code == 200
     finally:
-        stop(process)
+        stop_server(process)
     for name in ("admin-token", "session-key"):
         assert stat.S_IMODE((data_dir / "secrets" / name).stat().st_mode) == 0o600
 
@@ -70,7 +58,7 @@ def test_a_demo_restart_keeps_the_organizer_token_and_everyones_sign_in(tmp_path
         assert page.status_code == 200, "the organizer was signed out by the restart"
         assert httpx.get(f"{url}/api/admin/submissions", headers={"Authorization": f"Bearer {token}"}).is_success
     finally:
-        stop(process)
+        stop_server(process)
 
 
 def test_the_banner_commands_run_from_a_shell_without_the_venv(tmp_path):
@@ -78,7 +66,7 @@ def test_the_banner_commands_run_from_a_shell_without_the_venv(tmp_path):
     make_competition(competitions_dir(data_dir) / "demo", images_per_class=4, train_per_class=4, test_per_class=4,
                      slug="demo")
     process, _ = serve_demo(data_dir, free_port(), tmp_path / "serve.log")
-    stop(process)
+    stop_server(process)
     banner = (tmp_path / "serve.log").read_text()
     command = re.search(r"^  (\S+) submission sample --competition (\S+) --out sample.zip$", banner, re.M)
     assert command, banner

@@ -9,22 +9,20 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from server.cli.serve import WorkerProcess
 from server.db.crud import get_submission
 from server.db.models import WorkerRow
 from server.worker import ForwardSignals
+from submissions.client import ArenaClient
+from tests.utils.serve import REPO, start_server
 from tests.utils.server_factories import submission_zip
-
-REPO = Path(__file__).resolve().parents[3]
 
 # Stands in for `arena worker` where only the process matters: it writes a line per SIGTERM to the file argv[1].
 COUNT_SIGTERMS = """
@@ -101,28 +99,19 @@ def test_a_worker_that_dies_on_its_own_is_logged_and_the_server_goes_on(caplog):
     worker.stop(signalled=False)  # nothing left to signal: the server's shutdown still ends quietly
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_arena_serve_scores_in_its_worker_process_and_stops_it_on_sigterm(make_app, fid_torch_home,
-                                                                         scoring_competition):
+                                                                         scoring_competition, tmp_path):
     """A real `arena serve`: its worker is a child process (pid in the workers table), an upload over HTTP is scored
     by it, and SIGTERM ends both cleanly (exit 0, the worker marked stopped by itself)."""
     arena = make_app(competition=scoring_competition)
-    port, admin_token = free_port(), secrets.token_urlsafe(24)
+    admin_token, log = secrets.token_urlsafe(24), tmp_path / "serve.log"
     env = {**os.environ, "TORCH_HOME": str(fid_torch_home), "ARENA_DATA_DIR": str(arena.settings.data_dir),
            "ARENA_DATABASE_URL": arena.settings.resolved_database_url, "ARENA_DEVICE": "cpu",
            "ARENA_ADMIN_TOKEN": admin_token, "ARENA_WORKER_POLL_SECONDS": "0.2", "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--port", str(port)], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    process, url = start_server(env, log)
     try:
-        wait_until(lambda: process.poll() is None and healthy(url) and workers(arena), 180,
-                   "arena serve did not become healthy with a registered worker")
+        wait_until(lambda: workers(arena), 180, "arena serve did not register its worker")
         [worker] = workers(arena)
         assert worker.pid != process.pid and parent_of(worker.pid) == process.pid
         submission_id = upload_over_http(url, admin_token, arena.slug, submission_zip(arena.competition, seed=3))
@@ -131,10 +120,11 @@ def test_arena_serve_scores_in_its_worker_process_and_stops_it_on_sigterm(make_a
             submission = get_submission(session=session, submission_id=submission_id)
             assert submission.status == "scored" and submission.worker_id == worker.id
         process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=60)[0]
+        process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
+    output = log.read_text()
     assert process.returncode == 0, output
     assert "Traceback" not in output, output
     assert re.search(rf"Scoring worker: process {worker.pid}\b", output), output
@@ -144,27 +134,14 @@ def test_arena_serve_scores_in_its_worker_process_and_stops_it_on_sigterm(make_a
         assert session.get(WorkerRow, worker.id).stopped_at is not None
 
 
-def healthy(url: str) -> bool:
-    try:
-        return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def workers(arena) -> list[WorkerRow]:
     with arena.database.sessionmaker() as session:
         return list(session.query(WorkerRow))
 
 
 def upload_over_http(url: str, admin_token: str, slug: str, zip_bytes: bytes) -> int:
-    team = httpx.post(f"{url}/api/admin/competitions/{slug}/teams", json={"name": "served", "members": ["Ada"]},
-                      headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
-    assert team.status_code == 201, team.text
-    response = httpx.post(f"{url}/api/competitions/{slug}/submissions",
-                          files={"file": ("s.zip", zip_bytes, "application/zip")},
-                          headers={"Authorization": f"Bearer {team.json()['token']}"}, timeout=60)
-    assert response.status_code == 202, response.text
-    return response.json()["id"]
+    token = ArenaClient(url, admin_token).admin_create_team(slug, "served", ["Ada"], is_baseline=False)["token"]
+    return ArenaClient(url, token).upload_bytes(zip_bytes, "s.zip", slug)["id"]
 
 
 def status(arena, submission_id: int) -> str:
