@@ -1,5 +1,6 @@
 """bench/gpu.py (`python -m bench.gpu`): the one-shot GPU check keeps working on machines without a GPU (--smoke),
-and its GPU paths (device choice, AMP, precisions, the FLOP floor) behave on the CPU as they should."""
+and its GPU paths (device choice, AMP, precisions, the FLOP floor: bench/gpu_device.py) behave on the CPU as they
+should."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import gpu
+from bench import gpu, gpu_device
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,11 +78,12 @@ def test_cuda_without_cuda_names_the_problem_and_the_fix(capsys, monkeypatch):
 
 def test_cpu_paths_leave_out_amp_and_the_cuda_precisions(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    cpu = gpu.bench_device("auto")
+    cpu = gpu_device.bench_device("auto")
     assert cpu.type == "cpu"
-    assert gpu.amp_modes(cpu) == (False,) and gpu.scoring_precisions(cpu) == ("exact",)
+    assert gpu_device.amp_modes(cpu) == (False,) and gpu_device.scoring_precisions(cpu) == ("exact",)
     cuda = torch.device("cuda")
-    assert gpu.amp_modes(cuda) == (False, True) and gpu.scoring_precisions(cuda) == ("exact", "tf32", "fp16")
+    assert gpu_device.amp_modes(cuda) == (False, True)
+    assert gpu_device.scoring_precisions(cuda) == ("exact", "tf32", "fp16")
 
 
 def test_smoke_defaults_to_cpu_and_random_weights_and_the_real_run_to_auto():
@@ -100,13 +102,13 @@ def test_the_real_plan_fits_nine_minutes():
 
 
 def test_known_gpu_peaks_are_found_by_name_and_others_are_measured(monkeypatch):
-    monkeypatch.setattr(gpu, "device_name", lambda device: "NVIDIA H200")
-    assert gpu.peak_tflops(torch.device("cuda"), "fp16") == (989.4, "data sheet (H200)")
-    monkeypatch.setattr(gpu, "device_name", lambda device: "NVIDIA H100 PCIe")
-    assert gpu.peak_tflops(torch.device("cuda"), "exact") == (51.2, "data sheet (H100 PCIe)")
-    monkeypatch.setattr(gpu, "device_name", lambda device: "NVIDIA L40")
-    assert gpu.peak_tflops(torch.device("cuda"), "fp16") == (181.0, "data sheet (L40)")
-    rate, source = gpu.peak_tflops(torch.device("cpu"), "exact")
+    monkeypatch.setattr(gpu_device, "device_name", lambda device: "NVIDIA H200")
+    assert gpu_device.peak_tflops(torch.device("cuda"), "fp16") == (989.4, "data sheet (H200)")
+    monkeypatch.setattr(gpu_device, "device_name", lambda device: "NVIDIA H100 PCIe")
+    assert gpu_device.peak_tflops(torch.device("cuda"), "exact") == (51.2, "data sheet (H100 PCIe)")
+    monkeypatch.setattr(gpu_device, "device_name", lambda device: "NVIDIA L40")
+    assert gpu_device.peak_tflops(torch.device("cuda"), "fp16") == (181.0, "data sheet (L40)")
+    rate, source = gpu_device.peak_tflops(torch.device("cpu"), "exact")
     assert source == "measured matrix product" and rate > 0
 
 
@@ -122,18 +124,18 @@ def test_inception_flops_per_image_match_a_fresh_count():
     with FlopCounterMode(display=False) as counter:
         net(images)
     convolutions = counter.get_flop_counts()["Global"][torch.ops.aten.convolution]
-    assert convolutions == pytest.approx(gpu.INCEPTION_FLOPS_PER_IMAGE, rel=1e-3)
+    assert convolutions == pytest.approx(gpu_device.INCEPTION_FLOPS_PER_IMAGE, rel=1e-3)
 
 
 def test_training_flags_return_to_torch_defaults_after_exact_scoring():
-    defaults = dict(gpu.TORCH_DEFAULT_FLAGS)
+    defaults = dict(gpu_device.TORCH_DEFAULT_FLAGS)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32 = True, False  # what exact scoring sets
     try:
-        assert gpu.restore_torch_default_flags() == defaults
+        assert gpu_device.restore_torch_default_flags() == defaults
         assert torch.backends.cudnn.deterministic == defaults["cudnn.deterministic"]
         assert torch.backends.cudnn.allow_tf32 == defaults["cudnn.allow_tf32"]
     finally:
-        gpu.restore_torch_default_flags()
+        gpu_device.restore_torch_default_flags()
 
 
 def test_strength_verdict_reads_the_target_and_the_order():
