@@ -10,31 +10,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from server.competition import Competition
 from server.db import Submission, SubmissionStatus
 from server.storage import grid_path, model_path, sampled_zip_path, upload_path
 from server.worker import Worker
 from submissions import validate_zip
 from tests.utils import onnx_models
-from tests.utils.server_factories import ADMIN_TOKEN, bearer, csrf_of, submission_zip
+from tests.utils.server_factories import ADMIN_TOKEN, bearer, csrf_of, submission_zip, upload_model, with_kinds
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def with_kinds(competition: Competition, kinds: str, tmp_path, **config: object) -> Competition:
-    """The shared scoring competition (its references built once) under another submission_kinds (and config)."""
-    root = tmp_path / f"kinds-{kinds}"
-    root.mkdir()
-    for name in ("manifest.json", "train", "test", "references"):
-        (root / name).symlink_to((competition.root / name).resolve())
-    config = competition.config.model_copy(update={"submission_kinds": kinds, "slug": f"comp-{kinds}", **config})
-    (root / "competition.json").write_text(config.model_dump_json())
-    return Competition.load(root)
-
-
-def upload_model(arena, token, path):
-    return arena.client.post(f"/api/competitions/{arena.slug}/submissions", headers=bearer(token),
-                             files={"file": (path.name, path.read_bytes(), "application/octet-stream")})
 
 
 def test_a_model_is_sampled_scored_and_its_samples_kept(make_app, scorer, scoring_competition, tmp_path):

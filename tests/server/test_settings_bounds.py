@@ -15,9 +15,16 @@ from server.cli import app as cli_app
 from server.competition import CONFIG_FILE, CompetitionConfig, competitions_dir
 from server.db import Submission, SubmissionStatus
 from server.worker import Worker
-from tests.server.web.test_console import SETTINGS_URL, config_file, form_of
 from tests.utils.competition import make_competition
-from tests.utils.server_factories import ADMIN_TOKEN, bearer, sign_in_admin, submission_zip
+from tests.utils.server_factories import (
+    ADMIN_TOKEN,
+    SETTINGS_URL,
+    bearer,
+    config_file,
+    form_of,
+    sign_in_admin,
+    submission_zip,
+)
 
 BASE = {"slug": "c", "title": "C", "classes": ["a"]}
 OUT_OF_RANGE = [  # (field, value) that a competition.json, the form or the CLI could carry

@@ -19,11 +19,10 @@ from server.errors import RateLimited
 from server.upload_limits import DryRunQueue
 from server.worker import Worker
 from submissions.orphans import sampling_processes
-from tests.server.test_model_submissions import upload_model, with_kinds
 from tests.utils import onnx_models
 from tests.utils.competition import make_competition
 from tests.utils.serve import start_server
-from tests.utils.server_factories import ADMIN_TOKEN, bearer, csrf_of, submission_zip
+from tests.utils.server_factories import ADMIN_TOKEN, bearer, csrf_of, submission_zip, upload_model, with_kinds
 
 
 def test_the_dry_run_queue_bounds_running_and_waiting_per_team_and_in_all():

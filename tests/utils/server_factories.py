@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +19,7 @@ from sqlalchemy import text
 
 from server import queue
 from server.app import create_app
-from server.competition import Competition, competitions_dir
+from server.competition import CONFIG_FILE, Competition, competitions_dir
 from server.config import Settings
 from server.db import Database, Submission, SubmissionStatus, Team, bump_board_version
 from server.db.crud import create_submission, create_team, get_competition
@@ -181,6 +183,54 @@ class Arena:
             for cls in ("with_mask", "without_mask"):
                 write_sample_grid(grid_path(self.settings.data_dir, submission.id, cls), random_images(8))
         return submission.id
+
+
+# The organizer console's settings form (the Arena competition's)
+SETTINGS_URL = "/admin/c/test-comp/settings"
+
+
+def config_file(arena: Arena) -> Path:
+    """The Arena competition's competition.json."""
+    return competitions_dir(arena.settings.data_dir) / "test-comp" / CONFIG_FILE
+
+
+def form_of(arena: Arena, client: TestClient, **changes: str) -> dict[str, str]:
+    """The settings form as the page fills it, with some fields changed."""
+    config = json.loads(config_file(arena).read_text())
+    form = {"csrf_token": csrf_of(client.get(SETTINGS_URL).text), "title": config["title"],
+            "description": config["description"], "team_rules": config["team_rules"], "deadline": "",
+            "daily_limit": str(config["daily_limit"]), "final_selection_limit": str(config["final_selection_limit"]),
+            "self_registration": "1", "status": config["status"],
+            "images_per_class": str(config["images_per_class"]), "memorization_eps": str(config["memorization_eps"])}
+    return {**form, **changes}
+
+
+def wait_for_preparation(client: TestClient, slug: str, timeout: float = 120.0) -> str:
+    """Poll the job page as the browser does until the background preparation ends; the page's text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page = client.get(f"/admin/new/{slug}")
+        if 'data-state="running"' not in page.text:
+            return page.text
+        time.sleep(0.5)
+    raise AssertionError(f"{slug} still preparing after {timeout} s: {page.text}")
+
+
+def with_kinds(competition: Competition, kinds: str, tmp_path: Path, **config: object) -> Competition:
+    """The shared scoring competition (its references built once) under another submission_kinds (and config)."""
+    root = tmp_path / f"kinds-{kinds}"
+    root.mkdir()
+    for name in ("manifest.json", "train", "test", "references"):
+        (root / name).symlink_to((competition.root / name).resolve())
+    config = competition.config.model_copy(update={"submission_kinds": kinds, "slug": f"comp-{kinds}", **config})
+    (root / "competition.json").write_text(config.model_dump_json())
+    return Competition.load(root)
+
+
+def upload_model(arena: ArenaApp, token: str, path: Path) -> Any:
+    """An ONNX generator uploaded through the API as the team with `token`."""
+    return arena.client.post(f"/api/competitions/{arena.slug}/submissions", headers=bearer(token),
+                             files={"file": (path.name, path.read_bytes(), "application/octet-stream")})
 
 
 def open_app(data_dir: Path, database_url: str, competition: dict[str, Any] | Competition | None = None,

@@ -5,32 +5,22 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 
 import pytest
 
-from server.competition import CONFIG_FILE, Competition, competitions_dir
+from server.competition import Competition, competitions_dir
 from server.db.crud import get_competition, list_competitions, list_teams
 from tests.server.data.trees import make_tree, write_image
-from tests.utils.server_factories import Arena, csrf_of, submission_zip
-
-SETTINGS_URL = "/admin/c/test-comp/settings"
-
-
-def config_file(arena: Arena):
-    return competitions_dir(arena.settings.data_dir) / "test-comp" / CONFIG_FILE
-
-
-def form_of(arena: Arena, client, **changes: str) -> dict[str, str]:
-    """The settings form as the page fills it, with some fields changed."""
-    config = json.loads(config_file(arena).read_text())
-    form = {"csrf_token": csrf_of(client.get(SETTINGS_URL).text), "title": config["title"],
-            "description": config["description"], "team_rules": config["team_rules"], "deadline": "",
-            "daily_limit": str(config["daily_limit"]), "final_selection_limit": str(config["final_selection_limit"]),
-            "self_registration": "1", "status": config["status"],
-            "images_per_class": str(config["images_per_class"]), "memorization_eps": str(config["memorization_eps"])}
-    return {**form, **changes}
+from tests.utils.server_factories import (
+    SETTINGS_URL,
+    Arena,
+    config_file,
+    csrf_of,
+    form_of,
+    submission_zip,
+    wait_for_preparation,
+)
 
 
 def test_settings_are_saved_to_both_stores_recorded_and_rendered_safely(organizer):
@@ -169,17 +159,6 @@ def test_reference_entry_uploaded_from_the_console_is_a_marked_baseline(organize
 def test_console_needs_the_organizer(data_dir):
     arena = Arena(data_dir)
     assert arena.client().get(SETTINGS_URL).status_code == 403
-
-
-def wait_for_preparation(client, slug: str, timeout: float = 120.0) -> str:
-    """Poll the job page as the browser does until the background preparation ends; the page's text."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        page = client.get(f"/admin/new/{slug}")
-        if 'data-state="running"' not in page.text:
-            return page.text
-        time.sleep(0.5)
-    raise AssertionError(f"{slug} still preparing after {timeout} s: {page.text}")
 
 
 def test_new_competition_from_a_server_folder_prepares_in_the_background_and_opens_when_told(organizer, tmp_path):

@@ -14,8 +14,7 @@ from server.cli import app
 from server.competition import Competition, competitions_dir
 from server.preparation import MIN_TEST_IMAGES_PER_SPLIT
 from tests.server.data.trees import make_tree
-from tests.server.web.test_console import SETTINGS_URL, config_file, form_of, wait_for_preparation
-from tests.utils.server_factories import Arena, csrf_of
+from tests.utils.server_factories import SETTINGS_URL, Arena, config_file, csrf_of, form_of, wait_for_preparation
 
 
 def test_the_settings_page_switches_model_submissions_on_with_its_effect_and_history(organizer):  # noqa: F811
