@@ -10,8 +10,8 @@ Parts (each prints one table; everything goes to one JSON file in bench/results/
 1. scoring: one entry (images_per_class per class; 2 x 1,000 on the default demo) from zip bytes to report on a warm
    scorer, exact (fp32, TF32 off), tf32 and fp16, with the split unzip+validate / decode / features / distance /
    diagnostics (every timing key of the report), FID deltas against exact, and features images/s against the
-   InceptionV3 FLOP floor of the device (FLOPs per image: `INCEPTION_FLOPS_PER_IMAGE`; peak rate: `KNOWN_PEAKS` by
-   device name, else a measured matrix product).
+   InceptionV3 FLOP floor of the device (bench/gpu_device.py: FLOPs per image `INCEPTION_FLOPS_PER_IMAGE`; peak rate
+   from bench/gpu_peaks.json by device name, else a measured matrix product).
 2. drain: `arena serve --no-worker` and one `arena worker --device DEVICE` as real processes on a fresh data dir;
    one warm-up entry, then `entries` uploads; entries per minute from the first upload to the last scored, and the
    worker's idle share of that window (from the submissions' started_at / finished_at).
