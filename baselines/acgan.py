@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.config import GANConfig
-from baselines.layers import upsample_conv_block
+from baselines.layers import downsampling_channels, project_to_4x4, upsample_conv_block
 
 
 @dataclass
@@ -27,12 +27,7 @@ class Generator(nn.Module):
         super().__init__()
         w = config.width
         self.label_embedding = nn.Embedding(num_classes, config.z_dim)
-        self.project = nn.Sequential(
-            nn.Linear(config.z_dim, 4 * 4 * 8 * w, bias=False),
-            nn.Unflatten(1, (8 * w, 4, 4)),
-            nn.BatchNorm2d(8 * w),
-            nn.ReLU(inplace=True),
-        )
+        self.project = project_to_4x4(config.z_dim, 8 * w)
         self.blocks = nn.Sequential(
             upsample_conv_block(8 * w, 4 * w),
             upsample_conv_block(4 * w, 2 * w),
@@ -49,9 +44,8 @@ class Discriminator(nn.Module):
     def __init__(self, config: Config, num_classes: int):
         super().__init__()
         w = config.width
-        channels = (1, w, 2 * w, 4 * w, 8 * w)
         layers: list[nn.Module] = []
-        for index, (c_in, c_out) in enumerate(zip(channels, channels[1:], strict=False)):
+        for index, (c_in, c_out) in enumerate(downsampling_channels(w)):
             layers.append(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=index == 0))
             if index > 0:
                 layers.append(nn.BatchNorm2d(c_out))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines.config import GANConfig
-from baselines.layers import upsample_conv_block
+from baselines.layers import project_to_4x4, upsample_conv_block
 
 
 @dataclass
@@ -28,12 +28,7 @@ class Generator(nn.Module):
         super().__init__()
         w = config.width
         self.label_embedding = nn.Embedding(num_classes, config.label_dim)
-        self.project = nn.Sequential(
-            nn.Linear(config.z_dim + config.label_dim, 4 * 4 * 8 * w, bias=False),
-            nn.Unflatten(1, (8 * w, 4, 4)),
-            nn.BatchNorm2d(8 * w),
-            nn.ReLU(inplace=True),
-        )
+        self.project = project_to_4x4(config.z_dim + config.label_dim, 8 * w)
         self.blocks = nn.Sequential(
             upsample_conv_block(8 * w, 4 * w),  # 8x8
             upsample_conv_block(4 * w, 2 * w),  # 16x16

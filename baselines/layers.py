@@ -33,6 +33,22 @@ def upsample_conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def project_to_4x4(in_features: int, channels: int) -> nn.Sequential:
+    """A generator's stem: the input vector to a 4x4 map of `channels`, batch-normalised, ReLU."""
+    return nn.Sequential(
+        nn.Linear(in_features, 4 * 4 * channels, bias=False),
+        nn.Unflatten(1, (channels, 4, 4)),
+        nn.BatchNorm2d(channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def downsampling_channels(width: int) -> list[tuple[int, int]]:
+    """(in, out) channels of a discriminator's four stride-2 convolutions, from a 64x64 grey image to 4x4."""
+    channels = (1, width, 2 * width, 4 * width, 8 * width)
+    return list(zip(channels, channels[1:], strict=False))
+
+
 def check_image_size(image_size: int) -> None:
     if image_size != 64:
         raise ValueError(

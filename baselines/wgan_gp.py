@@ -15,6 +15,7 @@ from torch import nn
 
 from baselines import dcgan
 from baselines.config import GANConfig
+from baselines.layers import downsampling_channels
 
 
 @dataclass
@@ -37,9 +38,8 @@ class Discriminator(nn.Module):
     def __init__(self, config: Config, num_classes: int):
         super().__init__()
         w = config.width
-        channels = (1, w, 2 * w, 4 * w, 8 * w)
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(channels, channels[1:], strict=False):
+        for c_in, c_out in downsampling_channels(w):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
         self.features = nn.Sequential(*layers)
         self.score = nn.Linear(8 * w, 1)

@@ -15,7 +15,7 @@ disjoint sets of n images, again for each of `--partitions` seeded partitions. D
 replacement from a pool of N behave, for the variance, like independent draws from the population the pool came
 from: for a linear statistic E[sample variance across disjoint sets] = S^2 / n exactly (the finite-population
 correction (1 - n/N) of each set is offset by the negative covariance -S^2/N between disjoint sets), and FID is a
-smooth function of the sets' moments; tests/scoring/test_calibration.py checks it on Gaussian features against
+smooth function of the sets' moments; tests/server/scoring/test_calibration.py checks it on Gaussian features against
 truly fresh sets. So the real spread of a set's FID is sqrt(mean over partitions of the variance of its sets'
 FIDs), and the pairs for coverage are pairs of sets of one partition (disjoint, hence like independent).
 

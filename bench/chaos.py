@@ -37,7 +37,6 @@ import os
 import platform
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -48,14 +47,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 
 from server.db import Database, ReferenceBuild, Submission, SubmissionStatus
 from server.queue import crashed_workers
+from submissions.client import ArenaClient, SubmitError
 from submissions.orphans import owner_of, sampling_processes
 from submissions.sampling import WORKDIR_PREFIX
-from tests.utils import onnx_models
+from tests.utils import onnx_models, serve
 from tests.utils.competition import CLASSES, make_competition, random_images
 from tests.utils.inception import install_random_fid_weights
 
@@ -103,16 +102,9 @@ class Chaos:
         }
 
     def start_server(self) -> None:
-        self.server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--no-worker"], cwd=ROOT,
-                                       env=self.env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 300  # minutes, not seconds, when the cores are shared
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise RuntimeError("the server did not start within 300 s")
+        # minutes, not seconds, to start when the cores are shared
+        log = self.data_dir / f"server-{self.restarts}.log"
+        self.server, _ = serve.start_server(self.env(), log, "--no-worker", port=self.port, timeout=300)
 
     def restart_server(self) -> None:
         assert self.server is not None
@@ -122,9 +114,8 @@ class Chaos:
         self.start_server()
 
     def start_worker(self) -> None:
-        log = (self.data_dir / f"worker-{len(self.workers)}-{time.monotonic_ns()}.log").open("w")
-        self.workers.append(subprocess.Popen([sys.executable, "-m", "server.cli", "worker"], cwd=ROOT,
-                                             env=self.env(), stdout=log, stderr=subprocess.STDOUT))
+        log = self.data_dir / f"worker-{len(self.workers)}-{time.monotonic_ns()}.log"
+        self.workers.append(serve.start_arena(self.env(), log, "worker"))
 
     def kill_worker(self, victim: subprocess.Popen, phase: str) -> None:
         """SIGKILL a worker, remembering the sampling processes it had (they must die with it)."""
@@ -140,12 +131,6 @@ class Chaos:
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def submission_zips(count: int) -> list[bytes]:
@@ -176,38 +161,30 @@ def slugs(competitions: int) -> list[str]:
 
 def create_teams(chaos: Chaos, competitions: list[str]) -> list[tuple[str, str]]:
     """(competition, token) of TEAMS teams per competition."""
-    teams = []
-    for slug in competitions:
-        for i in range(TEAMS):
-            response = httpx.post(f"{chaos.url}/api/admin/competitions/{slug}/teams", json={"name": f"team-{i}"},
-                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=30)
-            response.raise_for_status()
-            teams.append((slug, response.json()["token"]))
-    return teams
+    organizer = ArenaClient(chaos.url, ADMIN_TOKEN, timeout=30)
+    return [(slug, organizer.admin_create_team(slug, f"team-{i}", [], is_baseline=False)["token"])
+            for slug in competitions for i in range(TEAMS)]
 
 
 def upload_all(chaos: Chaos, files: list[bytes], teams: list[tuple[str, str]], outcome: dict[str, int]) -> None:
     """Send every file until the server answers 202 (accepted) or 409 (an earlier, cut-off try got in)."""
     for index, data in enumerate(files):
         slug, token = teams[index % len(teams)]
+        team = ArenaClient(chaos.url, token, timeout=300)
         name = "s.zip" if data[:2] == b"PK" else "m.onnx"
         while True:
             try:
-                response = httpx.post(f"{chaos.url}/api/competitions/{slug}/submissions", timeout=300,
-                                      headers={"Authorization": f"Bearer {token}"},
-                                      files={"file": (name, data, "application/octet-stream")})
-            except httpx.HTTPError:
-                outcome["retried"] += 1
-                time.sleep(0.3)
-                continue
-            if response.status_code in (202, 409):
-                outcome[str(response.status_code)] += 1
+                team.upload_bytes(data, name, slug)
+                outcome["202"] += 1
                 break
-            if response.status_code >= 500:
-                outcome["5xx"] += 1
+            except SubmitError as refused:
+                if refused.status_code == 409:
+                    outcome["409"] += 1
+                    break
+                if refused.status_code is not None and refused.status_code < 500:
+                    raise RuntimeError(f"upload {index}: {refused}") from refused
+                outcome["retried" if refused.status_code is None else "5xx"] += 1  # None: the server was down
                 time.sleep(0.3)
-                continue
-            raise RuntimeError(f"upload {index}: {response.status_code} {response.text}")
         time.sleep(random.uniform(0.0, 0.4))
 
 
@@ -325,7 +302,7 @@ def report(chaos: Chaos, database: Database, files: list[bytes], teams: list[tup
         builds = session.scalars(select(ReferenceBuild)).all()
     quota_wrong = 0
     for _, token in teams:
-        me = httpx.get(f"{chaos.url}/api/teams/me", headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+        me = ArenaClient(chaos.url, token, timeout=30).me()
         quota_wrong += abs(me["quota"]["used"] - len(accepted_per_team.get(me["id"], set())))
     return {"lost": len(hashes - stored), "stuck": stuck, "scored_twice": scored_twice,
             "quota_wrongly_used": quota_wrong, "valid_failed": len(failed), "failures": failed,
@@ -410,7 +387,7 @@ def main() -> int:
         database_url = f"sqlite:///{data_dir / 'arena.db'}"
         if args.database == "postgres":
             database_url, drop_schema = with_postgres_schema(args.postgres_url)
-        chaos = Chaos(data_dir=data_dir, torch_home=torch_home, port=free_port(), database_url=database_url,
+        chaos = Chaos(data_dir=data_dir, torch_home=torch_home, port=serve.free_port(), database_url=database_url,
                       temp_dir=temp_dir)
         files = submission_zips(args.submissions - args.models) + model_files(args.models, Path(tmp))
         random.shuffle(files)

@@ -12,7 +12,6 @@ bench/results/demo_data.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.report import print_rows, write_result
 from server.data import make_demo_competition
 from server.data.demo import DEFAULT_TEST_PER_CLASS, DEFAULT_TRAIN_PER_CLASS
 from tests.utils.inception import install_random_fid_weights
@@ -82,11 +82,8 @@ def main() -> None:
     columns = ["images", "generate_s", "generate_cpu_s", "features_s", "features_cpu_s",
                "features_img_per_s_idle_estimate", "ready_s_idle_estimate"]
     print(result["machine"])
-    print(" | ".join(columns))
-    print(" | ".join(str(result[c]) for c in columns))
-    out = Path(__file__).resolve().parent / "results" / "demo_data.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    print_rows(columns, [result])
+    write_result("demo_data.json", result)
 
 
 if __name__ == "__main__":

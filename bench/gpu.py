@@ -10,8 +10,8 @@ Parts (each prints one table; everything goes to one JSON file in bench/results/
 1. scoring: one entry (images_per_class per class; 2 x 1,000 on the default demo) from zip bytes to report on a warm
    scorer, exact (fp32, TF32 off), tf32 and fp16, with the split unzip+validate / decode / features / distance /
    diagnostics (every timing key of the report), FID deltas against exact, and features images/s against the
-   InceptionV3 FLOP floor of the device (FLOPs per image: `INCEPTION_FLOPS_PER_IMAGE`; peak rate: `KNOWN_PEAKS` by
-   device name, else a measured matrix product).
+   InceptionV3 FLOP floor of the device (bench/gpu_device.py: FLOPs per image `INCEPTION_FLOPS_PER_IMAGE`; peak rate
+   from bench/gpu_peaks.json by device name, else a measured matrix product).
 2. drain: `arena serve --no-worker` and one `arena worker --device DEVICE` as real processes on a fresh data dir;
    one warm-up entry, then `entries` uploads; entries per minute from the first upload to the last scored, and the
    worker's idle share of that window (from the submissions' started_at / finished_at).
@@ -28,21 +28,18 @@ as --smoke always does. The plan (seconds per part) is printed first and compare
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import dataclasses
 import io
 import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,32 +47,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.gpu_device import (
+    INCEPTION_FLOPS_PER_IMAGE,
+    PRECISIONS,
+    BenchError,
+    amp_modes,
+    bench_device,
+    device_name,
+    peak_tflops,
+    restore_torch_default_flags,
+    scoring_precisions,
+    timed,
+)
+from submissions.client import ArenaClient, SubmitError
+from tests.utils.serve import check_alive, running_arena, running_server
+
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("scoring", "drain", "training", "strength")
-PRECISIONS = ("exact", "tf32", "fp16")
 TIME_LIMIT_S = 540  # the whole real run, model loads included, must fit in 9 minutes on one GPU
 ADMIN_TOKEN = "gpu-bench-admin-token-0123456789abcdef"
-# FLOPs per image of pytorch-fid's InceptionV3 up to pool3 at 299 x 299: 11.42 G, all in its 94 convolutions, as
-# torch.utils.flop_counter.FlopCounterMode counts them (2 FLOPs per multiply-add; tests/test_bench_gpu.py recounts).
-# torchvision's table lists 5.71 "GFLOPS" for inception_v3: multiply-adds of the same network.
-INCEPTION_FLOPS_PER_IMAGE = 11.42e9
-# Dense peak TFLOP/s from the vendors' data sheets (no sparsity): fp32 on CUDA cores (exact), TF32 and fp16 on
-# tensor cores. Matched by substring of torch.cuda.get_device_name(), first match in this order (so "H200 NVL"
-# before "H200", "L40S" before "L40" before "L4"); anything else falls back to a measured matrix product.
-KNOWN_PEAKS = {
-    "H200 NVL": {"exact": 60.0, "tf32": 417.5, "fp16": 835.5},
-    "H200": {"exact": 67.0, "tf32": 494.7, "fp16": 989.4},
-    "H100 PCIe": {"exact": 51.2, "tf32": 378.0, "fp16": 756.0},
-    "H100": {"exact": 67.0, "tf32": 494.7, "fp16": 989.4},
-    "A100": {"exact": 19.5, "tf32": 156.0, "fp16": 312.0},
-    "L40S": {"exact": 91.6, "tf32": 183.0, "fp16": 362.1},
-    "L40": {"exact": 90.5, "tf32": 90.5, "fp16": 181.0},
-    "A10": {"exact": 31.2, "tf32": 62.5, "fp16": 125.0},
-    "L4": {"exact": 30.3, "tf32": 60.0, "fp16": 121.0},
-    "RTX 4090": {"exact": 82.6, "tf32": 82.6, "fp16": 165.2},
-    "V100": {"exact": 15.7, "tf32": 15.7, "fp16": 125.0},
-    "T4": {"exact": 8.1, "tf32": 8.1, "fp16": 65.0},
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,10 +107,6 @@ SMOKE = Sizes(images_per_class=2, train_per_class=6, test_per_class=4, scoring_r
               plan_s={"setup": 20, "scoring": 5, "drain": 30, "training": 10, "strength_overhead": 15})
 
 
-class BenchError(Exception):
-    """A problem the user can fix; printed without a traceback (exit status 2)."""
-
-
 @dataclasses.dataclass
 class Context:
     args: argparse.Namespace
@@ -134,94 +120,6 @@ class Context:
     @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
-
-
-# -- device, flags, timing ----------------------------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto: CUDA when torch sees it; cuda without CUDA is an error that names the fix."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        build = f"torch {torch.__version__}, " + (f"built for CUDA {torch.version.cuda}" if torch.version.cuda
-                                                  else "a CPU-only build")
-        raise BenchError(f"--device cuda: torch sees no CUDA device ({build}). Run it on a GPU machine with a CUDA "
-                         "build of torch (check `nvidia-smi` and `python -c 'import torch; print(torch.cuda."
-                         "is_available())'`), or use --device cpu / --smoke to run on the CPU.")
-    return torch.device(name)
-
-
-def amp_modes(device: torch.device) -> tuple[bool, ...]:
-    """fp32 always; --amp (bfloat16 autocast) only on CUDA, where the trainer enables it (it is off on CPU)."""
-    return (False, True) if device.type == "cuda" else (False,)
-
-
-def scoring_precisions(device: torch.device) -> tuple[str, ...]:
-    """tf32 and fp16 exist on CUDA only (the scorer refuses fp16 on CPU; TF32 is a GPU tensor-core mode)."""
-    return PRECISIONS if device.type == "cuda" else ("exact",)
-
-
-TORCH_DEFAULT_FLAGS = {
-    "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
-    "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-    "cudnn.deterministic": torch.backends.cudnn.deterministic,
-    "cudnn.benchmark": torch.backends.cudnn.benchmark,
-}
-
-
-def restore_torch_default_flags() -> dict[str, bool]:
-    """The scorer sets process-wide precision flags (exact: TF32 off, deterministic cuDNN); training must run with
-    torch's defaults, as `arena train` does in its own process."""
-    torch.backends.cudnn.allow_tf32 = TORCH_DEFAULT_FLAGS["cudnn.allow_tf32"]
-    torch.backends.cuda.matmul.allow_tf32 = TORCH_DEFAULT_FLAGS["cuda.matmul.allow_tf32"]
-    torch.backends.cudnn.deterministic = TORCH_DEFAULT_FLAGS["cudnn.deterministic"]
-    torch.backends.cudnn.benchmark = TORCH_DEFAULT_FLAGS["cudnn.benchmark"]
-    return dict(TORCH_DEFAULT_FLAGS)
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(device: torch.device, function: Callable[[], Any]) -> tuple[Any, float]:
-    """(result, seconds) with the device's queue drained before and after, so GPU work is not left out."""
-    synchronize(device)
-    started = time.perf_counter()
-    result = function()
-    synchronize(device)
-    return result, time.perf_counter() - started
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} CPUs, {torch.get_num_threads()} threads)"
-
-
-def peak_tflops(device: torch.device, precision: str) -> tuple[float, str]:
-    """(dense peak TFLOP/s, where it comes from) for the scorer's precision on this device."""
-    name = device_name(device)
-    for key, peaks in KNOWN_PEAKS.items():
-        if device.type == "cuda" and key in name:
-            return peaks[precision], f"data sheet ({key})"
-    return measured_matmul_tflops(device, precision), "measured matrix product"
-
-
-def measured_matmul_tflops(device: torch.device, precision: str) -> float:
-    size = 8192 if device.type == "cuda" else 512
-    dtype = torch.float16 if precision == "fp16" else torch.float32
-    previous = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    try:
-        a = torch.randn(size, size, device=device, dtype=dtype)
-        a @ a
-        repeats = 10 if device.type == "cuda" else 3
-        _, seconds = timed(device, lambda: [a @ a for _ in range(repeats)])
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous
-    return 2 * size**3 * repeats / seconds / 1e12
 
 
 # -- setup --------------------------------------------------------------------------------------------------------
@@ -247,7 +145,8 @@ def fid_weights(args: argparse.Namespace, work: Path) -> Path:
     return Path(path)
 
 
-def load_competition(args: argparse.Namespace, sizes: Sizes, work: Path):
+def bench_competition(args: argparse.Namespace, sizes: Sizes, work: Path):
+    """--data's competition, else a fresh demo competition of the run's sizes."""
     from server.competition import Competition
     from server.data import make_demo_competition
 
@@ -262,7 +161,7 @@ def setup(args: argparse.Namespace, sizes: Sizes, device: torch.device, work: Pa
 
     started = time.perf_counter()
     weights = fid_weights(args, work)
-    competition = load_competition(args, sizes, work)
+    competition = bench_competition(args, sizes, work)
     loaded = time.perf_counter()
     scorer = Scorer(FeatureExtractor(device=device.type, weights_path=weights, allow_download=False))
     scorer.prepare(competition)
@@ -379,16 +278,12 @@ def part_drain(ctx: Context) -> dict:
     link = data_dir / "competitions" / ctx.competition.slug
     if not link.exists():
         link.symlink_to(ctx.competition.root.resolve(), target_is_directory=True)
-    env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": ADMIN_TOKEN,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    port = free_port()
-    with contextlib.ExitStack() as stack:
-        server_log, worker_log = ctx.work / "server.log", ctx.work / "worker.log"
-        server = stack.enter_context(arena_process(["serve", "--no-worker", "--port", str(port)], env, server_log))
-        base = f"http://127.0.0.1:{port}"
-        wait_healthy(base, server, server_log)  # the server migrates the database before the worker opens it
-        worker = stack.enter_context(arena_process(["worker", "--device", ctx.device.type], env, worker_log))
-        result = asyncio.run(drain(ctx, base, worker, worker_log))
+    env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": ADMIN_TOKEN}
+    server_log, worker_log = ctx.work / "server.log", ctx.work / "worker.log"
+    # The server is healthy (it migrated the database) before the worker opens the database.
+    with (running_server(env, server_log, "--no-worker") as base,
+          running_arena(env, worker_log, "worker", "--device", ctx.device.type) as worker):
+        result = drain(ctx, base, worker, worker_log)
     print_table(f"2. Drain: `arena serve --no-worker` + one `arena worker --device {ctx.device.type}`, "
                 f"{result['entries']} entries of {result['images']} images",
                 ["measure", "value"],
@@ -401,96 +296,37 @@ def part_drain(ctx: Context) -> dict:
     return result
 
 
-@contextlib.contextmanager
-def arena_process(arguments: list[str], env: dict, log: Path) -> Iterator[subprocess.Popen]:
-    """`arena ARGUMENTS` as its own process (python -m server.cli), logging to a file; SIGTERM on the way out."""
-    with log.open("w") as output:
-        process = subprocess.Popen([sys.executable, "-m", "server.cli", *arguments], cwd=ROOT, env=env,
-                                   stdout=output, stderr=subprocess.STDOUT)
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def check_alive(process: subprocess.Popen, what: str, log: Path) -> None:
-    if process.poll() is not None:
-        raise BenchError(f"{what} exited with status {process.returncode}; the end of {log}:\n"
-                         f"{log.read_text()[-3000:]}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(base: str, server: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        check_alive(server, "arena serve", log)
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                return
-        time.sleep(0.3)
-    raise BenchError(f"arena serve did not answer {base}/healthz within {timeout_s:.0f} s")
-
-
-async def drain(ctx: Context, base: str, worker: subprocess.Popen, log: Path) -> dict:
-    import httpx
-
-    slug, admin = ctx.competition.slug, {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    data = entry_zip(ctx.competition, seed=2)
-    async with httpx.AsyncClient(base_url=base, timeout=600) as client:
-        tokens = [await create_team(client, slug, admin, f"gpu-bench-{i:02d}") for i in range(ctx.sizes.entries + 1)]
-        started = time.perf_counter()
-        warm_id = await upload(client, slug, tokens[0], data)
-        await wait_scored(client, admin, [warm_id], worker, log)
-        warm_up_s = time.perf_counter() - started
-        window_start = datetime.now(UTC)
-        started = time.perf_counter()
-        # The same bytes from every team (duplicates are refused per team only): the work per entry is identical.
-        ids = await asyncio.gather(*(upload(client, slug, token, data) for token in tokens[1:]))
-        upload_s = time.perf_counter() - started
-        rows = await wait_scored(client, admin, ids, worker, log)
+def drain(ctx: Context, base: str, worker: subprocess.Popen, log: Path) -> dict:
+    slug, data = ctx.competition.slug, entry_zip(ctx.competition, seed=2)
+    organizer = ArenaClient(base, ADMIN_TOKEN, timeout=600)
+    teams = [ArenaClient(base, organizer.admin_create_team(slug, f"gpu-bench-{i:02d}", [], is_baseline=False)["token"],
+                         http=organizer.http) for i in range(ctx.sizes.entries + 1)]
+    started = time.perf_counter()
+    warm_id = teams[0].upload_bytes(data, "entry.zip", slug)["id"]
+    wait_scored(organizer, [warm_id], worker, log)
+    warm_up_s = time.perf_counter() - started
+    window_start = datetime.now(UTC)
+    started = time.perf_counter()
+    # The same bytes from every team (duplicates are refused per team only): the work per entry is identical.
+    with ThreadPoolExecutor(len(teams) - 1) as uploads:
+        ids = list(uploads.map(lambda team: team.upload_bytes(data, "entry.zip", slug)["id"], teams[1:]))
+    upload_s = time.perf_counter() - started
+    rows = wait_scored(organizer, ids, worker, log)
     return drain_summary(rows, window_start, warm_up_s, upload_s, 2 * ctx.competition.config.images_per_class)
 
 
-async def create_team(client, slug: str, admin: dict, name: str) -> str:
-    response = await client.post(f"/api/admin/competitions/{slug}/teams", headers=admin, json={"name": name})
-    if response.status_code != 201:
-        raise BenchError(f"creating team {name}: HTTP {response.status_code} {response.text[:500]}")
-    return response.json()["token"]
-
-
-async def upload(client, slug: str, token: str, data: bytes) -> int:
-    response = await client.post(f"/api/competitions/{slug}/submissions", headers={"Authorization": f"Bearer {token}"},
-                                 files={"file": ("entry.zip", data, "application/zip")})
-    if response.status_code != 202:
-        raise BenchError(f"upload refused: HTTP {response.status_code} {response.text[:1000]}")
-    return response.json()["id"]
-
-
-async def wait_scored(client, admin: dict, ids: list[int], worker: subprocess.Popen, log: Path,
-                      timeout_s: float = 900) -> list[dict]:
+def wait_scored(organizer: ArenaClient, ids: list[int], worker: subprocess.Popen, log: Path,
+                timeout_s: float = 900) -> list[dict]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        check_alive(worker, "arena worker", log)
-        response = await client.get("/api/admin/submissions", headers=admin, params={"limit": 1000})
-        rows = [row for row in response.json()["data"] if row["id"] in set(ids)]
+        check_alive(worker, log)
+        rows = [row for row in organizer.admin_submissions(limit=1000) if row["id"] in set(ids)]
         failed = [row for row in rows if row["status"] == "failed"]
         if failed:
             raise BenchError(f"submission {failed[0]['id']} failed: {failed[0]['error']}")
         if len(rows) == len(ids) and all(row["status"] == "scored" for row in rows):
             return rows
-        await asyncio.sleep(0.2)
+        time.sleep(0.2)
     raise BenchError(f"submissions {ids} not all scored within {timeout_s:.0f} s (see {log})")
 
 
@@ -752,7 +588,7 @@ def limit_threads(threads: int | None) -> None:
 def run(args: argparse.Namespace, work: Path) -> dict:
     from baselines.registry import MODEL_NAMES
 
-    device = resolve_device(args.device)
+    device = bench_device(args.device)
     limit_threads(args.threads)
     sizes = SMOKE if args.smoke else FULL
     if args.budget_s is not None:
@@ -794,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     try:
         summary = run(args, work)
-    except BenchError as exc:
+    except (BenchError, SubmitError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:

@@ -14,7 +14,6 @@ watchdog let it get. Prints a table and writes bench/results/model_sampling.json
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 from baselines.dcgan import Config, Generator
 from baselines.generate import export_onnx
+from bench.report import write_result
 from submissions.sampling import (
     SamplingFailed,
     SamplingJob,
@@ -96,9 +96,7 @@ def main() -> None:
               f"{row['outcome']}")
     result = {"machine": f"{platform.processor() or platform.machine()}, Python {platform.python_version()}",
               "threads": args.threads, "memory_cap_gib": args.memory_gib, "rows": rows}
-    out = Path(__file__).parent / "results" / "model_sampling.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    write_result("model_sampling.json", result)
 
 
 if __name__ == "__main__":

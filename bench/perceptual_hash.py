@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import time
 from itertools import combinations
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance
 
+from bench.report import print_rows, write_result
 from server.data.audit import NEAR_MIN_CORRELATION, perceptual_hash, pixel_signature
 from server.data.demo import FaceParams, render_faces
 from server.data.prepare import to_square
@@ -95,12 +94,8 @@ def main() -> None:
             rows.append(row)
     columns = list(rows[0])
     print("copies found (share) by kind; false pairs among distinct faces")
-    print(" | ".join(columns))
-    for row in rows:
-        print(" | ".join(str(row[c]) for c in columns))
-    out = Path(__file__).resolve().parent / "results" / "perceptual_hash.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2) + "\n")
+    print_rows(columns, rows)
+    write_result("perceptual_hash.json", rows)
 
 
 if __name__ == "__main__":

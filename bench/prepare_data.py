@@ -15,7 +15,6 @@ bench/results/prepare_data.json.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import platform
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from bench.report import print_rows, write_result
 from server.data import prepare_competition
 
 SPLITS = (("Train", 0.80), ("Test", 0.13), ("Validation", 0.07))
@@ -122,11 +122,8 @@ def main() -> None:
         "across_pairs_found": found,
     }
     print(row.pop("machine"))
-    print(" | ".join(row))
-    print(" | ".join(str(value) for value in row.values()))
-    out = Path(__file__).resolve().parent / "results" / "prepare_data.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(row, indent=2) + "\n")
+    print_rows(list(row), [row])
+    write_result("prepare_data.json", row)
 
 
 if __name__ == "__main__":

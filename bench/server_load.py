@@ -32,15 +32,12 @@ import platform
 import re
 import secrets
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +56,8 @@ from server.db import (
     utcnow,
 )
 from server.db.crud import create_team, register_competition
+from submissions.client import ArenaClient, SubmitError
+from tests.utils.serve import free_port, running_server
 
 REPO = Path(__file__).resolve().parents[1]
 SLUG = "bench"
@@ -121,29 +120,6 @@ def seed_scored(database: Database, root: Path, submissions: int, teams: int) ->
         session.execute(Submission.__table__.insert(), rows)
         bump_board_version(session, row.id)
     return time.perf_counter() - started, [token for _, token in created]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(data_dir: Path, port: int, admin_token: str) -> subprocess.Popen:
-    env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": admin_token}
-    process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--no-worker", "--port", str(port)],
-                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.3)
-        if process.poll() is not None:
-            raise RuntimeError(f"arena serve exited: {process.stderr.read() if process.stderr else ''}")
-    process.kill()
-    raise RuntimeError("arena serve did not answer /healthz within 120 s")
 
 
 async def get_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
@@ -427,32 +403,29 @@ def make_zips(count: int, images_per_class: int) -> list[bytes]:
     return zips
 
 
-async def upload_all(base: str, admin_token: str, zips: list[bytes]) -> dict[str, Any]:
-    admin = {"Authorization": f"Bearer {admin_token}"}
-    async with httpx.AsyncClient(timeout=600) as client:
-        tokens = []
-        for i in range(len(zips)):
-            response = await client.post(f"{base}/api/admin/competitions/{SLUG}/teams", headers=admin,
-                                         json={"name": f"uploader-{i:02d}"})
-            tokens.append(response.json()["token"])
+def upload_all(base: str, admin_token: str, zips: list[bytes]) -> dict[str, Any]:
+    organizer = ArenaClient(base, admin_token, timeout=600)
+    teams = [ArenaClient(base, organizer.admin_create_team(SLUG, f"uploader-{i:02d}", [], is_baseline=False)["token"],
+                         http=organizer.http) for i in range(len(zips))]
 
-        async def upload(token: str, data: bytes) -> tuple[int, float, dict[str, Any]]:
-            t0 = time.perf_counter()
-            response = await client.post(f"{base}/api/competitions/{SLUG}/submissions",
-                                         headers={"Authorization": f"Bearer {token}"},
-                                         files={"file": ("submission.zip", data, "application/zip")})
-            return response.status_code, time.perf_counter() - t0, response.json()
+    def upload(team: ArenaClient, data: bytes) -> tuple[int | None, float, int | None]:
+        """(HTTP status, seconds, the accepted submission's id)."""
+        t0 = time.perf_counter()
+        try:
+            status, accepted = 202, team.upload_bytes(data, "submission.zip", SLUG)["id"]
+        except SubmitError as refused:
+            status, accepted = refused.status_code, None
+        return status, time.perf_counter() - t0, accepted
 
-        started = time.perf_counter()
-        results = await asyncio.gather(*(upload(t, z) for t, z in zip(tokens, zips, strict=True)))
-        wall = time.perf_counter() - started
-        accepted = {body["id"] for status, _, body in results if status == 202}
-        queued = await client.get(f"{base}/api/admin/submissions", headers=admin,
-                                  params={"competition": SLUG, "status": "queued", "limit": 1000})
-        in_queue = {s["id"] for s in queued.json()["data"]}
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(zips)) as uploads:
+        results = list(uploads.map(upload, teams, zips))
+    wall = time.perf_counter() - started
+    accepted = {submission_id for _, _, submission_id in results if submission_id is not None}
+    in_queue = {s["id"] for s in organizer.admin_submissions(SLUG, status="queued", limit=1000)}
     latencies = [seconds for _, seconds, _ in results]
     return {"uploads": len(zips), "zip_mb": statistics.mean(len(z) for z in zips) / 1e6, "accepted": len(accepted),
-            "status_codes": sorted({status for status, _, _ in results}), "all_queued": accepted <= in_queue,
+            "status_codes": sorted({str(status) for status, _, _ in results}), "all_queued": accepted <= in_queue,
             "wall_s": wall, "p50_s": percentile(latencies, 50), "max_s": max(latencies)}
 
 
@@ -485,17 +458,13 @@ def main() -> None:
     result["seed_s"], tokens = seed_scored(database, root, args.submissions, args.teams)
     admin_token = secrets.token_urlsafe(24)
     port = free_port()
-    server = start_server(data_dir, port, admin_token)
-    base = f"http://127.0.0.1:{port}"
-    try:
+    env = {**os.environ, "ARENA_DATA_DIR": str(data_dir), "ARENA_ADMIN_TOKEN": admin_token}
+    with running_server(env, data_dir / "server.log", "--no-worker", port=port) as base:
         result["leaderboard"] = read_phases(port, database, args)
         result["html"] = html_phases(port, database, tokens, admin_token, args)
         if args.uploads:
             zips = make_zips(args.uploads, args.images_per_class)
-            result["uploads"] = asyncio.run(upload_all(base, admin_token, zips))
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+            result["uploads"] = upload_all(base, admin_token, zips)
     if args.drain:
         result["drain"] = drain(data_dir, args.drain)
     report(result, args)

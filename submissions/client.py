@@ -258,13 +258,22 @@ class ArenaClient:
         raise SubmitError(f"No competition '{slug}' on {self.server} (it has: {slugs}); check --competition.")
 
     def upload(self, path: Path, slug: str, *, message: str | None = None, progress: bool = True) -> dict[str, Any]:
-        """POST the zip as multipart field `file`; returns the 202 body {id, status, status_url, quota}."""
+        """POST the zip (or .onnx model) as multipart field `file`; returns the 202 body {id, status, status_url,
+        quota}."""
         with open(path, "rb") as stream, tqdm(total=path.stat().st_size, unit="B", unit_scale=True,
                                                desc="uploading", disable=not progress) as bar:
-            kind = "application/octet-stream" if path.suffix.lower() == ".onnx" else "application/zip"
-            files = {"file": (path.name, _ProgressReader(stream, bar), kind)}
-            data = {"message": message} if message else {}
-            return self._request("POST", f"/api/competitions/{slug}/submissions", files=files, data=data)
+            return self._post_submission(slug, path.name, _ProgressReader(stream, bar), message)
+
+    def upload_bytes(self, data: bytes, filename: str, slug: str, *, message: str | None = None) -> dict[str, Any]:
+        """The same upload from memory (a zip written to a BytesIO, a model exported in a notebook); `filename`'s
+        suffix tells a model (.onnx) from a zip."""
+        return self._post_submission(slug, filename, data, message)
+
+    def _post_submission(self, slug: str, filename: str, content: Any, message: str | None) -> dict[str, Any]:
+        kind = "application/octet-stream" if filename.lower().endswith(".onnx") else "application/zip"
+        files = {"file": (filename, content, kind)}
+        data = {"message": message} if message else {}
+        return self._request("POST", f"/api/competitions/{slug}/submissions", files=files, data=data)
 
     def submission(self, submission_id: int | str) -> dict[str, Any]:
         return self._request("GET", f"/api/submissions/{submission_id}")
@@ -293,6 +302,13 @@ class ArenaClient:
 
     def admin_new_token(self, team_id: int) -> dict[str, Any]:
         return self._request("POST", f"/api/admin/teams/{team_id}/token")
+
+    def admin_submissions(self, competition: str | None = None, status: str | None = None,
+                          limit: int = 100) -> list[dict[str, Any]]:
+        """Every team's submissions, newest first (the `limit` newest; the server caps it), optionally of one
+        competition and one status."""
+        params = {key: value for key, value in {"competition": competition, "status": status}.items() if value}
+        return self._request("GET", "/api/admin/submissions", params={**params, "limit": limit})["data"]
 
     def wait(self, submission_id: int | str, *, poll_seconds: float = 2.0, timeout: float = 3600.0,
              on_status: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:

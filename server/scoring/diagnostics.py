@@ -22,8 +22,8 @@ import numpy as np
 
 NEAREST_K = 5
 NEAR_DUPLICATE_QUANTILE = 5.0  # percent of the real nearest-neighbour distances below which a pair is a near-twin
-# Calibrated on real faces (tests/scoring/test_diagnosis_real.py): held-aside real images and blurred ones have at
-# most ~10% near-duplicates, a generator repeating 5 faces with small variations ~100%.
+# Calibrated on real faces (tests/server/scoring/test_diagnosis_real.py): held-aside real images and blurred ones have
+# at most ~10% near-duplicates, a generator repeating 5 faces with small variations ~100%.
 NEAR_DUPLICATE_SHARE = 0.5
 LOW_PRECISION = 0.5  # below it, most samples lie outside every real image's 5-NN ball
 KID_SUBSETS = 100

@@ -12,8 +12,8 @@ over the real sd between sets, target 0.85-1.2): where the quadratic term domina
 images, FID 40-70) the bootstrap gave 1.3-1.5 on disjoint sets of real photos and 1.2-2.4 on fresh Gaussian sets
 with the real features' spectrum, half-sampling 1.05-1.25; far from them (a CPU-trained baseline, FID ~400, real
 Inception features of 3 x 1,000 fresh samples per class) both gave 0.91-1.10, at 200, 500 and 1,000 images.
-tests/scoring/test_calibration.py checks both against fresh sets. Half-samples are also no dearer: m = n/2 rows per
-eigendecomposition instead of ~0.632 n.
+tests/server/scoring/test_calibration.py checks both against fresh sets. Half-samples are also no dearer: m = n/2 rows
+per eigendecomposition instead of ~0.632 n.
 
 A replicate is an exact weighted FID: with multiplicities c_i (0/1 for a half-sample, counts for the bootstrap kept
 for comparison in bench/calibration.py), m = sum c_i and w_i = c_i / m, the drawn set's mean is m_w = X^T w and

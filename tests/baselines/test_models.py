@@ -14,12 +14,17 @@ def discriminator_score(output):
     return output[0] if isinstance(output, tuple) else output  # acgan also returns class logits
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_shapes(name):
+def seeded_nets(name: str):
+    """(module, its recommended config, G, D) for 2 classes, initialised from seed 0."""
     model = load_model(name)
     config = model.Config()
     torch.manual_seed(0)
-    G, D = model.Generator(config, 2), model.Discriminator(config, 2)
+    return model, config, model.Generator(config, 2), model.Discriminator(config, 2)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_shapes(name):
+    model, config, G, D = seeded_nets(name)
     labels = torch.tensor([0, 1, 0, 1])
     images = G(torch.randn(BATCH, config.z_dim), labels)
     assert images.shape == (BATCH, 1, 64, 64)
@@ -29,10 +34,7 @@ def test_shapes(name):
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_one_optimizer_step_updates_both_nets(name):
-    model = load_model(name)
-    config = model.Config()
-    torch.manual_seed(0)
-    G, D = model.Generator(config, 2), model.Discriminator(config, 2)
+    model, config, G, D = seeded_nets(name)
     opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=(config.beta1, config.beta2))
     opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2))
     real, labels = torch.rand(BATCH, 1, 64, 64) * 2 - 1, torch.tensor([0, 1, 1, 0])

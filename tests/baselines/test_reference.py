@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from fastapi.testclient import TestClient
 
 from baselines.generate import generate_submission
 from baselines.reference import ReferenceSubmissionError, submit_reference
 from baselines.train import TrainOptions, new_run
-from server.app import create_app
-from tests.utils.server_factories import (
-    ADMIN_TOKEN,
-    Clock,
-    bearer,
-    fresh_database,
-    make_settings,
-    make_test_competition,
-)
+from tests.utils.server_factories import ADMIN_TOKEN, bearer, close_app, open_app
 
 
 @pytest.fixture
 def server(data_dir, tmp_path):
-    competition = make_test_competition(data_dir)
-    settings = make_settings(data_dir, f"sqlite:///{tmp_path / 'arena.db'}")
-    database = fresh_database(settings.database_url)
-    with TestClient(create_app(settings, clock=Clock(), database=database)) as client:
-        yield client, competition
-    database.dispose()
+    app = open_app(data_dir, f"sqlite:///{tmp_path / 'arena.db'}")
+    with app.client as client:
+        yield client, app.competition
+    close_app(app)
 
 
 def test_reference_entry_uses_one_baseline_team(server, tmp_path):

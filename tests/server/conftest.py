@@ -14,11 +14,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from server.app import create_app
 from server.competition import Competition
 from server.db import Database
 from tests.utils.inception import install_random_fid_weights
-from tests.utils.server_factories import ArenaApp, Clock, fresh_database, make_settings, make_test_competition
+from tests.utils.server_factories import Arena, ArenaApp, close_app, fresh_database, make_test_competition, open_app
 
 
 @pytest.fixture(scope="session")
@@ -98,26 +97,23 @@ def make_app(data_dir: Path, database_url: str) -> Iterator[Callable[..., ArenaA
     made: list[ArenaApp] = []
 
     def factory(competition: dict[str, Any] | Competition | None = None, **overrides: Any) -> ArenaApp:
-        if isinstance(competition, Competition):
-            link = data_dir / "competitions" / competition.slug
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(competition.root.resolve(), target_is_directory=True)
-            comp = competition
-        else:
-            comp = make_test_competition(data_dir, **(competition or {}))
-        settings = make_settings(data_dir, database_url, **overrides)
-        database = fresh_database(database_url)
-        clock = Clock()
-        client = TestClient(create_app(settings, clock=clock, database=database))
-        made.append(ArenaApp(client=client, settings=settings, database=database, clock=clock, competition=comp))
+        made.append(open_app(data_dir, database_url, competition, **overrides))
         return made[-1]
 
     yield factory
     for app in made:
-        app.client.close()
-        app.database.dispose()
+        close_app(app)
 
 
 @pytest.fixture
 def arena(make_app: Callable[..., ArenaApp]) -> ArenaApp:
     return make_app()
+
+
+@pytest.fixture
+def organizer(data_dir: Path) -> tuple[Arena, TestClient]:
+    """The pages' app (Arena) and a client signed in as the organizer."""
+    arena = Arena(data_dir)
+    client = arena.client()
+    arena.sign_in_admin(client)
+    return arena, client

@@ -11,8 +11,7 @@ import pytest
 from server.competition import CONFIG_FILE, competitions_dir
 from server.db import Submission, utcnow
 from server.db.crud import get_team
-from tests.utils.server_factories import ADMIN_TOKEN, START, add_scored, bearer
-from tests.web.test_pages import csrf_of
+from tests.utils.server_factories import ADMIN_TOKEN, START, Arena, add_scored, bearer, csrf_of
 
 DEADLINE = START + timedelta(days=1)
 
@@ -80,8 +79,6 @@ def test_without_a_deadline_finals_freeze_at_the_reveal(season):
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # the form's path; the rule is tested above
 def test_the_form_refuses_with_the_reason_and_hides_the_button(data_dir, database_url):
-    from tests.web.test_pages import Arena
-
     arena = Arena(data_dir, final_selection_limit=1, deadline=(utcnow() + timedelta(hours=1)).isoformat())
     s2 = arena.scored_submission(arena.alpha, 20.0, 5.0, with_grids=False)
     client = arena.client()

@@ -10,31 +10,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from server.competition import Competition
 from server.db import Submission, SubmissionStatus
 from server.storage import grid_path, model_path, sampled_zip_path, upload_path
 from server.worker import Worker
 from submissions import validate_zip
 from tests.utils import onnx_models
-from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
+from tests.utils.server_factories import ADMIN_TOKEN, bearer, csrf_of, submission_zip, upload_model, with_kinds
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def with_kinds(competition: Competition, kinds: str, tmp_path, **config: object) -> Competition:
-    """The shared scoring competition (its references built once) under another submission_kinds (and config)."""
-    root = tmp_path / f"kinds-{kinds}"
-    root.mkdir()
-    for name in ("manifest.json", "train", "test", "references"):
-        (root / name).symlink_to((competition.root / name).resolve())
-    config = competition.config.model_copy(update={"submission_kinds": kinds, "slug": f"comp-{kinds}", **config})
-    (root / "competition.json").write_text(config.model_dump_json())
-    return Competition.load(root)
-
-
-def upload_model(arena, token, path):
-    return arena.client.post(f"/api/competitions/{arena.slug}/submissions", headers=bearer(token),
-                             files={"file": (path.name, path.read_bytes(), "application/octet-stream")})
 
 
 def test_a_model_is_sampled_scored_and_its_samples_kept(make_app, scorer, scoring_competition, tmp_path):
@@ -122,8 +105,6 @@ def test_each_competition_takes_only_its_kinds(make_app, scoring_competition, tm
 
 
 def test_the_pages_say_what_the_competition_takes(make_app, scoring_competition, tmp_path):
-    from tests.web.test_pages import csrf_of
-
     arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path))
     _, token = arena.create_team("web")
     overview = arena.client.get(f"/c/{arena.slug}").text
@@ -137,7 +118,6 @@ def test_the_pages_say_what_the_competition_takes(make_app, scoring_competition,
 def test_a_model_interval_is_the_spread_of_its_sample_sets_everywhere(make_app, scorer, scoring_competition, tmp_path):
     """Page, API, board, CSV and tie rule all use the sample sets' standard deviation, and say so."""
     from submissions.results import Z_95
-    from tests.web.test_pages import csrf_of
 
     arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path), model_sample_sets=3)
     _, token = arena.create_team("gen")
@@ -179,8 +159,6 @@ def test_a_model_interval_is_the_spread_of_its_sample_sets_everywhere(make_app, 
 
 def test_the_submit_page_names_the_uploaded_model_and_says_the_competition_takes_images(
         make_app, scoring_competition, tmp_path):
-    from tests.web.test_pages import csrf_of
-
     arena = make_app(competition=scoring_competition)  # images only
     _, token = arena.create_team("web")
     csrf = csrf_of(arena.client.get("/signin").text)
@@ -202,7 +180,6 @@ def test_a_model_shows_which_sample_set_it_is_on_and_one_scoring_time(make_app, 
     import re
 
     from server import worker as worker_module
-    from tests.web.test_pages import csrf_of
 
     arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path), model_sample_sets=3)
     _, token = arena.create_team("gen")

@@ -30,10 +30,9 @@ from server.reference_builds import (
 from server.reference_worker import ProgressReporter
 from server.scoring.references import cache_file, cache_problem
 from server.worker import Worker
-from tests.data.trees import make_tree
+from tests.server.data.trees import make_tree
 from tests.utils.competition import make_competition
-from tests.utils.server_factories import ADMIN_TOKEN, START, make_test_competition, submission_zip
-from tests.web.test_pages import csrf_of
+from tests.utils.server_factories import ADMIN_TOKEN, START, csrf_of, make_test_competition, submission_zip
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ from server.storage import model_path
 from server.worker import Worker
 from submissions.orphans import sampling_processes
 from submissions.sampling import WORKDIR_PREFIX
-from tests.server.test_model_submissions import with_kinds
 from tests.server.test_worker_process import start_worker
 from tests.utils import onnx_models
+from tests.utils.server_factories import with_kinds
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 

@@ -16,9 +16,15 @@ from server.competition import CONFIG_FILE, CompetitionConfig, competitions_dir
 from server.db import Submission, SubmissionStatus
 from server.worker import Worker
 from tests.utils.competition import make_competition
-from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
-from tests.web.test_console import SETTINGS_URL, config_file, form_of
-from tests.web.test_pages import csrf_of
+from tests.utils.server_factories import (
+    ADMIN_TOKEN,
+    SETTINGS_URL,
+    bearer,
+    config_file,
+    form_of,
+    sign_in_admin,
+    submission_zip,
+)
 
 BASE = {"slug": "c", "title": "C", "classes": ["a"]}
 OUT_OF_RANGE = [  # (field, value) that a competition.json, the form or the CLI could carry
@@ -47,16 +53,6 @@ def test_the_config_model_refuses_non_finite_and_out_of_range_values_naming_the_
 ])
 def test_values_in_range_are_accepted(field, value):
     CompetitionConfig.model_validate({**BASE, field: value})
-
-
-@pytest.fixture
-def organizer(data_dir):
-    from tests.web.test_pages import Arena
-
-    arena = Arena(data_dir)
-    client = arena.client()
-    arena.sign_in_admin(client)
-    return arena, client
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -132,11 +128,6 @@ def test_a_broken_competition_json_leaves_the_site_and_the_other_competitions_up
     sign_in_admin(arena.client)
     organizer = arena.client.get("/admin")
     assert organizer.status_code == 200 and "Broken:" in organizer.text and "competition.json" in organizer.text
-
-
-def sign_in_admin(client) -> None:
-    csrf = csrf_of(client.get("/admin/signin").text)
-    assert client.post("/admin/signin", data={"token": ADMIN_TOKEN, "csrf_token": csrf}).status_code in (200, 303)
 
 
 def test_workers_skip_a_broken_competition_and_leave_its_jobs_queued(make_app, scorer, data_dir):

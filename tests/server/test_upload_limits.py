@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,13 +19,10 @@ from server.errors import RateLimited
 from server.upload_limits import DryRunQueue
 from server.worker import Worker
 from submissions.orphans import sampling_processes
-from tests.server.test_model_submissions import upload_model, with_kinds
 from tests.utils import onnx_models
 from tests.utils.competition import make_competition
-from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
-from tests.web.test_pages import csrf_of
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.utils.serve import start_server
+from tests.utils.server_factories import ADMIN_TOKEN, bearer, csrf_of, submission_zip, upload_model, with_kinds
 
 
 def test_the_dry_run_queue_bounds_running_and_waiting_per_team_and_in_all():
@@ -86,35 +78,19 @@ def test_a_team_waits_behind_its_own_dry_run_and_the_queue_refuses_past_its_leng
     assert outcomes == ["another team at once", "ran after the first"] and queue.most_running == 2
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def model_server(tmp_path):
     """A real `arena serve --no-worker` with a model competition and dry runs bounded at 2 (1 per team)."""
     make_competition(tmp_path / "data" / "competitions" / "models", slug="models", submission_kinds="model",
                      train_per_class=2, test_per_class=2, images_per_class=2, daily_limit=100)
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ARENA_DATA_DIR": str(tmp_path / "data"), "ARENA_PORT": str(port),
-           "ARENA_ADMIN_TOKEN": ADMIN_TOKEN, "ARENA_MODEL_DRY_RUNS": "2", "ARENA_MODEL_DRY_RUNS_PER_TEAM": "1",
-           "ARENA_MODEL_DRY_RUN_QUEUE": "3", "ARENA_MODEL_DRY_RUN_SECONDS": "60", "OMP_NUM_THREADS": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--no-worker"], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "ARENA_DATA_DIR": str(tmp_path / "data"), "ARENA_ADMIN_TOKEN": ADMIN_TOKEN,
+           "ARENA_MODEL_DRY_RUNS": "2", "ARENA_MODEL_DRY_RUNS_PER_TEAM": "1", "ARENA_MODEL_DRY_RUN_QUEUE": "3",
+           "ARENA_MODEL_DRY_RUN_SECONDS": "60", "OMP_NUM_THREADS": "1"}
+    server, url = start_server(env, tmp_path / "serve.log", "--no-worker")
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
         yield url, server.pid
     finally:
-        server.send_signal(signal.SIGKILL)
+        server.kill()
         server.wait()
 
 

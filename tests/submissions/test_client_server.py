@@ -10,39 +10,23 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from server.app import create_app
 from submissions.client import ArenaClient, SubmitError
-from tests.utils.server_factories import (
-    ADMIN_TOKEN,
-    Clock,
-    bearer,
-    fresh_database,
-    make_settings,
-    make_test_competition,
-    submission_zip,
-)
+from tests.utils.server_factories import ADMIN_TOKEN, ArenaApp, bearer, close_app, open_app, submission_zip
 
 
 @pytest.fixture
 def arena(data_dir: Path, tmp_path: Path) -> Iterator[Callable[..., tuple[TestClient, Any, str]]]:
     """arena(competition={...}, **settings) -> (client, competition, team token) on a fresh SQLite database."""
-    opened: list[tuple[TestClient, Any]] = []
+    opened: list[ArenaApp] = []
 
     def start(competition: dict[str, Any] | None = None, **overrides: Any) -> tuple[TestClient, Any, str]:
-        comp = make_test_competition(data_dir, **(competition or {}))
-        settings = make_settings(data_dir, f"sqlite:///{tmp_path / 'arena.db'}", **overrides)
-        database = fresh_database(settings.resolved_database_url)
-        client = TestClient(create_app(settings, clock=Clock(), database=database))
-        opened.append((client, database))
-        created = client.post(f"/api/admin/competitions/{comp.slug}/teams", headers=bearer(ADMIN_TOKEN),
-                              json={"name": "Team A", "members": ["Ada"]})
-        assert created.status_code == 201, created.text
-        return client, comp, created.json()["token"]
+        opened.append(open_app(data_dir, f"sqlite:///{tmp_path / 'arena.db'}", competition, **overrides))
+        _, token = opened[-1].create_team("Team A")
+        return opened[-1].client, opened[-1].competition, token
 
     yield start
-    for client, database in opened:
-        client.close()
-        database.dispose()
+    for app in opened:
+        close_app(app)
 
 
 def write(tmp_path: Path, data: bytes, name: str = "submission.zip") -> Path:
@@ -77,6 +61,23 @@ def test_valid_zip_is_accepted_and_followed_to_a_final_status(arena, tmp_path, c
     seen: list[str] = []
     final = team.wait(created["id"], poll_seconds=0, on_status=organizer_cancels_while_queued)
     assert seen == ["queued", "cancelled"] and final["status"] == "cancelled"
+
+
+def test_an_upload_from_memory_is_the_same_upload_and_the_organizer_lists_it(arena):
+    client, comp, token = arena()
+    data = submission_zip(comp)
+    created = ArenaClient("http://testserver", token, http=client).upload_bytes(data, "entry.zip", comp.slug,
+                                                                                message="from memory")
+    assert created["status"] == "queued" and created["quota"]["used"] == 1
+    organizer = ArenaClient("http://testserver", ADMIN_TOKEN, http=client)
+    listed = organizer.admin_submissions(comp.slug, status="queued")
+    assert [(row["id"], row["message"], row["size_bytes"]) for row in listed] == [
+        (created["id"], "from memory", len(data))]
+    assert organizer.admin_submissions(comp.slug, status="scored") == []
+    with pytest.raises(SubmitError, match="HTTP 409"):  # the same bytes again: refused as a file upload would be
+        ArenaClient("http://testserver", token, http=client).upload_bytes(data, "again.zip", comp.slug)
+    with pytest.raises(SubmitError, match="HTTP 403"):  # a team's token does not list other teams' entries
+        ArenaClient("http://testserver", token, http=client).admin_submissions()
 
 
 def test_bad_token_is_401_with_how_to_sign_in(arena, tmp_path):

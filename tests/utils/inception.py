@@ -1,7 +1,7 @@
 """Randomly initialized FID InceptionV3 weights, installed where pytorch-fid's own loader looks for them.
 
 Unit tests use these so the real pytorch-fid code path (hub cache lookup, FIDInception blocks) runs without the
-real 92 MB checkpoint. At least one test uses the real converted weights instead (see tests/scoring).
+real 92 MB checkpoint. At least one test uses the real converted weights instead (see tests/server/scoring).
 """
 
 from __future__ import annotations

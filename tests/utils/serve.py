@@ -1,4 +1,6 @@
-"""One launcher for the tests that need a real `arena serve` process, and the one way they start Chromium."""
+"""The one launcher of real `arena` processes, for the tests and the benchmarks (bench/ imports it, as it imports
+tests.utils' competitions and ONNX models): start `arena serve` with an environment, wait for /healthz, stop it;
+and the one way the browser tests start Chromium (Playwright is imported only there)."""
 
 from __future__ import annotations
 
@@ -24,31 +26,42 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_arena(env: Mapping[str, str], log: Path, *args: str) -> subprocess.Popen:
+    """`arena ARGS` (python -m server.cli, run from this checkout) as its own process, its output in `log`."""
+    with log.open("w") as out:
+        return subprocess.Popen([sys.executable, "-m", "server.cli", *args], cwd=REPO, env=dict(env), stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def check_alive(process: subprocess.Popen, log: Path) -> None:
+    """A process that exited raises, with the end of its log."""
+    if process.poll() is not None:
+        raise RuntimeError(f"`arena {' '.join(process.args[3:])}` exited with {process.returncode}; the end of "
+                           f"{log}:\n{log.read_text()[-4000:]}")
+
+
 def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
     """Until /healthz answers 200; the server's log in the error when it exits or never answers."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"arena serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
+        check_alive(process, log)
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(0.3)
     raise RuntimeError(f"arena serve did not answer within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
-def start_server(env: Mapping[str, str], log: Path, *args: str, port: int | None = None) -> tuple[subprocess.Popen,
-                                                                                                     str]:
+def start_server(env: Mapping[str, str], log: Path, *args: str, port: int | None = None,
+                 timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
     """`arena serve ARGS` on 127.0.0.1 (a free port unless given), its output in `log`; (process, url) once healthy."""
     port = port or free_port()
-    with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port",
-                                    str(port), *args], cwd=REPO, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
+    process = start_arena(env, log, "serve", "--host", "127.0.0.1", "--port", str(port), *args)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, process, log)
+        wait_healthy(url, process, log, timeout)
     except BaseException:
         stop_server(process)
         raise
@@ -66,11 +79,21 @@ def stop_server(process: subprocess.Popen) -> None:
 
 
 @contextmanager
-def running_server(env: Mapping[str, str], log: Path, *args: str) -> Iterator[str]:
+def running_server(env: Mapping[str, str], log: Path, *args: str, port: int | None = None) -> Iterator[str]:
     """`arena serve ARGS` for the block; yields its URL."""
-    process, url = start_server(env, log, *args)
+    process, url = start_server(env, log, *args, port=port)
     try:
         yield url
+    finally:
+        stop_server(process)
+
+
+@contextmanager
+def running_arena(env: Mapping[str, str], log: Path, *args: str) -> Iterator[subprocess.Popen]:
+    """`arena ARGS` (a worker, say) for the block; stopped as stop_server stops a server."""
+    process = start_arena(env, log, *args)
+    try:
+        yield process
     finally:
         stop_server(process)
 
