@@ -52,7 +52,7 @@ import httpx
 from sqlalchemy import select
 
 from server.db import Database, ReferenceBuild, Submission, SubmissionStatus
-from server.queue import crashed_workers
+from server.jobs.leases import crashed_workers
 from submissions.orphans import owner_of, sampling_processes
 from submissions.sampling import WORKDIR_PREFIX
 from tests.utils import onnx_models

@@ -18,9 +18,9 @@ from server import inputs
 from server.competition import load_competition
 from server.config import Settings
 from server.db import CompetitionRow, Submission, Team, utcnow
-from server.db.crud import Quota, check_may_submit, create_submission, model_failures
 from server.errors import InvalidSubmission
 from server.storage import receive_upload, store_upload
+from server.submission_rules import Quota, check_may_submit, create_submission, model_failures
 from server.upload_limits import dry_run_queue, model_failure_error
 from submissions import SubmissionInvalid, SubmissionSpec
 from submissions.model import ModelInfo, dry_run_model, validate_submission

@@ -11,9 +11,9 @@ from server import inputs
 from server.competition import Competition, CompetitionConfig
 from server.config import Settings
 from server.console import EDITABLE, SCORE_FIELDS
-from server.db import CompetitionRow, Submission, SubmissionEvent, Team
-from server.db.crud import Quota
+from server.db import CompetitionRow, JobEvent, Submission, Team
 from server.ranking import Z_95, interval_label, interval_sets
+from server.submission_rules import Quota
 
 # Per-class values that reveal the private split (fid_all mixes it in); hidden from teams until the reveal.
 # se_all: from model submissions' sample sets and reports of scorer 1.1 (1.2 bootstraps the ranked splits only).
@@ -189,7 +189,7 @@ class SubmissionEventPublic(BaseModel):
     created_at: datetime
 
     @classmethod
-    def build(cls, event: SubmissionEvent) -> SubmissionEventPublic:
+    def build(cls, event: JobEvent) -> SubmissionEventPublic:
         return cls(from_status=event.from_status, to_status=event.to_status, reason=event.reason,
                    worker_id=event.worker_id, created_at=event.created_at)
 

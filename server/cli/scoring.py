@@ -185,7 +185,7 @@ def _read_submission(path: Path | None, images: Path | None, competition, settin
 def _score_model(model, competition, settings, scorer, seed: int | None):
     """The worker's model path: the first set scored, more sets for the interval. Returns the report with the sets'
     standard errors, what its intervals are over, and the sets' scores."""
-    from server.worker import ModelFailed, sample_images, score_sample_sets, submission_seed
+    from server.jobs.model_entries import ModelFailed, sample_images, score_sample_sets, submission_seed
     from submissions import SubmissionSpec
 
     spec = SubmissionSpec.from_competition(competition.config, **settings.zip_limits)

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from server import preparation, queue
+from server import preparation
+from server.jobs import queue
 from server.competition import competitions_dir, load_competition
 from server.console import (
     EDITABLE,
@@ -37,8 +38,8 @@ from server.db.crud import (
     register_competition,
 )
 from server.errors import ArenaError, Conflict, InvalidSettings, NotFound
+from server.jobs.reference_builds import latest_build, recent_builds, request_build, request_first_build
 from server.params import RowId
-from server.reference_builds import latest_build, recent_builds, request_build, request_first_build
 from server.storage import receive_upload
 from server.upload import submit_upload
 from server.web.deps import Page, PageDep, refused_form

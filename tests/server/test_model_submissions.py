@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from server.competition import Competition
 from server.db import Submission, SubmissionStatus
+from server.jobs.worker import Worker
 from server.storage import grid_path, model_path, sampled_zip_path, upload_path
-from server.worker import Worker
 from submissions import validate_zip
 from tests.utils import onnx_models
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip

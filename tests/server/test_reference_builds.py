@@ -17,9 +17,10 @@ from sqlalchemy.exc import IntegrityError
 
 from server.competition import CONFIG_FILE, Competition, competitions_dir, write_manifest
 from server.db import CompetitionRow, ReferenceBuild
-from server.db.crud import create_submission, create_team, get_competition, register_competition
-from server.queue import claim_next_submission, has_pending_work, register_worker
-from server.reference_builds import (
+from server.db.crud import create_team, get_competition, register_competition
+from server.jobs.leases import register_worker
+from server.jobs.queue import claim_next_submission, has_pending_work
+from server.jobs.reference_builds import (
     claim_next_build,
     finish_build,
     record_progress,
@@ -27,9 +28,10 @@ from server.reference_builds import (
     request_first_build,
     requeue_stale_builds,
 )
-from server.reference_worker import ProgressReporter
+from server.jobs.reference_worker import ProgressReporter
+from server.jobs.worker import Worker
 from server.scoring.references import cache_file, cache_problem
-from server.worker import Worker
+from server.submission_rules import create_submission
 from tests.data.trees import make_tree
 from tests.utils.competition import make_competition
 from tests.utils.server_factories import ADMIN_TOKEN, START, make_test_competition, submission_zip

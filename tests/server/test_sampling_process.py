@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from server.db import Team
-from server.db.crud import create_submission, get_submission
-from server.queue import cancel
+from server.db.crud import get_submission
+from server.jobs.queue import cancel
+from server.jobs.worker import Worker
 from server.storage import model_path
-from server.worker import Worker
+from server.submission_rules import create_submission
 from submissions.orphans import sampling_processes
 from submissions.sampling import WORKDIR_PREFIX
 from tests.server.test_model_submissions import with_kinds

@@ -21,7 +21,7 @@ import pytest
 from server.cli.serve import WorkerProcess
 from server.db.crud import get_submission
 from server.db.models import WorkerRow
-from server.worker import ForwardSignals
+from server.jobs.signals import ForwardSignals
 from tests.utils.server_factories import submission_zip
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,8 +21,8 @@ from sqlalchemy import select
 
 from server.db import Submission, SubmissionStatus
 from server.errors import RateLimited
+from server.jobs.worker import Worker
 from server.upload_limits import DryRunQueue
-from server.worker import Worker
 from submissions.orphans import sampling_processes
 from tests.server.test_model_submissions import upload_model, with_kinds
 from tests.utils import onnx_models

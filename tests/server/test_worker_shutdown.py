@@ -12,8 +12,9 @@ import time
 import pytest
 
 from server.db.crud import get_submission
-from server.queue import claim_next_submission
-from server.worker import ShutdownSignals, Worker
+from server.jobs.queue import claim_next_submission
+from server.jobs.signals import ShutdownSignals
+from server.jobs.worker import Worker
 from tests.utils.server_factories import submission_zip
 
 

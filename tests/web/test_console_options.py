@@ -99,7 +99,8 @@ def test_a_deadline_in_the_past_is_saved_with_a_warning(organizer):  # noqa: F81
 
 
 def test_the_lock_counts_scored_entries_apart_from_those_only_received(organizer):  # noqa: F811
-    from server.db.crud import create_submission, get_competition
+    from server.db.crud import get_competition
+    from server.submission_rules import create_submission
 
     arena, client = organizer
     arena.scored_submission(arena.alpha, 100.0, 110.0)
@@ -114,8 +115,9 @@ def test_the_lock_counts_scored_entries_apart_from_those_only_received(organizer
 
 
 def test_a_worker_building_references_says_so_and_queued_teams_see_scoring_wait_for_it(organizer):  # noqa: F811
-    from server.db.crud import create_submission, get_competition
-    from server.reference_builds import claim_next_build, record_progress, request_build
+    from server.db.crud import get_competition
+    from server.jobs.reference_builds import claim_next_build, record_progress, request_build
+    from server.submission_rules import create_submission
 
     arena, client = organizer
     with arena.database.sessionmaker() as session:

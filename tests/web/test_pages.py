@@ -13,13 +13,14 @@ import secrets
 import pytest
 from fastapi.testclient import TestClient
 
-from server import queue
+from server.jobs import queue
 from server.app import create_app
 from server.competition import competitions_dir
 from server.config import Settings
-from server.db.crud import create_submission, create_team, get_competition
+from server.db.crud import create_team, get_competition
+from server.jobs.score_columns import score_fields
 from server.storage import grid_path, write_sample_grid
-from server.worker import score_fields
+from server.submission_rules import create_submission
 from tests.utils.competition import make_competition, random_images
 
 ADMIN_TOKEN = "admin-" + secrets.token_urlsafe(16)
@@ -79,7 +80,7 @@ class Arena:
             report = {"classes": per_class, "score_public": public, "score_private": private,
                       "score_all": (public + private) / 2, "timings": {"total": 1.5}, "device": "cpu",
                       "precision": "exact", "scorer_version": "test", "weights_sha256": "0" * 64}
-            assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
+            assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=submission.lease_id, worker_id=self.worker_id,
                                        scores=score_fields(report))
         if with_grids:
             for cls in ("with_mask", "without_mask"):

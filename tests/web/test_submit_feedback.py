@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server import queue
+from server.jobs import queue
 from server.db.crud import get_competition, load_competition
 from tests.utils.server_factories import submission_zip
 from tests.web.test_pages import Arena, csrf_of
