@@ -9,7 +9,6 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
 from server import inputs
-from server.jobs import queue
 from server.competition import config_problem
 from server.console import rescore_consequence, reveal_consequence
 from server.db import SubmissionStatus
@@ -26,6 +25,8 @@ from server.db.crud import (
 )
 from server.deps import is_admin_token
 from server.errors import ArenaError, NotFound
+from server.jobs import queue
+from server.jobs.leases import list_workers
 from server.jobs.reference_builds import builds_by_worker, percent_done
 from server.params import RowId, id_from_text
 from server.submission_rules import model_failures
@@ -84,7 +85,7 @@ def admin_home(page: PageDep) -> Response:
     workers = [{"alive": now - w.last_heartbeat < silent_after, "build": building.get(w.id), **{
         k: getattr(w, k) for k in ("id", "host", "pid", "device", "started_at", "last_heartbeat", "stopped_at",
                                    "current_submission_id")}}
-        for w in queue.list_workers(session=page.db)]
+        for w in list_workers(session=page.db)]
     depth = list_submissions(session=page.db, status=SubmissionStatus.queued, limit=0)[1]
     return page.render("admin/index.html", {"competitions": competitions, "workers": workers, "queue_depth": depth})
 

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from server.jobs import queue
 from server.competition import Competition, config_problem, load_competition, memorization_eps
 from server.db import CompetitionRow, ReferenceBuild, Submission, SubmissionStatus, Team, utc_day
 from server.db.crud import (
@@ -25,6 +24,7 @@ from server.db.crud import (
 )
 from server.db.models import FINAL_STATUSES
 from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
+from server.jobs import queue
 from server.jobs.reference_builds import active_build, percent_done
 from server.params import RowId
 from server.ranking import (

@@ -93,8 +93,9 @@ def test_admin_references_queues_one_build_for_a_worker_and_reports_it(monkeypat
     assert queued.strip() == "Reference build 1: queued, 0/16 images (with_mask 0/8, without_mask 0/8)"
     assert arena(monkeypatch, database_url, "admin", "references", "test-comp") == queued  # not a second build
     with database.session() as session:
-        claim_next_build(session=session, worker_id="w", engine="torch")
-        finish_build(session=session, build_id=1, worker_id="w", ok=False, outcome="OSError: no space left")
+        lease_id = claim_next_build(session=session, worker_id="w", engine="torch").lease_id
+        finish_build(session=session, build_id=1, lease_id=lease_id, worker_id="w", ok=False,
+                     outcome="OSError: no space left")
     failed = CliRunner().invoke(app, ["admin", "references", "test-comp", "--status", "--wait"])
     assert failed.exit_code == 1
     assert failed.output.strip() == ("Reference build 1: failed, 0/16 images (with_mask 0/8, without_mask 0/8); "

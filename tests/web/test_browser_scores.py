@@ -12,11 +12,12 @@ import secrets
 
 import pytest
 
-from server.jobs import queue
 from server.competition import competitions_dir
 from server.config import Settings
 from server.db import Database, Team
 from server.db.crud import authenticate_team, get_competition, load_competition
+from server.jobs import queue
+from server.jobs.leases import register_worker
 from server.jobs.score_columns import score_fields
 from server.submission_rules import create_submission
 from tests.utils.competition import make_competition
@@ -53,7 +54,7 @@ def server(tmp_path_factory):
 def database(server):
     database = Database(Settings(data_dir=server.data_dir).resolved_database_url)
     with database.sessionmaker() as session:
-        queue.register_worker(session=session, worker_id=WORKER, device="cpu")
+        register_worker(session=session, worker_id=WORKER, device="cpu")
     return database
 
 
@@ -79,7 +80,8 @@ def scored(database: Database, token: str, total: float, *, distance: float = 0.
         report = {"classes": classes, **{f"score_{k}": v for k, v in sums.items()},
                   "se_public": se * 2**0.5 * sums["public"] / total, "se_private": se, "timings": {"total": 2.0},
                   "device": "cpu", "precision": "exact", "scorer_version": "1.3.0", "weights_sha256": "0" * 64}
-        assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=submission.lease_id, worker_id=WORKER,
+        assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=submission.lease_id,
+                                   worker_id=WORKER,
                                    scores=score_fields(report))
     return submission.id
 

@@ -136,7 +136,7 @@ def test_a_worker_building_references_says_so_and_queued_teams_see_scoring_wait_
         claimed = claim_next_build(session=session, worker_id=arena.worker_id, engine="torch")
         assert claimed is not None and claimed.id == build.id
         done = total // 4
-        record_progress(session=session, build_id=build.id, worker_id=arena.worker_id,
+        record_progress(session=session, build_id=build.id, lease_id=claimed.lease_id,
                         progress={"classes": {"with_mask": {"done": done, "total": total // 2},
                                               "without_mask": {"done": 0, "total": total - total // 2}},
                                   "stage": "with_mask train"})

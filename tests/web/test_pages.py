@@ -13,11 +13,12 @@ import secrets
 import pytest
 from fastapi.testclient import TestClient
 
-from server.jobs import queue
 from server.app import create_app
 from server.competition import competitions_dir
 from server.config import Settings
 from server.db.crud import create_team, get_competition
+from server.jobs import queue
+from server.jobs.leases import register_worker
 from server.jobs.score_columns import score_fields
 from server.storage import grid_path, write_sample_grid
 from server.submission_rules import create_submission
@@ -49,7 +50,7 @@ class Arena:
             (self.beta, self.beta_token) = create_team(session=session, competition=row, name=XSS_NAME)
         self.worker_id = "test-worker"
         with self.database.sessionmaker() as session:
-            queue.register_worker(session=session, worker_id=self.worker_id, device="cpu")
+            register_worker(session=session, worker_id=self.worker_id, device="cpu")
 
     def client(self) -> TestClient:
         return TestClient(self.app, follow_redirects=False)
@@ -80,7 +81,8 @@ class Arena:
             report = {"classes": per_class, "score_public": public, "score_private": private,
                       "score_all": (public + private) / 2, "timings": {"total": 1.5}, "device": "cpu",
                       "precision": "exact", "scorer_version": "test", "weights_sha256": "0" * 64}
-            assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=submission.lease_id, worker_id=self.worker_id,
+            assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=submission.lease_id,
+                                       worker_id=self.worker_id,
                                        scores=score_fields(report))
         if with_grids:
             for cls in ("with_mask", "without_mask"):

@@ -8,8 +8,8 @@ import secrets
 
 import pytest
 
-from server.jobs import queue
 from server.db.crud import get_competition, load_competition
+from server.jobs import queue
 from server.jobs.score_columns import score_fields
 from server.submission_rules import create_submission
 from tests.web.test_pages import Arena
@@ -47,7 +47,8 @@ def scored(arena: Arena, team, classes: dict[str, dict]) -> int:
         submission, _ = create_submission(session=session, competition=competition, team=team,
                                           sha256=secrets.token_hex(32), size_bytes=1, message="")
         assert queue.claim_next_submission(session=session, worker_id=arena.worker_id).id == submission.id
-        assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=submission.lease_id, worker_id=arena.worker_id,
+        assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=submission.lease_id,
+                                   worker_id=arena.worker_id,
                                    scores=score_fields(report))
     return submission.id
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.jobs import queue
 from server.db.crud import get_competition, load_competition
+from server.jobs import queue
 from tests.utils.server_factories import submission_zip
 from tests.web.test_pages import Arena, csrf_of
 
