@@ -17,7 +17,7 @@ def test_migrations_create_exactly_the_models(database):
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert diff == [], "models changed without a migration: add one under server/db/migrations/versions/"
         tables = set(inspect(connection).get_table_names())
-    assert {"competitions", "teams", "submissions", "submission_events", "workers", "alembic_version"} <= tables
+    assert {"competitions", "teams", "submissions", "job_events", "workers", "alembic_version"} <= tables
     database.migrate()  # applying again on start is a no-op
 
 

@@ -14,7 +14,7 @@ import pytest
 from server.db.crud import get_submission
 from server.jobs.queue import claim_next_submission
 from server.jobs.signals import ShutdownSignals
-from server.jobs.worker import Worker
+from server.jobs.worker import Held, Worker
 from tests.utils.server_factories import submission_zip
 
 
@@ -24,8 +24,9 @@ def worker_holding_a_job(arena) -> tuple[Worker, int]:
     submission_id = arena.upload(token, submission_zip(arena.competition, seed=1)).json()["id"]
     worker = Worker(database=arena.database, settings=arena.settings, worker_id="w")
     with arena.database.sessionmaker() as session:
-        assert claim_next_submission(session=session, worker_id="w").id == submission_id
-    worker.current = submission_id
+        claimed = claim_next_submission(session=session, worker_id="w")
+        assert claimed.id == submission_id
+    worker.current = Held(submission_id, claimed.lease_id)
     return worker, submission_id
 
 
