@@ -44,7 +44,7 @@ def queue_model(arena, path: Path) -> int:
     with arena.database.sessionmaker() as session:
         team = session.get(Team, team_id)
         submission, _ = create_submission(session=session, competition=team.competition, team=team, sha256=sha256,
-                                          size_bytes=target.stat().st_size)
+                                          size_bytes=target.stat().st_size, kind="model")
         return submission.id
 
 
