@@ -94,13 +94,22 @@ def test_silent_worker_jobs_are_requeued_and_the_events_say_why(queue):
     # The dead worker's late result is discarded; the next claim scores it once.
     assert not finish_scored(session=session, submission_id=sid, lease_id=dead_lease, worker_id="dead",
                              scores=SCORES, now=later)
+    refused = get_submission(session=session, submission_id=sid).events[-1]
+    assert (refused.worker_id, refused.from_status, refused.to_status) == ("dead", "queued", "queued")
+    assert f"result from worker dead refused: its lease {dead_lease[:8]} no longer holds" in refused.reason
     claimed = claim_next_submission(session=session, worker_id="alive", now=later)
-    assert claimed.id == sid
+    assert claimed.id == sid and claimed.lease_id != dead_lease
+    # Taken over: the dead worker's lease cannot finish, fail or give back the live worker's job.
+    assert not finish_failed(session=session, submission_id=sid, lease_id=dead_lease, worker_id="dead", error="late",
+                             max_attempts=3, backoff_seconds=1, now=later)
+    assert not release(session=session, submission_id=sid, lease_id=dead_lease, worker_id="dead", reason="late",
+                       now=later)
+    assert "now held by worker alive" in get_submission(session=session, submission_id=sid).events[-1].reason
     assert finish_scored(session=session, submission_id=sid, lease_id=claimed.lease_id, worker_id="alive",
                          scores=SCORES, now=later)
     assert statuses(get_submission(session=session, submission_id=sid)) == [
         (None, "queued"), ("queued", "scoring"), ("scoring", "queued"), ("queued", "queued"), ("queued", "scoring"),
-        ("scoring", "scored")]
+        ("scoring", "scoring"), ("scoring", "scoring"), ("scoring", "scored")]
 
 
 def test_worker_crashes_never_use_attempts_and_only_a_poison_pill_fails(queue):

@@ -33,10 +33,15 @@ def upgrade() -> None:
     for table in ('submissions', 'reference_builds'):
         with op.batch_alter_table(table) as batch_op:
             batch_op.add_column(sa.Column('lease_id', sa.String(length=32), nullable=True))
-    create_job_events()
-    backfill_build_events()
+    builds = op.get_bind().execute(sa.text(
+        "SELECT id, status, reason, worker_id, outcome, crashes, created_at, started_at, finished_at "
+        "FROM reference_builds ORDER BY id")).mappings().all()
+    # Before job_events exists: SQLite drops a column by copying the table, and dropping the old copy would
+    # cascade to the events of its builds.
     with op.batch_alter_table('reference_builds') as batch_op:
         batch_op.drop_column('crashes')
+    create_job_events()
+    backfill_build_events(builds)
 
 
 def add_submission_kind() -> None:
@@ -88,12 +93,9 @@ def create_job_events() -> None:
     op.drop_table('submission_events')
 
 
-def backfill_build_events() -> None:
+def backfill_build_events(builds) -> None:
     """The events each build's columns record; events sort by id, so they are written in time order per build."""
     connection = op.get_bind()
-    builds = connection.execute(sa.text(
-        "SELECT id, status, reason, worker_id, outcome, crashes, created_at, started_at, finished_at "
-        "FROM reference_builds ORDER BY id")).mappings().all()
     events = []
     for build in builds:
         events.append(event(build, None, 'queued', build['reason'], build['created_at']))
@@ -120,6 +122,8 @@ def event(build, from_status, to_status, reason, created_at, worker=None) -> dic
 
 
 def downgrade() -> None:
+    """Back to 0008. On SQLite, dropping the new columns copies `submissions` and `reference_builds`, which
+    deletes the events of their rows (foreign keys cascade): downgrade a copy of the database, not the only one."""
     with op.batch_alter_table('reference_builds') as batch_op:
         batch_op.add_column(sa.Column('crashes', sa.Integer(), nullable=False, server_default='0'))
     op.execute(f"UPDATE reference_builds SET crashes = (SELECT COUNT(*) FROM job_events WHERE "
