@@ -17,7 +17,7 @@ Rules, in one place:
   fresh sample sets of one generator the rule ties two sets ~95% of the time, and tells apart two generators whose
   FIDs differ by 3 standard errors of the difference most of the time (bench/calibration.py, docs/BENCHMARKS.md).
   A model submission's se is measured instead: the standard deviation of its score over fresh sample sets
-  (`interval_sets` of them, server.worker.with_sample_set_interval), the same quantity.
+  (`interval_sets` of them, server.jobs.score_columns.with_sample_set_interval), the same quantity.
   Interval overlap would be the simpler rule but is too lenient: two 95% intervals overlap up to
   |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a tie.
   Entries scored before the intervals existed (se unknown) are never marked.

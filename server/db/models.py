@@ -106,7 +106,7 @@ class Submission(Base):
     __tablename__ = "submissions"
     __table_args__ = (
         # Not unique: a failed or cancelled zip may be uploaded again (the duplicate check runs under the team's
-        # write lock in crud.create_submission).
+        # write lock in submission_rules.create_submission).
         Index("ix_submissions_team_sha256", "team_id", "sha256"),
         Index("ix_submissions_claim", "status", "not_before", "created_at"),
         Index("ix_submissions_board", "competition_id", "status", "team_id"),

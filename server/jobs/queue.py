@@ -46,7 +46,7 @@ S = SubmissionStatus
 
 
 # A competition whose reference statistics are queued or being built holds its submissions back: they would
-# otherwise each build the references inside their own job (server/reference_builds.py).
+# otherwise each build the references inside their own job (server/jobs/reference_builds.py).
 _references_building = (
     select(ReferenceBuild.id)
     .where(ReferenceBuild.competition_id == Submission.competition_id,
@@ -104,7 +104,7 @@ class ScoreFields:
     score_public_se: float | None = None
     score_private_se: float | None = None
     score_all_se: float | None = None
-    sample_sets: dict[str, Any] | None = None  # model submissions only (server.worker.score_sample_sets)
+    sample_sets: dict[str, Any] | None = None  # model submissions only (server.jobs.model_entries.score_sample_sets)
 
 
 

@@ -143,7 +143,7 @@ class Worker:
                 request_build(session=session, competition=row, reason=f"worker {self.worker_id}: {problem}")
 
     def run_reference_build(self) -> bool:
-        """Claim and run one queued reference build (server/reference_builds.py); False when none is queued."""
+        """Claim and run one queued reference build (server/jobs/reference_builds.py); False when none is queued."""
         with self.database.session() as session:
             build = claim_next_build(session=session, worker_id=self.worker_id, engine=self.scorer.extractor.engine)
         if build is None:

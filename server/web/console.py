@@ -194,7 +194,7 @@ def reference_post(
     return page.redirect(page.url_for("web_admin_settings", slug=slug))
 
 
-# -- scoring references (built by a worker: server/reference_builds.py) ---------------------------------------------
+# -- scoring references (built by a worker: server/jobs/reference_builds.py) ---------------------------------------
 
 
 @router.get("/scoring-references", name="web_admin_scoring_references", response_class=HTMLResponse)

@@ -1,4 +1,4 @@
-"""SIGTERM/SIGINT for every worker (server.worker.ShutdownSignals): the first signal lets the job finish, a second
+"""SIGTERM/SIGINT for every worker (server.jobs.signals.ShutdownSignals): the first signal lets the job finish, a second
 one or the end of the grace period gives it back to the queue without using an attempt, the handlers are restored
 afterwards. `arena serve` forwarding the signals to its worker process: tests/server/test_serve_worker.py."""
 

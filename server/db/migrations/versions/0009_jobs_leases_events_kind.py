@@ -65,17 +65,24 @@ def is_stored_model(data_dir: Path, sha256: str) -> bool:
     return stem.with_suffix(".onnx").exists() and not stem.with_suffix(".zip").exists()
 
 
+def event_columns() -> list[sa.Column]:
+    """What an event says, in both tables (`job_events` and the `submission_events` it replaces)."""
+    return [
+        sa.Column('from_status', sa.String(length=16), nullable=True),
+        sa.Column('to_status', sa.String(length=16), nullable=False),
+        sa.Column('reason', sa.Text(), nullable=False),
+        sa.Column('worker_id', sa.String(length=128), nullable=True),
+        sa.Column('created_at', UTCDateTime(), nullable=False),
+    ]
+
+
 def create_job_events() -> None:
     op.create_table(
         'job_events',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('submission_id', sa.Integer(), nullable=True),
         sa.Column('build_id', sa.Integer(), nullable=True),
-        sa.Column('from_status', sa.String(length=16), nullable=True),
-        sa.Column('to_status', sa.String(length=16), nullable=False),
-        sa.Column('reason', sa.Text(), nullable=False),
-        sa.Column('worker_id', sa.String(length=128), nullable=True),
-        sa.Column('created_at', UTCDateTime(), nullable=False),
+        *event_columns(),
         sa.CheckConstraint('(submission_id IS NULL) <> (build_id IS NULL)', name='ck_job_events_one_job'),
         sa.ForeignKeyConstraint(['submission_id'], ['submissions.id'], ondelete='CASCADE'),
         sa.ForeignKeyConstraint(['build_id'], ['reference_builds.id'], ondelete='CASCADE'),
@@ -132,11 +139,7 @@ def downgrade() -> None:
         'submission_events',
         sa.Column('id', sa.Integer(), nullable=False),
         sa.Column('submission_id', sa.Integer(), nullable=False),
-        sa.Column('from_status', sa.String(length=16), nullable=True),
-        sa.Column('to_status', sa.String(length=16), nullable=False),
-        sa.Column('reason', sa.Text(), nullable=False),
-        sa.Column('worker_id', sa.String(length=128), nullable=True),
-        sa.Column('created_at', UTCDateTime(), nullable=False),
+        *event_columns(),
         sa.ForeignKeyConstraint(['submission_id'], ['submissions.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id'),
     )
