@@ -20,10 +20,10 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -45,16 +45,15 @@ class JobKind:
     queued: str
     running: str
     failed: str
-    counts_attempts: bool  # a claim uses an attempt (given back when the worker dies or releases it)
     poison_advice: str  # what the organizer can do with a poison pill
     failure_column: str  # where the poison pill's explanation is stored
 
 
 SUBMISSIONS = JobKind("submission", Submission, SubmissionStatus.queued, SubmissionStatus.scoring,
-                      SubmissionStatus.failed, counts_attempts=True, failure_column="error",
+                      SubmissionStatus.failed, failure_column="error",
                       poison_advice="the organizer can look at the workers' logs and rescore it")
 BUILDS = JobKind("reference build", ReferenceBuild, ReferenceBuildStatus.queued, ReferenceBuildStatus.building,
-                 ReferenceBuildStatus.failed, counts_attempts=False, failure_column="outcome",
+                 ReferenceBuildStatus.failed, failure_column="outcome",
                  poison_advice="see the workers' logs, then build again")
 
 
@@ -155,11 +154,18 @@ def still_holds_lease(session: Session, kind: JobKind, job_id: int, lease_id: st
     return status == kind.running and held == lease_id
 
 
+def lease_of(job: Job) -> str:
+    """The lease of a job this worker has just claimed (every claim sets one)."""
+    if job.lease_id is None:
+        raise ValueError(f"job {job.id} is not held under a lease")
+    return job.lease_id
+
+
 def end_lease(job: Job, kind: JobKind) -> None:
     """The job is no longer held; the attempt its claim used is given back (nothing the job did used it)."""
     job.worker_id = None
     job.lease_id = None
-    if kind.counts_attempts:
+    if isinstance(job, Submission):  # a claim uses one of a submission's attempts; a build has none
         job.attempts = max(0, job.attempts - 1)
 
 
@@ -202,8 +208,8 @@ def requeue_silent(session: Session, kind: JobKind, *, timeout_seconds: float, m
     """Requeue (or fail, for poison pills) the running jobs of this kind whose worker has been silent for
     `timeout_seconds` or is unknown; returns their ids. The caller has begun the write and commits."""
     cutoff = now - timedelta(seconds=timeout_seconds)
-    held = session.scalars(select(kind.table).where(kind.table.status == kind.running)
-                           .with_for_update(skip_locked=True, of=kind.table)).all()
+    held = cast("Sequence[Job]", session.scalars(select(kind.table).where(kind.table.status == kind.running)
+                                                 .with_for_update(skip_locked=True, of=kind.table)).all())
     requeued = []
     for job in held:
         worker = session.get(WorkerRow, job.worker_id) if job.worker_id else None

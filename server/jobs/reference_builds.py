@@ -32,7 +32,6 @@ from server.jobs.leases import (
     holds,
     lock,
     requeue_silent,
-    still_holds_lease,
 )
 
 # -- queueing and reading (the web process, the CLI, a worker at start-up) -----------------------------------------
@@ -122,10 +121,6 @@ def claim_next_build(*, session: Session, worker_id: str, engine: str,
                   describe=lambda _: f"claimed by worker {worker_id} ({engine})", engine=engine)
     session.commit()
     return build
-
-
-def still_holds_build(*, session: Session, build_id: int, lease_id: str) -> bool:
-    return still_holds_lease(session, BUILDS, build_id, lease_id)
 
 
 def _held(session: Session, build_id: int, lease_id: str) -> ReferenceBuild | None:

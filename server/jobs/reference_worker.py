@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from server.competition import load_competition
 from server.db import CompetitionRow, Database, ReferenceBuild
+from server.jobs.leases import lease_of
 from server.jobs.reference_builds import finish_build, record_progress
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ class ProgressReporter:
     """Counts images per class as the network finishes batches and writes them at most every PROGRESS_SECONDS."""
 
     def __init__(self, database: Database, build: ReferenceBuild, every: float) -> None:
-        self.database, self.build_id, self.lease_id, self.every = database, build.id, build.lease_id, every
+        self.database, self.build_id, self.lease_id, self.every = database, build.id, lease_of(build), every
         self.progress: dict[str, Any] = {"classes": {cls: {**c, "done": 0}
                                                      for cls, c in (build.progress or {}).get("classes", {}).items()},
                                          "stage": "starting"}
@@ -67,7 +68,7 @@ def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureEx
     except Exception as exc:
         log.error("reference build %s of '%s' failed: %s", build.id, slug, traceback.format_exc())
         with database.session() as session:
-            finish_build(session=session, build_id=build.id, lease_id=build.lease_id, worker_id=worker_id, ok=False,
+            finish_build(session=session, build_id=build.id, lease_id=reporter.lease_id, worker_id=worker_id, ok=False,
                          outcome=f"{type(exc).__name__}: {exc}", progress=reporter.progress)
         return False
     seconds = time.monotonic() - started
@@ -75,7 +76,7 @@ def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureEx
                f"already current: the {extractor.engine} cache matches these images and weights (checked in "
                f"{seconds:.1f} s)")
     with database.session() as session:
-        finish_build(session=session, build_id=build.id, lease_id=build.lease_id, worker_id=worker_id, ok=True,
+        finish_build(session=session, build_id=build.id, lease_id=reporter.lease_id, worker_id=worker_id, ok=True,
                      outcome=outcome,
                      progress=reporter.completed())
     log.info("reference build %s of '%s': %s", build.id, competition.slug, outcome)

@@ -30,7 +30,7 @@ from server.config import Settings
 from server.db import Database, Submission, SubmissionKind, utcnow
 from server.db.crud import list_competitions
 from server.jobs.entries import EntryJob, score_entry, write_entry_images
-from server.jobs.leases import heartbeat, new_worker_id, register_worker, stop_worker
+from server.jobs.leases import heartbeat, lease_of, new_worker_id, register_worker, stop_worker
 from server.jobs.model_entries import ModelFailed
 from server.jobs.queue import (
     claim_next_submission,
@@ -148,12 +148,12 @@ class Worker:
             build = claim_next_build(session=session, worker_id=self.worker_id, engine=self.scorer.extractor.engine)
         if build is None:
             return False
-        self.current_build = Held(build.id, build.lease_id)
+        held = self.current_build = Held(build.id, lease_of(build))
         try:
             run_build(build, database=self.database, extractor=self.scorer.extractor, worker_id=self.worker_id)
         except WorkerInterrupted:
             with self.database.session() as session:
-                release_build(session=session, build_id=build.id, lease_id=build.lease_id, worker_id=self.worker_id)
+                release_build(session=session, build_id=held.job_id, lease_id=held.lease_id, worker_id=self.worker_id)
             self.stop.set()
         finally:
             self.current_build = None
@@ -197,8 +197,8 @@ class Worker:
         if submission is None:
             return False
         self.lost_current = threading.Event()  # one per job: a late heartbeat about the last one cannot stop this one
-        held = self.current = Held(submission.id, submission.lease_id)
-        lease = {"submission_id": held.job_id, "lease_id": held.lease_id, "worker_id": self.worker_id}
+        held = self.current = Held(submission.id, lease_of(submission))
+        lease: dict[str, Any] = {"submission_id": held.job_id, "lease_id": held.lease_id, "worker_id": self.worker_id}
         try:
             self._score(submission, held)
         except CompetitionUnavailable:
