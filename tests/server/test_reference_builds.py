@@ -228,6 +228,9 @@ def test_a_failed_build_shows_its_reason_and_partial_progress_on_the_console_and
     # Class with_mask went through completely before without_mask's private image broke its batch.
     assert "<td><code>with_mask</code></td><td class=\"num\">8</td><td class=\"num\">8</td>" in page
     assert 'id="build-references"' in page and "Retry the build" in page
+    history = page.split('id="build-history"')[1].split("</details>")[0]  # the build's events, oldest first
+    assert [step in history for step in ("new → queued: test", "queued → building: claimed by worker w",
+                                         "building → failed: ")] == [True] * 3
     settings_page = client.get(f"/admin/c/{arena.slug}/settings").text
     assert "The last build failed" in settings_page and broken.name in settings_page
 
