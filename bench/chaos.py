@@ -50,7 +50,7 @@ from typing import Any
 from sqlalchemy import select
 
 from server.db import Database, ReferenceBuild, Submission, SubmissionStatus
-from server.queue import crashed_workers
+from server.jobs.leases import BUILDS, SUBMISSIONS, JobKind, crashed_workers
 from submissions.client import ArenaClient, SubmitError
 from submissions.orphans import owner_of, sampling_processes
 from submissions.sampling import WORKDIR_PREFIX
@@ -194,19 +194,12 @@ def restart_during_uploads(chaos: Chaos, restarts: int, uploading: threading.Thr
         chaos.restart_server()
 
 
-def scoring_jobs(database: Database) -> dict[int, tuple[int, int]]:
-    """Our workers' jobs right now: worker pid -> (submission id, workers it has crashed so far)."""
+def held_jobs(database: Database, kind: JobKind) -> dict[int, tuple[int, int]]:
+    """Our workers' jobs of this kind right now: worker pid -> (job id, workers it has crashed so far)."""
     with database.sessionmaker() as session:
-        held = session.scalars(select(Submission).where(Submission.status == SubmissionStatus.scoring)).all()
+        held = session.scalars(select(kind.table).where(kind.table.status == kind.running)).all()
         # Worker ids are host-pid-random.
-        return {worker_pid(s.worker_id): (s.id, len(crashed_workers(s))) for s in held if s.worker_id}
-
-
-def building_jobs(database: Database) -> dict[int, tuple[int, int]]:
-    """Our workers' reference builds right now: worker pid -> (build id, workers it has crashed so far)."""
-    with database.sessionmaker() as session:
-        held = session.scalars(select(ReferenceBuild).where(ReferenceBuild.status == "building")).all()
-        return {worker_pid(b.worker_id): (b.id, b.crashes) for b in held if b.worker_id}
+        return {worker_pid(job.worker_id): (job.id, len(crashed_workers(job))) for job in held if job.worker_id}
 
 
 def worker_pid(worker_id: str) -> int:
@@ -233,8 +226,8 @@ def kill_workers_mid_job(chaos: Chaos, database: Database, kills: int, workers: 
         chaos.workers = [w for w in chaos.workers if w.poll() is None]
         while len(chaos.workers) < workers:
             chaos.start_worker()
-        jobs = {("submission", pid): job for pid, job in scoring_jobs(database).items()}
-        jobs |= {("build", pid): job for pid, job in building_jobs(database).items()}
+        jobs = {("submission", pid): job for pid, job in held_jobs(database, SUBMISSIONS).items()}
+        jobs |= {("build", pid): job for pid, job in held_jobs(database, BUILDS).items()}
         fresh = [(w, kind, jobs[kind, w.pid]) for w in chaos.workers for kind in ("submission", "build")
                  if (kind, w.pid) in jobs and (w.pid, kind, jobs[kind, w.pid][0]) not in judged]
         if not fresh:
@@ -251,7 +244,7 @@ def kill_workers_mid_job(chaos: Chaos, database: Database, kills: int, workers: 
         phase = "building" if kind == "build" else wait_for_sampling(victim, 10.0) if model else "scoring"
         if phase == "scoring":
             time.sleep(random.uniform(0.0, 0.5))  # somewhere inside the job
-        still = (building_jobs if kind == "build" else scoring_jobs)(database).get(victim.pid, (None,))[0]
+        still = held_jobs(database, BUILDS if kind == "build" else SUBMISSIONS).get(victim.pid, (None,))[0]
         if still == job_id and victim.poll() is None:
             chaos.kill_worker(victim, phase)
 

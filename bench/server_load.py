@@ -430,7 +430,7 @@ def upload_all(base: str, admin_token: str, zips: list[bytes]) -> dict[str, Any]
 
 
 def drain(data_dir: Path, count: int) -> dict[str, Any]:
-    from server.worker import Worker
+    from server.jobs.worker import Worker
 
     settings = Settings(data_dir=data_dir)
     worker = Worker(database=Database(settings.resolved_database_url), settings=settings)

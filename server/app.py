@@ -203,7 +203,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
                database: Database | None = None) -> FastAPI:
     """The FastAPI app for these settings; `clock` lets tests move time (quota days, deadlines)."""
     database = database or Database(settings.resolved_database_url)
-    database.migrate()
+    database.migrate(settings.data_dir)
     with database.session() as session:
         sync_competitions(session=session, data_dir=settings.data_dir)
 

@@ -3,7 +3,7 @@
     {data_dir}/uploads/ab/abcdef....zip      an accepted zip, named by its sha256 (identical bytes stored once)
     {data_dir}/uploads/ab/abcdef....onnx     an accepted model (issue 18), named the same way
     {data_dir}/uploads/ab/abcdef....samples.zip   the images the worker sampled from that model (kept, so
-                                             rescoring scores the same images; its seed: `model_seed`)
+                                             rescoring scores the same images; its seed: jobs/model_entries.py)
     {data_dir}/uploads/incoming/             partial uploads while they are hashed and validated
     {data_dir}/grids/<submission id>/<class>.png   8x8 sample grid the web pages show
     {data_dir}/secrets/sampling-salt         the server's secret for model sampling seeds (0600, made once)
@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import os
 import secrets
 import shutil
@@ -128,12 +127,6 @@ def write_sample_grid(path: Path, images: np.ndarray, side: int = GRID_SIDE) -> 
     return path
 
 
-def sampling_salt(data_dir: Path, configured: str | None = None) -> bytes:
-    """The server's secret salt for model sampling seeds: `configured` (ARENA_MODEL_SAMPLING_SALT) when set,
-    otherwise `{data_dir}/secrets/sampling-salt` (`kept_secret`)."""
-    return (configured or kept_secret(data_dir, "sampling-salt")).encode()
-
-
 def kept_secret(data_dir: Path, name: str) -> str:
     """`{data_dir}/secrets/<name>`: a random secret made once with 0600 permissions and kept across restarts.
 
@@ -153,12 +146,3 @@ def kept_secret(data_dir: Path, name: str) -> str:
         finally:
             fresh.unlink()
     return path.read_text().strip()
-
-
-def model_seed(salt: bytes, sha256: str) -> int:
-    """The sampling seed of a model submission: HMAC-SHA256 of its file hash under the server's salt (48 bits, so
-    JSON readers keep it exact). The same file gets the same seed on this server, so a rescore draws the same
-    images; without the salt a team cannot compute the noise its model will be sampled with, nor search for a file
-    whose hash gives a lucky one."""
-    digest = hmac.new(salt, bytes.fromhex(sha256), hashlib.sha256).digest()
-    return int.from_bytes(digest[:6], "big")

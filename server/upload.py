@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from server import inputs
 from server.competition import load_competition
 from server.config import Settings
-from server.db import CompetitionRow, Submission, Team, utcnow
-from server.db.crud import Quota, check_may_submit, create_submission, model_failures
+from server.db import CompetitionRow, Submission, SubmissionKind, Team, utcnow
 from server.errors import InvalidSubmission
 from server.storage import receive_upload, store_upload
+from server.submission_rules import Quota, check_may_submit, create_submission, model_failures
 from server.upload_limits import dry_run_queue, model_failure_error
 from submissions import SubmissionInvalid, SubmissionSpec
 from submissions.model import ModelInfo, dry_run_model, validate_submission
@@ -42,13 +42,13 @@ def submit_upload(
     try:
         check_may_submit(session=session, competition=competition, team=team, sha256=sha256, now=now)
         session.commit()  # no transaction stays open while validating
-        suffix = validate(temporary, competition=competition, settings=settings, team=team, session=session, now=now,
-                          name=uploaded_name(filename))
-        store_upload(settings.data_dir, temporary, sha256, suffix)
+        kind = validate(temporary, competition=competition, settings=settings, team=team, session=session, now=now,
+                        name=uploaded_name(filename))
+        store_upload(settings.data_dir, temporary, sha256, ".onnx" if kind == SubmissionKind.model else ".zip")
     finally:
         temporary.unlink(missing_ok=True)
     return create_submission(session=session, competition=competition, team=team, sha256=sha256, size_bytes=size,
-                             message=message, now=now)
+                             kind=kind, message=message, now=now)
 
 
 def uploaded_name(filename: str | None) -> str | None:
@@ -58,10 +58,10 @@ def uploaded_name(filename: str | None) -> str | None:
 
 
 def validate(upload: Path, *, competition: CompetitionRow, settings: Settings, team: Team, session: Session,
-             now: datetime, name: str | None = None) -> str:
+             now: datetime, name: str | None = None) -> SubmissionKind:
     """A zip or a model against the competition's format and the server's limits; 422 with the full report when
     invalid. A model's dry run waits for a place in the bounded queue, and only while the team has model failure
-    budget left (429 otherwise). Returns the suffix it is stored under: .zip or .onnx."""
+    budget left (429 otherwise). Returns its kind (a model is stored as .onnx, a zip as .zip)."""
     config = load_competition(competition).config
     spec = SubmissionSpec.from_competition(config, **settings.zip_limits)
     try:
@@ -76,7 +76,7 @@ def validate(upload: Path, *, competition: CompetitionRow, settings: Settings, t
             "nothing was stored and your quota is unchanged. Fix them and upload again.",
             detail=exc.report.model_dump(mode="json"),
         ) from exc
-    return ".onnx" if isinstance(checked, ModelInfo) else ".zip"
+    return SubmissionKind.model if isinstance(checked, ModelInfo) else SubmissionKind.zip
 
 
 def check_model_failures(*, session: Session, settings: Settings, team: Team, now: datetime) -> None:

@@ -35,13 +35,13 @@ def sources_matching(pattern: str, *packages: str) -> list[str]:
 
 def test_status_events_are_written_by_transition_only():
     """An event written by hand around `transition` could disagree with the status it claims to record."""
-    assert sources_matching(r"(?<!class )SubmissionEvent\(", "server") == ["server/db/events.py"]
+    assert sources_matching(r"(?<!class )JobEvent\(", "server") == ["server/db/events.py"]
 
 
 def test_signal_handlers_are_installed_in_one_place():
-    """SIGTERM handling of `arena worker` and `arena serve` is one rule (server.worker.ShutdownSignals)."""
+    """SIGTERM handling of `arena worker` and `arena serve` is one rule (server.jobs.signals.ShutdownSignals)."""
     assert sources_matching(r"signal\.(signal|setitimer)\(", "server", "submissions", "baselines") == [
-        "server/worker.py"]
+        "server/jobs/signals.py"]
 
 
 def test_benchmarks_run_as_modules_without_sys_path_edits():

@@ -12,9 +12,10 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server.db import Team
-from server.db.crud import authenticate_team, check_team_in_competition
+from server.db.crud import authenticate_team
 from server.deps import CompetitionDep, SessionDep, SettingsDep, is_admin_token
 from server.errors import Forbidden, Unauthorized
+from server.submission_rules import check_team_in_competition
 
 bearer = HTTPBearer(auto_error=False, description="A team token (arena_...) or the organizer's admin token.")
 

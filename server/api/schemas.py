@@ -11,8 +11,8 @@ from server import inputs
 from server.competition import Competition, CompetitionConfig
 from server.config import Settings
 from server.console import EDITABLE, SCORE_FIELDS
-from server.db import CompetitionRow, Submission, SubmissionEvent, Team
-from server.db.crud import Quota
+from server.db import CompetitionRow, JobEvent, Submission, Team
+from server.submission_rules import Quota
 from submissions.results import ResultView, interval_95
 
 
@@ -165,7 +165,7 @@ class SubmissionEventPublic(BaseModel):
     created_at: datetime
 
     @classmethod
-    def build(cls, event: SubmissionEvent) -> SubmissionEventPublic:
+    def build(cls, event: JobEvent) -> SubmissionEventPublic:
         return cls(from_status=event.from_status, to_status=event.to_status, reason=event.reason,
                    worker_id=event.worker_id, created_at=event.created_at)
 

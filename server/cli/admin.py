@@ -42,7 +42,7 @@ def admin_register(root: Path = typer.Argument(..., help="A prepared competition
     """Register a competition directory that lives outside {data_dir}/competitions/."""
     from server.competition import CompetitionError
     from server.db.crud import register_competition
-    from server.reference_builds import request_first_build
+    from server.jobs.reference_builds import request_first_build
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
@@ -99,7 +99,7 @@ def admin_rescore(
     from server.console import rescore_consequence
     from server.db import utcnow
     from server.db.crud import get_competition
-    from server.queue import rescore, rescore_competition
+    from server.jobs.queue import rescore, rescore_competition
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
@@ -122,7 +122,7 @@ def admin_rescore(
 def admin_cancel(submission_id: int, reason: str = typer.Option("", "--reason"),
                  data_dir: Path | None = DATA_DIR_OPTION) -> None:
     """Cancel a queued or scoring submission (the team's quota slot is given back)."""
-    from server.queue import cancel
+    from server.jobs.queue import cancel
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
@@ -265,7 +265,7 @@ def admin_references(
 
     from server.db import ReferenceBuild
     from server.db.crud import get_competition
-    from server.reference_builds import latest_build, request_build
+    from server.jobs.reference_builds import latest_build, request_build
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
@@ -349,7 +349,7 @@ def admin_export(
 @admin_app.command("workers")
 def admin_workers(data_dir: Path | None = DATA_DIR_OPTION) -> None:
     """Registered workers and their last heartbeat."""
-    from server.queue import list_workers
+    from server.jobs.leases import list_workers
 
     _, database = _admin_database(data_dir)
     with database.session() as session:

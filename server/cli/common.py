@@ -27,7 +27,7 @@ def open_database(settings: Settings) -> Database:
     from server.db.crud import sync_competitions
 
     database = Database(settings.resolved_database_url)
-    database.migrate()
+    database.migrate(settings.data_dir)
     with database.session() as session:
         sync_competitions(session=session, data_dir=settings.data_dir)
     return database

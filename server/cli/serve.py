@@ -104,8 +104,8 @@ def serve_command(
 
     from server.app import create_app
     from server.config import InsecureSettingsError
+    from server.jobs.signals import ForwardSignals
     from server.storage import kept_secret
-    from server.worker import ForwardSignals
 
     configure_logging()
     settings = load_settings(data_dir, host=host, port=port)
@@ -193,7 +193,8 @@ def worker_command(
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
     """Run a standalone scoring worker (one per GPU; many can share one PostgreSQL database)."""
-    from server.worker import ShutdownSignals, Worker
+    from server.jobs.signals import ShutdownSignals
+    from server.jobs.worker import Worker
 
     configure_logging()
     settings = load_settings(data_dir, device=device, fid_engine=engine)

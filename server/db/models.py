@@ -6,7 +6,20 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -35,6 +48,11 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[str]: JSON}
+
+
+class SubmissionKind(StrEnum):
+    zip = "zip"  # a zip of images
+    model = "model"  # an ONNX generator; the worker samples the images (server/jobs/model_entries.py)
 
 
 class SubmissionStatus(StrEnum):
@@ -90,7 +108,7 @@ class Submission(Base):
     __tablename__ = "submissions"
     __table_args__ = (
         # Not unique: a failed or cancelled zip may be uploaded again (the duplicate check runs under the team's
-        # write lock in crud.create_submission).
+        # write lock in submission_rules.create_submission).
         Index("ix_submissions_team_sha256", "team_id", "sha256"),
         Index("ix_submissions_claim", "status", "not_before", "created_at"),
         Index("ix_submissions_board", "competition_id", "status", "team_id"),
@@ -102,6 +120,7 @@ class Submission(Base):
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
     sha256: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(8), default=SubmissionKind.zip)  # images, or a model the worker samples
     message: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default=SubmissionStatus.queued)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -112,6 +131,7 @@ class Submission(Base):
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
     worker_id: Mapped[str | None] = mapped_column(String(128))
+    lease_id: Mapped[str | None] = mapped_column(String(32))  # the current claim's lease (server/jobs/leases.py)
     score_public: Mapped[float | None] = mapped_column(Float)
     score_private: Mapped[float | None] = mapped_column(Float)
     score_all: Mapped[float | None] = mapped_column(Float)
@@ -136,8 +156,8 @@ class Submission(Base):
     disqualified_reason: Mapped[str | None] = mapped_column(Text)
 
     team: Mapped[Team] = relationship(lazy="joined")
-    events: Mapped[list[SubmissionEvent]] = relationship(
-        order_by="SubmissionEvent.id", cascade="all, delete-orphan", lazy="selectin", back_populates="submission"
+    events: Mapped[list[JobEvent]] = relationship(
+        order_by="JobEvent.id", cascade="all, delete-orphan", lazy="selectin", back_populates="submission"
     )
 
     def result(self) -> SubmissionResult | None:
@@ -149,20 +169,26 @@ class Submission(Base):
         return SubmissionResult.model_validate({name: value for name, value in columns.items() if value is not None})
 
 
-class SubmissionEvent(Base):
-    """One status change of a submission, with the reason people read when they ask what happened."""
+class JobEvent(Base):
+    """One status change of a job (a submission or a reference build), with the reason people read when they ask
+    what happened; also a refused result (from_status = to_status). Exactly one of the two job ids is set."""
 
-    __tablename__ = "submission_events"
+    __tablename__ = "job_events"
+    __table_args__ = (
+        CheckConstraint("(submission_id IS NULL) <> (build_id IS NULL)", name="ck_job_events_one_job"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    submission_id: Mapped[int | None] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    build_id: Mapped[int | None] = mapped_column(ForeignKey("reference_builds.id", ondelete="CASCADE"), index=True)
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)
     worker_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime]
 
-    submission: Mapped[Submission] = relationship(back_populates="events")
+    submission: Mapped[Submission | None] = relationship(back_populates="events")
+    build: Mapped[ReferenceBuild | None] = relationship(back_populates="events")
 
 
 class BrowserSession(Base):
@@ -231,9 +257,10 @@ _ACTIVE_BUILD_SQL = "status IN ('queued', 'building')"
 
 
 class ReferenceBuild(Base):
-    """One build of a competition's reference statistics by a scoring worker (server/reference_builds.py): queued
-    by the console, `arena admin references` or a worker whose cache is stale; claimed like a submission; progress
-    in images per class, written every few seconds while it runs."""
+    """One build of a competition's reference statistics by a scoring worker (server/jobs/reference_builds.py):
+    queued by the console, `arena admin references` or a worker whose cache is stale; claimed and leased like a
+    submission (server/jobs/leases.py), its status changes in `job_events`; progress in images per class, written
+    every few seconds while it runs."""
 
     __tablename__ = "reference_builds"
     __table_args__ = (
@@ -248,13 +275,17 @@ class ReferenceBuild(Base):
     status: Mapped[str] = mapped_column(String(16), default=ReferenceBuildStatus.queued)
     reason: Mapped[str] = mapped_column(Text)  # why it was queued, shown on the console
     worker_id: Mapped[str | None] = mapped_column(String(128))
+    lease_id: Mapped[str | None] = mapped_column(String(32))  # the current claim's lease (server/jobs/leases.py)
     engine: Mapped[str | None] = mapped_column(String(32))  # the feature engine of the worker that built it
     images_done: Mapped[int] = mapped_column(Integer, default=0)
     images_total: Mapped[int] = mapped_column(Integer, default=0)
     progress: Mapped[dict[str, Any] | None]  # {"classes": {cls: {"done", "total"}}, "stage": "with_mask train"}
     outcome: Mapped[str | None] = mapped_column(Text)  # "built" or "already current", or the failure's reason
-    crashes: Mapped[int] = mapped_column(Integer, default=0)  # workers that died holding it
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+    events: Mapped[list[JobEvent]] = relationship(
+        order_by="JobEvent.id", cascade="all, delete-orphan", lazy="selectin", back_populates="build"
+    )

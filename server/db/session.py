@@ -78,10 +78,11 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.engine.dialect.name == "sqlite"
 
-    def migrate(self) -> None:
+    def migrate(self, data_dir: Path | None = None) -> None:
+        """`data_dir`: where the stored files are, for migrations whose backfill reads them (0009: a kind)."""
         from server.db.migrations import upgrade_to_head
 
-        upgrade_to_head(self.engine)
+        upgrade_to_head(self.engine, data_dir=data_dir)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

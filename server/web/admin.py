@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
-from server import inputs, queue
+from server import inputs
 from server.competition import config_problem
 from server.console import rescore_consequence, reveal_consequence
 from server.db import SubmissionStatus
@@ -20,14 +20,16 @@ from server.db.crud import (
     list_competitions,
     list_submissions,
     list_teams,
-    model_failures,
     reveal_private_board,
     rotate_team_token,
 )
 from server.deps import is_admin_token
 from server.errors import ArenaError, NotFound
+from server.jobs import queue
+from server.jobs.leases import list_workers
+from server.jobs.reference_builds import builds_by_worker, percent_done
 from server.params import RowId, id_from_text
-from server.reference_builds import builds_by_worker, percent_done
+from server.submission_rules import model_failures
 from server.web.deps import Page, PageDep, refused_form
 from server.web.routing import PageRoute
 from server.web.session import start_signed_in
@@ -83,7 +85,7 @@ def admin_home(page: PageDep) -> Response:
     workers = [{"alive": now - w.last_heartbeat < silent_after, "build": building.get(w.id), **{
         k: getattr(w, k) for k in ("id", "host", "pid", "device", "started_at", "last_heartbeat", "stopped_at",
                                    "current_submission_id")}}
-        for w in queue.list_workers(session=page.db)]
+        for w in list_workers(session=page.db)]
     depth = list_submissions(session=page.db, status=SubmissionStatus.queued, limit=0)[1]
     return page.render("admin/index.html", {"competitions": competitions, "workers": workers, "queue_depth": depth})
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from server import preparation, queue
+from server import preparation
 from server.competition import competitions_dir, load_competition
 from server.console import (
     EDITABLE,
@@ -37,8 +37,9 @@ from server.db.crud import (
     register_competition,
 )
 from server.errors import ArenaError, Conflict, InvalidSettings, NotFound
+from server.jobs.leases import list_workers
+from server.jobs.reference_builds import latest_build, recent_builds, request_build, request_first_build
 from server.params import RowId
-from server.reference_builds import latest_build, recent_builds, request_build, request_first_build
 from server.storage import receive_upload
 from server.upload import submit_upload
 from server.web.deps import Page, PageDep, refused_form
@@ -193,7 +194,7 @@ def reference_post(
     return page.redirect(page.url_for("web_admin_settings", slug=slug))
 
 
-# -- scoring references (built by a worker: server/reference_builds.py) ---------------------------------------------
+# -- scoring references (built by a worker: server/jobs/reference_builds.py) ---------------------------------------
 
 
 @router.get("/scoring-references", name="web_admin_scoring_references", response_class=HTMLResponse)
@@ -203,7 +204,7 @@ def scoring_references_page(slug: str, page: PageDep) -> Response:
     row = get_competition(session=page.db, slug=slug)
     builds = recent_builds(session=page.db, competition=row, limit=10)
     silent_after = timedelta(seconds=page.settings.worker_timeout_seconds)
-    live_workers = [w for w in queue.list_workers(session=page.db)
+    live_workers = [w for w in list_workers(session=page.db)
                     if w.stopped_at is None and page.now - w.last_heartbeat < silent_after]
     context = {"comp": load_competition(row), "row": row, "build": builds[0] if builds else None, "builds": builds,
                "live_workers": live_workers, "now": page.now}

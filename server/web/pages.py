@@ -7,12 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from server import queue
 from server.competition import Competition, config_problem, load_competition, memorization_eps
 from server.db import CompetitionRow, ReferenceBuild, Submission, SubmissionStatus, Team, utc_day
 from server.db.crud import (
     authenticate_team,
-    check_team_in_competition,
     finals_frozen,
     get_competition,
     get_team,
@@ -20,14 +18,14 @@ from server.db.crud import (
     list_competitions,
     list_submissions,
     list_teams,
-    model_failures,
-    quota_status,
     select_final,
     team_scores_over_time,
     team_submissions_stamp,
 )
 from server.db.models import FINAL_STATUSES
 from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
+from server.jobs import queue
+from server.jobs.reference_builds import active_build, percent_done
 from server.params import RowId
 from server.ranking import (
     PRIVATE_HIDDEN,
@@ -37,8 +35,8 @@ from server.ranking import (
     private_board_visible,
     result_seen,
 )
-from server.reference_builds import active_build, percent_done
 from server.storage import grid_path, sample_grid_file
+from server.submission_rules import check_team_in_competition, model_failures, quota_status
 from server.upload import submit_upload
 from server.web.board_page import board_page_response
 from server.web.deps import Page, PageDep, in_one_hop

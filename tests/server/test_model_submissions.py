@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from server.db import Submission, SubmissionStatus
+from server.jobs.entries import images_zip
+from server.jobs.worker import Worker
 from server.storage import grid_path, model_path, sampled_zip_path, upload_path
-from server.worker import Worker
 from submissions import validate_zip
 from tests.utils import onnx_models
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, csrf_of, submission_zip, upload_model, with_kinds
@@ -59,7 +60,11 @@ def test_a_model_is_sampled_scored_and_its_samples_kept(make_app, scorer, scorin
     samples = sampled_zip_path(arena.settings.data_dir, sha)
     before = samples.stat().st_mtime_ns
     # Rescoring reads the kept samples: same images, no second sampling.
-    assert worker._images_zip(sha, worker_spec(arena)) == samples and samples.stat().st_mtime_ns == before
+    with arena.database.sessionmaker() as session:
+        job = worker.entry_job(session.scalars(select(Submission)).one())
+    assert job.kind == "model" and job.path == model_path(data_dir, sha)
+    assert images_zip(job, worker_spec(arena), arena.settings, device="cpu") == samples
+    assert samples.stat().st_mtime_ns == before
     # The same competition still takes zips.
     assert arena.upload(token, submission_zip(arena.competition, seed=3)).status_code == 202
 
@@ -179,7 +184,7 @@ def test_a_model_shows_which_sample_set_it_is_on_and_one_scoring_time(make_app, 
     Details and the history give the same scoring time (claim to result, every set included)."""
     import re
 
-    from server import worker as worker_module
+    from server.jobs import worker as worker_module
 
     arena = make_app(competition=with_kinds(scoring_competition, "both", tmp_path), model_sample_sets=3)
     _, token = arena.create_team("gen")

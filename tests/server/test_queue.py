@@ -8,23 +8,21 @@ from datetime import timedelta
 import pytest
 
 from server.db import SubmissionStatus, Team
-from server.db.crud import create_submission, create_team, get_submission, quota_status, register_competition
+from server.db.crud import create_team, get_submission, register_competition
 from server.errors import Conflict
-from server.queue import (
+from server.jobs.leases import crashed_workers, heartbeat, list_workers, register_worker
+from server.jobs.queue import (
     cancel,
     claim_next_submission,
-    crashed_workers,
     finish_failed,
     finish_scored,
-    heartbeat,
-    list_workers,
     record_progress,
-    register_worker,
     release,
     requeue_stale,
     rescore,
     rescore_competition,
 )
+from server.submission_rules import create_submission, quota_status
 from submissions.results import SubmissionResult
 from tests.utils.server_factories import START, make_test_competition
 
@@ -81,7 +79,7 @@ def test_silent_worker_jobs_are_requeued_and_the_events_say_why(queue):
     [sid] = submit()
     register_worker(session=session, worker_id="dead", device="cpu", now=START)
     register_worker(session=session, worker_id="alive", device="cpu", now=START)
-    claim_next_submission(session=session, worker_id="dead", now=START)
+    dead_lease = claim_next_submission(session=session, worker_id="dead", now=START).lease_id
     later = START + timedelta(seconds=200)
     heartbeat(session=session, worker_id="alive", now=later)
     kwargs = {"timeout_seconds": 120, "max_worker_crashes": 3}
@@ -94,11 +92,24 @@ def test_silent_worker_jobs_are_requeued_and_the_events_say_why(queue):
     workers = {w.id: w for w in list_workers(session=session)}
     assert workers["dead"].stopped_at == later and workers["alive"].stopped_at is None
     # The dead worker's late result is discarded; the next claim scores it once.
-    assert not finish_scored(session=session, submission_id=sid, worker_id="dead", result=SCORES, now=later)
-    assert claim_next_submission(session=session, worker_id="alive", now=later).id == sid
-    assert finish_scored(session=session, submission_id=sid, worker_id="alive", result=SCORES, now=later)
+    assert not finish_scored(session=session, submission_id=sid, lease_id=dead_lease, worker_id="dead",
+                             result=SCORES, now=later)
+    refused = get_submission(session=session, submission_id=sid).events[-1]
+    assert (refused.worker_id, refused.from_status, refused.to_status) == ("dead", "queued", "queued")
+    assert f"result from worker dead refused: its lease {dead_lease[:8]} no longer holds" in refused.reason
+    claimed = claim_next_submission(session=session, worker_id="alive", now=later)
+    assert claimed.id == sid and claimed.lease_id != dead_lease
+    # Taken over: the dead worker's lease cannot finish, fail or give back the live worker's job.
+    assert not finish_failed(session=session, submission_id=sid, lease_id=dead_lease, worker_id="dead", error="late",
+                             max_attempts=3, backoff_seconds=1, now=later)
+    assert not release(session=session, submission_id=sid, lease_id=dead_lease, worker_id="dead", reason="late",
+                       now=later)
+    assert "now held by worker alive" in get_submission(session=session, submission_id=sid).events[-1].reason
+    assert finish_scored(session=session, submission_id=sid, lease_id=claimed.lease_id, worker_id="alive",
+                         result=SCORES, now=later)
     assert statuses(get_submission(session=session, submission_id=sid)) == [
-        (None, "queued"), ("queued", "scoring"), ("scoring", "queued"), ("queued", "scoring"), ("scoring", "scored")]
+        (None, "queued"), ("queued", "scoring"), ("scoring", "queued"), ("queued", "queued"), ("queued", "scoring"),
+        ("scoring", "scoring"), ("scoring", "scoring"), ("scoring", "scored")]
 
 
 def test_worker_crashes_never_use_attempts_and_only_a_poison_pill_fails(queue):
@@ -128,17 +139,18 @@ def test_failures_retry_with_backoff_then_fail_without_using_quota(queue):
     [sid] = submit()
     now = START
     for attempt in (1, 2):
-        assert claim_next_submission(session=session, worker_id="w", now=now).attempts == attempt
-        finish_failed(session=session, submission_id=sid, worker_id="w", error="CUDA out of memory", max_attempts=3,
-                      backoff_seconds=10, now=now)
+        claimed = claim_next_submission(session=session, worker_id="w", now=now)
+        assert claimed.attempts == attempt
+        finish_failed(session=session, submission_id=sid, lease_id=claimed.lease_id, worker_id="w",
+                      error="CUDA out of memory", max_attempts=3, backoff_seconds=10, now=now)
         submission = get_submission(session=session, submission_id=sid)
         assert submission.status == SubmissionStatus.queued
         assert submission.not_before == now + timedelta(seconds=10 * 2 ** (attempt - 1))
         assert claim_next_submission(session=session, worker_id="w", now=now) is None  # backing off
         now = submission.not_before
-    claim_next_submission(session=session, worker_id="w", now=now)
-    finish_failed(session=session, submission_id=sid, worker_id="w", error="CUDA out of memory", max_attempts=3,
-                  backoff_seconds=10, now=now)
+    lease_id = claim_next_submission(session=session, worker_id="w", now=now).lease_id
+    finish_failed(session=session, submission_id=sid, lease_id=lease_id, worker_id="w", error="CUDA out of memory",
+                  max_attempts=3, backoff_seconds=10, now=now)
     submission = get_submission(session=session, submission_id=sid)
     assert submission.status == SubmissionStatus.failed
     assert "CUDA out of memory" in submission.error and "gave up after 3 attempts" in submission.events[-1].reason
@@ -148,13 +160,14 @@ def test_failures_retry_with_backoff_then_fail_without_using_quota(queue):
 def test_cancel_while_scoring_discards_the_result_and_frees_the_quota(queue):
     session, _, team, submit = queue
     [sid] = submit()
-    claim_next_submission(session=session, worker_id="w", now=START)
+    lease_id = claim_next_submission(session=session, worker_id="w", now=START).lease_id
     assert quota_status(session=session, team=team, daily_limit=5, now=START).used == 1
     cancel(session=session, submission_id=sid, reason="wrong file", now=START)
-    assert not finish_scored(session=session, submission_id=sid, worker_id="w", result=SCORES, now=START)
+    assert not finish_scored(session=session, submission_id=sid, lease_id=lease_id, worker_id="w", result=SCORES,
+                             now=START)
     submission = get_submission(session=session, submission_id=sid)
     assert submission.status == SubmissionStatus.cancelled and submission.score_public is None
-    assert "wrong file" in submission.events[-1].reason
+    assert "wrong file" in submission.events[-2].reason and "refused" in submission.events[-1].reason
     assert quota_status(session=session, team=team, daily_limit=5, now=START).used == 0
     with pytest.raises(Conflict):
         cancel(session=session, submission_id=sid)
@@ -163,8 +176,8 @@ def test_cancel_while_scoring_discards_the_result_and_frees_the_quota(queue):
 def test_release_gives_the_job_back_without_using_an_attempt(queue):
     session, _, _, submit = queue
     [sid] = submit()
-    claim_next_submission(session=session, worker_id="w", now=START)
-    assert release(session=session, submission_id=sid, worker_id="w", reason="SIGTERM", now=START)
+    lease_id = claim_next_submission(session=session, worker_id="w", now=START).lease_id
+    assert release(session=session, submission_id=sid, lease_id=lease_id, worker_id="w", reason="SIGTERM", now=START)
     submission = get_submission(session=session, submission_id=sid)
     assert (submission.status, submission.attempts) == (SubmissionStatus.queued, 0)
 
@@ -173,8 +186,8 @@ def test_rescore_requeues_scored_submissions_without_touching_quota(queue):
     session, row, team, submit = queue
     ids = submit(3)
     for sid in ids:
-        claim_next_submission(session=session, worker_id="w", now=START)
-        finish_scored(session=session, submission_id=sid, worker_id="w", result=SCORES, now=START)
+        lease_id = claim_next_submission(session=session, worker_id="w", now=START).lease_id
+        finish_scored(session=session, submission_id=sid, lease_id=lease_id, worker_id="w", result=SCORES, now=START)
     used = quota_status(session=session, team=team, daily_limit=5, now=START).used
     rescore(session=session, submission_id=ids[0], reason="new weights", now=START)
     assert rescore_competition(session=session, competition_id=row.id, now=START) == ids[1:]
@@ -195,14 +208,14 @@ def test_team_rows_keep_working_after_commits(queue):
 def test_progress_is_written_only_by_the_worker_holding_the_job_and_cleared_at_the_next_claim(queue, database):
     session, _, _, submit = queue
     (submission_id,) = submit()
-    assert not record_progress(session=session, submission_id=submission_id, worker_id="w1", progress="early")
-    claim_next_submission(session=session, worker_id="w1", now=START)
-    assert record_progress(session=session, submission_id=submission_id, worker_id="w1",
+    assert not record_progress(session=session, submission_id=submission_id, lease_id="none", progress="early")
+    lease_id = claim_next_submission(session=session, worker_id="w1", now=START).lease_id
+    assert record_progress(session=session, submission_id=submission_id, lease_id=lease_id,
                            progress="sample set 2 of 5: scoring")
-    assert not record_progress(session=session, submission_id=submission_id, worker_id="w2", progress="stolen")
+    assert not record_progress(session=session, submission_id=submission_id, lease_id="another", progress="stolen")
     with database.sessionmaker() as fresh:
         assert get_submission(session=fresh, submission_id=submission_id).progress == "sample set 2 of 5: scoring"
-    release(session=session, submission_id=submission_id, worker_id="w1", reason="worker stopped")
+    release(session=session, submission_id=submission_id, lease_id=lease_id, worker_id="w1", reason="worker stopped")
     claim_next_submission(session=session, worker_id="w2", now=START + timedelta(hours=1))
     with database.sessionmaker() as fresh:
         assert get_submission(session=fresh, submission_id=submission_id).progress is None  # not the last attempt's

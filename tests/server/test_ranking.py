@@ -9,7 +9,6 @@ import pytest
 
 from server.db import Team
 from server.db.crud import (
-    create_submission,
     create_team,
     disqualify_submission,
     disqualify_team,
@@ -18,8 +17,9 @@ from server.db.crud import (
     select_final,
 )
 from server.errors import Conflict, Forbidden
-from server.queue import claim_next_submission, finish_scored
+from server.jobs.queue import claim_next_submission, finish_scored
 from server.ranking import leaderboard, leaderboard_csv
+from server.submission_rules import create_submission
 from submissions.results import SubmissionResult
 from tests.utils.server_factories import START, add_scored, class_result, make_test_competition
 
@@ -194,7 +194,8 @@ def test_board_follows_a_score_the_worker_stores(board, data_dir):
     assert claimed is not None and claimed.id == queued.id
     result = SubmissionResult(score_public=5.0, score_private=6.0, score_all=5.5, penalized=False,
                               class_scores={"with_mask": class_result(2.0, 3.0)}, scorer_version="t")
-    assert finish_scored(session=session, submission_id=queued.id, worker_id="w1", result=result, now=START)
+    assert finish_scored(session=session, submission_id=queued.id, lease_id=claimed.lease_id, worker_id="w1",
+                         result=result, now=START)
     assert ranks(leaderboard(session=session, competition=row)) == [("a", 1, 5.0)]
 
 

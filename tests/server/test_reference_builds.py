@@ -17,19 +17,22 @@ from sqlalchemy.exc import IntegrityError
 
 from server.competition import CONFIG_FILE, Competition, competitions_dir, write_manifest
 from server.db import CompetitionRow, ReferenceBuild
-from server.db.crud import create_submission, create_team, get_competition, register_competition
-from server.queue import claim_next_submission, has_pending_work, register_worker
-from server.reference_builds import (
+from server.db.crud import create_team, get_competition, register_competition
+from server.jobs.leases import crashed_workers, register_worker
+from server.jobs.queue import claim_next_submission, has_pending_work
+from server.jobs.reference_builds import (
     claim_next_build,
     finish_build,
     record_progress,
+    release_build,
     request_build,
     request_first_build,
     requeue_stale_builds,
 )
-from server.reference_worker import ProgressReporter
+from server.jobs.reference_worker import ProgressReporter
+from server.jobs.worker import Worker
 from server.scoring.references import cache_file, cache_problem
-from server.worker import Worker
+from server.submission_rules import create_submission
 from tests.server.data.trees import make_tree
 from tests.utils.competition import make_competition
 from tests.utils.server_factories import ADMIN_TOKEN, START, csrf_of, make_test_competition, submission_zip
@@ -73,12 +76,16 @@ def test_submissions_wait_behind_a_queued_or_running_build_and_not_behind_a_fini
     assert claim_next_submission(session=session, worker_id="w", now=START) is None  # still building
     progress = {"classes": {"with_mask": {"done": 8, "total": 8}, "without_mask": {"done": 3, "total": 8}},
                 "stage": "without_mask train"}
-    assert record_progress(session=session, build_id=build.id, worker_id="w", progress=progress)
-    assert not record_progress(session=session, build_id=build.id, worker_id="other", progress=progress)
+    assert record_progress(session=session, build_id=build.id, lease_id=claimed.lease_id, progress=progress)
+    assert not record_progress(session=session, build_id=build.id, lease_id="another", progress=progress)
     session.refresh(claimed)
     assert claimed.images_done == 11 and claimed.progress["stage"] == "without_mask train"
 
-    assert finish_build(session=session, build_id=build.id, worker_id="w", ok=False, outcome="OSError: disk full")
+    assert finish_build(session=session, build_id=build.id, lease_id=claimed.lease_id, worker_id="w", ok=False,
+                        outcome="OSError: disk full")
+    assert [(e.from_status, e.to_status) for e in claimed.events] == [
+        (None, "queued"), ("queued", "building"), ("building", "failed")]
+    assert claimed.events[-1].reason == "OSError: disk full" and claimed.events[1].worker_id == "w"
     claimed_submission = claim_next_submission(session=session, worker_id="w", now=START)
     assert claimed_submission is not None and claimed_submission.id == submission_id
     assert request_first_build(session=session, competition=row, reason="page view").id == build.id  # no new one
@@ -89,12 +96,13 @@ def test_the_database_itself_refuses_a_second_active_build_of_a_competition(buil
     session, row = builds
     first = request_build(session=session, competition=row, reason="first", now=START)
     session.add(ReferenceBuild(competition_id=row.id, status="queued", reason="second", images_done=0,
-                               images_total=1, crashes=0, created_at=START, updated_at=START))
+                               images_total=1, created_at=START, updated_at=START))
     with pytest.raises(IntegrityError):
         session.commit()
     session.rollback()
-    finish_build(session=session, build_id=claim_next_build(session=session, worker_id="w", engine="e").id,
-                 worker_id="w", ok=False, outcome="failed")
+    claimed = claim_next_build(session=session, worker_id="w", engine="e")
+    finish_build(session=session, build_id=claimed.id, lease_id=claimed.lease_id, worker_id="w", ok=False,
+                 outcome="failed")
     again = request_build(session=session, competition=row, reason="retry", now=START)
     assert again.id != first.id and again.status == "queued"  # a finished build does not block the next
 
@@ -124,21 +132,33 @@ def test_a_build_whose_worker_went_silent_is_claimed_again_then_fails_as_a_poiso
     for worker_id in ("dead-1", "dead-2"):
         register_worker(session=session, worker_id=worker_id, device="cpu", now=START)
     register_worker(session=session, worker_id="alive", device="cpu", now=START + timedelta(seconds=300))
-    assert claim_next_build(session=session, worker_id="dead-1", engine="torch", now=START).id == build.id
+    dead_lease = claim_next_build(session=session, worker_id="dead-1", engine="torch", now=START).lease_id
     later = START + timedelta(seconds=300)
     assert requeue_stale_builds(session=session, timeout_seconds=120, max_worker_crashes=2, now=later) == [build.id]
     session.refresh(build)
-    assert (build.status, build.worker_id, build.crashes) == ("queued", None, 1)
-    assert "worker dead-1 went silent while building, queued again" in build.reason
-    assert claim_next_build(session=session, worker_id="alive", engine="torch", now=later).id == build.id
+    assert (build.status, build.worker_id, crashed_workers(build)) == ("queued", None, ["dead-1"])
+    assert "worker dead-1 went silent" in build.events[-1].reason and build.events[-1].worker_id == "dead-1"
+    alive = claim_next_build(session=session, worker_id="alive", engine="torch", now=later)
+    assert alive.id == build.id and alive.lease_id != dead_lease
     assert requeue_stale_builds(session=session, timeout_seconds=120, max_worker_crashes=2, now=later) == []  # alive
 
-    finish_build(session=session, build_id=build.id, worker_id="alive", ok=True, outcome="built")
+    # The dead worker's late result is refused and recorded; the live holder's is kept.
+    assert not finish_build(session=session, build_id=build.id, lease_id=dead_lease, worker_id="dead-1", ok=False,
+                            outcome="stale", now=later)
+    assert not release_build(session=session, build_id=build.id, lease_id=dead_lease, worker_id="dead-1", now=later)
+    session.refresh(build)
+    refused = [e for e in build.events if "refused" in e.reason]
+    assert [(e.worker_id, e.from_status, e.to_status) for e in refused] == [("dead-1", "building", "building")] * 2
+    assert "now held by worker alive" in refused[0].reason
+    assert finish_build(session=session, build_id=build.id, lease_id=alive.lease_id, worker_id="alive", ok=True,
+                        outcome="built")
+    session.refresh(build)
+    assert (build.status, build.outcome) == ("done", "built")
     second = request_build(session=session, competition=row, reason="again", now=later)
     claim_next_build(session=session, worker_id="dead-2", engine="torch", now=later)
     requeue_stale_builds(session=session, timeout_seconds=120, max_worker_crashes=1, now=later)
     session.refresh(second)
-    assert second.status == "failed" and "1 workers died on this build" in second.outcome
+    assert second.status == "failed" and "poison pill" in second.outcome and "1 distinct workers" in second.outcome
 
 
 def test_progress_reaches_the_database_at_most_every_few_seconds(builds, database):
@@ -146,13 +166,13 @@ def test_progress_reaches_the_database_at_most_every_few_seconds(builds, databas
     build = request_build(session=session, competition=row, reason="organizer", now=START)
     register_worker(session=session, worker_id="w", device="cpu", now=START)
     claimed = claim_next_build(session=session, worker_id="w", engine="torch", now=START)
-    eager = ProgressReporter(database, claimed, "w", every=0.0)
+    eager = ProgressReporter(database, claimed, every=0.0)
     eager("with_mask", "train", 4)
     session.commit()  # end this session's read snapshot (SQLite WAL) to see the reporter's own write
     session.refresh(build)
     assert build.images_done == 4 and build.progress["stage"] == "with_mask train"
     assert build.progress["classes"]["with_mask"] == {"done": 4, "total": 8}
-    throttled = ProgressReporter(database, claimed, "w", every=3600.0)
+    throttled = ProgressReporter(database, claimed, every=3600.0)
     throttled("with_mask", "train", 4)
     throttled("with_mask", "public", 2)
     session.commit()
@@ -207,6 +227,9 @@ def test_a_failed_build_shows_its_reason_and_partial_progress_on_the_console_and
     # Class with_mask went through completely before without_mask's private image broke its batch.
     assert "<td><code>with_mask</code></td><td class=\"num\">8</td><td class=\"num\">8</td>" in page
     assert 'id="build-references"' in page and "Retry the build" in page
+    history = page.split('id="build-history"')[1].split("</details>")[0]  # the build's events, oldest first
+    assert [step in history for step in ("new → queued: test", "queued → building: claimed by worker w",
+                                         "building → failed: ")] == [True] * 3
     settings_page = client.get(f"/admin/c/{arena.slug}/settings").text
     assert "The last build failed" in settings_page and broken.name in settings_page
 
@@ -341,8 +364,8 @@ def test_a_worker_killed_mid_build_loses_it_to_the_next_worker_which_finishes_it
     done = wait_for_build(arena, build_id, second, lambda b: b.status == "done")
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=60) == 0
-    assert done.worker_id not in (None, building.worker_id) and done.crashes == 1
-    assert f"worker {building.worker_id} went silent while building, queued again" in done.reason
+    assert done.worker_id not in (None, building.worker_id) and crashed_workers(done) == [building.worker_id]
+    assert any(f"worker {building.worker_id} went silent" in e.reason for e in done.events)
     assert done.images_done == done.images_total == 76 and done.outcome.startswith("built in ")
     assert cache_problem(arena.competition, scorer.extractor) is None  # same device and engine as those workers
 

@@ -19,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from server.db import Team
-from server.db.crud import create_submission, get_submission
-from server.queue import cancel
+from server.db.crud import get_submission
+from server.jobs.queue import cancel
+from server.jobs.worker import Worker
 from server.storage import model_path
-from server.worker import Worker
+from server.submission_rules import create_submission
 from submissions.orphans import sampling_processes
 from submissions.sampling import WORKDIR_PREFIX
 from tests.server.test_worker_process import start_worker
@@ -43,7 +44,7 @@ def queue_model(arena, path: Path) -> int:
     with arena.database.sessionmaker() as session:
         team = session.get(Team, team_id)
         submission, _ = create_submission(session=session, competition=team.competition, team=team, sha256=sha256,
-                                          size_bytes=target.stat().st_size)
+                                          size_bytes=target.stat().st_size, kind="model")
         return submission.id
 
 

@@ -9,8 +9,7 @@ import stat
 import numpy as np
 
 from server.config import Settings
-from server.storage import sampling_salt
-from server.worker import sample_images, submission_seed
+from server.jobs.model_entries import sample_images, sampling_salt, submission_seed
 from submissions import SubmissionSpec
 from tests.utils import onnx_models
 from tests.utils.competition import make_competition

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from server.cli import app as cli_app
 from server.competition import CONFIG_FILE, CompetitionConfig, competitions_dir
 from server.db import Submission, SubmissionStatus
-from server.worker import Worker
+from server.jobs.worker import Worker
 from tests.utils.competition import make_competition
 from tests.utils.server_factories import (
     ADMIN_TOKEN,

@@ -11,9 +11,9 @@ from PIL import Image
 from sqlalchemy import select
 
 from server.db import Submission, SubmissionStatus
+from server.jobs.worker import Worker
 from server.scoring import SCORER_VERSION
 from server.storage import grid_path
-from server.worker import Worker
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
 
 
@@ -106,7 +106,8 @@ def test_constant_images_get_a_clear_finite_score_through_the_whole_pipeline(mak
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_exit_when_idle_waits_for_jobs_in_a_retry_delay(make_app, scorer):
     """A job whose first attempt failed waits out its backoff; `--exit-when-idle` must not leave it behind."""
-    from server.db.crud import create_submission, get_competition, load_competition
+    from server.db.crud import get_competition, load_competition
+    from server.submission_rules import create_submission
 
     arena = make_app(retry_backoff_seconds=0.5, max_attempts=2)
     team_id, _ = arena.create_team("a")
@@ -127,7 +128,7 @@ def test_exit_when_idle_waits_for_jobs_in_a_retry_delay(make_app, scorer):
 def test_a_rescore_fills_in_intervals_diagnostics_and_evidence_for_an_older_entry(
     make_app, scorer, scoring_competition
 ):
-    from server.queue import rescore_competition
+    from server.jobs.queue import rescore_competition
     from server.storage import evidence_path
 
     arena = make_app(competition=scoring_competition)

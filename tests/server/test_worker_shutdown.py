@@ -1,4 +1,4 @@
-"""SIGTERM/SIGINT for every worker (server.worker.ShutdownSignals): the first signal lets the job finish, a second
+"""SIGTERM/SIGINT for every worker (server.jobs.signals.ShutdownSignals): the first signal lets the job finish, a second
 one or the end of the grace period gives it back to the queue without using an attempt, the handlers are restored
 afterwards. `arena serve` forwarding the signals to its worker process: tests/server/cli/test_serve_worker.py."""
 
@@ -12,8 +12,9 @@ import time
 import pytest
 
 from server.db.crud import get_submission
-from server.queue import claim_next_submission
-from server.worker import ShutdownSignals, Worker
+from server.jobs.queue import claim_next_submission
+from server.jobs.signals import ShutdownSignals
+from server.jobs.worker import Held, Worker
 from tests.utils.server_factories import submission_zip
 
 
@@ -23,8 +24,9 @@ def worker_holding_a_job(arena) -> tuple[Worker, int]:
     submission_id = arena.upload(token, submission_zip(arena.competition, seed=1)).json()["id"]
     worker = Worker(database=arena.database, settings=arena.settings, worker_id="w")
     with arena.database.sessionmaker() as session:
-        assert claim_next_submission(session=session, worker_id="w").id == submission_id
-    worker.current = submission_id
+        claimed = claim_next_submission(session=session, worker_id="w")
+        assert claimed.id == submission_id
+    worker.current = Held(submission_id, claimed.lease_id)
     return worker, submission_id
 
 

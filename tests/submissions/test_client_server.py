@@ -156,7 +156,8 @@ def test_arena_team_uses_the_token_saved_by_arena_login(tmp_path, monkeypatch):
 
 def test_wait_prints_the_scores_with_their_95_percent_interval(arena, tmp_path):
     # What `arena submit --wait` prints, from the real API's view of a scored submission (before the reveal).
-    from server.queue import claim_next_submission, finish_scored, register_worker
+    from server.jobs.leases import register_worker
+    from server.jobs.queue import claim_next_submission, finish_scored
     from submissions.results import SubmissionResult, score_table
 
     client, comp, token = arena()
@@ -172,7 +173,8 @@ def test_wait_prints_the_scores_with_their_95_percent_interval(arena, tmp_path):
         register_worker(session=session, worker_id="w", device="cpu")
         claimed = claim_next_submission(session=session, worker_id="w")
         assert claimed is not None and claimed.id == created["id"]
-        assert finish_scored(session=session, submission_id=created["id"], worker_id="w", result=result)
+        assert finish_scored(session=session, submission_id=created["id"], lease_id=claimed.lease_id, worker_id="w",
+                             result=result)
     lines = score_table(team.wait(created["id"], poll_seconds=0)).splitlines()
     assert lines[0] == f"Submission {created['id']}: scored"
     assert lines[3].split()[:5] == [comp.classes[0], "50.000", "±", "1.960", "hidden"]  # private: after the reveal

@@ -17,18 +17,20 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from server import queue
 from server.app import create_app
 from server.competition import CONFIG_FILE, Competition, competitions_dir
 from server.config import Settings
 from server.db import Database, Submission, SubmissionStatus, Team, bump_board_version
-from server.db.crud import create_submission, create_team, get_competition
+from server.db.crud import create_team, get_competition
+from server.jobs import queue
+from server.jobs.leases import register_worker
 from server.storage import grid_path, write_sample_grid
+from server.submission_rules import create_submission
 from submissions.results import ClassResult, ScoreReport
 from tests.utils.competition import make_competition, random_images
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
-TABLES = "browser_sessions, submission_events, submissions, teams, workers, competitions"
+TABLES = "browser_sessions, job_events, submissions, teams, workers, competitions"
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 XSS_NAME = "<script>alert('x')</script> team"
 
@@ -157,7 +159,7 @@ class Arena:
             (self.beta, self.beta_token) = create_team(session=session, competition=row, name=XSS_NAME)
         self.worker_id = "test-worker"
         with self.database.sessionmaker() as session:
-            queue.register_worker(session=session, worker_id=self.worker_id, device="cpu")
+            register_worker(session=session, worker_id=self.worker_id, device="cpu")
 
     def client(self) -> TestClient:
         return TestClient(self.app, follow_redirects=False)
@@ -185,7 +187,8 @@ class Arena:
             report = {"classes": per_class, "score_public": public, "score_private": private,
                       "score_all": (public + private) / 2, "timings": {"total": 1.5}, "device": "cpu",
                       "precision": "exact", "scorer_version": "test", "weights_sha256": "0" * 64}
-            assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=self.worker_id,
+            assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=claimed.lease_id,
+                                       worker_id=self.worker_id,
                                        result=ScoreReport.model_validate(report).result())
         if with_grids:
             for cls in ("with_mask", "without_mask"):

@@ -36,14 +36,15 @@ from server.db.crud import (
     get_team,
     list_submissions,
     list_teams,
-    model_failures,
     reveal_private_board,
     rotate_team_token,
 )
 from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep
+from server.jobs.leases import list_workers
+from server.jobs.queue import cancel, rescore, rescore_competition
 from server.params import Limit, Offset, RowId
-from server.queue import cancel, list_workers, rescore, rescore_competition
 from server.ranking import all_scores_csv
+from server.submission_rules import model_failures
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

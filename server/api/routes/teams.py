@@ -6,9 +6,10 @@ from server.api.deps import CallerDep, CurrentTeam
 from server.api.schemas import QuotaPublic, TeamCreate, TeamMePublic, TeamPublic, TeamWithToken
 from server.competition import load_competition
 from server.db import Team
-from server.db.crud import create_team, model_failures, quota_status, rotate_team_token
+from server.db.crud import create_team, rotate_team_token
 from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep, check_self_registration
 from server.rate_limit import RateLimit
+from server.submission_rules import model_failures, quota_status
 
 router = APIRouter(tags=["teams"])
 

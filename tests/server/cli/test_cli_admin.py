@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from server.cli import app
-from server.db.crud import create_submission, get_competition, get_submission, list_teams
+from server.db.crud import get_competition, get_submission, list_teams
+from server.submission_rules import create_submission
 from tests.utils.server_factories import add_scored, make_test_competition
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -82,7 +83,7 @@ def test_admin_settings_changes_validates_and_records(monkeypatch, data_dir, dat
 
 
 def test_admin_references_queues_one_build_for_a_worker_and_reports_it(monkeypatch, data_dir, database, database_url):
-    from server.reference_builds import claim_next_build, finish_build
+    from server.jobs.reference_builds import claim_next_build, finish_build
 
     make_test_competition(data_dir)
     monkeypatch.setenv("ARENA_DATABASE_URL", database_url)
@@ -92,8 +93,9 @@ def test_admin_references_queues_one_build_for_a_worker_and_reports_it(monkeypat
     assert queued.strip() == "Reference build 1: queued, 0/16 images (with_mask 0/8, without_mask 0/8)"
     assert arena(monkeypatch, database_url, "admin", "references", "test-comp") == queued  # not a second build
     with database.session() as session:
-        claim_next_build(session=session, worker_id="w", engine="torch")
-        finish_build(session=session, build_id=1, worker_id="w", ok=False, outcome="OSError: no space left")
+        lease_id = claim_next_build(session=session, worker_id="w", engine="torch").lease_id
+        finish_build(session=session, build_id=1, lease_id=lease_id, worker_id="w", ok=False,
+                     outcome="OSError: no space left")
     failed = CliRunner().invoke(app, ["admin", "references", "test-comp", "--status", "--wait"])
     assert failed.exit_code == 1
     assert failed.output.strip() == ("Reference build 1: failed, 0/16 images (with_mask 0/8, without_mask 0/8); "

@@ -19,7 +19,7 @@ import pytest
 from server.cli.serve import WorkerProcess
 from server.db.crud import get_submission
 from server.db.models import WorkerRow
-from server.worker import ForwardSignals
+from server.jobs.signals import ForwardSignals
 from submissions.client import ArenaClient
 from tests.utils.serve import REPO, start_server
 from tests.utils.server_factories import submission_zip

@@ -17,7 +17,7 @@ def test_migrations_create_exactly_the_models(database):
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
         assert diff == [], "models changed without a migration: add one under server/db/migrations/versions/"
         tables = set(inspect(connection).get_table_names())
-    assert {"competitions", "teams", "submissions", "submission_events", "workers", "alembic_version"} <= tables
+    assert {"competitions", "teams", "submissions", "job_events", "workers", "alembic_version"} <= tables
     database.migrate()  # applying again on start is a no-op
 
 
@@ -62,4 +62,50 @@ def test_migration_0008_keeps_the_oldest_of_duplicate_active_builds(tmp_path):
     with database.engine.connect() as connection:
         statuses = connection.execute(text("SELECT id, status FROM reference_builds ORDER BY id")).all()
     assert [tuple(row) for row in statuses] == [(1, "done"), (2, "queued"), (3, "failed"), (4, "failed")]
+    database.dispose()
+
+
+def test_migration_0009_backfills_kinds_build_events_and_crashes(tmp_path):
+    """Submissions get their kind from the stored file (or their sample sets); each build gets the events its
+    columns recorded, and its crash count becomes `worker lost` events that the lease code counts."""
+    from alembic import command
+
+    from server.db import Database, ReferenceBuild, Submission
+    from server.db.migrations import alembic_config
+    from server.jobs.leases import crashed_workers
+    from server.storage import model_path
+
+    database = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(alembic_config(database.engine), "0008")
+    stamp = "'2026-11-30 00:00:00.000000'"
+    data_dir = tmp_path / "data"
+    model_path(data_dir, "b" * 64).parent.mkdir(parents=True)
+    model_path(data_dir, "b" * 64).write_bytes(b"onnx")
+    with database.engine.begin() as connection:
+        connection.execute(text(f"INSERT INTO competitions (id, slug, title, root, created_at, board_version) "
+                                f"VALUES (1, 'c', 'C', '/nowhere', {stamp}, 0)"))
+        connection.execute(text(f"INSERT INTO teams (id, competition_id, name, members, token_hash, is_baseline, "
+                                f"created_at) VALUES (1, 1, 't', '[]', 'h', 0, {stamp})"))
+        for sid, sha, sets in ((1, "a" * 64, "NULL"), (2, "b" * 64, "NULL"), (3, "c" * 64, "'{}'")):
+            connection.execute(text(
+                "INSERT INTO submissions (id, competition_id, team_id, sha256, size_bytes, message, status, attempts, "
+                f"created_at, updated_at, selected_final, sample_sets) VALUES ({sid}, 1, 1, '{sha}', 1, '', 'queued', "
+                f"0, {stamp}, {stamp}, 0, {sets})"))
+            connection.execute(text("INSERT INTO submission_events (submission_id, to_status, reason, created_at) "
+                                    f"VALUES ({sid}, 'queued', 'uploaded', {stamp})"))
+        connection.execute(text(
+            "INSERT INTO reference_builds (id, competition_id, status, reason, worker_id, images_done, images_total, "
+            f"crashes, outcome, created_at, started_at, updated_at, finished_at) VALUES (1, 1, 'done', 'prepared', "
+            f"'w', 1, 1, 2, 'built in 3 s', {stamp}, {stamp}, {stamp}, {stamp})"))
+    database.migrate(data_dir)
+    with database.sessionmaker() as session:
+        kinds = {s.id: s.kind for s in session.query(Submission)}
+        assert kinds == {1: "zip", 2: "model", 3: "model"}
+        assert [e.reason for e in session.get(Submission, 1).events] == ["uploaded"]
+        build = session.get(ReferenceBuild, 1)
+        assert [(e.from_status, e.to_status) for e in build.events] == [
+            (None, "queued"), ("building", "queued"), ("building", "queued"), ("queued", "building"),
+            ("building", "done")]
+        assert build.events[0].reason == "prepared" and build.events[-1].reason == "built in 3 s"
+        assert len(crashed_workers(build)) == 2
     database.dispose()

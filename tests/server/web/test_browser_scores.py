@@ -12,11 +12,13 @@ import secrets
 
 import pytest
 
-from server import queue
 from server.competition import competitions_dir
 from server.config import Settings
 from server.db import Database, Team
-from server.db.crud import authenticate_team, create_submission, get_competition, load_competition
+from server.db.crud import authenticate_team, get_competition, load_competition
+from server.jobs import queue
+from server.jobs.leases import register_worker
+from server.submission_rules import create_submission
 from submissions.results import ScoreReport
 from tests.server.web.test_browser import (
     SLUG,
@@ -52,7 +54,7 @@ def server(tmp_path_factory):
 def database(server):
     database = Database(Settings(data_dir=server.data_dir).resolved_database_url)
     with database.sessionmaker() as session:
-        queue.register_worker(session=session, worker_id=WORKER, device="cpu")
+        register_worker(session=session, worker_id=WORKER, device="cpu")
     return database
 
 
@@ -78,8 +80,8 @@ def scored(database: Database, token: str, total: float, *, distance: float = 0.
         report = {"classes": classes, **{f"score_{k}": v for k, v in sums.items()},
                   "se_public": se * 2**0.5 * sums["public"] / total, "se_private": se, "timings": {"total": 2.0},
                   "device": "cpu", "precision": "exact", "scorer_version": "1.3.0", "weights_sha256": "0" * 64}
-        assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=WORKER,
-                                   result=ScoreReport.model_validate(report).result())
+        assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=submission.lease_id,
+                                   worker_id=WORKER, result=ScoreReport.model_validate(report).result())
     return submission.id
 
 
@@ -156,8 +158,9 @@ def test_the_status_box_moves_from_accepted_to_the_sample_set_being_scored_witho
     page.evaluate("window.notReloaded = true")
     submission_id = int(page.url.rsplit("/", 1)[1])
     with database.sessionmaker() as session:
-        assert queue.claim_next_submission(session=session, worker_id=WORKER).id == submission_id
-        assert queue.record_progress(session=session, submission_id=submission_id, worker_id=WORKER,
+        claimed = queue.claim_next_submission(session=session, worker_id=WORKER)
+        assert claimed.id == submission_id
+        assert queue.record_progress(session=session, submission_id=submission_id, lease_id=claimed.lease_id,
                                      progress="sample set 2 of 5: scoring")
     page.wait_for_selector("#status strong.progress")
     status = page.inner_text("#status")

@@ -98,7 +98,8 @@ def test_a_deadline_in_the_past_is_saved_with_a_warning(organizer):  # noqa: F81
 
 
 def test_the_lock_counts_scored_entries_apart_from_those_only_received(organizer):  # noqa: F811
-    from server.db.crud import create_submission, get_competition
+    from server.db.crud import get_competition
+    from server.submission_rules import create_submission
 
     arena, client = organizer
     arena.scored_submission(arena.alpha, 100.0, 110.0)
@@ -113,8 +114,9 @@ def test_the_lock_counts_scored_entries_apart_from_those_only_received(organizer
 
 
 def test_a_worker_building_references_says_so_and_queued_teams_see_scoring_wait_for_it(organizer):  # noqa: F811
-    from server.db.crud import create_submission, get_competition
-    from server.reference_builds import claim_next_build, record_progress, request_build
+    from server.db.crud import get_competition
+    from server.jobs.reference_builds import claim_next_build, record_progress, request_build
+    from server.submission_rules import create_submission
 
     arena, client = organizer
     with arena.database.sessionmaker() as session:
@@ -133,7 +135,7 @@ def test_a_worker_building_references_says_so_and_queued_teams_see_scoring_wait_
         claimed = claim_next_build(session=session, worker_id=arena.worker_id, engine="torch")
         assert claimed is not None and claimed.id == build.id
         done = total // 4
-        record_progress(session=session, build_id=build.id, worker_id=arena.worker_id,
+        record_progress(session=session, build_id=build.id, lease_id=claimed.lease_id,
                         progress={"classes": {"with_mask": {"done": done, "total": total // 2},
                                               "without_mask": {"done": 0, "total": total - total // 2}},
                                   "stage": "with_mask train"})

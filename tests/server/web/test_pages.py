@@ -13,7 +13,8 @@ import pytest
 
 from server.app import create_app
 from server.competition import competitions_dir
-from server.db.crud import create_submission, get_competition
+from server.db.crud import get_competition
+from server.submission_rules import create_submission
 from tests.utils.server_factories import Arena, csrf_of
 
 

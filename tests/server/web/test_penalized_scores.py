@@ -8,8 +8,9 @@ import secrets
 
 import pytest
 
-from server import queue
-from server.db.crud import create_submission, get_competition, load_competition
+from server.db.crud import get_competition, load_competition
+from server.jobs import queue
+from server.submission_rules import create_submission
 from submissions.results import ScoreReport
 from tests.utils.server_factories import Arena
 
@@ -46,8 +47,8 @@ def scored(arena: Arena, team, classes: dict[str, dict]) -> int:
         submission, _ = create_submission(session=session, competition=competition, team=team,
                                           sha256=secrets.token_hex(32), size_bytes=1, message="")
         assert queue.claim_next_submission(session=session, worker_id=arena.worker_id).id == submission.id
-        assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=arena.worker_id,
-                                   result=ScoreReport.model_validate(report).result())
+        assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=submission.lease_id,
+                                   worker_id=arena.worker_id, result=ScoreReport.model_validate(report).result())
     return submission.id
 
 

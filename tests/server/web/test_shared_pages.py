@@ -12,10 +12,11 @@ import zlib
 
 import pytest
 
-from server import queue
 from server.app import create_app
 from server.console import announce
-from server.db.crud import create_submission, get_competition, rotate_team_token
+from server.db.crud import get_competition, rotate_team_token
+from server.jobs import queue
+from server.submission_rules import create_submission
 from server.web import board_page
 from server.web.shared import SharedPage
 from tests.utils.serve import running_server

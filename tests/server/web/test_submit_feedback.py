@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server import queue
 from server.db.crud import get_competition, load_competition
+from server.jobs import queue
 from tests.utils.server_factories import Arena, csrf_of, submission_zip
 
 

@@ -10,9 +10,10 @@ import secrets
 
 import pytest
 
-from server import queue
-from server.db.crud import competitions_dir, create_submission, get_competition, load_competition
+from server.db.crud import competitions_dir, get_competition, load_competition
+from server.jobs import queue
 from server.storage import write_evidence_images
+from server.submission_rules import create_submission
 from submissions.results import ScoreReport
 from tests.utils.competition import random_images
 from tests.utils.server_factories import Arena, csrf_of
@@ -57,8 +58,8 @@ def score(arena: Arena, team, public: float, private: float, se: float = 1.0, pe
                                           sha256=secrets.token_hex(32), size_bytes=1, message="")
         assert queue.claim_next_submission(session=session, worker_id=arena.worker_id).id == submission.id
         report = _report(competition, public, private, se, penalized)
-        assert queue.finish_scored(session=session, submission_id=submission.id, worker_id=arena.worker_id,
-                                   result=ScoreReport.model_validate(report).result())
+        assert queue.finish_scored(session=session, submission_id=submission.id, lease_id=submission.lease_id,
+                                   worker_id=arena.worker_id, result=ScoreReport.model_validate(report).result())
     for cls in CLASSES:
         write_evidence_images(arena.settings.data_dir, submission.id, cls, random_images(8), [3, 5])
     return submission.id

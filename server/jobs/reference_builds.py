@@ -3,26 +3,36 @@
 A build is a row of `reference_builds`, queued by the console (right after a competition is prepared, or the
 organizer's "Build reference statistics" button), by `arena admin references SLUG`, or by a worker that finds its
 engine's cache missing or stale at start-up (new weights, another engine). Workers claim builds before submissions,
-in one statement as they claim submissions; a competition's submissions wait while it has a queued or running build
-(`queue.claim_next_submission`), so teams may upload meanwhile. The worker reports images done per class every
-`reference_worker.PROGRESS_SECONDS` (and tqdm in its log); a build whose worker stops heartbeating is claimed
-again, and one that ended `max_worker_crashes` workers fails. This module only reads and writes rows (the web tier
-imports it); the build itself, with the scoring engine, is server/reference_worker.py.
+under a lease exactly as they claim submissions (server/jobs/leases.py: the lease id fences progress, finish and
+release; a build whose worker stops heartbeating is queued again, one that ended `max_worker_crashes` workers
+fails); its status changes are job events. A competition's submissions wait while it has a queued or running
+build (`queue.claim_next_submission`), so teams may upload meanwhile. The worker reports images done per class
+every `reference_worker.PROGRESS_SECONDS` (and tqdm in its log). This module only reads and writes rows (the web
+tier imports it); the build itself, with the scoring engine, is server/jobs/reference_worker.py.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server.competition import Competition, load_competition
-from server.db import CompetitionRow, ReferenceBuild, WorkerRow, begin_write, utcnow
+from server.db import CompetitionRow, ReferenceBuild, begin_write, transition, utcnow
 from server.db.models import ACTIVE_BUILD_STATUSES
 from server.db.models import ReferenceBuildStatus as B
+from server.jobs.leases import (
+    BUILDS,
+    claim,
+    give_back,
+    held_or_refused,
+    holds,
+    lock,
+    requeue_silent,
+)
 
 # -- queueing and reading (the web process, the CLI, a worker at start-up) -----------------------------------------
 
@@ -63,10 +73,10 @@ def request_build(*, session: Session, competition: CompetitionRow, reason: str,
     if build is not None:
         session.commit()
         return build
-    build = ReferenceBuild(competition_id=competition.id, status=B.queued, reason=reason, images_done=0,
-                           images_total=sum(c["total"] for c in classes.values()), crashes=0,
-                           progress={"classes": classes, "stage": "waiting for a worker"}, created_at=now,
-                           updated_at=now)
+    build = ReferenceBuild(competition_id=competition.id, reason=reason, images_done=0,
+                           images_total=sum(c["total"] for c in classes.values()),
+                           progress={"classes": classes, "stage": "waiting for a worker"}, created_at=now)
+    transition(session, build, B.queued, reason, now=now)
     session.add(build)
     try:
         session.commit()
@@ -102,63 +112,67 @@ def recent_builds(*, session: Session, competition: CompetitionRow, limit: int =
 
 def claim_next_build(*, session: Session, worker_id: str, engine: str,
                      now: datetime | None = None) -> ReferenceBuild | None:
-    """Atomically move the oldest queued build to `building` for this worker (as `claim_next_submission`)."""
+    """Move the oldest queued build to `building` for this worker under a new lease (its `lease_id`), as
+    `claim_next_submission` does."""
     now = now or utcnow()
     begin_write(session)
-    candidate = (select(ReferenceBuild.id).where(ReferenceBuild.status == B.queued)
-                 .order_by(ReferenceBuild.created_at, ReferenceBuild.id).limit(1)
-                 .with_for_update(skip_locked=True).scalar_subquery())
-    claimed = session.execute(
-        update(ReferenceBuild).where(ReferenceBuild.id == candidate, ReferenceBuild.status == B.queued)
-        .values(status=B.building, worker_id=worker_id, engine=engine, started_at=now, updated_at=now)
-        .returning(ReferenceBuild.id).execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
+    build = claim(session, BUILDS, worker_id=worker_id, now=now, claimable=[],
+                  order_by=[ReferenceBuild.created_at, ReferenceBuild.id],
+                  describe=lambda _: f"claimed by worker {worker_id} ({engine})", engine=engine)
     session.commit()
-    return None if claimed is None else session.get(ReferenceBuild, claimed, populate_existing=True)
+    return build
 
 
-def _held(session: Session, build_id: int, worker_id: str) -> ReferenceBuild | None:
-    build = session.scalars(select(ReferenceBuild).where(ReferenceBuild.id == build_id).with_for_update()
-                            .execution_options(populate_existing=True)).one_or_none()
-    return build if build is not None and build.status == B.building and build.worker_id == worker_id else None
+def _held(session: Session, build_id: int, lease_id: str) -> ReferenceBuild | None:
+    build = lock(session, BUILDS, build_id)
+    return build if holds(build, BUILDS, lease_id) else None
 
 
-def record_progress(*, session: Session, build_id: int, worker_id: str, progress: dict[str, Any],
+def _store_progress(build: ReferenceBuild, progress: dict[str, Any]) -> None:
+    build.progress = progress
+    build.images_done = sum(c["done"] for c in progress["classes"].values())
+
+
+def record_progress(*, session: Session, build_id: int, lease_id: str, progress: dict[str, Any],
                     now: datetime | None = None) -> bool:
-    """Store the images done per class; False if this worker no longer holds the build (it was claimed again)."""
+    """Store the images done per class; False if the lease is gone (the build was queued or claimed again)."""
     begin_write(session)
-    build = _held(session, build_id, worker_id)
+    build = _held(session, build_id, lease_id)
     if build is not None:
-        build.progress = progress
-        build.images_done = sum(c["done"] for c in progress["classes"].values())
+        _store_progress(build, progress)
         build.updated_at = now or utcnow()
     session.commit()
     return build is not None
 
 
-def finish_build(*, session: Session, build_id: int, worker_id: str, ok: bool, outcome: str,
+def finish_build(*, session: Session, build_id: int, lease_id: str, worker_id: str, ok: bool, outcome: str,
                  progress: dict[str, Any] | None = None, now: datetime | None = None) -> bool:
-    """Mark the build done or failed with its outcome (and the last progress); False if no longer held."""
+    """Mark the build done or failed with its outcome (and the last progress); False (and the refusal recorded)
+    if the lease is gone."""
     now = now or utcnow()
     begin_write(session)
-    build = _held(session, build_id, worker_id)
+    build = held_or_refused(session, BUILDS, build_id, lease_id=lease_id, worker_id=worker_id, call="result",
+                            now=now)
     if build is not None:
         if progress is not None:
-            build.progress = progress
-            build.images_done = sum(c["done"] for c in progress["classes"].values())
-        build.status = B.done if ok else B.failed
-        build.outcome, build.finished_at, build.updated_at = outcome, now, now
+            _store_progress(build, progress)
+        build.outcome, build.finished_at, build.lease_id = outcome, now, None
+        transition(session, build, B.done if ok else B.failed, outcome, now=now, worker_id=worker_id)
     session.commit()
     return build is not None
 
 
-def release_build(*, session: Session, build_id: int, worker_id: str, now: datetime | None = None) -> bool:
-    """A worker shutting down gives the build back to the queue (not counted as a crash)."""
+def release_build(*, session: Session, build_id: int, lease_id: str, worker_id: str,
+                  now: datetime | None = None) -> bool:
+    """A worker shutting down gives the build back to the queue (not counted as a crash); False (refusal
+    recorded) if the lease is gone."""
+    now = now or utcnow()
     begin_write(session)
-    build = _held(session, build_id, worker_id)
+    build = held_or_refused(session, BUILDS, build_id, lease_id=lease_id, worker_id=worker_id, call="release",
+                            now=now)
     if build is not None:
-        build.status, build.worker_id, build.updated_at = B.queued, None, now or utcnow()
-        build.reason += f"; given back by worker {worker_id} (shutting down)"
+        give_back(session, BUILDS, build, reason=f"given back by worker {worker_id} (shutting down)",
+                  worker_id=worker_id, now=now)
     session.commit()
     return build is not None
 
@@ -168,23 +182,8 @@ def requeue_stale_builds(*, session: Session, timeout_seconds: float, max_worker
     """Builds held by a worker silent for timeout_seconds (or unknown) go back to the queue, or fail after
     `max_worker_crashes` workers died holding one (a poison pill, e.g. a dataset that exhausts memory)."""
     now = now or utcnow()
-    cutoff = now - timedelta(seconds=timeout_seconds)
     begin_write(session)
-    held = session.scalars(select(ReferenceBuild).where(ReferenceBuild.status == B.building)
-                           .with_for_update(skip_locked=True)).all()
-    requeued = []
-    for build in held:
-        worker = session.get(WorkerRow, build.worker_id) if build.worker_id else None
-        if worker is not None and worker.last_heartbeat >= cutoff:
-            continue
-        build.crashes += 1
-        lost = f"worker {build.worker_id} went silent while building"
-        if build.crashes >= max_worker_crashes:
-            build.status, build.finished_at = B.failed, now
-            build.outcome = f"{lost}; {build.crashes} workers died on this build: see their logs, then retry"
-        else:
-            build.status, build.reason = B.queued, f"{build.reason}; {lost}, queued again"
-        build.worker_id, build.updated_at = None, now
-        requeued.append(build.id)
+    requeued = requeue_silent(session, BUILDS, timeout_seconds=timeout_seconds,
+                              max_worker_crashes=max_worker_crashes, now=now)
     session.commit()
     return requeued

@@ -1,4 +1,4 @@
-"""The worker's side of a reference build (server/reference_builds.py holds the rows): check this worker's cache,
+"""The worker's side of a reference build (server/jobs/reference_builds.py holds the rows): check this worker's cache,
 build it if missing or stale with progress per class written every few seconds, record the outcome. Only workers
 import this module; the web tier never reaches the scoring engine (a contract in pyproject.toml checks it)."""
 
@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from server.competition import load_competition
 from server.db import CompetitionRow, Database, ReferenceBuild
-from server.reference_builds import finish_build, record_progress
+from server.jobs.leases import lease_of
+from server.jobs.reference_builds import finish_build, record_progress
 
 if TYPE_CHECKING:
     from server.scoring.features import FeatureExtractor
@@ -23,8 +24,8 @@ PROGRESS_SECONDS = 2.0  # how often a running build writes its progress (the con
 class ProgressReporter:
     """Counts images per class as the network finishes batches and writes them at most every PROGRESS_SECONDS."""
 
-    def __init__(self, database: Database, build: ReferenceBuild, worker_id: str, every: float) -> None:
-        self.database, self.build_id, self.worker_id, self.every = database, build.id, worker_id, every
+    def __init__(self, database: Database, build: ReferenceBuild, every: float) -> None:
+        self.database, self.build_id, self.lease_id, self.every = database, build.id, lease_of(build), every
         self.progress: dict[str, Any] = {"classes": {cls: {**c, "done": 0}
                                                      for cls, c in (build.progress or {}).get("classes", {}).items()},
                                          "stage": "starting"}
@@ -37,7 +38,7 @@ class ProgressReporter:
         if time.monotonic() - self.written_at >= self.every:
             self.written_at = time.monotonic()
             with self.database.session() as session:
-                record_progress(session=session, build_id=self.build_id, worker_id=self.worker_id,
+                record_progress(session=session, build_id=self.build_id, lease_id=self.lease_id,
                                 progress=self.progress)
 
     def completed(self) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureEx
     from server.scoring.references import cache_problem, load_or_build_references
 
     started = time.monotonic()
-    reporter = ProgressReporter(database, build, worker_id, progress_seconds)
+    reporter = ProgressReporter(database, build, progress_seconds)
     with database.session() as session:
         row = session.get_one(CompetitionRow, build.competition_id)
         slug = row.slug
@@ -67,7 +68,7 @@ def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureEx
     except Exception as exc:
         log.error("reference build %s of '%s' failed: %s", build.id, slug, traceback.format_exc())
         with database.session() as session:
-            finish_build(session=session, build_id=build.id, worker_id=worker_id, ok=False,
+            finish_build(session=session, build_id=build.id, lease_id=reporter.lease_id, worker_id=worker_id, ok=False,
                          outcome=f"{type(exc).__name__}: {exc}", progress=reporter.progress)
         return False
     seconds = time.monotonic() - started
@@ -75,7 +76,8 @@ def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureEx
                f"already current: the {extractor.engine} cache matches these images and weights (checked in "
                f"{seconds:.1f} s)")
     with database.session() as session:
-        finish_build(session=session, build_id=build.id, worker_id=worker_id, ok=True, outcome=outcome,
+        finish_build(session=session, build_id=build.id, lease_id=reporter.lease_id, worker_id=worker_id, ok=True,
+                     outcome=outcome,
                      progress=reporter.completed())
     log.info("reference build %s of '%s': %s", build.id, competition.slug, outcome)
     return True
