@@ -18,9 +18,9 @@ def test_an_entry_is_scored_from_its_inputs_alone_and_its_images_written_after(s
     stages: list[str] = []
     job = EntryJob(kind="zip", path=upload, sha256="0" * 64, competition=scoring_competition)
     entry = score_entry(job, scorer=scorer, settings=settings, stage=stages.append)
-    assert entry.scores.score_public == pytest.approx(entry.report.score_public)
-    assert entry.scores.score_public > 0
-    assert entry.scores.sample_sets is None and stages == []  # a zip has no sample sets to report on
+    assert entry.result.score_public == pytest.approx(entry.report.score_public)
+    assert entry.result.score_public > 0
+    assert entry.result.sample_sets is None and stages == []  # a zip has no sample sets to report on
     assert set(entry.images) == set(scoring_competition.classes)
     assert not (tmp_path / "data").exists()  # nothing written yet: the caller decides where the images go
     write_entry_images(settings.data_dir, 7, entry)
