@@ -156,12 +156,22 @@ def summarize(cell: dict, methods: dict[str, Estimator]) -> dict:
             apart_one = [not statistically_tied(fids[p, i], se[p, i], fids[p, j] + 3 * se[p, j], se[p, j])
                          for p, i, j in pairs if i < j]
             row[name] = {"mean_se": float(se.mean()), "se_over_sd": float(se.mean() / sd),
+                         "se_over_sd_95": ratio_range(float(se.mean()), sd, fids.shape[1] - 1),
                          "coverage": float(np.mean(covered)), "pairs": len(pairs),
                          "same_generator_tied": float(np.mean(tied)), "three_se_apart_told": float(np.mean(apart)),
                          "three_single_se_apart_told": float(np.mean(apart_one)),
                          "seconds_per_set": cell[split]["seconds"][name] / se.size}
         out[split] = row
     return out
+
+
+def ratio_range(se: float, sd: float, df: int) -> list[float]:
+    """The 95% range of se / (the true sd) that a between-set sd measured with `df` degrees of freedom allows
+    (df * sd^2 / true^2 ~ chi-square(df) for normal FIDs): with 20 sets the sd alone is uncertain by about +-30%.
+    df is one partition's sets - 1; the other partitions re-cut the same images and add little."""
+    from scipy.stats import chi2
+
+    return [se / sd * np.sqrt(chi2.ppf(q, df) / df) for q in (0.025, 0.975)]
 
 
 def main() -> None:
@@ -218,7 +228,8 @@ def print_cell(result: dict, methods: dict[str, Estimator]) -> None:
                 f"{row['fid_max']:<7.1f} sd {row['sd_between_sets']:6.3f}")
         for name in methods:
             m = row[name]
-            line += (f" | {name}: se/sd {m['se_over_sd']:.2f} cov {m['coverage']:.0%} "
+            low, high = m["se_over_sd_95"]
+            line += (f" | {name}: se/sd {m['se_over_sd']:.2f} ({low:.2f}-{high:.2f}) cov {m['coverage']:.0%} "
                      f"tied {m['same_generator_tied']:.0%} 3se {m['three_se_apart_told']:.0%}")
         print(line, flush=True)
 

@@ -2,6 +2,7 @@
 
     python -m bench.calibration_features real                       # every usable face-mask-4k photo, per class
     python -m bench.calibration_features generator --model G.onnx --sets 20 --images 1000
+    python -m bench.calibration_features generator --model G.onnx --sets 20 --seed 1020 --classes without_mask
 
 `real`: each photo of ../shared/data/face-mask-4k as `arena data prepare` makes it (64x64 grayscale, photos smaller
 than 64 px left out as prepare's default --small skip does), its perceptual hash (for the near-duplicate groups)
@@ -74,12 +75,15 @@ def generator_set_path(model: Path, cls: str, images: int, seed: int) -> Path:
     return RESULTS / f"calibration-generator-{sha}-{cls}-{images}-{seed}.npz"
 
 
-def generator_sets(model: Path, images: int, seeds: list[int], *, extract: bool = True) -> dict[str, list[np.ndarray]]:
-    """{class: [features of each set]} of the model's sample sets at these seeds (missing ones skipped unless
-    `extract`)."""
+def generator_sets(model: Path, images: int, seeds: list[int], *, classes: list[str] | None = None,
+                   extract: bool = True) -> dict[str, list[np.ndarray]]:
+    """{class: [features of each set]} of the model's sample sets at these seeds, for `classes` (default: all of the
+    model's; missing sets skipped unless `extract`). Every class is sampled, as the worker samples, so a seed's images
+    of a class are the same whichever classes are asked for; only the asked ones go through the network."""
     from submissions.sampling import SamplingJob, run_job
 
-    classes, latent_size = model_metadata(model)
+    model_classes, latent_size = model_metadata(model)
+    classes = classes or model_classes
     out: dict[str, list[np.ndarray]] = {cls: [] for cls in classes}
     network = None
     for seed in seeds:
@@ -89,10 +93,12 @@ def generator_sets(model: Path, images: int, seeds: list[int], *, extract: bool 
                 continue
             network = network or extractor()
             started = time.perf_counter()
-            sampled, _ = run_job(SamplingJob(model=str(model), labels=list(range(len(classes))), per_class=images,
-                                             latent_size=latent_size, image_size=IMAGE_SIZE, seed=seed))
-            for index, cls in enumerate(classes):
-                features = network.features_of_arrays(sampled[index], progress=True, label=f"seed {seed} {cls}")
+            sampled, _ = run_job(SamplingJob(model=str(model), labels=list(range(len(model_classes))),
+                                             per_class=images, latent_size=latent_size, image_size=IMAGE_SIZE,
+                                             seed=seed))
+            for cls in classes:
+                images_of_class = sampled[model_classes.index(cls)]
+                features = network.features_of_arrays(images_of_class, progress=True, label=f"seed {seed} {cls}")
                 RESULTS.mkdir(parents=True, exist_ok=True)
                 np.savez(paths[cls], features=features)
             print(f"set seed {seed}: {len(classes)} x {images} images in {time.perf_counter() - started:.0f} s",
@@ -119,6 +125,7 @@ def main() -> None:
     parser.add_argument("--sets", type=int, default=20)
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--classes", help="generator: comma-separated classes to extract (default: all)")
     args = parser.parse_args()
     if args.what == "real":
         for cls in ("with_mask", "without_mask"):
@@ -126,7 +133,8 @@ def main() -> None:
     else:
         if args.model is None:
             sys.exit("generator: pass --model G.onnx (arena generate RUN --model G.onnx)")
-        generator_sets(args.model, args.images, [args.seed + k for k in range(args.sets)])
+        generator_sets(args.model, args.images, [args.seed + k for k in range(args.sets)],
+                       classes=args.classes.split(",") if args.classes else None)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,18 @@ Inception features of 3 x 1,000 fresh samples per class) both gave 0.91-1.10, at
 tests/server/scoring/test_calibration.py checks both against fresh sets. Half-samples are also no dearer: m = n/2 rows
 per eigendecomposition instead of ~0.632 n.
 
+What the se estimates: how much the FID moves when the team samples its generator again and is scored against the
+same reference (the one every entry of a board is scored against). The reference is held fixed, so its own noise is
+not in the se: it is large (the same sets score ~4 FID apart against two disjoint 250-photo references, five times
+the se at 1,000) but moves every entry of a board alike (the sets' deviations correlate 0.998 across the two). Its
+ground truth is therefore the spread of fresh sets against one reference. The one cell once out of band
+(without_mask, 1,000 images, 20 real generator sets: se/sd 1.33-1.35) is within that spread's sampling error (19
+degrees of freedom allow 0.91-1.75). On fresh sets of 1,000 from the Gaussian with the generator's moments, against
+the same real reference, two independent draws of 40 gave 0.94 and 1.22 (the se 0.83 and 0.85, the sd 0.88 and 0.70:
+the sd's own noise), both pooled 1.06 (95% range 0.89-1.23), coverage 81% and 91% (`python -m bench.calibration
+--regimes gaussian-generator --classes without_mask --sizes 1000 --gaussian-sets 40 --estimators half-sampling`,
+2026-12-06, 2 cores shared with five other helpers; docs/BENCHMARKS.md).
+
 A replicate is an exact weighted FID: with multiplicities c_i (0/1 for a half-sample, counts for the bootstrap kept
 for comparison in bench/calibration.py), m = sum c_i and w_i = c_i / m, the drawn set's mean is m_w = X^T w and
 its (pytorch-fid's unbiased np.cov) covariance S_w = m/(m-1) X_w^T diag(w) X_w with X_w = X - 1 m_w^T, so
