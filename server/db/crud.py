@@ -170,10 +170,7 @@ def disqualify_team(
 ) -> Team:
     begin_write(session)
     team = get_team(session=session, team_id=team_id)
-    team.disqualified_at = (now or utcnow()) if disqualified else None
-    team.disqualified_reason = reason if disqualified else None
-    bump_board_version(session, team.competition_id)
-    session.commit()
+    _mark_disqualified(session, team, reason, disqualified, now)
     return team
 
 
@@ -273,11 +270,17 @@ def disqualify_submission(
 ) -> Submission:
     begin_write(session)
     submission = get_submission(session=session, submission_id=submission_id)
-    submission.disqualified_at = (now or utcnow()) if disqualified else None
-    submission.disqualified_reason = reason if disqualified else None
-    bump_board_version(session, submission.competition_id)
-    session.commit()
+    _mark_disqualified(session, submission, reason, disqualified, now)
     return submission
+
+
+def _mark_disqualified(session: Session, row: Team | Submission, reason: str, disqualified: bool,
+                       now: datetime | None) -> None:
+    """Disqualify (or reinstate) a team or a submission; its board changes."""
+    row.disqualified_at = (now or utcnow()) if disqualified else None
+    row.disqualified_reason = reason if disqualified else None
+    bump_board_version(session, row.competition_id)
+    session.commit()
 
 
 def team_submissions_stamp(*, session: Session, team: Team) -> tuple[int, datetime | None]:

@@ -55,25 +55,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from server.scoring.frechet import ReferenceStats
-from submissions.results import Z_95
 
 REPLICATES = 100
 
 
 @dataclass(frozen=True)
 class Interval:
-    """A score with its bootstrap standard error and 95% interval (point +- 1.96 se)."""
+    """A score with its half-sampling standard error (its 95% interval: `submissions.results.interval_95`)."""
 
     point: float
     se: float
-
-    @property
-    def low(self) -> float:
-        return self.point - Z_95 * self.se
-
-    @property
-    def high(self) -> float:
-        return self.point + Z_95 * self.se
 
 
 def interval_of(point: float, replicates: np.ndarray, n: int) -> Interval:
