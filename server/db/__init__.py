@@ -12,7 +12,9 @@ from server.db.models import (
     SubmissionEvent,
     SubmissionStatus,
     Team,
+    WorkerLease,
     WorkerRow,
+    WorkerToken,
 )
 from server.db.session import Database, begin_write, utc_day, utcnow
 
@@ -27,7 +29,9 @@ __all__ = [
     "SubmissionEvent",
     "SubmissionStatus",
     "Team",
+    "WorkerLease",
     "WorkerRow",
+    "WorkerToken",
     "begin_write",
     "bump_board_version",
     "transition",

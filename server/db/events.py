@@ -31,3 +31,12 @@ def transition(
     )
     submission.status = to
     submission.updated_at = now
+
+
+def note(session: Session, submission: Submission, reason: str, *, now: datetime, worker_id: str | None = None) -> None:
+    """Record something that happened to a submission without changing its status (a refused remote result), so
+    its history says why (the caller commits)."""
+    submission.events.append(
+        SubmissionEvent(from_status=submission.status, to_status=submission.status, reason=reason,
+                        worker_id=worker_id, created_at=now)
+    )

@@ -180,6 +180,42 @@ class WorkerRow(Base):
     last_heartbeat: Mapped[datetime]
     stopped_at: Mapped[datetime | None]
     current_submission_id: Mapped[int | None] = mapped_column(Integer)
+    # Remote workers (server/jobs/remote.py): the token they signed in with, where they connect from, their engine.
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("worker_tokens.id", ondelete="SET NULL"), index=True)
+    address: Mapped[str | None] = mapped_column(String(64))
+    engine: Mapped[str | None] = mapped_column(String(32))
+
+
+class WorkerToken(Base):
+    """A token the organizer gave a remote scoring worker (`arena admin workers create NAME`): stored hashed like a
+    team token; it can only claim jobs, read their inputs, heartbeat and post results. Revoking it ends its leases."""
+
+    __tablename__ = "worker_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class WorkerLease(Base):
+    """One claim of a job by a remote worker: the fencing token its posts carry. Only the newest lease of a job,
+    still held by its worker, may post a result; an older one gets 409 (recorded in the job's events)."""
+
+    __tablename__ = "worker_leases"
+    __table_args__ = (Index("ix_worker_leases_job", "kind", "job_id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # random, sent with every post about the job
+    kind: Mapped[str] = mapped_column(String(16))  # "submission" (reference builds are not leased remotely yet)
+    job_id: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str] = mapped_column(String(128))
+    token_id: Mapped[int] = mapped_column(ForeignKey("worker_tokens.id", ondelete="CASCADE"), index=True)
+    reference_fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the reference file the job was given
+    scorer_version: Mapped[str] = mapped_column(String(64))  # the worker's, as it registered
+    created_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(Text)
 
 
 class SettingChange(Base):

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from server.competition import CONFIG_FILE, Competition, competitions_dir, write_manifest
+from server.competition import CONFIG_FILE, Competition, competitions_dir, reference_cache_file, write_manifest
 from server.db import CompetitionRow, ReferenceBuild
 from server.db.crud import create_submission, create_team, get_competition, register_competition
 from server.queue import claim_next_submission, has_pending_work, register_worker
@@ -28,7 +28,7 @@ from server.reference_builds import (
     requeue_stale_builds,
 )
 from server.reference_worker import ProgressReporter
-from server.scoring.references import cache_file, cache_problem
+from server.scoring.references import cache_problem
 from server.worker import Worker
 from tests.data.trees import make_tree
 from tests.utils.competition import make_competition
@@ -175,7 +175,7 @@ def test_a_worker_builds_queued_references_with_progress_then_scores_what_waited
         row = get_competition(session=session, slug=arena.slug)
         build_id = request_build(session=session, competition=row, reason="prepared from the console").id
     upload = arena.upload(token, submission_zip(arena.competition, seed=3)).json()  # open while it builds
-    cache = arena.competition.references_dir / cache_file(scorer.extractor.engine)
+    cache = arena.competition.references_dir / reference_cache_file(scorer.extractor.engine)
     assert not cache.exists()
 
     worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")

@@ -1,0 +1,314 @@
+"""`arena worker --server URL --token TOKEN`: a scoring worker on any machine that reaches the arena over HTTP(S).
+
+It shares nothing with the server but the API (server/api/routes/workers.py): no database, no data directory, no
+inbound port. It registers, claims a job (a lease), downloads the job's zip and the competition's reference
+statistics (content-addressed by their sha256, the job's reference fingerprint: fetched once, verified, kept in
+`--cache-dir`), scores with the same Scorer and the same steps as a local worker (`score_job`: server/worker.py's
+decoding, scoring, grids and score columns), and posts the result with its grids and evidence images.
+
+Transfers survive a bad network: every call retries with exponential backoff on connection errors, timeouts and 5xx
+(tenacity), a download restarts into a temporary file and is kept only when its hash matches. A heartbeat thread
+extends the lease; when the server says the job is no longer held, or has not answered for as long as its lease
+lasts (it will have requeued the job by then), the worker drops the job: its result would be refused (409) anyway.
+SIGTERM follows the local worker's rule (`ShutdownSignals`): finish the job within the grace period, or give it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
+
+from server.competition import CONFIG_FILE, MANIFEST_FILE, Competition, reference_cache_file
+from server.config import Settings
+from server.storage import evidence_path, grid_path, write_evidence_images, write_sample_grid
+from server.worker import WorkerInterrupted, make_scorer, score_fields
+
+log = logging.getLogger("arena.remote_worker")
+CHUNK = 1 << 20
+
+
+class JobLost(Exception):
+    """The server took the job away (requeued after silence, cancelled, revoked): drop it, post nothing."""
+
+
+def transient(exc: BaseException) -> bool:
+    """Worth retrying: the network or the server failed, not the request."""
+    if isinstance(exc, httpx.TransportError):
+        return True
+    return isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
+
+
+def retrying(seconds: float):
+    """Retry a call with exponential backoff (0.5 s doubling to 15 s) for up to `seconds`, then raise its error."""
+    return retry(retry=retry_if_exception(transient), wait=wait_exponential(multiplier=0.5, max=15),
+                 stop=stop_after_delay(seconds), reraise=True)
+
+
+@dataclass
+class ArenaServer:
+    """The worker routes of one arena, with a worker token; every call retried on transient failures."""
+
+    url: str
+    token: str
+    retry_seconds: float = 300.0
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(base_url=self.url.rstrip("/") + "/api/worker", timeout=httpx.Timeout(60, connect=10),
+                                   headers={"Authorization": f"Bearer {self.token}"})
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        @retrying(self.retry_seconds)
+        def attempt() -> httpx.Response:
+            response = self.client.request(method, path, **kwargs)
+            if response.status_code >= 500:
+                response.raise_for_status()
+            return response
+
+        return attempt()
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        response = self.call("POST", path, **kwargs)
+        if response.status_code == 409 and not already_stored(response):
+            raise JobLost(error_message(response))
+        if response.status_code >= 400:
+            raise RuntimeError(f"POST {path}: HTTP {response.status_code}: {error_message(response)}")
+        return response
+
+    def download(self, url: str, target: Path, sha256: str) -> Path:
+        """Fetch `url` into `target` unless a file with that hash is there; a download whose hash differs is
+        deleted and fetched again (by the retries) before it is ever used."""
+        if target.is_file() and file_sha256(target) == sha256:
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+
+        @retrying(self.retry_seconds)
+        def attempt() -> None:
+            handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+            partial = Path(name)
+            try:
+                digest = hashlib.sha256()
+                with os.fdopen(handle, "wb") as out, self.client.stream("GET", url) as response:
+                    if response.status_code == 409:
+                        response.read()
+                        raise JobLost(error_message(response))
+                    response.raise_for_status()
+                    for chunk in response.iter_bytes(CHUNK):
+                        digest.update(chunk)
+                        out.write(chunk)
+                if digest.hexdigest() != sha256:
+                    raise httpx.ReadError(f"{url}: sha256 {digest.hexdigest()} is not the announced {sha256}")
+                partial.replace(target)
+            finally:
+                partial.unlink(missing_ok=True)
+
+        attempt()
+        return target
+
+
+def already_stored(response: httpx.Response) -> bool:
+    """A 409 saying this lease's result is stored: the first post got through, only its answer was lost."""
+    try:
+        return response.json()["error"]["detail"]["stored"] is True
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
+def error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:500]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class RemoteWorker:
+    """One remote worker process: the same Scorer as a local worker, the arena reached only through `server`."""
+
+    server: ArenaServer
+    settings: Settings
+    cache_dir: Path
+    scorer: Any = None
+    worker_id: str = ""
+    stop: threading.Event = field(default_factory=threading.Event)
+    lease: str | None = None
+    lost: threading.Event = field(default_factory=threading.Event)
+    heartbeat_seconds: float = 5.0
+    lease_seconds: float = 120.0
+    last_answer: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        if self.scorer is None:
+            self.scorer = make_scorer(self.settings)
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    def register(self) -> None:
+        extractor = self.scorer.extractor
+        identity = {"host": socket.gethostname(), "pid": os.getpid(), "device": str(extractor.device),
+                    "engine": extractor.engine}
+        answer = self.server.post("/register", json=identity).json()
+        self.worker_id = answer["worker_id"]
+        self.heartbeat_seconds, self.lease_seconds = answer["heartbeat_seconds"], answer["lease_seconds"]
+
+    def run(self, *, max_jobs: int | None = None) -> int:
+        """Claim and score jobs until stopped (or `max_jobs`); returns the jobs scored."""
+        self.register()
+        stop_beating = threading.Event()
+        beating = threading.Thread(target=self._heartbeat_loop, args=(stop_beating,), daemon=True,
+                                   name=f"heartbeat-{self.worker_id}")
+        beating.start()
+        done = 0
+        try:
+            while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
+                job = self.claim()
+                if job is None:
+                    self.stop.wait(self.settings.worker_poll_seconds)
+                    continue
+                done += self.run_job(job)
+        finally:
+            stop_beating.set()
+        return done
+
+    def claim(self) -> dict[str, Any] | None:
+        extractor = self.scorer.extractor
+        response = self.server.post("/claim", json={
+            "worker_id": self.worker_id, "engine": extractor.engine, "weights_sha256": extractor.weights_sha256,
+            "scorer_version": scorer_version()})
+        return None if response.status_code == 204 else response.json()
+
+    def _heartbeat_loop(self, stop_beating: threading.Event) -> None:
+        """Beat every heartbeat_seconds; a job is lost when the server says so or stays silent for a whole lease."""
+        while not stop_beating.wait(self.heartbeat_seconds):
+            lease = self.lease
+            try:
+                response = self.server.client.post("/heartbeat", json={"worker_id": self.worker_id,
+                                                                       "lease_id": lease})
+                if response.status_code == 200:
+                    self.last_answer = time.monotonic()
+                    if lease is not None and not response.json()["holds"] and lease == self.lease:
+                        self.lost.set()
+            except httpx.TransportError as exc:
+                log.warning("heartbeat failed (%s); the lease lasts %.0f s without one", exc, self.lease_seconds)
+            if lease is not None and time.monotonic() - self.last_answer > self.lease_seconds:
+                self.lost.set()  # the server has requeued the job by now: its result would be refused
+
+    # -- one job -----------------------------------------------------------------------------------------------
+
+    def run_job(self, job: dict[str, Any]) -> int:
+        """Score one claimed job and post its result, or its failure; 1 when a result was kept."""
+        self.lost = threading.Event()
+        self.lease, self.last_answer = job["lease_id"], time.monotonic()
+        lease = job["lease_id"]
+        try:
+            result = self.score(job)
+            if self.lost.is_set():
+                raise JobLost("the lease ran out while scoring")
+            self.server.post(f"/jobs/{lease}/result", data={"reference_fingerprint": job["reference_fingerprint"]},
+                             files=result)
+            log.info("submission %s scored and posted", job["submission_id"])
+            return 1
+        except JobLost as exc:
+            log.warning("submission %s: dropped (%s)", job["submission_id"], exc)
+        except WorkerInterrupted:
+            self.abandon_current(f"worker {self.worker_id} stopped before finishing")
+            self.stop.set()
+        except Exception as exc:
+            log.exception("submission %s failed", job["submission_id"])
+            self._report_failure(lease, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.lease = None
+        return 0
+
+    def _report_failure(self, lease: str, error: str) -> None:
+        try:
+            self.server.post(f"/jobs/{lease}/failure", json={"error": error[:5000]})
+        except JobLost:
+            pass
+
+    def abandon_current(self, reason: str) -> None:
+        """Give the held job back (ShutdownSignals calls this on a second signal or the end of the grace period)."""
+        lease = self.lease
+        if lease is not None:
+            try:
+                self.server.post(f"/jobs/{lease}/release", json={"reason": reason})
+            except JobLost:
+                pass
+
+    def score(self, job: dict[str, Any]) -> list[tuple[str, tuple[str, bytes, str]]]:
+        """Fetch what the job needs, score it as a local worker does, and return the multipart files to post."""
+        competition = self.competition(job)
+        upload = self.server.download(job["input_url"], self.cache_dir / "inputs" / f"{job['input_sha256']}.zip",
+                                      job["input_sha256"])
+        with tempfile.TemporaryDirectory(dir=self.cache_dir) as scratch:
+            fields, images = score_job(self.scorer, competition, upload, job["zip_limits"], Path(scratch),
+                                       job["submission_id"])
+        return [("report", ("report.json", json.dumps(fields, allow_nan=False).encode(), "application/json")),
+                *[("images", (name, data, "image/png")) for name, data in images.items()]]
+
+    def competition(self, job: dict[str, Any]) -> Competition:
+        """The job's competition as a directory of the cache: its config, manifest and the reference file (kept
+        once per fingerprint under references/); no image of the dataset is needed to score."""
+        from server.scoring.references import cache_problem
+
+        references = self.server.download(job["reference_url"],
+                                          self.cache_dir / "references" / f"{job['reference_fingerprint']}.npz",
+                                          job["reference_fingerprint"])
+        root = self.cache_dir / "competitions" / f"{job['competition']}-{job['reference_fingerprint'][:16]}"
+        (root / "references").mkdir(parents=True, exist_ok=True)
+        (root / CONFIG_FILE).write_text(json.dumps(job["config"]))
+        (root / MANIFEST_FILE).write_text(json.dumps(job["manifest"]))
+        linked = root / "references" / reference_cache_file(self.scorer.extractor.engine)
+        if not linked.exists():
+            linked.hardlink_to(references)
+        competition = Competition.load(root)
+        problem = cache_problem(competition, self.scorer.extractor)
+        if problem is not None:
+            raise RuntimeError(f"the server's reference statistics do not fit this worker: {problem}")
+        return competition
+
+
+def score_job(scorer: Any, competition: Competition, upload: Path, zip_limits: dict[str, int], scratch: Path,
+              submission_id: int) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A local worker's steps on one zip (server/worker.py): decode, score, sample grids and evidence images, score
+    columns. Returns the columns and the images by their result names (grids/CLASS.png, evidence/CLASS/N.png)."""
+    from submissions import SubmissionSpec, validate_zip
+
+    spec = SubmissionSpec.from_competition(competition.config, **zip_limits)
+    decoded = validate_zip(upload, spec)
+    report = scorer.score(competition, decoded.images)
+    images: dict[str, bytes] = {}
+    for cls, pixels in decoded.images.items():
+        images[f"grids/{cls}.png"] = write_sample_grid(grid_path(scratch, submission_id, cls), pixels).read_bytes()
+        closest = sorted({n.image for n in report.classes[cls].nearest_train + report.classes[cls].nearest_any})
+        write_evidence_images(scratch, submission_id, cls, pixels, closest)
+        for index in closest:
+            images[f"evidence/{cls}/{index:05d}.png"] = evidence_path(scratch, submission_id, cls, index).read_bytes()
+    return dataclasses.asdict(score_fields(report.model_dump(mode="json"))), images
+
+
+def scorer_version() -> str:
+    from server.scoring.scorer import SCORER_VERSION
+
+    return SCORER_VERSION
