@@ -1,0 +1,249 @@
+"""Remote scoring workers over the worker API (server/api/routes/workers.py, server/jobs/remote.py), in process: the
+real app, the real Scorer (random weights), the real client (`RemoteWorker`) talking to the app through its ASGI
+transport. Tokens, leases and fencing, and a server that trusts nothing it is sent."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from server.db import Submission, WorkerLease
+from server.db.crud import get_submission
+from server.jobs.remote import create_worker_token, revoke_worker_token
+from server.remote_worker import ArenaServer, RemoteWorker, score_job
+from server.storage import grid_path, upload_path
+from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
+
+
+@pytest.fixture
+def remote_arena(make_app, scoring_competition):
+    return make_app(competition=scoring_competition)
+
+
+@pytest.fixture(scope="module")
+def worker_cache(tmp_path_factory) -> Path:
+    """One cache for the module's workers: the ~400 MB reference file is downloaded once, then found by its hash."""
+    return tmp_path_factory.mktemp("worker-cache")
+
+
+_results: dict[str, tuple[dict, dict[str, bytes]]] = {}  # a valid result per zip: the refusal tests break a copy
+
+
+def worker_token(arena, name: str = "lab-gpu") -> str:
+    with arena.database.sessionmaker() as session:
+        return create_worker_token(session=session, name=name)[1]
+
+
+def remote_worker(arena, scorer, token: str, cache_dir: Path) -> RemoteWorker:
+    """The real client, its HTTP going to the app in process instead of over a socket."""
+    server = ArenaServer("http://testserver", token, retry_seconds=1)
+    server.client = TestClient(arena.client.app, base_url="http://testserver/api/worker", headers=bearer(token))
+    worker = RemoteWorker(server=server, settings=arena.settings, cache_dir=cache_dir, scorer=scorer)
+    worker.register()
+    return worker
+
+
+def upload(arena, seed: int, team: str = "team-a") -> int:
+    _, token = arena.create_team(f"{team}-{seed}")
+    response = arena.upload(token, submission_zip(arena.competition, seed=seed))
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def submission(arena, submission_id: int) -> Submission:
+    with arena.database.sessionmaker() as session:
+        return get_submission(session=session, submission_id=submission_id)
+
+
+def test_a_remote_worker_scores_as_a_local_one(remote_arena, scorer, tmp_path):
+    """Claim, download (references verified and cached by fingerprint), score, post: the board gets the score the
+    local Scorer gives the same zip, to 1e-6, with grids and evidence images where a local worker writes them."""
+    arena = remote_arena
+    worker = remote_worker(arena, scorer, worker_token(arena), tmp_path / "cache")
+    first, second = upload(arena, 3), upload(arena, 4)
+    assert worker.run(max_jobs=2) == 2
+    for submission_id, seed in ((first, 3), (second, 4)):
+        row = submission(arena, submission_id)
+        assert row.status == "scored", [e.reason for e in row.events]
+        local = scorer.score(arena.competition, decoded(arena, seed))
+        assert row.score_public == pytest.approx(local.score_public, abs=1e-6, rel=0)
+        assert row.score_private == pytest.approx(local.score_private, abs=1e-6, rel=0)
+        assert row.worker_id == worker.worker_id and row.device == "cpu"
+        for cls in arena.competition.classes:
+            assert Image.open(grid_path(arena.settings.data_dir, submission_id, cls)).mode == "L"
+    assert len(list((tmp_path / "cache" / "references").glob("*.npz"))) == 1  # fetched once for both jobs
+    with arena.database.sessionmaker() as session:
+        assert {lease.outcome for lease in session.query(WorkerLease)} == {"scored"}
+
+
+def decoded(arena, seed: int):
+    from submissions import SubmissionSpec, validate_zip
+
+    spec = SubmissionSpec.from_competition(arena.competition.config)
+    return validate_zip(io.BytesIO(submission_zip(arena.competition, seed=seed)), spec).images
+
+
+@pytest.mark.parametrize("who", ["none", "forged", "team", "admin", "revoked"])
+def test_only_a_valid_worker_token_claims(remote_arena, who):
+    """401 without a token or with a forged one, 403 for a team's, the organizer's or a revoked token; nothing is
+    claimed either way."""
+    arena = remote_arena
+    submission_id = upload(arena, 5)
+    token = {"none": None, "forged": "arenaw_" + "x" * 43, "team": arena.create_team("other")[1],
+             "admin": ADMIN_TOKEN, "revoked": worker_token(arena, "gone")}[who]
+    if who == "revoked":
+        with arena.database.sessionmaker() as session:
+            revoke_worker_token(session=session, name="gone")
+    body = {"worker_id": "x", "engine": "torch", "weights_sha256": "0" * 64, "scorer_version": "1.3.0"}
+    response = arena.client.post("/api/worker/claim", json=body, headers=bearer(token) if token else {})
+    assert response.status_code == (401 if who in ("none", "forged") else 403), response.text
+    assert submission(arena, submission_id).status == "queued"
+
+
+def claimed(arena, scorer, cache: Path, name: str = "lab-gpu") -> tuple[RemoteWorker, dict]:
+    worker = remote_worker(arena, scorer, worker_token(arena, name), cache)
+    job = worker.claim()
+    assert job is not None
+    return worker, job
+
+
+def post(worker: RemoteWorker, job: dict, files: list, fingerprint: str | None = None):
+    return worker.server.client.post(f"/jobs/{job['lease_id']}/result", files=files,
+                                     data={"reference_fingerprint": fingerprint or job["reference_fingerprint"]})
+
+
+def scored_files(worker: RemoteWorker, job: dict, tmp_path: Path) -> tuple[dict, dict[str, bytes]]:
+    """A valid result of the job (scored once per zip in this module), as a copy to break."""
+    if job["input_sha256"] not in _results:
+        competition = worker.competition(job)
+        upload_file = upload_path(worker.settings.data_dir, job["input_sha256"])
+        _results[job["input_sha256"]] = score_job(worker.scorer, competition, upload_file, job["zip_limits"],
+                                                  tmp_path, job["submission_id"])
+    fields, images = _results[job["input_sha256"]]
+    return json.loads(json.dumps(fields)), dict(images)
+
+
+def as_files(fields: dict, images: dict[str, bytes]) -> list:
+    return [("report", ("report.json", json.dumps(fields).encode(), "application/json")),
+            *[("images", (name, data, "image/png")) for name, data in images.items()]]
+
+
+def test_a_result_on_a_lost_lease_is_refused_and_recorded(remote_arena, scorer, tmp_path, worker_cache):
+    """A worker silent past the timeout loses its job to the next claim: its late result is a 409 written into the
+    job's history, and the later holder's result is the one kept."""
+    arena = remote_arena
+    submission_id = upload(arena, 6)
+    slow, job = claimed(arena, scorer, worker_cache, "slow")
+    fields, images = scored_files(slow, job, tmp_path / "scratch")
+    arena.clock.advance(seconds=arena.settings.worker_timeout_seconds + 1)
+    fast = remote_worker(arena, scorer, worker_token(arena, "fast"), worker_cache)
+    assert fast.run(max_jobs=1) == 1  # its claim requeued the silent worker's job first
+    late = post(slow, job, as_files(fields, images))
+    assert late.status_code == 409, late.text
+    row = submission(arena, submission_id)
+    assert row.status == "scored" and row.worker_id == fast.worker_id
+    assert any(e.reason.startswith(f"refused the result of worker {slow.worker_id}") for e in row.events)
+    assert sum(e.to_status == "scored" and e.from_status == "scoring" for e in row.events) == 1
+
+
+def nan(fields: dict) -> None:
+    fields["score_public"] = float("nan")
+
+
+def wrong_classes(fields: dict) -> None:
+    fields["class_scores"]["extra"] = fields["class_scores"]["with_mask"]
+
+
+def wrong_count(fields: dict) -> None:
+    fields["class_scores"]["with_mask"]["n_images"] += 1
+
+
+def wrong_total(fields: dict) -> None:
+    fields["score_public"] += 1.0
+
+
+def other_scorer(fields: dict) -> None:
+    fields["scorer_version"] = "0.9"
+
+
+def truncated_grid(images: dict) -> None:
+    images["grids/with_mask.png"] = images["grids/with_mask.png"][:100]
+
+
+def huge_grid(images: dict) -> None:
+    buffer = io.BytesIO()
+    Image.new("L", (1024, 1024)).save(buffer, format="PNG")
+    images["grids/with_mask.png"] = buffer.getvalue()
+
+
+def missing_grid(images: dict) -> None:
+    del images["grids/without_mask.png"]
+
+
+@pytest.mark.parametrize(("break_fields", "break_images", "named"), [
+    (nan, None, "not a finite number"), (wrong_classes, None, "classes"), (wrong_count, None, "n_images"),
+    (wrong_total, None, "add up to"), (other_scorer, None, "scorer_version"),
+    (None, truncated_grid, "grids/with_mask.png"), (None, huge_grid, "1024x1024"),
+    (None, missing_grid, "one grid per class"),
+])
+def test_a_bad_result_is_refused_with_its_reason_and_requeued(remote_arena, scorer, tmp_path, worker_cache,
+                                                              break_fields, break_images, named):
+    arena = remote_arena
+    submission_id = upload(arena, 7)
+    worker, job = claimed(arena, scorer, worker_cache)
+    fields, images = scored_files(worker, job, tmp_path / "scratch")
+    (break_fields or (lambda _: None))(fields)
+    (break_images or (lambda _: None))(images)
+    report = json.dumps(fields).encode()  # json writes NaN as the bare constant, which the server refuses
+    response = worker.server.client.post(
+        f"/jobs/{job['lease_id']}/result", data={"reference_fingerprint": job["reference_fingerprint"]},
+        files=[("report", ("report.json", report, "application/json")),
+               *[("images", (name, data, "image/png")) for name, data in images.items()]])
+    assert response.status_code == 422, response.text
+    assert named in response.json()["error"]["message"]
+    row = submission(arena, submission_id)
+    assert row.status == "queued" and row.score_public is None
+    assert named in row.events[-1].reason and "invalid result" in row.events[-1].reason
+    assert not grid_path(arena.settings.data_dir, submission_id, "with_mask").exists()  # nothing half-written
+
+
+def test_a_result_with_another_reference_fingerprint_is_refused(remote_arena, scorer, tmp_path, worker_cache):
+    arena = remote_arena
+    upload(arena, 8)
+    worker, job = claimed(arena, scorer, worker_cache)
+    fields, images = scored_files(worker, job, tmp_path / "scratch")
+    response = post(worker, job, as_files(fields, images), fingerprint="f" * 64)
+    assert response.status_code == 422 and "reference_fingerprint" in response.text
+
+
+def test_revoking_a_token_ends_its_leases_at_once(remote_arena, scorer, tmp_path, worker_cache):
+    arena = remote_arena
+    submission_id = upload(arena, 9)
+    worker, job = claimed(arena, scorer, worker_cache)
+    with arena.database.sessionmaker() as session:
+        assert revoke_worker_token(session=session, name="lab-gpu") == [submission_id]
+    row = submission(arena, submission_id)
+    assert row.status == "queued" and "revoked" in row.events[-1].reason
+    beat = worker.server.client.post("/heartbeat", json={"worker_id": worker.worker_id, "lease_id": job["lease_id"]})
+    assert beat.status_code == 403
+
+
+def test_an_oversize_report_is_413(remote_arena, scorer, tmp_path, worker_cache):
+    arena = remote_arena
+    upload(arena, 10)
+    worker, job = claimed(arena, scorer, worker_cache)
+    response = post(worker, job, [("report", ("report.json", b" " * (5 * 1024 * 1024), "application/json"))])
+    assert response.status_code == 413, response.text
+
+
+def test_the_worker_console_tab_and_the_cli_list_remote_workers(remote_arena, scorer, tmp_path):
+    arena = remote_arena
+    worker = remote_worker(arena, scorer, worker_token(arena), tmp_path / "cache")
+    listed = arena.client.get("/api/admin/workers", headers=bearer(ADMIN_TOKEN)).json()
+    [row] = [w for w in listed if w["id"] == worker.worker_id]
+    assert row["address"] == "testclient" and row["engine"] == scorer.extractor.engine
