@@ -584,3 +584,38 @@ def write_result_images(data_dir: Path, submission_id: int, result: PostedResult
     for path, data in targets.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(path, lambda temporary, data=data: temporary.write_bytes(data))
+
+
+# -- the organizer's view ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """One worker on the console: jobs it scored and their mean time from claim to result."""
+
+    done: int
+    mean_seconds: float | None
+
+
+def worker_records(*, session: Session) -> dict[str, WorkerRecord]:
+    """Per worker id, over the submissions it scored (a scored submission keeps its worker's id)."""
+    rows = session.execute(select(Submission.worker_id, Submission.started_at, Submission.finished_at)
+                           .where(Submission.status == "scored", Submission.worker_id.is_not(None))).all()
+    seconds: dict[str, list[float]] = {}
+    for worker_id, started, finished in rows:
+        seconds.setdefault(worker_id, []).append((finished - started).total_seconds() if started and finished
+                                                 else math.nan)
+    return {worker_id: WorkerRecord(done=len(times), mean_seconds=_mean_finite(times))
+            for worker_id, times in seconds.items()}
+
+
+def _mean_finite(values: list[float]) -> float | None:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else None
+
+
+def queue_wait_seconds(*, session: Session, now: datetime) -> float | None:
+    """How long the oldest queued submission has waited (None: nothing queued)."""
+    oldest = session.scalar(select(Submission.created_at).where(Submission.status == "queued")
+                            .order_by(Submission.created_at).limit(1))
+    return (now - oldest).total_seconds() if oldest is not None else None

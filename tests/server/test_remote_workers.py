@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from server.jobs.remote import create_worker_token, revoke_worker_token
 from server.remote_worker import ArenaServer, RemoteWorker, score_job
 from server.storage import grid_path, upload_path
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, submission_zip
+from tests.web.test_pages import csrf_of
 
 
 @pytest.fixture
@@ -241,9 +243,26 @@ def test_an_oversize_report_is_413(remote_arena, scorer, tmp_path, worker_cache)
     assert response.status_code == 413, response.text
 
 
-def test_the_worker_console_tab_and_the_cli_list_remote_workers(remote_arena, scorer, tmp_path):
+def test_the_workers_tab_shows_each_worker_and_manages_tokens(remote_arena, scorer, worker_cache):
+    """Name, address, device and engine, current job, heartbeat, jobs done, mean scoring time, the queue's wait;
+    a token created there is shown once, and revoking it there ends its worker's job."""
     arena = remote_arena
-    worker = remote_worker(arena, scorer, worker_token(arena), tmp_path / "cache")
-    listed = arena.client.get("/api/admin/workers", headers=bearer(ADMIN_TOKEN)).json()
-    [row] = [w for w in listed if w["id"] == worker.worker_id]
-    assert row["address"] == "testclient" and row["engine"] == scorer.extractor.engine
+    worker = remote_worker(arena, scorer, worker_token(arena), worker_cache)
+    upload(arena, 11)
+    assert worker.run(max_jobs=1) == 1
+    upload(arena, 12)
+    client = TestClient(arena.client.app, follow_redirects=False)
+    csrf = csrf_of(client.get("/admin/signin").text)
+    assert client.post("/admin/signin", data={"token": ADMIN_TOKEN, "csrf_token": csrf}).status_code == 303
+    page = client.get("/admin/workers").text
+    row = re.search(rf"<tr>\s*<td class=\"mono\">{worker.worker_id}.*?</tr>", page, re.S).group(0)
+    assert "testclient" in row and f"cpu / {scorer.extractor.engine}" in row and "alive" in row
+    assert re.search(r'<td class="num">1</td>\s*<td class="num">\d+\.\d s</td>', row), row
+    assert "Queue: 1 waiting, the oldest for 0 s" in page
+    created = client.post("/admin/workers", data={"name": "cluster-7", "csrf_token": csrf_of(page)}).text
+    assert re.search(r"ARENA_WORKER_TOKEN=arenaw_\S+ arena worker --server", created)
+    job = worker.claim()
+    revoked = client.post("/admin/workers/lab-gpu/revoke", data={"csrf_token": csrf_of(created)})
+    assert revoked.status_code == 303
+    assert submission(arena, job["submission_id"]).status == "queued"
+    assert "revoked" in client.get("/admin/workers").text
