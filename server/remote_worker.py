@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_delay, wait_exponential
 
 from server.competition import CONFIG_FILE, MANIFEST_FILE, Competition, reference_cache_file
 from server.config import Settings
@@ -54,7 +54,7 @@ def transient(exc: BaseException) -> bool:
 def retrying(seconds: float):
     """Retry a call with exponential backoff (0.5 s doubling to 15 s) for up to `seconds`, then raise its error."""
     return retry(retry=retry_if_exception(transient), wait=wait_exponential(multiplier=0.5, max=15),
-                 stop=stop_after_delay(seconds), reraise=True)
+                 stop=stop_after_delay(seconds), reraise=True, before_sleep=before_sleep_log(log, logging.WARNING))
 
 
 @dataclass
@@ -280,8 +280,10 @@ class RemoteWorker:
         (root / CONFIG_FILE).write_text(json.dumps(job["config"]))
         (root / MANIFEST_FILE).write_text(json.dumps(job["manifest"]))
         linked = root / "references" / reference_cache_file(self.scorer.extractor.engine)
-        if not linked.exists():
+        try:
             linked.hardlink_to(references)
+        except FileExistsError:  # linked before, by this worker or another sharing the cache
+            pass
         competition = Competition.load(root)
         problem = cache_problem(competition, self.scorer.extractor)
         if problem is not None:
