@@ -24,6 +24,8 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,6 +129,16 @@ def already_stored(response: httpx.Response) -> bool:
         return False
 
 
+@contextmanager
+def timed(stages: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the block's wall time to stages[stage] (the worker's log line per job, the transfer benchmark)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        stages[stage] = stages.get(stage, 0.0) + time.perf_counter() - started
+
+
 def error_message(response: httpx.Response) -> str:
     try:
         return str(response.json()["error"]["message"])
@@ -157,6 +169,7 @@ class RemoteWorker:
     heartbeat_seconds: float = 5.0
     lease_seconds: float = 120.0
     last_answer: float = field(default_factory=time.monotonic)
+    timings: list[dict[str, float]] = field(default_factory=list)  # seconds per stage of each posted job
 
     def __post_init__(self) -> None:
         if self.scorer is None:
@@ -216,18 +229,21 @@ class RemoteWorker:
 
     # -- one job -----------------------------------------------------------------------------------------------
 
-    def run_job(self, job: dict[str, Any]) -> int:
+    def run_job(self, job: dict[str, Any], stages: dict[str, float] | None = None) -> int:
         """Score one claimed job and post its result, or its failure; 1 when a result was kept."""
         self.lost = threading.Event()
         self.lease, self.last_answer = job["lease_id"], time.monotonic()
-        lease = job["lease_id"]
+        lease, stages = job["lease_id"], stages if stages is not None else {}
         try:
-            result = self.score(job)
+            result = self.score(job, stages)
             if self.lost.is_set():
                 raise JobLost("the lease ran out while scoring")
-            self.server.post(f"/jobs/{lease}/result", data={"reference_fingerprint": job["reference_fingerprint"]},
-                             files=result)
-            log.info("submission %s scored and posted", job["submission_id"])
+            with timed(stages, "post"):
+                self.server.post(f"/jobs/{lease}/result", files=result,
+                                 data={"reference_fingerprint": job["reference_fingerprint"]})
+            self.timings.append(stages)
+            log.info("submission %s scored and posted (%s)", job["submission_id"],
+                     ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in stages.items()))
             return 1
         except JobLost as exc:
             log.warning("submission %s: dropped (%s)", job["submission_id"], exc)
@@ -256,12 +272,14 @@ class RemoteWorker:
             except JobLost:
                 pass
 
-    def score(self, job: dict[str, Any]) -> list[tuple[str, tuple[str, bytes, str]]]:
+    def score(self, job: dict[str, Any], stages: dict[str, float]) -> list[tuple[str, tuple[str, bytes, str]]]:
         """Fetch what the job needs, score it as a local worker does, and return the multipart files to post."""
-        competition = self.competition(job)
-        upload = self.server.download(job["input_url"], self.cache_dir / "inputs" / f"{job['input_sha256']}.zip",
-                                      job["input_sha256"])
-        with tempfile.TemporaryDirectory(dir=self.cache_dir) as scratch:
+        with timed(stages, "references"):
+            competition = self.competition(job)
+        with timed(stages, "input"):
+            upload = self.server.download(job["input_url"], self.cache_dir / "inputs" / f"{job['input_sha256']}.zip",
+                                          job["input_sha256"])
+        with tempfile.TemporaryDirectory(dir=self.cache_dir) as scratch, timed(stages, "score"):
             fields, images = score_job(self.scorer, competition, upload, job["zip_limits"], Path(scratch),
                                        job["submission_id"])
         return [("report", ("report.json", json.dumps(fields, allow_nan=False).encode(), "application/json")),
