@@ -41,6 +41,7 @@ from server import inputs
 from server.competition import Competition, CompetitionUnavailable, load_competition, reference_cache_file
 from server.config import Settings
 from server.db import Submission, WorkerLease, WorkerRow, WorkerToken, begin_write, utcnow
+from server.db.crud import hash_token
 from server.db.events import note
 from server.errors import ArenaError, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from server.queue import (
@@ -79,16 +80,12 @@ class InvalidResult(ArenaError):
 # -- tokens (the organizer) ----------------------------------------------------------------------------------------
 
 
-def hash_worker_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def create_worker_token(*, session: Session, name: str, now: datetime | None = None) -> tuple[WorkerToken, str]:
     """A new worker token named `name`; only its hash is stored, so show the token now."""
     name = worker_name(name)
     token = WORKER_TOKEN_PREFIX + secrets.token_urlsafe(32)
     begin_write(session)
-    row = WorkerToken(name=name, token_hash=hash_worker_token(token), created_at=now or utcnow())
+    row = WorkerToken(name=name, token_hash=hash_token(token), created_at=now or utcnow())
     session.add(row)
     try:
         session.commit()
@@ -137,9 +134,9 @@ def authenticate_worker(*, session: Session, token: str) -> WorkerToken:
     if not token.startswith(WORKER_TOKEN_PREFIX):
         raise Forbidden("Worker route: send a worker token (`arena admin workers create NAME` prints one); team and "
                         "organizer tokens cannot claim jobs.")
-    row = session.scalar(select(WorkerToken).where(WorkerToken.token_hash == hash_worker_token(token)))
+    row = session.scalar(select(WorkerToken).where(WorkerToken.token_hash == hash_token(token)))
     session.commit()
-    if row is None or not hmac.compare_digest(row.token_hash, hash_worker_token(token)):
+    if row is None or not hmac.compare_digest(row.token_hash, hash_token(token)):
         raise Unauthorized("This worker token is not valid (mistyped?). Ask the organizer for one: `arena admin "
                            "workers create NAME`.", headers={"WWW-Authenticate": "Bearer"})
     if row.revoked_at is not None:
