@@ -18,7 +18,7 @@ from server.db import Database, Submission, SubmissionStatus, Team, bump_board_v
 from tests.utils.competition import make_competition, random_images
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
-TABLES = "browser_sessions, submission_events, submissions, teams, workers, competitions"
+TABLES = "browser_sessions, submission_events, submissions, teams, workers, worker_leases, worker_tokens, competitions"
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
