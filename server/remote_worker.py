@@ -223,7 +223,8 @@ class RemoteWorker:
                     if lease is not None and not response.json()["holds"] and lease == self.lease:
                         self.lost.set()
             except httpx.TransportError as exc:
-                log.warning("heartbeat failed (%s); the lease lasts %.0f s without one", exc, self.lease_seconds)
+                if lease is not None:  # idle, the next claim's retries say it
+                    log.warning("heartbeat failed (%s); the lease lasts %.0f s without one", exc, self.lease_seconds)
             if lease is not None and time.monotonic() - self.last_answer > self.lease_seconds:
                 self.lost.set()  # the server has requeued the job by now: its result would be refused
 

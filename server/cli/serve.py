@@ -224,6 +224,7 @@ def run_remote_worker(settings: Settings, *, server: str, token: str | None, cac
         fail("--server needs a worker token: --token or ARENA_WORKER_TOKEN (`arena admin workers create NAME` on "
              "the server prints one).")
     cache_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per poll and heartbeat otherwise
     worker = RemoteWorker(server=ArenaServer(server, token), settings=settings, cache_dir=cache_dir)
     typer.echo(f"Remote worker for {server} (device {settings.device}, engine {settings.fid_engine}, cache "
                f"{cache_dir})")
