@@ -195,11 +195,17 @@ class RemoteWorker:
         done = 0
         try:
             while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
-                job = self.claim()
+                stages: dict[str, float] = {}
+                try:
+                    with timed(stages, "claim"):
+                        job = self.claim()
+                except (httpx.TransportError, httpx.HTTPStatusError) as exc:  # retried for minutes already
+                    log.error("the server does not answer (%s); still trying", exc)
+                    job = None
                 if job is None:
                     self.stop.wait(self.settings.worker_poll_seconds)
                     continue
-                done += self.run_job(job)
+                done += self.run_job(job, stages)
         finally:
             stop_beating.set()
         return done
