@@ -18,6 +18,7 @@ import io
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,7 @@ def main() -> int:
     parser.add_argument("--test-images", type=int, default=200, help="held-out images per class (references)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "remote_transfer.json")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so `finally` stops the server started here
     with tempfile.TemporaryDirectory(prefix="arena-remote-bench-") as tmp:
         data_dir, torch_home = Path(tmp) / "data", Path(tmp) / "torch"
         make_competition(data_dir / "competitions" / "bench", slug="bench", train_per_class=args.test_images,
