@@ -46,6 +46,11 @@ class JobLost(Exception):
     """The server took the job away (requeued after silence, cancelled, revoked): drop it, post nothing."""
 
 
+class ReferencesDoNotFit(Exception):
+    """The job's reference file was not built for this worker's engine, weights or data version: not the
+    submission's fault, so the job goes back to the queue without using an attempt."""
+
+
 def transient(exc: BaseException) -> bool:
     """Worth retrying: the network or the server failed, not the request."""
     if isinstance(exc, httpx.TransportError):
@@ -257,6 +262,9 @@ class RemoteWorker:
         except WorkerInterrupted:
             self.abandon_current(f"worker {self.worker_id} stopped before finishing")
             self.stop.set()
+        except ReferencesDoNotFit as exc:
+            log.error("submission %s: %s", job["submission_id"], exc)
+            self.abandon_current(str(exc))
         except Exception as exc:
             log.exception("submission %s failed", job["submission_id"])
             self._report_failure(lease, f"{type(exc).__name__}: {exc}")
@@ -312,7 +320,7 @@ class RemoteWorker:
         competition = Competition.load(root)
         problem = cache_problem(competition, self.scorer.extractor)
         if problem is not None:
-            raise RuntimeError(f"the server's reference statistics do not fit this worker: {problem}")
+            raise ReferencesDoNotFit(f"the server's reference statistics do not fit this worker: {problem}")
         return competition
 
 
