@@ -22,7 +22,7 @@ import traceback
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -423,6 +423,16 @@ def score_fields(report: dict[str, Any]) -> ScoreFields:
     )
 
 
+class Stoppable(Protocol):
+    """What ShutdownSignals needs of a worker: a local `Worker` or a remote one (server/remote_worker.py)."""
+
+    settings: Settings
+    worker_id: str
+    stop: threading.Event
+
+    def abandon_current(self, reason: str) -> None: ...
+
+
 class ShutdownSignals:
     """The one SIGTERM/SIGINT rule of every worker process (`arena worker`, alone or started by `arena serve`).
 
@@ -435,7 +445,7 @@ class ShutdownSignals:
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Stoppable) -> None:
         self.worker = worker
         self.stopping = False
         self._previous: dict[int, Any] = {}

@@ -28,6 +28,7 @@ import threading
 import uuid
 from dataclasses import MISSING, dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -580,7 +581,7 @@ def write_result_images(data_dir: Path, submission_id: int, result: PostedResult
                 for (cls, index), data in result.evidence.items()}
     for path, data in targets.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, lambda temporary, data=data: temporary.write_bytes(data))
+        write_atomically(path, partial(Path.write_bytes, data=data))
 
 
 # -- the organizer's view ------------------------------------------------------------------------------------------
@@ -600,7 +601,7 @@ def worker_records(*, session: Session) -> dict[str, WorkerRecord]:
                            .where(Submission.status == "scored", Submission.worker_id.is_not(None))).all()
     seconds: dict[str, list[float]] = {}
     for worker_id, started, finished in rows:
-        seconds.setdefault(worker_id, []).append((finished - started).total_seconds() if started and finished
+        seconds.setdefault(str(worker_id), []).append((finished - started).total_seconds() if started and finished
                                                  else math.nan)
     return {worker_id: WorkerRecord(done=len(times), mean_seconds=_mean_finite(times))
             for worker_id, times in seconds.items()}
