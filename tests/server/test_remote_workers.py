@@ -266,3 +266,14 @@ def test_the_workers_tab_shows_each_worker_and_manages_tokens(remote_arena, scor
     assert revoked.status_code == 303
     assert submission(arena, job["submission_id"]).status == "queued"
     assert "revoked" in client.get("/admin/workers").text
+
+
+def test_a_worker_token_opens_nothing_but_the_worker_routes(remote_arena):
+    """No team page, no private board, no organizer route: elsewhere a worker token is an unknown token."""
+    arena = remote_arena
+    headers = bearer(worker_token(arena))
+    for path in ("/api/teams/me", "/api/admin/workers", f"/api/competitions/{arena.slug}/submissions"):
+        assert arena.client.get(path, headers=headers).status_code == 401, path
+    private = arena.client.get(f"/api/competitions/{arena.slug}/leaderboard", params={"board": "private"},
+                               headers=headers)
+    assert private.status_code in (401, 403), private.text
