@@ -44,6 +44,7 @@ from server.jobs.queue import (
 )
 from server.jobs.reference_builds import claim_next_build, release_build, request_build, requeue_stale_builds
 from server.jobs.reference_worker import run_build
+from server.jobs.sampling_seeds import submission_seed
 from server.jobs.signals import WorkerInterrupted
 from server.storage import model_path, upload_path
 
@@ -244,9 +245,11 @@ class Worker:
 
     def entry_job(self, submission: Submission) -> EntryJob:
         """What scoring the claimed submission needs, read from its row and the data dir."""
-        store = model_path if submission.kind == SubmissionKind.model else upload_path
+        is_model = submission.kind == SubmissionKind.model
+        store = model_path if is_model else upload_path
         return EntryJob(kind=submission.kind, path=store(self.settings.data_dir, submission.sha256),
-                        sha256=submission.sha256, competition=load_competition(submission.team.competition))
+                        sha256=submission.sha256, competition=load_competition(submission.team.competition),
+                        seed=submission_seed(self.settings, submission.sha256) if is_model else None)
 
     def job_tag(self) -> str:
         """The current job's name on this host's process list: its id within this database (a hash of the URL, so
