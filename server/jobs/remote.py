@@ -41,14 +41,13 @@ import numpy as np
 from PIL import Image
 from pydantic import ValidationError
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server import inputs
 from server.competition import Competition, CompetitionUnavailable, load_competition, reference_cache_file
 from server.config import Settings
 from server.db import Submission, SubmissionKind, SubmissionStatus, WorkerRow, WorkerToken, begin_write, utcnow
-from server.db.crud import hash_token
+from server.db.crud import add_unique, hash_token
 from server.db.events import refusal
 from server.errors import ArenaError, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from server.jobs.leases import heartbeat, register_worker, stop_worker
@@ -96,13 +95,8 @@ def create_worker_token(*, session: Session, name: str, now: datetime | None = N
     token = WORKER_TOKEN_PREFIX + secrets.token_urlsafe(32)
     begin_write(session)
     row = WorkerToken(name=name, token_hash=hash_token(token), created_at=now or utcnow())
-    session.add(row)
-    try:
-        session.commit()
-    except IntegrityError as exc:
-        session.rollback()
-        raise Conflict(f"A worker token named '{name}' exists already. Pick another name, or revoke that one.",
-                       detail={"name": name}) from exc
+    add_unique(session, row, Conflict(f"A worker token named '{name}' exists already. Pick another name, or revoke "
+                                      "that one.", detail={"name": name}))
     return row, token
 
 

@@ -39,7 +39,7 @@ from server.db import SubmissionKind
 from server.jobs.entries import EntryJob, score_entry, write_entry_images
 from server.jobs.model_entries import ModelFailed
 from server.jobs.signals import WorkerInterrupted
-from server.jobs.worker import make_scorer
+from server.jobs.worker import beating, make_scorer
 from server.storage import evidence_path, grid_path
 
 log = logging.getLogger("arena.remote_worker")
@@ -198,12 +198,8 @@ class RemoteWorker:
     def run(self, *, max_jobs: int | None = None) -> int:
         """Claim and score jobs until stopped (or `max_jobs`); returns the jobs scored."""
         self.register()
-        stop_beating = threading.Event()
-        beating = threading.Thread(target=self._heartbeat_loop, args=(stop_beating,), daemon=True,
-                                   name=f"heartbeat-{self.worker_id}")
-        beating.start()
         done = 0
-        try:
+        with beating(self._heartbeat_loop, name=f"heartbeat-{self.worker_id}"):
             while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
                 stages: dict[str, float] = {}
                 try:
@@ -216,8 +212,6 @@ class RemoteWorker:
                     self.stop.wait(self.settings.worker_poll_seconds)
                     continue
                 done += self.run_job(job, stages)
-        finally:
-            stop_beating.set()
         return done
 
     def claim(self) -> dict[str, Any] | None:

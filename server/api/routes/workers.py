@@ -7,7 +7,7 @@ lease (server/jobs/remote.py): every job route names the submission and the leas
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi import Path as FastAPIPath
@@ -83,26 +83,19 @@ def claim(body: WorkerClaim, token: WorkerTokenDep, session: SessionDep, setting
         competition=job.competition.slug, config=job.competition.config.model_dump(mode="json"),
         manifest=job.competition.manifest.model_dump(mode="json", by_alias=True, exclude_none=True),
         input_sha256=job.submission.sha256, input_size=job.input_size,
-        input_url=str(request.url_for("job_input", **where)),
+        input_url=str(request.url_for("job_file", what="input", **where)),
         reference_fingerprint=job.references.fingerprint, reference_size=job.references.size,
-        reference_url=str(request.url_for("job_references", **where)), settings=job.settings, seed=job.seed)
+        reference_url=str(request.url_for("job_file", what="references", **where)), settings=job.settings,
+        seed=job.seed)
 
 
-@router.get("/jobs/{submission_id}/{lease_id}/input", response_class=FileResponse)
-def job_input(submission_id: JobId, lease_id: LeaseId, token: WorkerTokenDep, session: SessionDep,
-              settings: SettingsDep) -> FileResponse:
-    """The held job's zip or model (Range requests resume a broken download)."""
+@router.get("/jobs/{submission_id}/{lease_id}/{what}", response_class=FileResponse)
+def job_file(submission_id: JobId, lease_id: LeaseId, what: Literal["input", "references"], token: WorkerTokenDep,
+             session: SessionDep, settings: SettingsDep) -> FileResponse:
+    """The held job's file ("input": its zip or model) or the reference statistics it is scored against
+    ("references": their sha256 is the job's reference_fingerprint). Range requests resume a broken download."""
     path = remote.job_file(session=session, settings=settings, token=token, submission_id=submission_id,
-                           lease_id=lease_id, what="input")
-    return FileResponse(path, media_type="application/octet-stream")
-
-
-@router.get("/jobs/{submission_id}/{lease_id}/references", response_class=FileResponse)
-def job_references(submission_id: JobId, lease_id: LeaseId, token: WorkerTokenDep, session: SessionDep,
-                   settings: SettingsDep) -> FileResponse:
-    """The reference statistics the held job is scored against (its sha256 is the job's reference_fingerprint)."""
-    path = remote.job_file(session=session, settings=settings, token=token, submission_id=submission_id,
-                           lease_id=lease_id, what="references")
+                           lease_id=lease_id, what=what)
     return FileResponse(path, media_type="application/octet-stream")
 
 
