@@ -133,7 +133,7 @@ def test_each_engine_keeps_its_own_cache_and_never_reads_the_others(random_compe
     copy = tmp_path / "copy"
     shutil.copytree(competition.root, copy)
     competition = Competition.load(copy)
-    torch_refs = Scorer(device="cpu", engine="torch").prepare(competition)
+    torch_refs = Scorer(FeatureExtractor(device="cpu", engine="torch")).prepare(competition)
     assert torch_refs.path.name == REFERENCE_CACHE_FILE and torch_refs.metadata["engine"] == "torch"
     onnx_path = competition.references_dir / reference_cache_file("onnxruntime")
     onnx_metadata = expected_metadata(competition, scorer.extractor.weights_sha256, "onnxruntime")
