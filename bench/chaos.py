@@ -3,6 +3,13 @@
     python -m bench.chaos                 # 30 uploads, >= 20 worker SIGKILLs mid-scoring, 10 server restarts
     python -m bench.chaos --quick         # 6 uploads, 3 kills, 2 restarts
     python -m bench.chaos --database postgres --models 8   # on PostgreSQL (ARENA_TEST_POSTGRES_URL), 8 of them ONNX
+    python -m bench.chaos --remote --kills 10 --cuts 5 --restarts 5   # remote workers (`arena worker --server`)
+
+With --remote the workers are remote workers in a network namespace of their own (a veth pair; root only), that
+reach the server only over HTTP; the references are built first by one local worker (remote workers do not build
+them). Besides SIGKILLs and server restarts, the namespace's link is cut for 0.5-4 s while workers score and post
+(`--cuts`): a cut longer than the lease (ARENA_WORKER_TIMEOUT_SECONDS, 3 s here) loses the job to another worker,
+whose result is the one kept; the first worker's late result is refused (409).
 
 Several workers start at once on competitions whose scoring references are not built yet, so they race to build
 them (and are SIGKILLed while building); model submissions (`--models`, ONNX generators) are SIGKILLed while their
@@ -14,7 +21,7 @@ SIGKILLed while they score, and replaced. Then everything drains. The table and 
 
     lost                  uploaded zips with no submission
     stuck                 submissions still queued or scoring after the drain
-    scored twice          submissions with two `scored` events (from their event history)
+    scored twice          submissions that became `scored` twice (from their event history)
     quota wrongly used    quota used beyond one slot per distinct accepted zip (per team, from /api/teams/me)
     valid failed          valid submissions that ended `failed`
     duplicate builds      reference builds created while another build of the same competition was still active
@@ -49,7 +56,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from server.db import Database, ReferenceBuild, Submission, SubmissionStatus
+from server.db import Database, ReferenceBuild, Submission, SubmissionStatus, WorkerRow
 from server.jobs.leases import BUILDS, SUBMISSIONS, JobKind, crashed_workers
 from submissions.client import ArenaClient, SubmitError
 from submissions.orphans import owner_of, sampling_processes
@@ -81,10 +88,12 @@ class Chaos:
     orphan_suspects: list[int] = field(default_factory=list)  # sampling children of SIGKILLed workers
     restarts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    lab: RemoteLab | None = None  # --remote: the workers' network namespace and tokens
+    cuts: int = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.lab.host_ip if self.lab else '127.0.0.1'}:{self.port}"
 
     def env(self) -> dict[str, str]:
         return {
@@ -98,8 +107,14 @@ class Chaos:
             "ARENA_MODEL_SAMPLING_SECONDS": "600", "ARENA_MODEL_SAMPLING_THREADS": "1",
             "ARENA_MODEL_MEMORY_BYTES": str(2**30), "ARENA_MODEL_DRY_RUN_SECONDS": "300",
             # eager torch: no ONNX export of the network at each cold start (minutes on busy shared cores)
-            "ARENA_FID_ENGINE": "torch",
+            "ARENA_FID_ENGINE": "torch", **({"ARENA_HOST": self.lab.host_ip} if self.lab else {}),
         }
+
+    def remote_env(self) -> dict[str, str]:
+        """A remote worker's environment: nothing of the server's (no database, no data dir), its own settings."""
+        own = {"ARENA_DEVICE", "ARENA_FID_ENGINE", "ARENA_WORKER_POLL_SECONDS", "OMP_NUM_THREADS", "TMPDIR",
+               "PYTHONPATH", "TORCH_HOME"}
+        return {k: v for k, v in self.env().items() if not k.startswith("ARENA_") and k != "TORCH_HOME" or k in own}
 
     def start_server(self) -> None:
         # minutes, not seconds, to start when the cores are shared
@@ -115,7 +130,26 @@ class Chaos:
 
     def start_worker(self) -> None:
         log = self.data_dir / f"worker-{len(self.workers)}-{time.monotonic_ns()}.log"
-        self.workers.append(serve.start_arena(self.env(), log, "worker"))
+        if self.lab is None:
+            self.workers.append(serve.start_arena(self.env(), log, "worker"))
+            return
+        token = self.lab.tokens[len(self.workers) % len(self.lab.tokens)]
+        command = ["ip", "netns", "exec", self.lab.namespace, sys.executable, "-m", "server.cli", "worker",
+                   "--server", self.url, "--token", token, "--cache-dir", str(self.lab.cache)]
+        with log.open("w") as out:
+            self.workers.append(subprocess.Popen(command, cwd=ROOT, env=self.remote_env(), stdout=out,
+                                                 stderr=subprocess.STDOUT))
+
+    def cut_link(self, seconds: float) -> None:
+        """The remote workers' network is gone for `seconds` (their end of the veth pair stays up)."""
+        assert self.lab is not None
+        subprocess.run(["ip", "link", "set", self.lab.host_end, "down"], check=True)
+        try:
+            time.sleep(seconds)
+        finally:
+            subprocess.run(["ip", "link", "set", self.lab.host_end, "up"], check=True)
+            subprocess.run(["ip", "addr", "replace", f"{self.lab.host_ip}/30", "dev", self.lab.host_end], check=True)
+        self.cuts += 1
 
     def kill_worker(self, victim: subprocess.Popen, phase: str) -> None:
         """SIGKILL a worker, remembering the sampling processes it had (they must die with it)."""
@@ -131,6 +165,65 @@ class Chaos:
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
+
+
+@dataclass
+class RemoteLab:
+    """A network namespace for remote workers, joined to the host by a veth pair on 10.x.y.0/30."""
+
+    namespace: str
+    host_end: str
+    host_ip: str
+    cache: Path
+    tokens: list[str] = field(default_factory=list)
+
+    @classmethod
+    def create(cls, cache: Path) -> RemoteLab:
+        tag = f"{os.getpid() % 100000:05d}"
+        net = f"10.{random.randint(128, 191)}.{random.randint(0, 255)}"
+        lab = cls(namespace=f"arena-chaos-{tag}", host_end=f"ach{tag}", host_ip=f"{net}.1", cache=cache)
+        inner = f"acn{tag}"
+        for command in (["netns", "add", lab.namespace], ["link", "add", lab.host_end, "type", "veth", "peer", "name",
+                        inner], ["link", "set", inner, "netns", lab.namespace],
+                        ["addr", "add", f"{lab.host_ip}/30", "dev", lab.host_end], ["link", "set", lab.host_end, "up"],
+                        ["-n", lab.namespace, "addr", "add", f"{net}.2/30", "dev", inner],
+                        ["-n", lab.namespace, "link", "set", inner, "up"], ["-n", lab.namespace, "link", "set", "lo",
+                                                                            "up"]):
+            subprocess.run(["ip", *command], check=True, capture_output=True)
+        return lab
+
+    def remove(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.namespace], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.host_end], capture_output=True)
+
+
+def build_references_locally(chaos: Chaos) -> None:
+    """One local worker builds every competition's references (remote workers only score), then exits."""
+    subprocess.run([sys.executable, "-m", "server.cli", "worker", "--exit-when-idle"], cwd=ROOT, env=chaos.env(),
+                   check=True, capture_output=True, timeout=900)
+
+
+def worker_tokens(chaos: Chaos, count: int) -> list[str]:
+    tokens = []
+    for index in range(count):
+        output = subprocess.run([sys.executable, "-m", "server.cli", "admin", "workers", "create", f"lab-{index}"],
+                                cwd=ROOT, env=chaos.env(), check=True, capture_output=True, text=True).stdout
+        tokens.append(output.split("(shown once): ")[1].split()[0])
+    return tokens
+
+
+def cut_links_while_scoring(chaos: Chaos, database: Database, cuts: int, uploading: threading.Thread) -> None:
+    """Cut the namespace's link `cuts` times, each time a remote worker holds a job (scoring, then posting)."""
+    deadline = time.monotonic() + 300 + 60 * cuts
+    while chaos.cuts < cuts and time.monotonic() < deadline:
+        if not held_jobs(database, SUBMISSIONS):
+            if not uploading.is_alive() and queue_empty(database):
+                return
+            time.sleep(0.05)
+            continue
+        time.sleep(random.uniform(0.0, 1.0))  # somewhere in the job: the download, the scoring or the post
+        with chaos.lock:
+            chaos.cut_link(random.uniform(0.5, 4.0))
 
 
 def submission_zips(count: int) -> list[bytes]:
@@ -198,12 +291,14 @@ def held_jobs(database: Database, kind: JobKind) -> dict[int, tuple[int, int]]:
     """Our workers' jobs of this kind right now: worker pid -> (job id, workers it has crashed so far)."""
     with database.sessionmaker() as session:
         held = session.scalars(select(kind.table).where(kind.table.status == kind.running)).all()
-        # Worker ids are host-pid-random.
-        return {worker_pid(job.worker_id): (job.id, len(crashed_workers(job))) for job in held if job.worker_id}
+        return {worker_pid(session, job.worker_id): (job.id, len(crashed_workers(job))) for job in held
+                if job.worker_id}
 
 
-def worker_pid(worker_id: str) -> int:
-    return int(worker_id.split("-")[-2])
+def worker_pid(session: Any, worker_id: str) -> int:
+    """The process id a worker registered with (a remote worker's too: its namespace shares the host's pids)."""
+    worker = session.get(WorkerRow, worker_id)
+    return worker.pid if worker is not None else -1
 
 
 def queue_empty(database: Database) -> bool:
@@ -285,7 +380,8 @@ def report(chaos: Chaos, database: Database, files: list[bytes], teams: list[tup
     with database.sessionmaker() as session:
         rows = session.scalars(select(Submission)).all()
         stored = {s.sha256 for s in rows}
-        scored_twice = sum(1 for s in rows if [e.to_status for e in s.events].count("scored") > 1)
+        # Transitions into `scored` (a refused late result is noted as scored -> scored, which is no second score).
+        scored_twice = sum(1 for s in rows if sum(e.to_status == "scored" != e.from_status for e in s.events) > 1)
         stuck = sum(1 for s in rows if s.status not in FINAL)
         failed = [(s.id, s.error) for s in rows if s.status == SubmissionStatus.failed]
         accepted_per_team: dict[int, set[str]] = {}
@@ -359,6 +455,8 @@ def main() -> int:
     parser.add_argument("--postgres-url", default=os.environ.get("ARENA_TEST_POSTGRES_URL", ""),
                         help="the server for --database postgres (default: ARENA_TEST_POSTGRES_URL)")
     parser.add_argument("--quick", action="store_true", help="6 uploads, 3 kills, 2 restarts")
+    parser.add_argument("--remote", action="store_true", help="remote workers in a network namespace (root)")
+    parser.add_argument("--cuts", type=int, default=5, help="--remote: cuts of the namespace's link")
     parser.add_argument("--drain-timeout", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "chaos.json")
     args = parser.parse_args()
@@ -381,7 +479,7 @@ def main() -> int:
         if args.database == "postgres":
             database_url, drop_schema = with_postgres_schema(args.postgres_url)
         chaos = Chaos(data_dir=data_dir, torch_home=torch_home, port=serve.free_port(), database_url=database_url,
-                      temp_dir=temp_dir)
+                      temp_dir=temp_dir, lab=RemoteLab.create(Path(tmp) / "lab-cache") if args.remote else None)
         files = submission_zips(args.submissions - args.models) + model_files(args.models, Path(tmp))
         random.shuffle(files)
         started = time.monotonic()
@@ -389,6 +487,9 @@ def main() -> int:
             chaos.start_server()
             database = Database(database_url)
             teams = create_teams(chaos, competitions)
+            if chaos.lab is not None:
+                build_references_locally(chaos)
+                chaos.lab.tokens = worker_tokens(chaos, args.workers)
             # Every worker at once, on references nobody has built: they race to build them (duplicate builds).
             for _ in range(args.workers):
                 chaos.start_worker()
@@ -397,9 +498,13 @@ def main() -> int:
             uploading.start()
             restarting = threading.Thread(target=restart_during_uploads, args=(chaos, args.restarts, uploading))
             restarting.start()
+            cutting = threading.Thread(target=cut_links_while_scoring,
+                                       args=(chaos, database, args.cuts if chaos.lab else 0, uploading))
+            cutting.start()
             kill_workers_mid_job(chaos, database, args.kills, args.workers, uploading)
             uploading.join()
             restarting.join()
+            cutting.join()
             chaos_s = time.monotonic() - started
             drain_s = drain(chaos, database, args.workers, args.drain_timeout)
             time.sleep(5)  # the orphan rule: a SIGKILLed worker's sampler must be gone within seconds
@@ -407,6 +512,8 @@ def main() -> int:
             database.dispose()
         finally:
             chaos.stop_all()
+            if chaos.lab is not None:
+                chaos.lab.remove()
             if drop_schema is not None:
                 drop_schema()
         time.sleep(2)
@@ -414,6 +521,7 @@ def main() -> int:
     result = {**result, "orphaned_processes": int(result["orphaned_processes"]) + len(left_running),
               "drain_s": round(drain_s, 1), "chaos_s": round(chaos_s, 1), "worker_kills": chaos.kills,
               "kills_by_phase": chaos.kills_by_phase, "server_restarts": chaos.restarts, "uploads": outcome,
+              "link_cuts": chaos.cuts, "remote": args.remote,
               "args": {k: str(v) for k, v in vars(args).items() if k != "postgres_url"},
               "machine": f"{os.cpu_count()} cores, {platform.python_version()}, {platform.machine()}"}
     rows = [("lost", result["lost"]), ("stuck", result["stuck"]), ("scored twice", result["scored_twice"]),
@@ -422,6 +530,7 @@ def main() -> int:
             ("orphaned processes", result["orphaned_processes"]),
             ("leftover temp folders", result["leftover_temp_folders"]), ("drain time", f"{drain_s:.1f} s"),
             ("worker SIGKILLs", f"{chaos.kills} {chaos.kills_by_phase}"), ("server restarts", chaos.restarts),
+            ("link cuts", chaos.cuts), ("workers", "remote (network namespace)" if args.remote else "local"),
             ("uploads", f"{outcome} ({result['models']} models)"), ("database", args.database)]
     print("\n".join(f"{name:<24}{value}" for name, value in rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ from submissions.competition import (
 __all__ = [
     "CONFIG_FILE",
     "MANIFEST_FILE",
+    "REFERENCE_CACHE_FILE",
     "REFERENCE_SUMMARY_FILE",
     "Competition",
     "CompetitionConfig",
@@ -38,6 +39,7 @@ __all__ = [
     "eps_in_force",
     "load_competition",
     "memorization_eps",
+    "reference_cache_file",
     "write_config",
     "write_manifest",
 ]
@@ -60,6 +62,13 @@ class CompetitionUnavailable(ArenaError, CompetitionError):
 
 # The scoring cache's readable summary (per-class auto eps); server/scoring/references.py writes it.
 REFERENCE_SUMMARY_FILE = "fid-references.json"
+# The scoring cache itself, one per feature engine (the torch engine's; others add their name): named here because
+# the web tier serves it to remote workers (server/jobs/remote.py) without importing the scoring engine.
+REFERENCE_CACHE_FILE = "fid-references.npz"
+
+
+def reference_cache_file(engine: str) -> str:
+    return REFERENCE_CACHE_FILE if engine == "torch" else REFERENCE_CACHE_FILE.replace(".npz", f".{engine}.npz")
 
 _loaded: dict[str, tuple[float, Competition | CompetitionError]] = {}
 

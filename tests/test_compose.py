@@ -137,3 +137,23 @@ def test_dockerfile_installs_every_package_with_the_pinned_constraints():
         assert re.search(rf"^COPY {package} \./{package}$", DOCKERFILE, re.MULTILINE), f"Dockerfile misses {package}/"
     assert "-c constraints.txt" in DOCKERFILE
     assert "offline-weights" in DOCKERFILE  # the demo must work without internet
+
+
+def commented_remote_worker() -> dict[str, Any]:
+    """The commented `remote-worker` service, uncommented and parsed as its own compose file would be."""
+    lines = COMPOSE_TEXT.splitlines()
+    start = lines.index("  # remote-worker:")
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("  #"):
+            break
+        block.append(line.replace("  # ", "", 1).replace("  #", "", 1))
+    return yaml.safe_load("\n".join(block))["remote-worker"]
+
+
+def test_the_commented_remote_worker_is_a_real_command_with_nothing_of_the_arena_shared():
+    service = commented_remote_worker()
+    assert command_problems(list(service["command"])) == []
+    assert "--server" in service["command"] and "--token" in service["command"]
+    assert not any(str(v).startswith(("arena-data", "torch-cache")) for v in service["volumes"])
+    assert "ARENA_DATABASE_URL" not in service.get("environment", {})

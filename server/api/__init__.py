@@ -5,7 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from server.api.routes import admin, competitions, health, leaderboard, submissions, teams
+from server.api.routes import admin, competitions, health, leaderboard, submissions, teams, workers
 from server.api.schemas import ErrorPublic
 
 # Every API error has the same shape; documented so clients (and the schemathesis test) can rely on it.
@@ -21,7 +21,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 router = APIRouter()
 router.include_router(health.router)
-for _module in (competitions, teams, submissions, leaderboard, admin):
+for _module in (competitions, teams, submissions, leaderboard, admin, workers):
     router.include_router(_module.router, prefix="/api", responses=ERROR_RESPONSES)
 
 __all__ = ["router"]

@@ -298,8 +298,87 @@ class WorkerPublic(BaseModel):
     last_heartbeat: datetime
     stopped_at: datetime | None
     current_submission_id: int | None
+    address: str | None = Field(None, description="Where a remote worker connects from (its client address).")
+    engine: str | None = Field(None, description="A remote worker's feature engine (torch | onnxruntime).")
 
     model_config = {"from_attributes": True}
+
+
+# -- remote workers (api/routes/workers.py): a worker token, never a team's --------------------------------------
+
+WorkerText = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$")]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class WorkerRegister(BaseModel):
+    host: WorkerText = Field(description="The worker machine's host name, for the organizer's console.")
+    pid: int = Field(ge=0, le=2**31 - 1)
+    device: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[\x20-\x7e]+$")]
+    engine: Annotated[str, Field(pattern=r"^(torch|onnxruntime)$")]
+
+
+class WorkerRegistered(BaseModel):
+    worker_id: str
+    heartbeat_seconds: float = Field(description="How often to send a heartbeat.")
+    lease_seconds: float = Field(description="A job whose worker is silent this long is requeued: stop working on "
+                                 "it when the server has not answered a heartbeat for this long.")
+
+
+class WorkerBeat(BaseModel):
+    worker_id: WorkerText
+    lease_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+
+
+class WorkerBeatAnswer(BaseModel):
+    holds: bool = Field(description="Whether the lease still holds its job (false: stop, the result would be 409).")
+    lease_seconds: float
+
+
+class WorkerClaim(BaseModel):
+    worker_id: WorkerText
+    engine: Annotated[str, Field(pattern=r"^(torch|onnxruntime)$")]
+    weights_sha256: Sha256
+    scorer_version: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[\x20-\x7e]+$")]
+
+
+class JobPublic(BaseModel):
+    lease_id: str = Field(description="The lease: every later call about this job names it (fencing).")
+    submission_id: int
+    submission_kind: str = Field(description="zip (images) or model (an ONNX generator to sample).")
+    competition: str
+    config: dict[str, Any] = Field(description="competition.json, as the worker needs it to score.")
+    manifest: dict[str, Any] = Field(description="manifest.json (file names and splits of the references).")
+    input_sha256: str
+    input_size: int
+    input_url: str
+    reference_fingerprint: str = Field(description="sha256 of the reference file: cache key and download check.")
+    reference_size: int
+    reference_url: str
+    settings: dict[str, int | float] = Field(description="The server's settings the job is scored under, by "
+                                             "their names in server.config.Settings: the zip limits, a model's "
+                                             "sample sets and sampling caps.")
+    seed: int | None = Field(None, description="A model's first sample set's seed (set k: seed + k), from the "
+                             "server's secret salt; None for images.")
+
+
+class JobFailure(BaseModel):
+    error: Annotated[str, Field(min_length=1, max_length=5000)]
+    model_failed: bool = Field(False, description="The model could not be sampled (the team's fault, as a local "
+                               "worker's ModelFailed): the submission fails at once, without retries.")
+
+
+class JobRelease(BaseModel):
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class JobProgress(BaseModel):
+    progress: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class ResultAccepted(BaseModel):
+    submission_id: int
+    status: str
+    score_public: float | None
 
 
 class HealthPublic(BaseModel):

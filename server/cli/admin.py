@@ -346,13 +346,56 @@ def admin_export(
         typer.echo(f"Wrote {out}")
 
 
-@admin_app.command("workers")
-def admin_workers(data_dir: Path | None = DATA_DIR_OPTION) -> None:
-    """Registered workers and their last heartbeat."""
+workers_app = typer.Typer(help="Scoring workers, and the tokens of remote ones (`arena worker --server URL "
+                          "--token TOKEN`).", invoke_without_command=True)
+admin_app.add_typer(workers_app, name="workers")
+
+
+@workers_app.callback()
+def admin_workers(context: typer.Context, data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    """Without a command: the workers and worker tokens (as `list`)."""
+    if context.invoked_subcommand is None:
+        admin_workers_list(data_dir)
+
+
+@workers_app.command("list")
+def admin_workers_list(data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    """Registered workers (local and remote) with their last heartbeat, then the remote workers' tokens."""
     from server.jobs.leases import list_workers
+    from server.jobs.remote import list_worker_tokens
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
         for w in list_workers(session=session):
             state = "stopped" if w.stopped_at else f"job {w.current_submission_id or '-'}"
-            typer.echo(f"{w.id}  {w.device}  last heartbeat {w.last_heartbeat:%H:%M:%S}  {state}")
+            where = f"  from {w.address}" if w.address else ""
+            typer.echo(f"{w.id}  {w.device}{where}  last heartbeat {w.last_heartbeat:%H:%M:%S}  {state}")
+        for token in list_worker_tokens(session=session):
+            state = f"revoked {token.revoked_at:%Y-%m-%d %H:%M}" if token.revoked_at else "active"
+            typer.echo(f"token {token.name}  created {token.created_at:%Y-%m-%d %H:%M}  {state}")
+
+
+@workers_app.command("create")
+def admin_workers_create(name: str = typer.Argument(..., help="A name for the worker machine, e.g. lab-gpu-1."),
+                         data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    """A token for a remote worker (printed once; only its hash is kept)."""
+    from server.jobs.remote import create_worker_token
+
+    settings, database = _admin_database(data_dir)
+    with database.session() as session:
+        _, token = _run(lambda: create_worker_token(session=session, name=name))
+    typer.echo(f"Worker token '{name}' (shown once): {token}")
+    typer.echo(f"On the GPU machine: ARENA_WORKER_TOKEN={token} arena worker --server {settings.resolved_public_url}"
+               " --device cuda")
+
+
+@workers_app.command("revoke")
+def admin_workers_revoke(name: str, data_dir: Path | None = DATA_DIR_OPTION) -> None:
+    """Revoke a worker token: its workers can do nothing more, and their jobs go back to the queue now."""
+    from server.jobs.remote import revoke_worker_token
+
+    _, database = _admin_database(data_dir)
+    with database.session() as session:
+        released = _run(lambda: revoke_worker_token(session=session, name=name))
+    jobs = ", ".join(map(str, released)) or "none"
+    typer.echo(f"Revoked worker token '{name}'; jobs it held, back in the queue: {jobs}")

@@ -187,7 +187,8 @@ def _read_submission(path: Path | None, images: Path | None, competition, settin
 def _score_model(model, competition, settings, scorer, seed: int | None):
     """The worker's model path: the first set scored, more sets for the interval. Returns the report with the sets'
     standard errors, what its intervals are over, and the sets' scores."""
-    from server.jobs.model_entries import ModelFailed, sample_images, score_sample_sets, submission_seed
+    from server.jobs.model_entries import ModelFailed, sample_images, score_sample_sets
+    from server.jobs.sampling_seeds import submission_seed
     from submissions import SubmissionSpec
     from submissions.results import SPLITS
 

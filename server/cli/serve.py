@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from server.cli.common import DATA_DIR_OPTION, load_settings, open_database
+from server.cli.common import DATA_DIR_OPTION, fail, load_settings, open_database
 
 if TYPE_CHECKING:
     from server.config import Settings
@@ -190,14 +190,24 @@ def worker_command(
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda (default ARENA_DEVICE)."),
     engine: str | None = typer.Option(None, "--engine", help="auto | torch | onnxruntime (default ARENA_FID_ENGINE)."),
     exit_when_idle: bool = typer.Option(False, "--exit-when-idle", help="Stop once the queue is empty."),
+    server: str | None = typer.Option(None, "--server", help="A remote worker: the arena's URL (https://...); it "
+                                      "needs no database or data dir, only --token."),
+    token: str | None = typer.Option(None, "--token", envvar="ARENA_WORKER_TOKEN", help="The worker token of "
+                                     "`arena admin workers create NAME` (with --server)."),
+    cache_dir: Path = typer.Option(Path("arena-worker-cache"), "--cache-dir", help="With --server: where the "
+                                   "downloaded reference statistics and zips are kept."),
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
-    """Run a standalone scoring worker (one per GPU; many can share one PostgreSQL database)."""
+    """Run a standalone scoring worker (one per GPU; many can share one PostgreSQL database), or with --server a
+    remote worker that reaches the arena over HTTP(S) only."""
     from server.jobs.signals import ShutdownSignals
     from server.jobs.worker import Worker
 
     configure_logging()
     settings = load_settings(data_dir, device=device, fid_engine=engine)
+    if server is not None:
+        run_remote_worker(settings, server=server, token=token, cache_dir=cache_dir)
+        return
     worker = Worker(database=open_database(settings), settings=settings)
     where = settings.resolved_database_url.split("@")[-1]  # never print a password
     typer.echo(f"Worker {worker.worker_id} on {where} (device {settings.device}, engine {settings.fid_engine})")
@@ -205,3 +215,21 @@ def worker_command(
     with ShutdownSignals(worker):
         done = worker.run(exit_when_idle=exit_when_idle, prepare=True)
     typer.echo(f"Worker {worker.worker_id} stopped after {done} submission(s).")
+
+
+def run_remote_worker(settings: Settings, *, server: str, token: str | None, cache_dir: Path) -> None:
+    from server.jobs.remote_worker import ArenaServer, RemoteWorker
+    from server.jobs.signals import ShutdownSignals
+
+    if not token:
+        fail("--server needs a worker token: --token or ARENA_WORKER_TOKEN (`arena admin workers create NAME` on "
+             "the server prints one).")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per poll and heartbeat otherwise
+    worker = RemoteWorker(server=ArenaServer(server, token), settings=settings, cache_dir=cache_dir)
+    typer.echo(f"Remote worker for {server} (device {settings.device}, engine {settings.fid_engine}, cache "
+               f"{cache_dir})")
+    done = 0
+    with ShutdownSignals(worker):
+        done = worker.run()
+    typer.echo(f"Remote worker {worker.worker_id} stopped after {done} submission(s).")

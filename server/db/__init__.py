@@ -14,6 +14,7 @@ from server.db.models import (
     SubmissionStatus,
     Team,
     WorkerRow,
+    WorkerToken,
 )
 from server.db.session import Database, begin_write, utc_day, utcnow
 
@@ -30,6 +31,7 @@ __all__ = [
     "SubmissionStatus",
     "Team",
     "WorkerRow",
+    "WorkerToken",
     "begin_write",
     "bump_board_version",
     "transition",

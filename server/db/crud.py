@@ -114,14 +114,20 @@ def create_team(
     begin_write(session)
     team = Team(competition_id=competition.id, name=name, members=members, token_hash=hash_token(token),
                 is_baseline=is_baseline, created_at=now or utcnow())
-    session.add(team)
+    add_unique(session, team, Conflict(f"A team named '{name}' already exists in '{competition.slug}'. Pick another "
+                                       "name.", detail={"name": name}))
+    return team, token
+
+
+def add_unique(session: Session, row: object, conflict: Conflict) -> None:
+    """Insert `row` and commit (the caller has begun the write); a unique name it repeats is `conflict`, the write
+    rolled back."""
+    session.add(row)
     try:
         session.commit()
     except IntegrityError as exc:
         session.rollback()
-        raise Conflict(f"A team named '{name}' already exists in '{competition.slug}'. Pick another name.",
-                       detail={"name": name}) from exc
-    return team, token
+        raise conflict from exc
 
 
 def delete_team(*, session: Session, team: Team) -> None:

@@ -216,6 +216,26 @@ class WorkerRow(Base):
     last_heartbeat: Mapped[datetime]
     stopped_at: Mapped[datetime | None]
     current_submission_id: Mapped[int | None] = mapped_column(Integer)
+    # Remote workers (server/jobs/remote.py): the token they signed in with, where they connect from, their engine,
+    # and the scorer version they claim with (a result must carry the same).
+    token_id: Mapped[int | None] = mapped_column(ForeignKey("worker_tokens.id", ondelete="SET NULL"), index=True)
+    address: Mapped[str | None] = mapped_column(String(64))
+    engine: Mapped[str | None] = mapped_column(String(32))
+    scorer_version: Mapped[str | None] = mapped_column(String(64))
+
+
+class WorkerToken(Base):
+    """A token the organizer gave a remote scoring worker (`arena admin workers create NAME`): stored hashed like a
+    team token; it can only claim jobs, read their inputs, heartbeat and post results. Revoking it gives back the jobs
+    its workers hold."""
+
+    __tablename__ = "worker_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
 
 
 class SettingChange(Base):

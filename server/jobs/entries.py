@@ -16,7 +16,7 @@ import numpy as np
 from server.competition import Competition
 from server.config import Settings
 from server.db import SubmissionKind
-from server.jobs.model_entries import sample_images, score_sample_sets, submission_seed
+from server.jobs.model_entries import sample_images, score_sample_sets
 from server.storage import grid_path, sampled_zip_path, write_evidence_images, write_sample_grid
 from submissions.results import ScoreReport, SubmissionResult
 
@@ -28,13 +28,19 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class EntryJob:
     """A claimed submission's inputs: its kind, the stored file (a zip of images or an ONNX model) and its hash
-    (a model's sampling seed and the cache of its sampled images derive from it), the competition it is scored
-    in."""
+    (the cache of a model's sampled images is named by it), the competition it is scored in, and for a model the
+    seed of its first sample set, which the server computes under its secret salt: a remote worker is sent it."""
 
     kind: str  # SubmissionKind
     path: Path
     sha256: str
     competition: Competition
+    seed: int | None = None  # a model's first sample set's seed (sampling_seeds.submission_seed): the server's
+
+    def first_seed(self) -> int:
+        if self.seed is None:
+            raise ValueError(f"model submission {self.sha256[:12]}: its claim carries no sampling seed")
+        return self.seed
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,7 @@ def score_entry(job: EntryJob, *, scorer: Scorer, settings: Settings, stage: Cal
     result = report.result()
     if is_model:
         spread = score_sample_sets(job.path, spec, settings, scorer, job.competition,
-                                   seed=submission_seed(settings, job.sha256), first=report, stage=stage, tag=tag,
+                                   seed=job.first_seed(), first=report, stage=stage, tag=tag,
                                    cancelled=cancelled)
         result = result.with_sample_sets(spread)
     return ScoredEntry(result=result, images=decoded.images, report=report)
@@ -84,7 +90,7 @@ def images_zip(job: EntryJob, spec: SubmissionSpec, settings: Settings, *, devic
     if not sampled.exists():
         from submissions import pack
 
-        images = sample_images(job.path, spec, settings, device=device, seed=submission_seed(settings, job.sha256),
+        images = sample_images(job.path, spec, settings, device=device, seed=job.first_seed(),
                                tag=tag, cancelled=cancelled)
         pack(images, sampled, spec)  # atomic: a crash mid-write never leaves a half zip under the final name
     return sampled

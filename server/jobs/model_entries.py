@@ -8,8 +8,6 @@ an uploaded zip, and `model_sample_sets - 1` more sets are sampled and scored fo
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import threading
 from pathlib import Path
@@ -18,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from server.config import Settings
-from server.storage import kept_secret
 from server.submission_rules import MODEL_FAILED
 from submissions.results import SampleSets, ScoreReport
 
@@ -35,27 +32,6 @@ log = logging.getLogger("arena.worker")
 class ModelFailed(Exception):
     """A submitted model could not be sampled (hang, crash, memory, NaN, wrong shape): the team's fault, so the
     submission fails at once, without retries, and gives its quota back."""
-
-
-def submission_seed(settings: Settings, sha256: str) -> int:
-    """The seed of a model submission's first sample set (set k uses seed + k): from the file hash under the
-    server's secret salt, so a rescore draws the same images and no team can know them in advance."""
-    return model_seed(sampling_salt(settings.data_dir, settings.model_sampling_salt), sha256)
-
-
-def sampling_salt(data_dir: Path, configured: str | None = None) -> bytes:
-    """The server's secret salt for model sampling seeds: `configured` (ARENA_MODEL_SAMPLING_SALT) when set,
-    otherwise `{data_dir}/secrets/sampling-salt` (`kept_secret`)."""
-    return (configured or kept_secret(data_dir, "sampling-salt")).encode()
-
-
-def model_seed(salt: bytes, sha256: str) -> int:
-    """The sampling seed of a model submission: HMAC-SHA256 of its file hash under the server's salt (48 bits, so
-    JSON readers keep it exact). The same file gets the same seed on this server, so a rescore draws the same
-    images; without the salt a team cannot compute the noise its model will be sampled with, nor search for a file
-    whose hash gives a lucky one."""
-    digest = hmac.new(salt, bytes.fromhex(sha256), hashlib.sha256).digest()
-    return int.from_bytes(digest[:6], "big")
 
 
 def sample_images(model: Path, spec: SubmissionSpec, settings: Settings, *, device: str, seed: int, tag: str = "",

@@ -21,6 +21,8 @@ import hashlib
 import logging
 import threading
 import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,7 @@ from server.jobs.queue import (
 )
 from server.jobs.reference_builds import claim_next_build, release_build, request_build, requeue_stale_builds
 from server.jobs.reference_worker import run_build
+from server.jobs.sampling_seeds import submission_seed
 from server.jobs.signals import WorkerInterrupted
 from server.storage import model_path, upload_path
 
@@ -51,6 +54,20 @@ if TYPE_CHECKING:
     from server.scoring import Scorer
 
 log = logging.getLogger("arena.worker")
+
+
+@contextmanager
+def beating(loop: Callable[[threading.Event], None], *, name: str) -> Iterator[None]:
+    """Run a worker's heartbeat loop in a daemon thread while the block runs; the loop returns once its event is
+    set (every worker, local or remote, beats this way)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=loop, args=(stop,), daemon=True, name=name)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def make_scorer(settings: Settings) -> Scorer:
@@ -97,27 +114,22 @@ class Worker:
         reap_orphans()
         with self.database.session() as session:
             register_worker(session=session, worker_id=self.worker_id, device=self.settings.device)
-        stop_beating = threading.Event()
-        beating = threading.Thread(target=self._heartbeat_loop, args=(stop_beating,), daemon=True,
-                                   name=f"heartbeat-{self.worker_id}")
-        beating.start()
         done = 0
         try:
-            if prepare:
-                self.prepare_references()
-            while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
-                self.requeue_silent_workers()
-                if self.run_reference_build():
-                    continue
-                if self.run_once():
-                    done += 1
-                elif exit_when_idle and not self._work_pending():
-                    break
-                else:
-                    self.stop.wait(self.settings.worker_poll_seconds)
+            with beating(self._heartbeat_loop, name=f"heartbeat-{self.worker_id}"):
+                if prepare:
+                    self.prepare_references()
+                while not self.stop.is_set() and (max_jobs is None or done < max_jobs):
+                    self.requeue_silent_workers()
+                    if self.run_reference_build():
+                        continue
+                    if self.run_once():
+                        done += 1
+                    elif exit_when_idle and not self._work_pending():
+                        break
+                    else:
+                        self.stop.wait(self.settings.worker_poll_seconds)
         finally:
-            stop_beating.set()
-            beating.join(timeout=5)
             with self.database.session() as session:
                 stop_worker(session=session, worker_id=self.worker_id)
         return done
@@ -244,9 +256,11 @@ class Worker:
 
     def entry_job(self, submission: Submission) -> EntryJob:
         """What scoring the claimed submission needs, read from its row and the data dir."""
-        store = model_path if submission.kind == SubmissionKind.model else upload_path
+        is_model = submission.kind == SubmissionKind.model
+        store = model_path if is_model else upload_path
         return EntryJob(kind=submission.kind, path=store(self.settings.data_dir, submission.sha256),
-                        sha256=submission.sha256, competition=load_competition(submission.team.competition))
+                        sha256=submission.sha256, competition=load_competition(submission.team.competition),
+                        seed=submission_seed(self.settings, submission.sha256) if is_model else None)
 
     def job_tag(self) -> str:
         """The current job's name on this host's process list: its id within this database (a hash of the URL, so

@@ -23,14 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from server.competition import REFERENCE_SUMMARY_FILE, Competition, CompetitionError, eps_in_force
+from server.competition import (
+    REFERENCE_SUMMARY_FILE,
+    Competition,
+    CompetitionError,
+    eps_in_force,
+    reference_cache_file,
+)
 from server.scoring.features import FEATURE_DIMS, PREPROCESSING_VERSION, FeatureExtractor
 from server.scoring.frechet import ReferenceStats
 from server.scoring.memorization import auto_eps, normalized
 from submissions.atomic import write_atomically
 from submissions.results import SPLITS, Split
 
-CACHE_FILE = "fid-references.npz"  # the torch engine's; other engines add their name (cache_file)
 log = logging.getLogger(__name__)
 # 2: the raw public/private test features are stored (uncertainty and diagnostics need them).
 CONTENTS_VERSION = 2
@@ -74,10 +79,6 @@ class References:
         return eps
 
 
-def cache_file(engine: str) -> str:
-    return CACHE_FILE if engine == "torch" else CACHE_FILE.replace(".npz", f".{engine}.npz")
-
-
 def expected_metadata(competition: Competition, weights_sha256: str, engine: str) -> dict:
     counts = {
         cls: {"train": len(competition.train_files(cls)), **{s: len(competition.test_files(cls, s)) for s in SPLITS}}
@@ -102,7 +103,7 @@ def cache_problem(competition: Competition, extractor: FeatureExtractor) -> str 
     """None when this engine's cache is current for these weights and images, else why it needs a build. Reads only
     the cache's metadata (not its ~400 MB of matrices), so a worker can check every competition at start-up."""
     metadata = expected_metadata(competition, extractor.weights_sha256, extractor.engine)
-    path = competition.references_dir / cache_file(extractor.engine)
+    path = competition.references_dir / reference_cache_file(extractor.engine)
     if not path.is_file():
         return f"no reference cache for the {extractor.engine} engine yet"
     try:
@@ -160,7 +161,7 @@ def build_references(
 ) -> References:
     """Features of every train and test image, then statistics, square roots and the eps calibration."""
     classes = {cls: _build_class(competition, extractor, cls, progress, on_progress) for cls in competition.classes}
-    path = competition.references_dir / cache_file(extractor.engine)
+    path = competition.references_dir / reference_cache_file(extractor.engine)
     save_references(path, metadata, classes)
     return References(metadata=metadata, classes=classes, path=path)
 
@@ -224,6 +225,6 @@ def load_or_build_references(
     on_progress: BuildProgress | None = None,
 ) -> References:
     metadata = expected_metadata(competition, extractor.weights_sha256, extractor.engine)
-    path = competition.references_dir / cache_file(extractor.engine)
+    path = competition.references_dir / reference_cache_file(extractor.engine)
     return load_references(path, metadata) or build_references(competition, extractor, metadata, progress,
                                                                on_progress)

@@ -25,7 +25,7 @@ from server.db.crud import (
 )
 from server.deps import is_admin_token
 from server.errors import ArenaError, NotFound
-from server.jobs import queue
+from server.jobs import queue, remote
 from server.jobs.leases import list_workers
 from server.jobs.reference_builds import builds_by_worker, percent_done
 from server.params import RowId, id_from_text
@@ -221,6 +221,53 @@ def admin_teams_create(
         form = {"competition": competition, "name": name, "members": members, "is_baseline": is_baseline}
         return _teams_page(page, **refused_form(exc, form))
     return _teams_page(page, new_token={"team": team.name, "token": token})
+
+
+def _workers_page(page: Page, *, status_code: int = 200, **extra: object) -> Response:
+    """Every worker (local and remote) with what it does and did, the queue's wait, and the remote workers' tokens."""
+    silent_after = timedelta(seconds=page.settings.worker_timeout_seconds)
+    records = remote.worker_records(session=page.db)
+    tokens = remote.list_worker_tokens(session=page.db)
+    names = {t.id: t.name for t in tokens}
+    workers = [{"row": w, "alive": page.now - w.last_heartbeat < silent_after, "token": names.get(w.token_id or 0),
+                "record": records.get(w.id, remote.WorkerRecord(done=0, mean_seconds=None))}
+               for w in list_workers(session=page.db)]
+    context = {"workers": workers, "tokens": tokens, "form": {}, "errors": {},
+               "server_url": page.settings.resolved_public_url,
+               "queued": list_submissions(session=page.db, status=SubmissionStatus.queued, limit=0)[1],
+               "wait_seconds": remote.queue_wait_seconds(session=page.db, now=page.now), **extra}
+    return page.render("admin/workers.html", context, status_code=status_code)
+
+
+@router.get("/workers", name="web_admin_workers", response_class=HTMLResponse)
+def admin_workers(page: PageDep) -> Response:
+    """The Workers tab: every worker's job, heartbeat and record; the remote workers' tokens."""
+    page.require_admin()
+    return _workers_page(page)
+
+
+@router.post("/workers", name="web_admin_workers_create", response_class=HTMLResponse)
+def admin_workers_create(page: PageDep, name: Annotated[str, Form()], csrf_token: Annotated[str, Form()] = ""
+                         ) -> Response:
+    """A token for a remote worker, shown once."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    try:
+        _, token = remote.create_worker_token(session=page.db, name=name)
+    except ArenaError as exc:
+        return _workers_page(page, **refused_form(exc, {"name": name}))
+    return _workers_page(page, new_token={"name": name, "token": token})
+
+
+@router.post("/workers/{name}/revoke", name="web_admin_workers_revoke", response_class=HTMLResponse)
+def admin_workers_revoke(name: str, page: PageDep, csrf_token: Annotated[str, Form()] = "") -> Response:
+    """Revoke a worker token: its workers stop, their jobs go back to the queue now."""
+    page.require_admin()
+    page.session.check_csrf(csrf_token)
+    released = remote.revoke_worker_token(session=page.db, name=name)
+    page.session.set_flash("ok", f"Revoked the worker token '{name}'; jobs back in the queue: "
+                                 f"{', '.join(map(str, released)) or 'none'}.")
+    return page.redirect(page.url_for("web_admin_workers"))
 
 
 @router.post("/teams/{team_id}/rotate", name="web_admin_team_rotate", response_class=HTMLResponse)

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from server.competition import CONFIG_FILE, Competition, competitions_dir, write_manifest
+from server.competition import CONFIG_FILE, Competition, competitions_dir, reference_cache_file, write_manifest
 from server.db import CompetitionRow, ReferenceBuild
 from server.db.crud import create_team, get_competition, register_competition
 from server.jobs.leases import crashed_workers, register_worker
@@ -31,7 +31,7 @@ from server.jobs.reference_builds import (
 )
 from server.jobs.reference_worker import ProgressReporter
 from server.jobs.worker import Worker
-from server.scoring.references import cache_file, cache_problem
+from server.scoring.references import cache_problem
 from server.submission_rules import create_submission
 from tests.server.data.trees import make_tree
 from tests.utils.competition import make_competition
@@ -194,7 +194,7 @@ def test_a_worker_builds_queued_references_with_progress_then_scores_what_waited
         row = get_competition(session=session, slug=arena.slug)
         build_id = request_build(session=session, competition=row, reason="prepared from the console").id
     upload = arena.upload(token, submission_zip(arena.competition, seed=3)).json()  # open while it builds
-    cache = arena.competition.references_dir / cache_file(scorer.extractor.engine)
+    cache = arena.competition.references_dir / reference_cache_file(scorer.extractor.engine)
     assert not cache.exists()
 
     worker = Worker(database=arena.database, settings=arena.settings, scorer=scorer, worker_id="w")

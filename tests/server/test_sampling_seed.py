@@ -9,7 +9,8 @@ import stat
 import numpy as np
 
 from server.config import Settings
-from server.jobs.model_entries import sample_images, sampling_salt, submission_seed
+from server.jobs.model_entries import sample_images
+from server.jobs.sampling_seeds import sampling_salt, submission_seed
 from submissions import SubmissionSpec
 from tests.utils import onnx_models
 from tests.utils.competition import make_competition

@@ -30,7 +30,7 @@ from submissions.results import ClassResult, ScoreReport
 from tests.utils.competition import make_competition, random_images
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
-TABLES = "browser_sessions, job_events, submissions, teams, workers, competitions"
+TABLES = "browser_sessions, job_events, submissions, teams, workers, worker_tokens, competitions"
 START = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 XSS_NAME = "<script>alert('x')</script> team"
 

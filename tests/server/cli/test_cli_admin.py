@@ -100,3 +100,19 @@ def test_admin_references_queues_one_build_for_a_worker_and_reports_it(monkeypat
     assert failed.exit_code == 1
     assert failed.output.strip() == ("Reference build 1: failed, 0/16 images (with_mask 0/8, without_mask 0/8); "
                                      "worker w (torch); OSError: no space left")
+
+
+def test_admin_workers_create_list_revoke(monkeypatch, data_dir, database, database_url):
+    """A remote worker's token from the CLI: printed once with the command to run, listed, revoked; a bad name or
+    a second token of the same name is refused with the rule."""
+    make_test_competition(data_dir)
+    created = arena(monkeypatch, database_url, "admin", "workers", "create", "lab-gpu-1")
+    assert "(shown once): arenaw_" in created and "arena worker --server" in created
+    assert "token lab-gpu-1" in arena(monkeypatch, database_url, "admin", "workers", "list")
+    assert "token lab-gpu-1" in arena(monkeypatch, database_url, "admin", "workers")  # `list` is the default
+    for name, rule in (("lab-gpu-1", "exists already"), ("lab gpu", "letters, digits")):
+        result = CliRunner().invoke(app, ["admin", "workers", "create", name])
+        assert result.exit_code == 1 and rule in result.output, result.output
+    revoked = arena(monkeypatch, database_url, "admin", "workers", "revoke", "lab-gpu-1")
+    assert "Revoked worker token 'lab-gpu-1'" in revoked
+    assert "revoked" in arena(monkeypatch, database_url, "admin", "workers", "list")

@@ -8,12 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
+from server.competition import REFERENCE_CACHE_FILE, Competition, reference_cache_file
 from server.competition import REFERENCE_SUMMARY_FILE as SUMMARY_FILE
-from server.competition import Competition
 from server.scoring import Scorer
 from server.scoring.features import FeatureExtractor
 from server.scoring.memorization import auto_eps
-from server.scoring.references import CACHE_FILE, cache_file, expected_metadata, load_references
+from server.scoring.references import expected_metadata, load_references
 
 
 def test_cache_holds_statistics_memorization_set_and_eps(random_competition):
@@ -21,7 +21,7 @@ def test_cache_holds_statistics_memorization_set_and_eps(random_competition):
     references = scorer.prepare(competition)
     leftovers = sorted(p.name for p in competition.references_dir.iterdir())
     # no temporary files left behind
-    assert leftovers == sorted([cache_file(scorer.extractor.engine), SUMMARY_FILE])
+    assert leftovers == sorted([reference_cache_file(scorer.extractor.engine), SUMMARY_FILE])
     engine = scorer.extractor.engine
     assert references.metadata == expected_metadata(competition, scorer.extractor.weights_sha256, engine)
     for cls in competition.classes:
@@ -40,7 +40,7 @@ def test_cache_holds_statistics_memorization_set_and_eps(random_competition):
 def test_cache_keeps_the_raw_test_features_and_the_memory_files(random_competition):
     competition, scorer = random_competition
     engine = scorer.extractor.engine
-    stored = load_references(competition.references_dir / cache_file(engine),
+    stored = load_references(competition.references_dir / reference_cache_file(engine),
                              expected_metadata(competition, scorer.extractor.weights_sha256, engine))
     assert stored is not None
     refs = stored.classes["with_mask"]
@@ -58,7 +58,7 @@ def test_an_older_cache_without_the_test_features_is_rebuilt(random_competition,
     competition, scorer = random_competition
     copy = Competition.load(shutil.copytree(competition.root, tmp_path / "copy"))
     engine = scorer.extractor.engine
-    path = copy.references_dir / cache_file(engine)
+    path = copy.references_dir / reference_cache_file(engine)
     with np.load(path) as archive:
         old = {k: archive[k] for k in archive.files if "/test/" not in k and not k.endswith("train_count")}
     metadata = json.loads(str(old["metadata"]))
@@ -90,7 +90,7 @@ def test_a_new_process_reuses_the_cache(random_competition, random_weights, monk
 def test_cache_is_stale_when_an_input_changes(random_competition, changed):
     competition, scorer = random_competition
     metadata = expected_metadata(competition, scorer.extractor.weights_sha256, scorer.extractor.engine)
-    path = competition.references_dir / cache_file(scorer.extractor.engine)
+    path = competition.references_dir / reference_cache_file(scorer.extractor.engine)
     assert load_references(path, metadata) is not None
     altered = {**metadata, changed: {"with_mask": {"train": 99}} if changed == "counts" else "other"}
     assert load_references(path, altered) is None
@@ -105,14 +105,14 @@ def test_dataset_change_changes_the_metadata(random_competition, tmp_path):
     manifest["dataset_hash"] = "changed"
     (copy / "manifest.json").write_text(json.dumps(manifest))
     changed = expected_metadata(Competition.load(copy), scorer.extractor.weights_sha256, "onnxruntime")
-    assert load_references(copy / "references" / cache_file("onnxruntime"), changed) is None
+    assert load_references(copy / "references" / reference_cache_file("onnxruntime"), changed) is None
 
 
 def test_a_corrupt_or_half_written_cache_is_ignored(random_competition, tmp_path):
     competition, scorer = random_competition
     metadata = expected_metadata(competition, scorer.extractor.weights_sha256, scorer.extractor.engine)
-    broken = tmp_path / CACHE_FILE
-    broken.write_bytes((competition.references_dir / cache_file(scorer.extractor.engine)).read_bytes()[:1000])
+    broken = tmp_path / REFERENCE_CACHE_FILE
+    broken.write_bytes((competition.references_dir / reference_cache_file(scorer.extractor.engine)).read_bytes()[:1000])
     assert load_references(broken, metadata) is None
     broken.write_bytes(b"not a zip")
     assert load_references(broken, metadata) is None
@@ -134,8 +134,8 @@ def test_each_engine_keeps_its_own_cache_and_never_reads_the_others(random_compe
     shutil.copytree(competition.root, copy)
     competition = Competition.load(copy)
     torch_refs = Scorer(FeatureExtractor(device="cpu", engine="torch")).prepare(competition)
-    assert torch_refs.path.name == CACHE_FILE and torch_refs.metadata["engine"] == "torch"
-    onnx_path = competition.references_dir / cache_file("onnxruntime")
+    assert torch_refs.path.name == REFERENCE_CACHE_FILE and torch_refs.metadata["engine"] == "torch"
+    onnx_path = competition.references_dir / reference_cache_file("onnxruntime")
     onnx_metadata = expected_metadata(competition, scorer.extractor.weights_sha256, "onnxruntime")
     assert load_references(onnx_path, onnx_metadata) is not None  # the torch build left it alone
     # a torch cache put where the onnxruntime one belongs is refused (and so rebuilt), not mixed in

@@ -166,7 +166,7 @@ def test_arena_score_samples_a_model_and_gives_the_interval_over_sample_sets(two
     import statistics
 
     from server.config import Settings
-    from server.jobs.model_entries import submission_seed
+    from server.jobs.sampling_seeds import submission_seed
     from submissions.results import Z_95
     from tests.utils import onnx_models
 

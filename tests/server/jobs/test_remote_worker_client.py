@@ -1,0 +1,100 @@
+"""The remote worker's client side alone (server/jobs/remote_worker.py), against small real HTTP servers: retries with
+backoff on 5xx and on a refused connection, downloads kept only when their hash matches, and a lease given up when
+the server stays silent for as long as it said the lease lasts."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.config import Settings
+from server.jobs.remote_worker import ArenaServer, RemoteWorker
+from tests.utils.serve import free_port
+
+PAYLOAD = b"reference statistics " * 1000
+
+
+@contextmanager
+def flaky_server(failures: int, body: bytes = PAYLOAD) -> Iterator[tuple[str, list[str]]]:
+    """Answers 503 `failures` times, then 200 with `body`; yields (url, the paths it was asked for)."""
+    asked: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            asked.append(self.path)
+            status = 503 if len(asked) <= failures else 200
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET  # noqa: N815
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_calls_are_retried_with_backoff_on_5xx():
+    with flaky_server(failures=2) as (url, asked):
+        response = ArenaServer(url, "arenaw_x", retry_seconds=30).call("POST", "/claim")
+    assert response.status_code == 200 and len(asked) == 3
+
+
+def test_a_server_that_keeps_failing_ends_the_retries_with_its_error():
+    with flaky_server(failures=1000) as (url, asked), pytest.raises(httpx.HTTPStatusError):
+        ArenaServer(url, "arenaw_x", retry_seconds=1.5).call("POST", "/claim")
+    assert 2 <= len(asked) <= 5  # backoff 0.5 s doubling, within the 1.5 s given
+
+
+def test_a_download_is_kept_only_with_the_announced_hash(tmp_path):
+    good = hashlib.sha256(PAYLOAD).hexdigest()
+    with flaky_server(failures=1) as (url, _):
+        server = ArenaServer(url, "arenaw_x", retry_seconds=30)
+        path = server.download(f"{url}/references", tmp_path / "refs.npz", good)
+        assert path.read_bytes() == PAYLOAD
+        with pytest.raises(httpx.ReadError, match="is not the announced"):
+            ArenaServer(url, "arenaw_x", retry_seconds=1).download(f"{url}/x", tmp_path / "other.npz", "0" * 64)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["refs.npz"]  # no partial file left behind
+
+
+def test_a_lease_is_given_up_when_the_server_is_silent_as_long_as_it_lasts(tmp_path):
+    """Nobody listens on the port: the heartbeats fail, and after lease_seconds the job counts as lost (the server
+    has requeued it by then, so the worker must not post a result for it)."""
+    worker = RemoteWorker(server=ArenaServer(f"http://127.0.0.1:{free_port()}", "arenaw_x", retry_seconds=0.1),
+                          settings=Settings(data_dir=tmp_path), cache_dir=tmp_path, scorer=object(),
+                          heartbeat_seconds=0.05, lease_seconds=0.5)
+    worker.lease, worker.last_answer = "ab" * 16, time.monotonic()
+    stop = threading.Event()
+    beating = threading.Thread(target=worker._heartbeat_loop, args=(stop,), daemon=True)
+    beating.start()
+    try:
+        assert not worker.lost.wait(0.3)  # within the lease: kept
+        assert worker.lost.wait(2.0)  # past it: given up
+    finally:
+        stop.set()
+        beating.join(timeout=5)
+
+
+def test_the_cache_dir_holds_the_reference_file_once_per_fingerprint(tmp_path):
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    with flaky_server(failures=0) as (url, asked):
+        server = ArenaServer(url, "arenaw_x", retry_seconds=5)
+        for _ in range(3):
+            server.download(f"{url}/references", tmp_path / "references" / f"{digest}.npz", digest)
+    assert len(asked) == 1 and Path(tmp_path / "references" / f"{digest}.npz").stat().st_size == len(PAYLOAD)
