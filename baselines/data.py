@@ -14,7 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from server.competition import CONFIG_FILE, Competition
+from server.competition_dir import CONFIG_FILE, Competition
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 IMAGE_SIZE = 64

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from baselines.registry import load_model
 from baselines.train import checkpoint_paths, read_run_config, resolve_device
-from server.competition import Competition
+from server.competition_dir import Competition
 
 DEFAULT_PER_CLASS = 1000
 

@@ -38,7 +38,7 @@ from baselines.augment import diff_augment, random_xflip
 from baselines.data import TrainingData, load_training_data, split_holdout, to_model_range, to_uint8
 from baselines.layers import check_image_size
 from baselines.registry import load_model
-from server.competition import Competition
+from server.competition_dir import Competition
 from submissions.atomic import write_atomically
 
 CONFIG_FILE = "config.json"

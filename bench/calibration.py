@@ -134,7 +134,7 @@ def measure_cell(partitions, references: dict, n: int, replicates: int, methods:
 
 def summarize(cell: dict, methods: dict[str, Estimator]) -> dict:
     """Per split: FIDs, the real sd, and per estimator se / sd, coverage and tie rates."""
-    from server.ranking import statistically_tied
+    from server.boards.ranking import statistically_tied
     from submissions.results import Z_95
 
     out = {}

@@ -313,7 +313,7 @@ def kill_workers_mid_job(chaos: Chaos, database: Database, kills: int, workers: 
                          uploading: threading.Thread) -> None:
     """SIGKILL workers while they work, at random: each job a worker claims (a submission or a reference build) is
     killed with probability KILL_P, except a job one crash short of the poison-pill limit (a valid submission must
-    survive the chaos; the poison pill itself is tested in tests/server/test_queue.py). A model submission's worker
+    survive the chaos; the poison pill itself is tested in tests/server/jobs/test_queue.py). A model submission's worker
     is killed once its sampling process runs. Reference builds take at most a quarter of the kills."""
     judged: set[tuple[int, str, int]] = set()  # (worker pid, kind, id): one coin toss per claim
     deadline = time.monotonic() + 300 + 120 * kills  # a worker start (torch, references) takes long on busy cores

@@ -114,7 +114,7 @@ class Context:
     device: torch.device
     work: Path
     weights: Path
-    competition: Any  # server.competition.Competition
+    competition: Any  # server.competition_dir.Competition
     scorer: Any  # the exact server.scoring.Scorer that built the references (model and references loaded)
 
     @property
@@ -147,7 +147,7 @@ def fid_weights(args: argparse.Namespace, work: Path) -> Path:
 
 def bench_competition(args: argparse.Namespace, sizes: Sizes, work: Path):
     """--data's competition, else a fresh demo competition of the run's sizes."""
-    from server.competition import Competition
+    from server.competition_dir import Competition
     from server.data import make_demo_competition
 
     if args.data is not None:

@@ -92,7 +92,7 @@ def prepare_data(work: Path, n: int, train: int) -> tuple[Path, Path]:
 
 def warm_child(args: argparse.Namespace) -> None:
     """(c): load once, warm up, then time end-to-end scoring of the PNG folders."""
-    from server.competition import Competition
+    from server.competition_dir import Competition
     from server.scoring import FeatureExtractor, Scorer
     from submissions.folders import read_class_folders
 
@@ -132,7 +132,7 @@ def matmul_tflops(device: str) -> float:
 def run(args: argparse.Namespace) -> dict:
     import torch
 
-    from server.competition import Competition
+    from server.competition_dir import Competition
     from server.scoring import FeatureExtractor, Scorer
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device

@@ -46,7 +46,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import func, select, update
 
-from server.competition import write_config
+from server.competition_dir import write_config
 from server.config import Settings
 from server.db import (
     Database,

@@ -32,7 +32,7 @@ from baselines.data import to_uint8
 from baselines.generate import load_generator, sample
 from baselines.registry import MODEL_NAMES
 from baselines.train import TrainOptions, new_run, resolve_device
-from server.competition import Competition
+from server.competition_dir import Competition
 
 RESULTS = Path("bench/results")
 

@@ -23,14 +23,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server import __version__, api, web
 from server.api.board_cache import LeaderboardFastPath, prerender
-from server.boards import BoardCache
+from server.boards.cache import BoardCache
+from server.boards.ranking import Leaderboard
 from server.config import Settings, get_settings
 from server.db import Database, utcnow
 from server.db.crud import sync_competitions
 from server.errors import ArenaError, UploadTooLarge
-from server.ranking import Leaderboard
 from server.rate_limit import RateLimit
-from server.upload_limits import UploadRateLimits
+from server.uploads.limits import UploadRateLimits
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The API's leaderboard read path: `server.boards.BoardCache` answers from memory; this module renders its bytes.
+"""The API's leaderboard read path: `server.boards.cache.BoardCache` answers from memory; this module renders its bytes.
 
 - Each board is rendered once per format (JSON, CSV, each also gzipped) with an ETag, so a reader costs a lookup,
   and a client that already holds the board gets 304.
@@ -21,9 +21,9 @@ from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Scope
 
-from server.boards import GZIP_MIN_BYTES, BoardCache, CachedBoard, FastPath, accepts_gzip, client_has
+from server.boards.cache import GZIP_MIN_BYTES, BoardCache, CachedBoard, FastPath, accepts_gzip, client_has
+from server.boards.ranking import Board, Leaderboard, leaderboard_csv
 from server.errors import ArenaError
-from server.ranking import Board, Leaderboard, leaderboard_csv
 
 __all__ = ["BoardCache", "CachedBoard", "LeaderboardFastPath", "accepts_gzip", "board_response", "prerender",
            "simple_query"]

@@ -1,6 +1,6 @@
 """API request dependencies: who is calling (bearer token: anonymous, a team or the organizer) and the team checks.
 
-The dependencies shared with the pages (settings, database session, clock, competition) live in server.deps.
+The dependencies shared with the pages (settings, database session, clock, competition) live in server.request_deps.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from server.db import Team
 from server.db.crud import authenticate_team
-from server.deps import CompetitionDep, SessionDep, SettingsDep, is_admin_token
 from server.errors import Forbidden, Unauthorized
-from server.submission_rules import check_team_in_competition
+from server.request_deps import CompetitionDep, SessionDep, SettingsDep, is_admin_token
+from server.uploads.rules import check_team_in_competition
 
 bearer = HTTPBearer(auto_error=False, description="A team token (arena_...) or the organizer's admin token.")
 

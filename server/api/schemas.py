@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, create_model
 
 from server import inputs
-from server.competition import Competition, CompetitionConfig
+from server.competition_dir import Competition, CompetitionConfig
 from server.config import Settings
-from server.console import EDITABLE, SCORE_FIELDS
 from server.db import CompetitionRow, JobEvent, Submission, Team
-from server.submission_rules import Quota
+from server.organizer.settings import EDITABLE, SCORE_FIELDS
+from server.uploads.rules import Quota
 from submissions.results import ResultView, interval_95
 
 
@@ -66,7 +66,8 @@ class CompetitionPublic(BaseModel):
 
 def _settings_update() -> type[BaseModel]:
     """Every setting an organizer may change, each optional, with CompetitionConfig's own type and range (the one
-    table of settings): the API documents them, and server/console.py validates the resulting config as a whole."""
+    table of settings): the API documents them, and server/organizer/settings.py validates the resulting config as
+    a whole."""
     fields: dict[str, Any] = {}
     for name, effect in {**EDITABLE, **SCORE_FIELDS}.items():
         info = CompetitionConfig.model_fields[name]

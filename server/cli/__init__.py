@@ -34,10 +34,10 @@ def _root(
 def _register() -> None:
     # Each area registers its own commands; the order here is the order in `arena --help`.
     from baselines import cli as baselines_cli
-    from server.cli import admin, data, scoring, serve, team
+    from server.cli import admin, data, score, serve, team
     from submissions import cli as submissions_cli
 
-    for module in (data, serve, admin, team, scoring, submissions_cli, baselines_cli):
+    for module in (data, serve, admin, team, score, submissions_cli, baselines_cli):
         module.register(app)
 
 

@@ -40,7 +40,7 @@ def _run(action: Any) -> Any:
 def admin_register(root: Path = typer.Argument(..., help="A prepared competition directory."),
                    data_dir: Path | None = DATA_DIR_OPTION) -> None:
     """Register a competition directory that lives outside {data_dir}/competitions/."""
-    from server.competition import CompetitionError
+    from server.competition_dir import CompetitionError
     from server.db.crud import register_competition
     from server.jobs.reference_builds import request_first_build
 
@@ -96,10 +96,10 @@ def admin_rescore(
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
     """Queue submissions again (after a scorer or reference change); quotas are not touched."""
-    from server.console import rescore_consequence
     from server.db import utcnow
     from server.db.crud import get_competition
     from server.jobs.queue import rescore, rescore_competition
+    from server.organizer.settings import rescore_consequence
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
@@ -173,9 +173,9 @@ def admin_reveal(
     """Reveal the private leaderboard to teams and visitors (asks first; recorded in the settings history)."""
     import getpass
 
-    from server.console import reveal_consequence
     from server.db import utcnow
     from server.db.crud import get_competition, reveal_private_board
+    from server.organizer.settings import reveal_consequence
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
@@ -207,10 +207,10 @@ def admin_settings(
     """Show or change a competition's settings (the settings page's rules: validated, recorded, atomic)."""
     import getpass
 
-    from server.competition import load_competition
-    from server.console import parse_deadline, save_warnings, setting_history, update_settings
+    from server.competition_dir import load_competition
     from server.db import utcnow
     from server.db.crud import get_competition
+    from server.organizer.settings import parse_deadline, save_warnings, setting_history, update_settings
 
     changes: dict[str, Any] = {key: value for key, value in {
         "title": title, "description": description, "team_rules": rules, "daily_limit": daily_limit,
@@ -241,8 +241,8 @@ def admin_announce(slug: str, message: str, data_dir: Path | None = DATA_DIR_OPT
     """Post a short Markdown message shown on every page of the competition."""
     import getpass
 
-    from server.console import announce
     from server.db.crud import get_competition
+    from server.organizer.settings import announce
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
@@ -326,8 +326,8 @@ def admin_export(
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
     """Export a leaderboard (public or private, even before the reveal) or all scores."""
+    from server.boards.ranking import all_scores_csv, leaderboard, leaderboard_csv
     from server.db.crud import get_competition
-    from server.ranking import all_scores_csv, leaderboard, leaderboard_csv
 
     _, database = _admin_database(data_dir)
     with database.session() as session:

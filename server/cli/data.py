@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Literal, NoReturn
 
 import typer
 
-from server.competition import CONFIG_FILE
+from server.competition_dir import CONFIG_FILE
 from server.data import demo
 from server.data.audit import NEAR_MAX_DISTANCE, NEAR_MIN_CORRELATION, PAIR_KINDS
 
 if TYPE_CHECKING:
-    from server.competition import Competition
+    from server.competition_dir import Competition
     from server.data.prepare import PrepareReport
     from server.data.split import TestSplit
 
@@ -203,7 +203,7 @@ def _fail(exc: Exception) -> NoReturn:
 
 
 def _summarize(root: Path, *, unchanged: bool) -> None:
-    from server.competition import Competition
+    from server.competition_dir import Competition
 
     competition = Competition.load(root)
     state = "already up to date (same dataset hash), left untouched" if unchanged else "written"
@@ -221,7 +221,7 @@ def _summarize(root: Path, *, unchanged: bool) -> None:
 
 
 def _warn_few_reference_images(competition: Competition) -> None:
-    from server.preparation import MIN_TEST_IMAGES_PER_SPLIT, few_reference_images
+    from server.organizer.competition_setup import MIN_TEST_IMAGES_PER_SPLIT, few_reference_images
 
     counts = {cls: {split: len(competition.test_files(cls, split)) for split in ("public", "private")}
               for cls in competition.classes}

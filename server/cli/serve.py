@@ -40,7 +40,7 @@ def configure_logging() -> None:
 
 
 def ensure_demo_competition(settings: Settings) -> None:
-    from server.competition import competitions_dir
+    from server.competition_dir import competitions_dir
     from server.data import make_demo_competition
 
     root = competitions_dir(settings.data_dir) / "demo"

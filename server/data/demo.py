@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from server.competition import Competition, Split
+from server.competition_dir import Competition, Split
 from server.data.writer import CompetitionWriter, competition_config, encode_png, public_test_names
 
 DEMO_CLASSES = ("with_mask", "without_mask")

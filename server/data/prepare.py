@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from server.competition import Competition, Split
+from server.competition_dir import Competition, Split
 from server.data.audit import AuditedImage, DuplicateReport, find_duplicates, perceptual_hash
 from server.data.errors import DataPreparationError
 from server.data.layout import Layout, SourceImage, ValidationPolicy, check_class_names, find_layout, source_images

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from server.competition import (
+from server.competition_dir import (
     CONFIG_FILE,
     Competition,
     CompetitionConfig,

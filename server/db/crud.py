@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from server import inputs
-from server.competition import Competition, CompetitionError, competitions_dir, load_competition
+from server.competition_dir import Competition, CompetitionError, competitions_dir, load_competition
 from server.db.boards import bump_board_version
 from server.db.events import transition
 from server.db.models import CompetitionRow, SettingChange, Submission, SubmissionStatus, Team
@@ -186,7 +186,7 @@ def disqualify_team(
 def add_queued_submission(*, session: Session, team: Team, sha256: str, size_bytes: int, kind: str, message: str,
                           now: datetime) -> Submission:
     """Add a new submission in the queue with its first event (the caller checked the rules and commits:
-    server/submission_rules.py's `create_submission`)."""
+    server/uploads/rules.py's `create_submission`)."""
     submission = Submission(
         competition_id=team.competition_id, team_id=team.id, sha256=sha256, size_bytes=size_bytes, kind=kind,
         message=message.strip(), attempts=0, created_at=now, selected_final=False,

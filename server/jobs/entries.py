@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from server.competition import Competition
+from server.competition_dir import Competition
 from server.config import Settings
 from server.db import SubmissionKind
 from server.jobs.model_entries import sample_images, score_sample_sets

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from server.config import Settings
-from server.submission_rules import MODEL_FAILED
+from server.uploads.rules import MODEL_FAILED
 from submissions.results import SampleSets, ScoreReport
 
 if TYPE_CHECKING:

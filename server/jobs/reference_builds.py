@@ -20,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.competition import Competition, load_competition
+from server.competition_dir import Competition, load_competition
 from server.db import CompetitionRow, ReferenceBuild, begin_write, transition, utcnow
 from server.db.models import ACTIVE_BUILD_STATUSES
 from server.db.models import ReferenceBuildStatus as B

@@ -9,7 +9,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from server.competition import load_competition
+from server.competition_dir import load_competition
 from server.db import CompetitionRow, Database, ReferenceBuild
 from server.jobs.leases import lease_of
 from server.jobs.reference_builds import finish_build, record_progress

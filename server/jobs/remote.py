@@ -44,7 +44,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from server import inputs
-from server.competition import Competition, CompetitionUnavailable, load_competition, reference_cache_file
+from server.competition_dir import Competition, CompetitionUnavailable, load_competition, reference_cache_file
 from server.config import Settings
 from server.db import Submission, SubmissionKind, SubmissionStatus, WorkerRow, WorkerToken, begin_write, utcnow
 from server.db.crud import add_unique, hash_token

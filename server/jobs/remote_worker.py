@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from tenacity import before_sleep_log, retry, retry_if_exception, stop_after_delay, wait_exponential
 
-from server.competition import CONFIG_FILE, MANIFEST_FILE, Competition, reference_cache_file
+from server.competition_dir import CONFIG_FILE, MANIFEST_FILE, Competition, reference_cache_file
 from server.config import Settings
 from server.db import SubmissionKind
 from server.jobs.entries import EntryJob, score_entry, write_entry_images

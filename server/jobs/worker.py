@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from server.competition import CompetitionUnavailable, config_problem, load_competition
+from server.competition_dir import CompetitionUnavailable, config_problem, load_competition
 from server.config import Settings
 from server.db import Database, Submission, SubmissionKind, utcnow
 from server.db.crud import list_competitions

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.competition import (
+from server.competition_dir import (
     REFERENCE_SUMMARY_FILE,
     Competition,
     CompetitionError,

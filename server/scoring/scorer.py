@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from server.competition import Competition
+from server.competition_dir import Competition
 from server.scoring.diagnostics import describe, diagnostics
 from server.scoring.features import FeatureExtractor
 from server.scoring.frechet import ReferenceStats, frechet_distance_to_reference

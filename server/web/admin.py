@@ -9,8 +9,7 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
 from server import inputs
-from server.competition import config_problem
-from server.console import rescore_consequence, reveal_consequence
+from server.competition_dir import config_problem
 from server.db import SubmissionStatus
 from server.db.crud import (
     create_team,
@@ -23,16 +22,17 @@ from server.db.crud import (
     reveal_private_board,
     rotate_team_token,
 )
-from server.deps import is_admin_token
 from server.errors import ArenaError, NotFound
 from server.jobs import queue, remote
 from server.jobs.leases import list_workers
 from server.jobs.reference_builds import builds_by_worker, percent_done
+from server.organizer.settings import rescore_consequence, reveal_consequence
 from server.params import RowId, id_from_text
-from server.submission_rules import model_failures
+from server.request_deps import is_admin_token
+from server.uploads.rules import model_failures
+from server.web.browser_session import start_signed_in
 from server.web.deps import Page, PageDep, refused_form
 from server.web.routing import PageRoute
-from server.web.session import start_signed_in
 
 router = APIRouter(prefix="/admin", route_class=PageRoute, include_in_schema=False)
 

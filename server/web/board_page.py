@@ -22,15 +22,15 @@ from markupsafe import Markup
 from starlette.responses import Response
 from starlette.types import ASGIApp, Scope
 
-from server.boards import BoardCache, FastPath
-from server.competition import load_competition
-from server.console import competition_announcements
+from server.boards.cache import BoardCache, FastPath
+from server.boards.ranking import PRIVATE_HIDDEN, Board, Leaderboard, board_visible
+from server.competition_dir import load_competition
 from server.db import Team
 from server.db.crud import get_competition
 from server.errors import ArenaError, Forbidden
-from server.ranking import PRIVATE_HIDDEN, Board, Leaderboard, board_visible
+from server.organizer.settings import competition_announcements
+from server.web.browser_session import COOKIE_NAME, WebSession, read_session, signed_in_team, write_session
 from server.web.render import templates
-from server.web.session import COOKIE_NAME, WebSession, read_session, signed_in_team, write_session
 from server.web.shared import (
     VIEWERS_KEPT,
     SharedPage,

@@ -1,6 +1,6 @@
-"""The organizer console: a new competition prepared in the background (server/preparation.py); per competition
-its settings (with their history), announcements, lifecycle (reveal, final CSV, archive) and reference entries.
-Every settings rule lives in server/console.py, shared with `arena admin settings`."""
+"""The organizer console: a new competition prepared in the background (server/organizer/competition_setup.py);
+per competition its settings (with their history), announcements, lifecycle (reveal, final CSV, archive) and
+reference entries. Every settings rule lives in server/organizer/settings.py, shared with `arena admin settings`."""
 
 from __future__ import annotations
 
@@ -11,9 +11,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from server import preparation
-from server.competition import competitions_dir, load_competition
-from server.console import (
+from server.competition_dir import competitions_dir, load_competition
+from server.db import CompetitionRow, Team
+from server.db.crud import (
+    create_team,
+    delete_team,
+    get_competition,
+    list_competitions,
+    list_teams,
+    register_competition,
+)
+from server.errors import ArenaError, Conflict, InvalidSettings, NotFound
+from server.jobs.leases import list_workers
+from server.jobs.reference_builds import latest_build, recent_builds, request_build, request_first_build
+from server.organizer import competition_setup
+from server.organizer.settings import (
     EDITABLE,
     SCORE_FIELDS,
     STATUSES,
@@ -27,21 +39,9 @@ from server.console import (
     update_settings,
     withdraw_announcement,
 )
-from server.db import CompetitionRow, Team
-from server.db.crud import (
-    create_team,
-    delete_team,
-    get_competition,
-    list_competitions,
-    list_teams,
-    register_competition,
-)
-from server.errors import ArenaError, Conflict, InvalidSettings, NotFound
-from server.jobs.leases import list_workers
-from server.jobs.reference_builds import latest_build, recent_builds, request_build, request_first_build
 from server.params import RowId
 from server.storage import receive_upload
-from server.upload import submit_upload
+from server.uploads.flow import submit_upload
 from server.web.deps import Page, PageDep, refused_form
 from server.web.routing import PageRoute
 
@@ -228,12 +228,12 @@ new_router = APIRouter(prefix="/admin/new", route_class=PageRoute, include_in_sc
 
 
 def _new_page(page: Page, *, status_code: int = 200, **extra: Any) -> Response:
-    jobs = sorted(path.name for path in preparation.jobs_dir(page.settings.data_dir).glob("*") if path.is_dir())
+    jobs = sorted(path.name for path in competition_setup.jobs_dir(page.settings.data_dir).glob("*") if path.is_dir())
     defaults = {"images_per_class": "1000", "public_fraction": "0.5", "image_size": "64", "seed": "0",
-                **{name: getattr(preparation.PreparationRequest, name) for name in preparation.CHOICES}}
-    context = {"jobs": jobs, "form": defaults, "errors": {}, "choices": preparation.CHOICES,
+                **{name: getattr(competition_setup.PreparationRequest, name) for name in competition_setup.CHOICES}}
+    context = {"jobs": jobs, "form": defaults, "errors": {}, "choices": competition_setup.CHOICES,
                "effects": {"submission_kinds": EDITABLE["submission_kinds"]},
-               "min_test_images": preparation.MIN_TEST_IMAGES_PER_SPLIT, **extra}
+               "min_test_images": competition_setup.MIN_TEST_IMAGES_PER_SPLIT, **extra}
     return page.render("admin/new.html", context, status_code=status_code)
 
 
@@ -265,20 +265,20 @@ def new_competition_post(
     received: Path | None = None
     try:
         known = {row.slug for row in list_competitions(session=page.db)}
-        slug, title, count, fraction = preparation.check_request(
+        slug, title, count, fraction = competition_setup.check_request(
             data_dir=data_dir, slug=slug, title=title, images_per_class=images_per_class,
             public_fraction=public_fraction, known_slugs=known)
-        options = preparation.check_options(form)
-        held_out = preparation.check_test_fraction(test_fraction)
+        options = competition_setup.check_options(form)
+        held_out = competition_setup.check_test_fraction(test_fraction)
         if archive is not None and archive.filename:
             received, _, _ = receive_upload(data_dir, archive.file, max_bytes=page.settings.max_upload_bytes)
-            preparation.check_archive(received, archive.filename)
+            competition_setup.check_archive(received, archive.filename)
             source = archive.filename
         else:
-            source = str(preparation.check_folder(folder))
-        request = preparation.PreparationRequest(slug=slug, title=title, source=source, images_per_class=count,
+            source = str(competition_setup.check_folder(folder))
+        request = competition_setup.PreparationRequest(slug=slug, title=title, source=source, images_per_class=count,
                                                  public_fraction=fraction, **options, test_fraction=held_out)
-        preparation.start(data_dir=data_dir, request=request, archive=received)
+        competition_setup.start(data_dir=data_dir, request=request, archive=received)
     except ArenaError as exc:
         if received is not None:
             received.unlink(missing_ok=True)
@@ -291,7 +291,7 @@ def new_competition_post(
 def new_competition_job(slug: str, page: PageDep) -> Response:
     """Progress while preparing; then the preview grid per class, the audit summary and the open button."""
     page.require_admin()
-    job = preparation.state(page.settings.data_dir, slug)
+    job = competition_setup.state(page.settings.data_dir, slug)
     if job["state"] == "missing":
         raise NotFound(f"No competition '{slug}' is being prepared.")
     build = None
@@ -302,15 +302,15 @@ def new_competition_job(slug: str, page: PageDep) -> Response:
                                    now=page.now)
         build = request_first_build(session=page.db, competition=row, reason="prepared from the console",
                                     now=page.now)
-    few = preparation.few_reference_images(job.get("counts", {}))
+    few = competition_setup.few_reference_images(job.get("counts", {}))
     return page.render("admin/new_job.html", {"slug": slug, "job": job, "build": build, "few_references": few,
-                                              "min_test_images": preparation.MIN_TEST_IMAGES_PER_SPLIT})
+                                              "min_test_images": competition_setup.MIN_TEST_IMAGES_PER_SPLIT})
 
 
 @new_router.get("/{slug}/preview/{cls}.png", name="web_admin_new_preview")
 def new_competition_preview(slug: str, cls: str, page: PageDep) -> Response:
     page.require_admin()
-    path = preparation.job_dir(page.settings.data_dir, slug) / "preview" / f"{cls}.png"
+    path = competition_setup.job_dir(page.settings.data_dir, slug) / "preview" / f"{cls}.png"
     if not path.is_file() or ".." in cls:
         raise NotFound(f"No preview for class '{cls}'.")
     return page.finish(FileResponse(path, media_type="image/png"))
@@ -323,7 +323,7 @@ def new_competition_open(slug: str, page: PageDep, csrf_token: FormText = "") ->
     page.session.check_csrf(csrf_token)
     row = get_competition(session=page.db, slug=slug)
     update_settings(session=page.db, competition=row, changes={"status": "open"}, actor=_actor(page), now=page.now)
-    preparation.forget(page.settings.data_dir, slug)
+    competition_setup.forget(page.settings.data_dir, slug)
     page.session.set_flash("ok", f"'{slug}' is open: teams can submit.")
     return page.redirect(page.url_for("web_admin_settings", slug=slug))
 
@@ -333,7 +333,7 @@ def new_competition_dismiss(slug: str, page: PageDep, csrf_token: FormText = "")
     """Forget a finished preparation (a failed one, or one the organizer will open later from its settings)."""
     page.require_admin()
     page.session.check_csrf(csrf_token)
-    if preparation.state(page.settings.data_dir, slug)["state"] == "running":
+    if competition_setup.state(page.settings.data_dir, slug)["state"] == "running":
         raise Conflict(f"'{slug}' is still being prepared; wait for it to finish.")
-    preparation.forget(page.settings.data_dir, slug)
+    competition_setup.forget(page.settings.data_dir, slug)
     return page.redirect(page.url_for("web_admin_new"))

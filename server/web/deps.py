@@ -12,14 +12,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from server.competition import Competition
+from server.competition_dir import Competition
 from server.config import Settings
-from server.console import competition_announcements
 from server.db import Team
-from server.deps import NowDep, SessionDep, SettingsDep
 from server.errors import ArenaError, Forbidden, InvalidSettings
+from server.organizer.settings import competition_announcements
+from server.request_deps import NowDep, SessionDep, SettingsDep
+from server.web.browser_session import WebSession, read_session, signed_in_team, write_session
 from server.web.render import render
-from server.web.session import WebSession, read_session, signed_in_team, write_session
 from server.web.shared import SharedPages, render_shared, render_viewer, shared_response
 
 

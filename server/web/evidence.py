@@ -11,12 +11,12 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
-from server.competition import load_competition
+from server.boards.ranking import result_seen
+from server.competition_dir import load_competition
 from server.db import Submission
 from server.db.crud import get_visible_submission
 from server.errors import Forbidden, NotFound
 from server.params import RowId
-from server.ranking import result_seen
 from server.storage import evidence_path
 from server.web.deps import Page, PageDep
 from server.web.routing import PageRoute

@@ -7,7 +7,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from server.competition import Competition, config_problem, load_competition, memorization_eps
+from server.boards.ranking import (
+    PRIVATE_HIDDEN,
+    Board,
+    leaderboard,
+    leaderboard_csv,
+    private_board_visible,
+    result_seen,
+)
+from server.competition_dir import Competition, config_problem, load_competition, memorization_eps
 from server.db import CompetitionRow, ReferenceBuild, Submission, SubmissionStatus, Team, utc_day
 from server.db.crud import (
     authenticate_team,
@@ -27,23 +35,15 @@ from server.errors import ArenaError, Forbidden, InvalidSubmission, NotFound
 from server.jobs import queue
 from server.jobs.reference_builds import active_build, percent_done
 from server.params import RowId
-from server.ranking import (
-    PRIVATE_HIDDEN,
-    Board,
-    leaderboard,
-    leaderboard_csv,
-    private_board_visible,
-    result_seen,
-)
 from server.storage import grid_path, sample_grid_file
-from server.submission_rules import check_team_in_competition, model_failures, quota_status
-from server.upload import submit_upload
+from server.uploads.flow import submit_upload
+from server.uploads.rules import check_team_in_competition, model_failures, quota_status
 from server.web.board_page import board_page_response
+from server.web.browser_session import end_signed_in, start_signed_in
 from server.web.deps import Page, PageDep, in_one_hop
 from server.web.plots import ScorePoint, score_plot_svg
 from server.web.render import STATIC_DIR
 from server.web.routing import PageRoute
-from server.web.session import end_signed_in, start_signed_in
 from server.web.signup import open_to_sign_up
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)

@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 
 from server.db.models import ACTIVE_STATUSES
-from server.web.session import WebSession
+from server.web.browser_session import WebSession
 from submissions.report import group_problems
 from submissions.results import ClassResult, interval_95, plus_minus
 

@@ -11,8 +11,8 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from server.errors import ArenaError, Forbidden
+from server.web.browser_session import CsrfError, read_session, signed_in_team, write_session
 from server.web.render import render
-from server.web.session import CsrfError, read_session, signed_in_team, write_session
 
 
 def error_page(request: Request, exc: ArenaError) -> Response:

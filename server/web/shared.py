@@ -29,10 +29,10 @@ from markupsafe import Markup
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from server.boards import GZIP_MIN_BYTES, accepts_gzip, client_has
+from server.boards.cache import GZIP_MIN_BYTES, accepts_gzip, client_has
 from server.db import Team
+from server.web.browser_session import WebSession
 from server.web.render import templates
-from server.web.session import WebSession
 
 SLOT = "<!--arena:viewer-->"  # autoescaping and the Markdown sanitizer keep user text from ever forming it
 GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # magic, deflate, no flags, no mtime, unknown OS

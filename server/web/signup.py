@@ -10,14 +10,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 
-from server.competition import load_competition
+from server.competition_dir import load_competition
 from server.db import CompetitionRow
 from server.db.crud import create_team, get_competition, list_competitions
-from server.deps import check_self_registration
 from server.errors import ArenaError, Forbidden
+from server.request_deps import check_self_registration
+from server.web.browser_session import start_signed_in
 from server.web.deps import Page, PageDep
 from server.web.routing import PageRoute
-from server.web.session import start_signed_in
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from server.competition import Competition
+from server.competition_dir import Competition
 from server.db import Database
 from tests.utils.inception import install_random_fid_weights
 from tests.utils.server_factories import Arena, ArenaApp, close_app, fresh_database, make_test_competition, open_app

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from server.competition import Competition, CompetitionConfig, Manifest, ManifestEntry, write_config, write_manifest
+from server.competition_dir import Competition, CompetitionConfig, Manifest, ManifestEntry, write_config, write_manifest
 
 CLASSES = ("with_mask", "without_mask")
 

@@ -18,14 +18,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from server.app import create_app
-from server.competition import CONFIG_FILE, Competition, competitions_dir
+from server.competition_dir import CONFIG_FILE, Competition, competitions_dir
 from server.config import Settings
 from server.db import Database, Submission, SubmissionStatus, Team, bump_board_version
 from server.db.crud import create_team, get_competition
 from server.jobs import queue
 from server.jobs.leases import register_worker
 from server.storage import grid_path, write_sample_grid
-from server.submission_rules import create_submission
+from server.uploads.rules import create_submission
 from submissions.results import ClassResult, ScoreReport
 from tests.utils.competition import make_competition, random_images
 

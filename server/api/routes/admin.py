@@ -25,8 +25,8 @@ from server.api.schemas import (
     TeamWithToken,
     WorkerPublic,
 )
-from server.competition import load_competition
-from server.console import update_settings
+from server.boards.ranking import all_scores_csv
+from server.competition_dir import load_competition
 from server.db.crud import (
     create_team,
     disqualify_submission,
@@ -39,12 +39,12 @@ from server.db.crud import (
     reveal_private_board,
     rotate_team_token,
 )
-from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep
 from server.jobs.leases import list_workers
 from server.jobs.queue import cancel, rescore, rescore_competition
+from server.organizer.settings import update_settings
 from server.params import Limit, Offset, RowId
-from server.ranking import all_scores_csv
-from server.submission_rules import model_failures
+from server.request_deps import CompetitionDep, NowDep, SessionDep, SettingsDep
+from server.uploads.rules import model_failures
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 

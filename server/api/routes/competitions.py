@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from server.api.schemas import CompetitionPublic, CompetitionsPublic
-from server.competition import config_problem, load_competition
+from server.competition_dir import config_problem, load_competition
 from server.db.crud import list_competitions
-from server.deps import CompetitionDep, SessionDep, SettingsDep
+from server.request_deps import CompetitionDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/competitions", tags=["competitions"])
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select, text
 
 from server.api.schemas import HealthPublic
 from server.db import CompetitionRow, Submission, SubmissionStatus, WorkerRow
-from server.deps import NowDep, SessionDep, SettingsDep
+from server.request_deps import NowDep, SessionDep, SettingsDep
 
 router = APIRouter(tags=["health"])
 

@@ -7,9 +7,9 @@ from fastapi.responses import Response
 
 from server.api.board_cache import BoardCache, board_response
 from server.api.deps import TokenDep
-from server.deps import SettingsDep, is_admin_token
+from server.boards.ranking import PRIVATE_HIDDEN, Board, Leaderboard
 from server.errors import Forbidden
-from server.ranking import PRIVATE_HIDDEN, Board, Leaderboard
+from server.request_deps import SettingsDep, is_admin_token
 
 router = APIRouter(tags=["leaderboard"])
 

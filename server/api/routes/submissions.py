@@ -5,15 +5,15 @@ from fastapi.responses import FileResponse
 
 from server.api.deps import CompetitionTeam, CurrentTeam, IdentifiedCaller
 from server.api.schemas import FinalSelection, QuotaPublic, SubmissionAccepted, SubmissionPublic, SubmissionsPublic
-from server.competition import load_competition
+from server.boards.ranking import result_seen
+from server.competition_dir import load_competition
 from server.db import Submission
 from server.db.crud import get_visible_submission, list_submissions, select_final
-from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep
 from server.inputs import MAX_MESSAGE_CHARS
 from server.params import Limit, Offset, RowId
-from server.ranking import result_seen
+from server.request_deps import CompetitionDep, NowDep, SessionDep, SettingsDep
 from server.storage import sample_grid_file
-from server.upload import submit_upload
+from server.uploads.flow import submit_upload
 
 router = APIRouter(tags=["submissions"])
 

@@ -4,12 +4,12 @@ from fastapi import APIRouter, Request
 
 from server.api.deps import CallerDep, CurrentTeam
 from server.api.schemas import QuotaPublic, TeamCreate, TeamMePublic, TeamPublic, TeamWithToken
-from server.competition import load_competition
+from server.competition_dir import load_competition
 from server.db import Team
 from server.db.crud import create_team, rotate_team_token
-from server.deps import CompetitionDep, NowDep, SessionDep, SettingsDep, check_self_registration
 from server.rate_limit import RateLimit
-from server.submission_rules import model_failures, quota_status
+from server.request_deps import CompetitionDep, NowDep, SessionDep, SettingsDep, check_self_registration
+from server.uploads.rules import model_failures, quota_status
 
 router = APIRouter(tags=["teams"])
 

@@ -27,10 +27,10 @@ from server.api.schemas import (
     WorkerRegistered,
 )
 from server.db import WorkerToken
-from server.deps import NowDep, SessionDep, SettingsDep
 from server.errors import Unauthorized, UploadTooLarge
 from server.jobs import remote
 from server.jobs.remote import InvalidResult, PostedResult, WorkerIdentity, WorkerScorer
+from server.request_deps import NowDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/worker", tags=["workers"])
 LeaseId = Annotated[str, FastAPIPath(pattern=r"^[0-9a-f]{32}$", description="The lease of a claimed job.")]

@@ -180,7 +180,7 @@ def test_csv_exports_neutralize_formulas(arena):
     ("=1+2", "'=1+2"), ("\tx", "'\tx"), ("\rx", "'\rx"), ("a=b", "a=b"), ("", ""), (-3, -3), (1.5, 1.5),
 ])
 def test_spreadsheet_safe_cells(cell, written):
-    from server.ranking import spreadsheet_safe
+    from server.boards.ranking import spreadsheet_safe
 
     assert spreadsheet_safe(cell) == written
 
@@ -248,7 +248,7 @@ def test_announcements_refuse_nul_and_control_characters(arena, organizer_forms,
 def test_competition_titles_refuse_nul_control_characters_and_over_200_characters(arena, organizer_forms, title):
     import json
 
-    from server.competition import CONFIG_FILE
+    from server.competition_dir import CONFIG_FILE
 
     client, csrf = organizer_forms
     config = json.loads((arena.competition.root / CONFIG_FILE).read_text())

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from server.cli import app
 from server.db.crud import get_competition, get_submission, list_teams
-from server.submission_rules import create_submission
+from server.uploads.rules import create_submission
 from tests.utils.server_factories import add_scored, make_test_competition
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

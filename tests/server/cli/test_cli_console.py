@@ -33,8 +33,8 @@ def test_arena_admin_settings_changes_what_a_competition_accepts(runner, data_di
 
 
 def test_arena_admin_reveal_asks_first_and_undo_hides_the_board_again(runner, database):
-    from server.console import setting_history
     from server.db.crud import get_competition
+    from server.organizer.settings import setting_history
 
     def revealed() -> bool:
         with database.session() as session:

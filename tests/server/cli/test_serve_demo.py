@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from server.competition import competitions_dir
+from server.competition_dir import competitions_dir
 from tests.utils.competition import make_competition
 from tests.utils.serve import REPO, free_port, start_server, stop_server
 from tests.utils.server_factories import csrf_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from server.cli import app
-from server.competition import Competition
+from server.competition_dir import Competition
 from tests.server.data.trees import make_tree
 
 runner = CliRunner()

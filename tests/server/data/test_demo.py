@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.competition import Competition
+from server.competition_dir import Competition
 from server.data import DataPreparationError, make_demo_competition
 from server.data.demo import generate_faces
 

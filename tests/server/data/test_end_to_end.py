@@ -8,7 +8,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from server.cli import app
-from server.competition import Competition
+from server.competition_dir import Competition
 from server.scoring import ScoreReport
 from tests.server.data.test_archives import zip_tree
 from tests.server.data.trees import make_messy_tree

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.competition import Competition
+from server.competition_dir import Competition
 from server.data import DataPreparationError, prepare_competition
 from server.data.prepare import load_competition_image
 from tests.server.data.trees import CLASSES, make_tree, write_image

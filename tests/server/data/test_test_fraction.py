@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from server.cli import app
-from server.competition import Competition
+from server.competition_dir import Competition
 from server.data import DataPreparationError, prepare_competition
 from server.data.audit import AuditedImage, DuplicateReport, find_duplicates, perceptual_hash
 from server.data.split import choose_test_images, duplicate_groups

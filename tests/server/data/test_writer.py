@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from server.competition import CompetitionConfig
+from server.competition_dir import CompetitionConfig
 from server.data.writer import CompetitionWriter, encode_png, public_test_names
 
 

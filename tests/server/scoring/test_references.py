@@ -8,8 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from server.competition import REFERENCE_CACHE_FILE, Competition, reference_cache_file
-from server.competition import REFERENCE_SUMMARY_FILE as SUMMARY_FILE
+from server.competition_dir import REFERENCE_CACHE_FILE, Competition, reference_cache_file
+from server.competition_dir import REFERENCE_SUMMARY_FILE as SUMMARY_FILE
 from server.scoring import Scorer
 from server.scoring.features import FeatureExtractor
 from server.scoring.memorization import auto_eps

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from server.cli import app
-from server.competition import Competition, write_config
+from server.competition_dir import Competition, write_config
 from server.scoring import ScoreReport, fid_of_images
 from server.scoring.memorization import memorization_distance, normalized, penalize
 from tests.utils.competition import random_images

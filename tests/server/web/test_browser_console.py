@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from server.competition import competitions_dir
+from server.competition_dir import competitions_dir
 from tests.utils.competition import make_competition
 from tests.utils.serve import running_server
 

@@ -12,13 +12,13 @@ import secrets
 
 import pytest
 
-from server.competition import competitions_dir
+from server.competition_dir import competitions_dir
 from server.config import Settings
 from server.db import Database, Team
 from server.db.crud import authenticate_team, get_competition, load_competition
 from server.jobs import queue
 from server.jobs.leases import register_worker
-from server.submission_rules import create_submission
+from server.uploads.rules import create_submission
 from submissions.results import ScoreReport
 from tests.server.web.test_browser import (
     SLUG,

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from server.competition import Competition, competitions_dir
+from server.competition_dir import Competition, competitions_dir
 from server.db.crud import get_competition, list_competitions, list_teams
 from tests.server.data.trees import make_tree, write_image
 from tests.utils.server_factories import (

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from server.cli import app
-from server.competition import Competition, competitions_dir
-from server.preparation import MIN_TEST_IMAGES_PER_SPLIT
+from server.competition_dir import Competition, competitions_dir
+from server.organizer.competition_setup import MIN_TEST_IMAGES_PER_SPLIT
 from tests.server.data.trees import make_tree
 from tests.utils.server_factories import SETTINGS_URL, Arena, config_file, csrf_of, form_of, wait_for_preparation
 
@@ -99,7 +99,7 @@ def test_a_deadline_in_the_past_is_saved_with_a_warning(organizer):  # noqa: F81
 
 def test_the_lock_counts_scored_entries_apart_from_those_only_received(organizer):  # noqa: F811
     from server.db.crud import get_competition
-    from server.submission_rules import create_submission
+    from server.uploads.rules import create_submission
 
     arena, client = organizer
     arena.scored_submission(arena.alpha, 100.0, 110.0)
@@ -116,7 +116,7 @@ def test_the_lock_counts_scored_entries_apart_from_those_only_received(organizer
 def test_a_worker_building_references_says_so_and_queued_teams_see_scoring_wait_for_it(organizer):  # noqa: F811
     from server.db.crud import get_competition
     from server.jobs.reference_builds import claim_next_build, record_progress, request_build
-    from server.submission_rules import create_submission
+    from server.uploads.rules import create_submission
 
     arena, client = organizer
     with arena.database.sessionmaker() as session:

@@ -12,9 +12,9 @@ import re
 import pytest
 
 from server.app import create_app
-from server.competition import competitions_dir
+from server.competition_dir import competitions_dir
 from server.db.crud import get_competition
-from server.submission_rules import create_submission
+from server.uploads.rules import create_submission
 from tests.utils.server_factories import Arena, csrf_of
 
 

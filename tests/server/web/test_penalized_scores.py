@@ -10,7 +10,7 @@ import pytest
 
 from server.db.crud import get_competition, load_competition
 from server.jobs import queue
-from server.submission_rules import create_submission
+from server.uploads.rules import create_submission
 from submissions.results import ScoreReport
 from tests.utils.server_factories import Arena
 

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from server.competition import competitions_dir
+from server.competition_dir import competitions_dir
 from server.data import make_demo_competition
 from server.data.demo import DEMO_CLASSES, generate_faces
 from submissions import pack

@@ -6,7 +6,7 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
 
-from server.web.session import COOKIE_NAME, CsrfError, WebSession, read_session, write_session
+from server.web.browser_session import COOKIE_NAME, CsrfError, WebSession, read_session, write_session
 
 SECRET = "test-secret-key-for-the-session-cookie"
 

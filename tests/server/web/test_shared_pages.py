@@ -13,10 +13,10 @@ import zlib
 import pytest
 
 from server.app import create_app
-from server.console import announce
 from server.db.crud import get_competition, rotate_team_token
 from server.jobs import queue
-from server.submission_rules import create_submission
+from server.organizer.settings import announce
+from server.uploads.rules import create_submission
 from server.web import board_page
 from server.web.shared import SharedPage
 from tests.utils.serve import running_server

@@ -13,7 +13,7 @@ import pytest
 from server.db.crud import competitions_dir, get_competition, load_competition
 from server.jobs import queue
 from server.storage import write_evidence_images
-from server.submission_rules import create_submission
+from server.uploads.rules import create_submission
 from submissions.results import ScoreReport
 from tests.utils.competition import random_images
 from tests.utils.server_factories import Arena, csrf_of

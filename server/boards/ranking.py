@@ -22,7 +22,7 @@ Rules, in one place:
   |a - b| = 1.96 (se_a + se_b), which for equal errors calls a difference significant at p = 0.006 a tie.
   Entries scored before the intervals existed (se unknown) are never marked.
 - The board is cached per competition until its `board_version` changes (every score, reveal or disqualification
-  bumps it), so a check costs one primary-key lookup; `server.boards` serves the API's and the pages' reads from
+  bumps it), so a check costs one primary-key lookup; `server.boards.cache` serves the API's and the pages' reads from
   memory.
 - The one board cache: every rendering of a board (the API's JSON and CSV bytes, the board page) is made by
   `Leaderboard.rendered` and kept on the cached `Leaderboard` object, so it is dropped exactly when the board is
@@ -42,7 +42,7 @@ from pydantic import BaseModel, PrivateAttr
 from sqlalchemy import Engine, false, func, select
 from sqlalchemy.orm import Session
 
-from server.competition import load_competition
+from server.competition_dir import load_competition
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team, utcnow
 from server.errors import Forbidden
 from submissions.results import Z_95, ClassResult, ResultView, SampleSets, Viewer, interval_95, interval_label

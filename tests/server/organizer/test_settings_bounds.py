@@ -12,7 +12,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from server.cli import app as cli_app
-from server.competition import CONFIG_FILE, CompetitionConfig, competitions_dir
+from server.competition_dir import CONFIG_FILE, CompetitionConfig, competitions_dir
 from server.db import Submission, SubmissionStatus
 from server.jobs.worker import Worker
 from tests.utils.competition import make_competition

@@ -22,7 +22,7 @@ from server.jobs.queue import (
     rescore,
     rescore_competition,
 )
-from server.submission_rules import create_submission, quota_status
+from server.uploads.rules import create_submission, quota_status
 from submissions.results import SubmissionResult
 from tests.utils.server_factories import START, make_test_competition
 

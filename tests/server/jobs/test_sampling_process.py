@@ -23,10 +23,10 @@ from server.db.crud import get_submission
 from server.jobs.queue import cancel
 from server.jobs.worker import Worker
 from server.storage import model_path
-from server.submission_rules import create_submission
+from server.uploads.rules import create_submission
 from submissions.orphans import sampling_processes
 from submissions.sampling import WORKDIR_PREFIX
-from tests.server.test_worker_process import start_worker
+from tests.server.jobs.test_worker_process import start_worker
 from tests.utils import onnx_models
 from tests.utils.server_factories import with_kinds
 

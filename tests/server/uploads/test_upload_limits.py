@@ -17,7 +17,7 @@ from sqlalchemy import select
 from server.db import Submission, SubmissionStatus
 from server.errors import RateLimited
 from server.jobs.worker import Worker
-from server.upload_limits import DryRunQueue
+from server.uploads.limits import DryRunQueue
 from submissions.orphans import sampling_processes
 from tests.utils import onnx_models
 from tests.utils.competition import make_competition

@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from server.competition import CompetitionConfig
+from server.competition_dir import CompetitionConfig
 from server.config import Settings
 from server.db import CompetitionRow, Database
 from server.db.crud import get_competition

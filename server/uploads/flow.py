@@ -15,13 +15,13 @@ from typing import BinaryIO
 from sqlalchemy.orm import Session
 
 from server import inputs
-from server.competition import load_competition
+from server.competition_dir import load_competition
 from server.config import Settings
 from server.db import CompetitionRow, Submission, SubmissionKind, Team, utcnow
 from server.errors import InvalidSubmission
 from server.storage import receive_upload, store_upload
-from server.submission_rules import Quota, check_may_submit, create_submission, model_failures
-from server.upload_limits import dry_run_queue, model_failure_error
+from server.uploads.limits import dry_run_queue, model_failure_error
+from server.uploads.rules import Quota, check_may_submit, create_submission, model_failures
 from submissions import SubmissionInvalid, SubmissionSpec
 from submissions.model import ModelInfo, dry_run_model, validate_submission
 

@@ -131,7 +131,7 @@ def score(
 
     A model is validated, sampled in the same capped process as on the server, scored, and sampled again for the
     interval over fresh sample sets, as the worker does."""
-    from server.competition import Competition
+    from server.competition_dir import Competition
     from server.config import get_settings
     from server.scoring import FeatureExtractor, Scorer
 

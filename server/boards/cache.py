@@ -23,9 +23,9 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.boards.ranking import Board, Leaderboard, leaderboard
 from server.db import Database
 from server.db.crud import get_competition
-from server.ranking import Board, Leaderboard, leaderboard
 
 logger = logging.getLogger(__name__)
 

@@ -107,7 +107,7 @@ def test_constant_images_get_a_clear_finite_score_through_the_whole_pipeline(mak
 def test_exit_when_idle_waits_for_jobs_in_a_retry_delay(make_app, scorer):
     """A job whose first attempt failed waits out its backoff; `--exit-when-idle` must not leave it behind."""
     from server.db.crud import get_competition, load_competition
-    from server.submission_rules import create_submission
+    from server.uploads.rules import create_submission
 
     arena = make_app(retry_backoff_seconds=0.5, max_attempts=2)
     team_id, _ = arena.create_team("a")

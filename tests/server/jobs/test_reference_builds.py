@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from server.competition import CONFIG_FILE, Competition, competitions_dir, reference_cache_file, write_manifest
+from server.competition_dir import CONFIG_FILE, Competition, competitions_dir, reference_cache_file, write_manifest
 from server.db import CompetitionRow, ReferenceBuild
 from server.db.crud import create_team, get_competition, register_competition
 from server.jobs.leases import crashed_workers, register_worker
@@ -32,7 +32,7 @@ from server.jobs.reference_builds import (
 from server.jobs.reference_worker import ProgressReporter
 from server.jobs.worker import Worker
 from server.scoring.references import cache_problem
-from server.submission_rules import create_submission
+from server.uploads.rules import create_submission
 from tests.server.data.trees import make_tree
 from tests.utils.competition import make_competition
 from tests.utils.server_factories import ADMIN_TOKEN, START, csrf_of, make_test_competition, submission_zip
@@ -349,7 +349,7 @@ def test_workers_starting_together_queue_one_build_per_competition(make_app, sco
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_worker_killed_mid_build_loses_it_to_the_next_worker_which_finishes_it(make_app, fid_torch_home, scorer):
-    from tests.server.test_worker_process import start_worker
+    from tests.server.jobs.test_worker_process import start_worker
 
     arena = make_app(competition={"train_per_class": 30, "test_per_class": 8})  # ~20 s of features at 1 thread
     with arena.database.sessionmaker() as session:

@@ -14,9 +14,8 @@ import pytest
 
 from server.db.crud import get_submission
 from server.db.models import WorkerRow
+from tests.utils.serve import REPO
 from tests.utils.server_factories import submission_zip
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def start_worker(arena, torch_home: Path, **settings: str) -> subprocess.Popen:

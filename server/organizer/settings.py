@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from server.competition import CompetitionConfig, load_competition, write_config
+from server.competition_dir import CompetitionConfig, load_competition, write_config
 from server.db import CompetitionRow, Submission, begin_write, bump_board_version, utcnow
 from server.db.models import Announcement, SettingChange
 from server.errors import Conflict, InvalidSettings

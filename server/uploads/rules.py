@@ -4,7 +4,7 @@ A team submits only to its own competition, while the competition accepts upload
 competition.json; reference entries of the organizer also while it is closed), not when disqualified, not the same
 file twice (unless the earlier run failed or was cancelled, which gave its quota back), and at most the
 competition's daily limit per UTC day. A model that fails while sampled counts against the team's model failure
-budget (server/upload_limits.py). The database only stores the result (server/db/crud.py).
+budget (server/uploads/limits.py). The database only stores the result (server/db/crud.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from server.competition import load_competition
+from server.competition_dir import load_competition
 from server.db import CompetitionRow, Submission, SubmissionStatus, Team, begin_write, utc_day, utcnow
 from server.db.crud import add_queued_submission
 from server.db.models import QUOTA_STATUSES
@@ -65,7 +65,7 @@ def quota_status(*, session: Session, team: Team, daily_limit: int, now: datetim
 
 def model_failures(*, session: Session, team: Team, budget: int, now: datetime | None = None) -> Quota:
     """The team's model failure budget: its models uploaded this UTC day that failed while a worker sampled them
-    (they gave their quota back, but each held a worker; server/upload_limits.py)."""
+    (they gave their quota back, but each held a worker; server/uploads/limits.py)."""
     day_start, day_end = utc_day(now or utcnow())
     used = session.scalar(
         select(func.count(Submission.id)).where(

@@ -1,7 +1,7 @@
 """New competitions from the organizer console: `arena data prepare` run in the background, outside the web process.
 
 The page checks the request (slug free, numbers in range, the archive really a zip or tar), writes it under
-{data_dir}/preparing/<slug>/ and starts `python -m server.preparation <job dir>`, which calls the same
+{data_dir}/preparing/<slug>/ and starts `python -m server.organizer.competition_setup <job dir>`, which calls the same
 `prepare_competition` as the CLI with tqdm writing its progress to the job's log. The page polls the log's last
 progress line; when the job ends it shows a preview grid per class and the manifest's audit. The competition is
 written `closed` and opens when the organizer says so. A failed job leaves no competition directory and no row.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from server.competition import MANIFEST_FILE, Competition, CompetitionError, competitions_dir, write_config
+from server.competition_dir import MANIFEST_FILE, Competition, CompetitionError, competitions_dir, write_config
 from server.data.errors import DataPreparationError
 from server.data.layout import ValidationPolicy
 from server.data.prepare import SmallPolicy, prepare_competition
@@ -194,8 +194,8 @@ def start(*, data_dir: Path, request: PreparationRequest, archive: Path | None =
         request = PreparationRequest(**{**request.__dict__, "source": str(target)})
     (directory / REQUEST_FILE).write_text(json.dumps({**request.__dict__, "data_dir": str(data_dir)}))
     with (directory / LOG_FILE).open("wb") as log:
-        subprocess.Popen([sys.executable, "-m", "server.preparation", str(directory)], stdout=log, stderr=log,
-                         stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ})
+        subprocess.Popen([sys.executable, "-m", "server.organizer.competition_setup", str(directory)], stdout=log,
+                         stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, env={**os.environ})
     return directory
 
 

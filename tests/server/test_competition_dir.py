@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from server.competition import Competition, CompetitionError
+from server.competition_dir import Competition, CompetitionError
 from tests.utils.competition import make_competition
 
 
@@ -30,7 +30,7 @@ def test_missing_config_names_the_fix(tmp_path):
 
 def test_the_pages_read_the_memorization_threshold_by_the_scoring_rule(tmp_path):
     """A number is in force at once; "auto" only once the references' summary holds the calibrated value."""
-    from server.competition import REFERENCE_SUMMARY_FILE, memorization_eps
+    from server.competition_dir import REFERENCE_SUMMARY_FILE, memorization_eps
 
     fixed = make_competition(tmp_path / "fixed", memorization_eps=0.2)
     assert memorization_eps(fixed) == {"with_mask": 0.2, "without_mask": 0.2}

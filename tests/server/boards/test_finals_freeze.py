@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from server.competition import CONFIG_FILE, competitions_dir
+from server.competition_dir import CONFIG_FILE, competitions_dir
 from server.db import Submission, utcnow
 from server.db.crud import get_team
 from tests.utils.server_factories import ADMIN_TOKEN, START, Arena, add_scored, bearer, csrf_of

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from server.boards.ranking import leaderboard, leaderboard_csv
 from server.db import Team
 from server.db.crud import (
     create_team,
@@ -18,8 +19,7 @@ from server.db.crud import (
 )
 from server.errors import Conflict, Forbidden
 from server.jobs.queue import claim_next_submission, finish_scored
-from server.ranking import leaderboard, leaderboard_csv
-from server.submission_rules import create_submission
+from server.uploads.rules import create_submission
 from submissions.results import SubmissionResult
 from tests.utils.server_factories import START, add_scored, class_result, make_test_competition
 

@@ -1,0 +1,1 @@
+"""Leaderboards: ranking (public/private boards, finals, ties, CSV) and the board cache readers get."""

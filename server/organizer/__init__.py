@@ -1,0 +1,1 @@
+"""The organizer's services: competition settings and announcements, new competitions."""
