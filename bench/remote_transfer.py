@@ -92,9 +92,9 @@ def main() -> int:
 def run(url: str, tmp: Path, args: argparse.Namespace) -> dict:
     from server.cli.common import load_settings
     from server.db import Database
-    from server.jobs.remote import create_worker_token
     from server.jobs.remote_worker import ArenaServer, RemoteWorker
     from server.jobs.worker import Worker, make_scorer
+    from server.jobs.worker_tokens import create_worker_token
 
     settings = load_settings()
     database = Database(settings.resolved_database_url)

@@ -362,7 +362,7 @@ def admin_workers(context: typer.Context, data_dir: Path | None = DATA_DIR_OPTIO
 def admin_workers_list(data_dir: Path | None = DATA_DIR_OPTION) -> None:
     """Registered workers (local and remote) with their last heartbeat, then the remote workers' tokens."""
     from server.jobs.leases import list_workers
-    from server.jobs.remote import list_worker_tokens
+    from server.jobs.worker_tokens import list_worker_tokens
 
     _, database = _admin_database(data_dir)
     with database.session() as session:
@@ -379,7 +379,7 @@ def admin_workers_list(data_dir: Path | None = DATA_DIR_OPTION) -> None:
 def admin_workers_create(name: str = typer.Argument(..., help="A name for the worker machine, e.g. lab-gpu-1."),
                          data_dir: Path | None = DATA_DIR_OPTION) -> None:
     """A token for a remote worker (printed once; only its hash is kept)."""
-    from server.jobs.remote import create_worker_token
+    from server.jobs.worker_tokens import create_worker_token
 
     settings, database = _admin_database(data_dir)
     with database.session() as session:
@@ -392,7 +392,7 @@ def admin_workers_create(name: str = typer.Argument(..., help="A name for the wo
 @workers_app.command("revoke")
 def admin_workers_revoke(name: str, data_dir: Path | None = DATA_DIR_OPTION) -> None:
     """Revoke a worker token: its workers can do nothing more, and their jobs go back to the queue now."""
-    from server.jobs.remote import revoke_worker_token
+    from server.jobs.worker_tokens import revoke_worker_token
 
     _, database = _admin_database(data_dir)
     with database.session() as session:

@@ -1,6 +1,6 @@
 """Remote scoring workers: a GPU anywhere scores for the arena over HTTP, with nothing shared but the API.
 
-The organizer gives a worker a token (`create_worker_token`; stored hashed like a team token). With it a worker
+The organizer gives a worker a token (worker_tokens.py; stored hashed like a team token). With it a worker
 registers (`register_remote_worker`), claims the next job (`claim_job`), downloads the job's file (a zip, or an ONNX
 model with the seeds to sample it with) and the competition's reference statistics (content-addressed by the
 reference fingerprint, the file's sha256), heartbeats, and posts a result (`accept_result`), a failure or a release.
@@ -15,42 +15,28 @@ model's sampling seeds, computed here under the server's secret salt and sent wi
 The server trusts nothing it is sent: a call on a lease that no longer holds its job is 409 and recorded in the
 job's events; a result is checked against the competition (classes, image counts, totals that add up, finite
 numbers) and against what the job was given (reference fingerprint and weights, the worker's scorer version, a
-model's seeds and number of sample sets); grids and evidence images are checked PNGs of bounded size. A bad result
-is refused with its reason and the job goes back to the queue as a failed attempt. Revoking a token gives back the
-jobs its workers hold, at once.
+model's seeds and number of sample sets); grids and evidence images are checked PNGs of bounded size (all in
+remote_results.py). A bad result is refused with its reason and the job goes back to the queue as a failed attempt.
+Revoking a token gives back the jobs its workers hold, at once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import io
-import json
-import math
-import re
-import secrets
-import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-from PIL import Image
-from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from server import inputs
-from server.competition_dir import Competition, CompetitionUnavailable, load_competition, reference_cache_file
+from server.competition_dir import Competition, CompetitionUnavailable, load_competition
 from server.config import Settings
 from server.db import Submission, SubmissionKind, SubmissionStatus, WorkerRow, WorkerToken, begin_write, utcnow
-from server.db.crud import add_unique, hash_token
 from server.db.events import refusal
-from server.errors import ArenaError, Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
-from server.jobs.leases import heartbeat, register_worker, stop_worker
+from server.errors import Conflict, NotFound
+from server.jobs.leases import heartbeat, register_worker
 from server.jobs.queue import (
     claim_next_submission,
     finish_failed,
@@ -60,93 +46,23 @@ from server.jobs.queue import (
     requeue_stale,
     still_holds,
 )
+from server.jobs.remote_results import (
+    InvalidResult,
+    JobGiven,
+    PostedResult,
+    ReferenceFile,
+    check_result,
+    reference_file,
+    write_result_images,
+)
 from server.jobs.sampling_seeds import submission_seed
-from server.storage import evidence_path, grid_path, model_path, upload_path
-from submissions.atomic import write_atomically
-from submissions.results import SubmissionResult
+from server.storage import model_path, upload_path
 
-WORKER_TOKEN_PREFIX = "arenaw_"  # never "arena_": a worker token is not a team token, and the reverse
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MAX_GRID_BYTES = 2 * 1024 * 1024  # an 8x8 grid of 64x64 grayscale PNGs is ~100 KiB; 2 MiB leaves room for 128 px
-MAX_EVIDENCE_BYTES = 256 * 1024
-MAX_REPORT_BYTES = 4 * 1024 * 1024
-GRID_SIDE = 8
-WORKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
 # The server's settings a job is scored under, sent with the claim, so a remote worker decodes and samples as a local
 # one would: the zip limits (Settings.zip_limits), a model's number of sample sets and its time and memory caps.
 JOB_SETTINGS = ("max_zip_entries", "max_uncompressed_bytes", "max_compression_ratio", "max_image_pixels",
                 "max_model_bytes", "model_memory_bytes", "model_dry_run_seconds", "model_sample_sets",
                 "model_sampling_seconds")
-
-
-class InvalidResult(ArenaError):
-    """A posted result that does not fit its job; the message names the field and the rule."""
-
-    status_code = 422
-    code = "invalid_result"
-
-
-# -- tokens (the organizer) ----------------------------------------------------------------------------------------
-
-
-def create_worker_token(*, session: Session, name: str, now: datetime | None = None) -> tuple[WorkerToken, str]:
-    """A new worker token named `name`; only its hash is stored, so show the token now."""
-    name = worker_name(name)
-    token = WORKER_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    begin_write(session)
-    row = WorkerToken(name=name, token_hash=hash_token(token), created_at=now or utcnow())
-    add_unique(session, row, Conflict(f"A worker token named '{name}' exists already. Pick another name, or revoke "
-                                      "that one.", detail={"name": name}))
-    return row, token
-
-
-def worker_name(name: str) -> str:
-    """A token's name starts its workers' ids and log lines: letters, digits, dot, dash, underscore."""
-    if not WORKER_NAME.fullmatch(name):
-        raise InvalidInput(f"Worker name {name!r}: use 1-40 letters, digits, '.', '-' or '_' (e.g. lab-gpu-1).")
-    return name
-
-
-def list_worker_tokens(*, session: Session) -> list[WorkerToken]:
-    return list(session.scalars(select(WorkerToken).order_by(WorkerToken.id)))
-
-
-def revoke_worker_token(*, session: Session, name: str, now: datetime | None = None) -> list[int]:
-    """Revoke a token: its workers can do nothing more, and the jobs they hold go back to the queue now (no attempt
-    used). Returns those submissions' ids."""
-    now = now or utcnow()
-    row = session.scalar(select(WorkerToken).where(WorkerToken.name == name))
-    if row is None:
-        raise NotFound(f"No worker token named '{name}' (see `arena admin workers list`).")
-    begin_write(session)
-    row.revoked_at = row.revoked_at or now
-    session.commit()
-    held = session.execute(select(Submission.id, Submission.lease_id, WorkerRow.id)
-                           .join(WorkerRow, WorkerRow.id == Submission.worker_id)
-                           .where(WorkerRow.token_id == row.id, Submission.status == SubmissionStatus.scoring)).all()
-    reason = f"worker token '{name}' revoked by the organizer; back in the queue"
-    released = [job_id for job_id, lease_id, worker_id in held
-                if lease_id and release(session=session, submission_id=job_id, lease_id=lease_id, worker_id=worker_id,
-                                        reason=reason, now=now)]
-    for worker_id in session.scalars(select(WorkerRow.id).where(WorkerRow.token_id == row.id,
-                                                                WorkerRow.stopped_at.is_(None))).all():
-        stop_worker(session=session, worker_id=worker_id, now=now)
-    return released
-
-
-def authenticate_worker(*, session: Session, token: str) -> WorkerToken:
-    """The worker token's row; 401 for an unknown token, 403 for a revoked one or a team's token."""
-    if not token.startswith(WORKER_TOKEN_PREFIX):
-        raise Forbidden("Worker route: send a worker token (`arena admin workers create NAME` prints one); team and "
-                        "organizer tokens cannot claim jobs.")
-    row = session.scalar(select(WorkerToken).where(WorkerToken.token_hash == hash_token(token)))
-    session.commit()
-    if row is None or not hmac.compare_digest(row.token_hash, hash_token(token)):
-        raise Unauthorized("This worker token is not valid (mistyped?). Ask the organizer for one: `arena admin "
-                           "workers create NAME`.", headers={"WWW-Authenticate": "Bearer"})
-    if row.revoked_at is not None:
-        raise Forbidden(f"The worker token '{row.name}' was revoked by the organizer; ask for a new one.")
-    return row
 
 
 # -- workers -------------------------------------------------------------------------------------------------------
@@ -237,40 +153,6 @@ def token_owns(session: Session, token: WorkerToken, worker_id: str) -> bool:
 
 
 # -- claiming ------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ReferenceFile:
-    path: Path
-    fingerprint: str  # sha256 of the file: the worker's cache key and its check of the download
-    size: int
-    metadata: dict[str, Any]
-
-
-_fingerprints: dict[tuple[str, int, int], tuple[str, dict[str, Any]]] = {}
-_fingerprints_lock = threading.Lock()
-
-
-def reference_file(competition: Competition, engine: str) -> ReferenceFile | None:
-    """The competition's reference statistics for `engine` with their fingerprint (hashed once per file version:
-    ~400 MB), or None when none were built for that engine."""
-    path = competition.references_dir / reference_cache_file(engine)
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    key = (str(path), stat.st_mtime_ns, stat.st_size)
-    with _fingerprints_lock:
-        if key not in _fingerprints:
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-            with np.load(path, allow_pickle=False) as archive:
-                metadata = json.loads(str(archive["metadata"]))
-            _fingerprints[key] = (digest.hexdigest(), metadata)
-        fingerprint, metadata = _fingerprints[key]
-    return ReferenceFile(path=path, fingerprint=fingerprint, size=stat.st_size, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -375,17 +257,6 @@ def current_references(session: Session, submission: Submission) -> ReferenceFil
 # -- results -------------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PostedResult:
-    """A remote worker's result as it arrived: the SubmissionResult (JSON bytes), one grid per class, evidence
-    images by (class, image index)."""
-
-    report: bytes
-    reference_fingerprint: str
-    grids: dict[str, bytes]
-    evidence: dict[tuple[str, int], bytes]
-
-
 def accept_result(*, session: Session, settings: Settings, token: WorkerToken, submission_id: int, lease_id: str,
                   result: PostedResult, now: datetime | None = None) -> Submission:
     """Validate a result against its job, write its images, store it. A result that does not fit is refused
@@ -443,201 +314,3 @@ def job_progress(*, session: Session, token: WorkerToken, submission_id: int, le
                     progress=inputs.printable_line(progress[:200], field='progress', max_chars=200))
 
 
-@dataclass(frozen=True)
-class JobGiven:
-    """What the job was given, that its result must match."""
-
-    competition: Competition
-    references: ReferenceFile | None  # as they are now
-    scorer_version: str  # the worker's, as it claimed
-    seed: int | None  # a model's first seed
-    sample_sets: int  # a model's number of sample sets
-
-
-RESULT_FIELDS = frozenset(SubmissionResult.model_fields)
-
-
-def check_result(result: PostedResult, job: JobGiven) -> SubmissionResult:
-    """The SubmissionResult of a result that fits its job, or InvalidResult naming what does not."""
-    fields = parse_report(result.report)
-    unknown = sorted(set(fields) - RESULT_FIELDS)
-    if unknown:
-        raise InvalidResult(f"report: fields {unknown} are unknown; send a submissions.results.SubmissionResult",
-                            detail={"unknown": unknown})
-    check_finite(fields, "report")
-    try:
-        stored = SubmissionResult.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(map(str, first["loc"]))
-        raise InvalidResult(f"report.{where}: {first['msg']} ({exc.error_count()} problem(s) in all)") from exc
-    check_columns(stored)
-    if job.references is None or result.reference_fingerprint != job.references.fingerprint:
-        raise InvalidResult(f"reference_fingerprint: {result.reference_fingerprint!r} is not the competition's "
-                            "current reference statistics; score with the job's references (it is scored again)")
-    for field, expected in (("scorer_version", job.scorer_version),
-                            ("weights_sha256", job.references.metadata.get("weights_sha256"))):
-        if getattr(stored, field) != expected:
-            raise InvalidResult(f"report.{field}: {getattr(stored, field)!r}, but the job was given {expected!r}")
-    check_sample_sets(stored, job)
-    check_classes(stored, job.competition)
-    check_images(result, stored, job.competition)
-    return stored
-
-
-def check_sample_sets(stored: SubmissionResult, job: JobGiven) -> None:
-    """A model's result was sampled with the seeds the claim sent, over the server's number of sets; an image
-    submission's has none."""
-    if job.seed is None:
-        if stored.sample_sets is not None:
-            raise InvalidResult("report.sample_sets: this job is an image submission, not a model")
-        return
-    expected = [job.seed + k for k in range(job.sample_sets)]
-    seeds = stored.sample_sets.seeds if stored.sample_sets is not None else None
-    if seeds != expected:
-        raise InvalidResult(f"report.sample_sets.seeds: {seeds}, but the job's model is sampled with the seeds the "
-                            f"claim sent ({expected})")
-
-
-def parse_report(report: bytes) -> dict[str, Any]:
-    """The report's JSON object; NaN and Infinity (which Python's json would accept) are refused."""
-    if len(report) > MAX_REPORT_BYTES:
-        raise InvalidResult(f"report: {len(report):,} bytes, over the cap of {MAX_REPORT_BYTES:,}")
-
-    def refuse(constant: str) -> None:
-        raise InvalidResult(f"report: {constant} is not a finite number")
-
-    try:
-        fields = json.loads(report, parse_constant=refuse)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidResult(f"report: not JSON ({exc})") from exc
-    if not isinstance(fields, dict):
-        raise InvalidResult("report: must be a JSON object of score columns")
-    return fields
-
-
-def check_finite(value: Any, where: str) -> None:
-    """Every number in the report is a finite JSON number (NaN and infinities never reach the boards)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            check_finite(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            check_finite(item, f"{where}[{index}]")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise InvalidResult(f"{where}: {value} is not a finite number")
-
-
-
-TEXT_COLUMNS = {"device": 32, "precision": 16, "scorer_version": 64, "weights_sha256": 64}  # the columns' widths
-
-
-def check_columns(stored: SubmissionResult) -> None:
-    """Each text column within its width, so a stored result never breaks a database write."""
-    for name, width in TEXT_COLUMNS.items():
-        if len(getattr(stored, name)) > width:
-            raise InvalidResult(f"report.{name}: must be text of at most {width} characters")
-
-
-def check_classes(stored: SubmissionResult, competition: Competition) -> None:
-    """The competition's classes, each with its image count; the totals are the sums of the classes."""
-    classes = stored.class_scores
-    if sorted(classes) != sorted(competition.classes):
-        raise InvalidResult(f"report.class_scores: classes {sorted(classes)}, but the competition has "
-                            f"{sorted(competition.classes)}")
-    expected = competition.config.images_per_class
-    for cls, values in classes.items():
-        if values.n_images != expected:
-            raise InvalidResult(f"report.class_scores.{cls}.n_images: {values.n_images!r}, but the competition "
-                                f"takes {expected} per class")
-    if stored.penalized is not any(values.penalized for values in classes.values()):
-        raise InvalidResult("report.penalized: must say whether any class is penalized")
-    for split in ("public", "private", "all"):
-        total = sum(values.fid(split) for values in classes.values())
-        stated = stored.score(split)
-        if min(stated, *(values.fid(split) for values in classes.values())) < 0:
-            raise InvalidResult(f"report.score_{split}: FIDs are never negative")
-        if not math.isclose(stated, total, rel_tol=1e-9, abs_tol=1e-9):
-            raise InvalidResult(f"report.score_{split}: {stated}, but the classes' fid_{split} add up to {total}")
-
-
-def check_images(result: PostedResult, stored: SubmissionResult, competition: Competition) -> None:
-    """One grid per class of at most 8x8 images, and evidence images only for the images the report names."""
-    size = competition.config.image_size
-    if sorted(result.grids) != sorted(competition.classes):
-        raise InvalidResult(f"grids: {sorted(result.grids)}, but one grid per class {sorted(competition.classes)} "
-                            "is needed")
-    for cls, data in result.grids.items():
-        check_png(data, f"grids/{cls}.png", max_bytes=MAX_GRID_BYTES, max_side=GRID_SIDE * size)
-    for (cls, index), data in result.evidence.items():
-        values = stored.class_scores.get(cls)
-        named = {n.image for n in values.nearest_train + values.nearest_any} if values is not None else set()
-        if index not in named:
-            raise InvalidResult(f"evidence/{cls}/{index:05d}.png: the report names no such evidence image")
-        check_png(data, f"evidence/{cls}/{index:05d}.png", max_bytes=MAX_EVIDENCE_BYTES, max_side=size,
-                  exact_side=size)
-
-
-def check_png(data: bytes, name: str, *, max_bytes: int, max_side: int, exact_side: int | None = None) -> None:
-    """A grayscale PNG within its bounds, decoded fully (a truncated file fails here, not on a page)."""
-    if len(data) > max_bytes:
-        raise InvalidResult(f"{name}: {len(data):,} bytes, over the cap of {max_bytes:,}")
-    if not data.startswith(PNG_SIGNATURE):
-        raise InvalidResult(f"{name}: not a PNG file")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size  # from the header, before any pixel is decoded
-            if width > max_side or height > max_side or (exact_side and (width, height) != (exact_side, exact_side)):
-                raise InvalidResult(f"{name}: {width}x{height} pixels, outside the bounds ({max_side} px a side)")
-            if image.mode != "L":
-                raise InvalidResult(f"{name}: mode {image.mode}, but grids are 8-bit grayscale (L)")
-            image.load()
-    except InvalidResult:
-        raise
-    except Exception as exc:
-        raise InvalidResult(f"{name}: cannot be decoded as a PNG ({exc})") from exc
-
-
-def write_result_images(data_dir: Path, submission_id: int, result: PostedResult) -> None:
-    """The checked grids and evidence images where a local worker writes them, each replaced atomically."""
-    targets = {grid_path(data_dir, submission_id, cls): data for cls, data in result.grids.items()}
-    targets |= {evidence_path(data_dir, submission_id, cls, index): data
-                for (cls, index), data in result.evidence.items()}
-    for path, data in targets.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(path, partial(Path.write_bytes, data=data))
-
-
-# -- the organizer's view ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerRecord:
-    """One worker on the console: jobs it scored and their mean time from claim to result."""
-
-    done: int
-    mean_seconds: float | None
-
-
-def worker_records(*, session: Session) -> dict[str, WorkerRecord]:
-    """Per worker id, over the submissions it scored (a scored submission keeps its worker's id)."""
-    rows = session.execute(select(Submission.worker_id, Submission.started_at, Submission.finished_at)
-                           .where(Submission.status == "scored", Submission.worker_id.is_not(None))).all()
-    seconds: dict[str, list[float]] = {}
-    for worker_id, started, finished in rows:
-        seconds.setdefault(str(worker_id), []).append((finished - started).total_seconds() if started and finished
-                                                 else math.nan)
-    return {worker_id: WorkerRecord(done=len(times), mean_seconds=_mean_finite(times))
-            for worker_id, times in seconds.items()}
-
-
-def _mean_finite(values: list[float]) -> float | None:
-    finite = [v for v in values if math.isfinite(v)]
-    return sum(finite) / len(finite) if finite else None
-
-
-def queue_wait_seconds(*, session: Session, now: datetime) -> float | None:
-    """How long the oldest queued submission has waited (None: nothing queued)."""
-    oldest = session.scalar(select(Submission.created_at).where(Submission.status == "queued")
-                            .order_by(Submission.created_at).limit(1))
-    return (now - oldest).total_seconds() if oldest is not None else None

@@ -23,7 +23,7 @@ from server.db.crud import (
     rotate_team_token,
 )
 from server.errors import ArenaError, NotFound
-from server.jobs import queue, remote
+from server.jobs import queue, worker_tokens
 from server.jobs.leases import list_workers
 from server.jobs.reference_builds import builds_by_worker, percent_done
 from server.organizer.settings import rescore_consequence, reveal_consequence
@@ -226,16 +226,16 @@ def admin_teams_create(
 def _workers_page(page: Page, *, status_code: int = 200, **extra: object) -> Response:
     """Every worker (local and remote) with what it does and did, the queue's wait, and the remote workers' tokens."""
     silent_after = timedelta(seconds=page.settings.worker_timeout_seconds)
-    records = remote.worker_records(session=page.db)
-    tokens = remote.list_worker_tokens(session=page.db)
+    records = worker_tokens.worker_records(session=page.db)
+    tokens = worker_tokens.list_worker_tokens(session=page.db)
     names = {t.id: t.name for t in tokens}
     workers = [{"row": w, "alive": page.now - w.last_heartbeat < silent_after, "token": names.get(w.token_id or 0),
-                "record": records.get(w.id, remote.WorkerRecord(done=0, mean_seconds=None))}
+                "record": records.get(w.id, worker_tokens.WorkerRecord(done=0, mean_seconds=None))}
                for w in list_workers(session=page.db)]
     context = {"workers": workers, "tokens": tokens, "form": {}, "errors": {},
                "server_url": page.settings.resolved_public_url,
                "queued": list_submissions(session=page.db, status=SubmissionStatus.queued, limit=0)[1],
-               "wait_seconds": remote.queue_wait_seconds(session=page.db, now=page.now), **extra}
+               "wait_seconds": worker_tokens.queue_wait_seconds(session=page.db, now=page.now), **extra}
     return page.render("admin/workers.html", context, status_code=status_code)
 
 
@@ -253,7 +253,7 @@ def admin_workers_create(page: PageDep, name: Annotated[str, Form()], csrf_token
     page.require_admin()
     page.session.check_csrf(csrf_token)
     try:
-        _, token = remote.create_worker_token(session=page.db, name=name)
+        _, token = worker_tokens.create_worker_token(session=page.db, name=name)
     except ArenaError as exc:
         return _workers_page(page, **refused_form(exc, {"name": name}))
     return _workers_page(page, new_token={"name": name, "token": token})
@@ -264,7 +264,7 @@ def admin_workers_revoke(name: str, page: PageDep, csrf_token: Annotated[str, Fo
     """Revoke a worker token: its workers stop, their jobs go back to the queue now."""
     page.require_admin()
     page.session.check_csrf(csrf_token)
-    released = remote.revoke_worker_token(session=page.db, name=name)
+    released = worker_tokens.revoke_worker_token(session=page.db, name=name)
     page.session.set_flash("ok", f"Revoked the worker token '{name}'; jobs back in the queue: "
                                  f"{', '.join(map(str, released)) or 'none'}.")
     return page.redirect(page.url_for("web_admin_workers"))

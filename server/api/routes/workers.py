@@ -29,7 +29,9 @@ from server.api.schemas import (
 from server.db import WorkerToken
 from server.errors import Unauthorized, UploadTooLarge
 from server.jobs import remote
-from server.jobs.remote import InvalidResult, PostedResult, WorkerIdentity, WorkerScorer
+from server.jobs.remote import WorkerIdentity, WorkerScorer
+from server.jobs.remote_results import MAX_GRID_BYTES, MAX_REPORT_BYTES, InvalidResult, PostedResult
+from server.jobs.worker_tokens import authenticate_worker
 from server.request_deps import NowDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/worker", tags=["workers"])
@@ -42,7 +44,7 @@ def get_worker_token(session: SessionDep, credentials: TokenDep) -> WorkerToken:
     if credentials is None:
         raise Unauthorized("Worker route: send a worker token as `Authorization: Bearer arenaw_...`.",
                            headers={"WWW-Authenticate": "Bearer"})
-    return remote.authenticate_worker(session=session, token=credentials.credentials)
+    return authenticate_worker(session=session, token=credentials.credentials)
 
 
 WorkerTokenDep = Annotated[WorkerToken, Depends(get_worker_token)]
@@ -112,7 +114,7 @@ def post_result(submission_id: JobId, lease_id: LeaseId, token: WorkerTokenDep, 
     """The held job's result: validated against the job; a bad one is refused with the reason and requeued."""
     if len(images) > MAX_RESULT_FILES:
         raise UploadTooLarge(f"{len(images)} images; a result holds at most {MAX_RESULT_FILES}.")
-    result = PostedResult(report=read_capped(report, remote.MAX_REPORT_BYTES),
+    result = PostedResult(report=read_capped(report, MAX_REPORT_BYTES),
                           reference_fingerprint=reference_fingerprint, **named_images(images))
     submission = remote.accept_result(session=session, settings=settings, token=token, submission_id=submission_id,
                                       lease_id=lease_id, result=result, now=now)
@@ -161,7 +163,7 @@ def named_images(images: list[UploadFile]) -> dict[str, dict]:
     evidence: dict[tuple[str, int], bytes] = {}
     for upload in images:
         parts = (upload.filename or "").split("/")
-        data = read_capped(upload, remote.MAX_GRID_BYTES)
+        data = read_capped(upload, MAX_GRID_BYTES)
         if len(parts) == 2 and parts[0] == "grids" and parts[1].endswith(".png"):
             grids[parts[1].removesuffix(".png")] = data
         elif len(parts) == 3 and parts[0] == "evidence" and parts[2].removesuffix(".png").isdigit():

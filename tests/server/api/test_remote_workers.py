@@ -16,10 +16,10 @@ from PIL import Image
 
 from server.db import Submission
 from server.db.crud import get_submission
-from server.jobs.remote import create_worker_token, revoke_worker_token
 from server.jobs.remote_worker import ArenaServer, RemoteWorker
 from server.jobs.sampling_seeds import submission_seed
 from server.jobs.worker import Worker
+from server.jobs.worker_tokens import create_worker_token, revoke_worker_token
 from server.storage import grid_path
 from tests.utils import onnx_models
 from tests.utils.server_factories import ADMIN_TOKEN, bearer, csrf_of, submission_zip, upload_model, with_kinds
