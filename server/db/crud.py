@@ -11,6 +11,7 @@ import hmac
 import secrets
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +30,7 @@ from server.errors import (
 )
 
 TOKEN_PREFIX = "arena_"
+RowT = TypeVar("RowT", Team, Submission)
 
 # -- competitions --------------------------------------------------------------------------------------------------
 
@@ -161,10 +163,7 @@ def rotate_team_token(*, session: Session, team: Team, now: datetime | None = No
 
 
 def get_team(*, session: Session, team_id: int) -> Team:
-    team = session.get(Team, team_id)
-    if team is None:
-        raise NotFound(f"Team {team_id} does not exist.")
-    return team
+    return _get_or_not_found(session, Team, team_id)
 
 
 def list_teams(*, session: Session, competition: CompetitionRow) -> list[Team]:
@@ -197,10 +196,14 @@ def add_queued_submission(*, session: Session, team: Team, sha256: str, size_byt
 
 
 def get_submission(*, session: Session, submission_id: int) -> Submission:
-    submission = session.get(Submission, submission_id)
-    if submission is None:
-        raise NotFound(f"Submission {submission_id} does not exist.")
-    return submission
+    return _get_or_not_found(session, Submission, submission_id)
+
+
+def _get_or_not_found(session: Session, model: type[RowT], row_id: int) -> RowT:
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{model.__name__} {row_id} does not exist.")
+    return row
 
 
 def get_visible_submission(
