@@ -96,13 +96,13 @@ def teams(server):
 @pytest.fixture(scope="module")
 def xss_submission(server, teams):
     """A submission of the second team (a script tag in its name and message); the tests never wait for its score."""
-    return server.uploads.flow(teams["xss"], valid_zip(seed=7), message="<img src=x onerror=alert(1)>")
+    return server.upload(teams["xss"], valid_zip(seed=7), message="<img src=x onerror=alert(1)>")
 
 
 @pytest.fixture(scope="module")
 def reference_submission(server):
     """A reference (baseline) entry: shown on the board, marked, not ranked."""
-    return server.uploads.flow(server.create_team("DCGAN baseline", reference=True), valid_zip(seed=3))
+    return server.upload(server.create_team("DCGAN baseline", reference=True), valid_zip(seed=3))
 
 
 def valid_zip(seed: int) -> bytes:
