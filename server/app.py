@@ -207,10 +207,17 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     with database.session() as session:
         sync_competitions(session=session, data_dir=settings.data_dir)
 
+    boards = BoardCache(database, settings.leaderboard_max_age_seconds,
+                        prerender=lambda board: prerender_board(app, board))
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        database.dispose()
+        boards.start()  # new scores reach readers without waiting for a reader to look (server.boards.cache)
+        try:
+            yield
+        finally:
+            boards.stop()
+            database.dispose()
 
     # /docs and /redoc load their JavaScript and CSS from the fastapi-offline package, not a CDN: they work offline
     # (FastAPI's self-hosting recipe, packaged).
@@ -219,8 +226,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow,
     app.state.settings, app.state.database, app.state.clock = settings, database, clock
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
-    app.state.boards = BoardCache(database, settings.leaderboard_max_age_seconds,
-                                  prerender=lambda board: prerender_board(app, board))
+    app.state.boards = boards
     app.state.team_creation_limit = RateLimit(settings.team_creation_rate_limit, action="create teams")
     app.state.join_code_failures = RateLimit(settings.join_code_failure_rate_limit, action="try join codes")
     app.state.upload_limits = UploadRateLimits(team_rule=settings.upload_rate_limit_team,

@@ -123,8 +123,8 @@ class Settings(BaseSettings):
         120.0, description="On SIGTERM a worker finishes its job this long at most, then requeues it and exits."
     )
     leaderboard_max_age_seconds: float = Field(
-        1.0, description="How often the API and the leaderboard page check a leaderboard against the database "
-        "(0: on every request)."
+        1.0, description="How long ago the database may have confirmed a leaderboard the API and the leaderboard "
+        "page serve (0: checked on every request)."
     )
     team_creation_rate_limit: str = Field(
         "10/hour", description="Teams one client address may create by self-registration (`limits` notation, "

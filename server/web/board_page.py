@@ -122,10 +122,10 @@ class SignedInReaders:
     """Signed-in teams by session cookie, their sign-in checked against the database at most every board max age.
 
     The board is public and may be that old, so may its header's sign-in: a team's reader then costs neither a
-    signature check nor a query, and like `BoardCache`, a check starts at half the max age while readers keep
-    getting the last result, so under steady reads none waits for one. A sign-in that ended (token rotated, team
-    disqualified, signed out elsewhere) shows on the board within the max age; forms, team pages and submissions
-    always check (`web.deps`). The organizer's sign-in (it opens the private preview), cookies with a flash
+    signature check nor a query, and a check starts at half the max age while readers keep getting the last
+    result, so under steady reads none waits for one. A sign-in that ended (token rotated, team disqualified,
+    signed out elsewhere) shows on the board within the max age; forms, team pages and submissions always check
+    (`web.deps`). The organizer's sign-in (it opens the private preview), cookies with a flash
     message and failed checks are checked on each request.
     """
 

@@ -1,15 +1,18 @@
-"""The leaderboard read path: database checks per max_age, one check for many readers, gzip, ETag/304, fast path."""
+"""The leaderboard read path: database checks per max_age, one check for many readers, the refresher, gzip,
+ETag/304, fast path."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import event
 
 from server.api.board_cache import BoardCache, accepts_gzip, simple_query
+from server.boards.cache import WATCHED_SECONDS
 from server.db import Team
 from server.db.crud import create_team, register_competition
 from server.errors import NotFound
@@ -114,19 +117,73 @@ def test_readers_arriving_during_a_check_get_the_previous_board_at_once(database
     assert during is previous and names(checked) == ["b", "a"]
 
 
-def test_under_steady_reads_the_check_starts_early_and_nobody_waits_for_it(database, scored):
+def test_the_refresher_shows_a_new_score_to_steady_readers_long_before_the_max_age(database, scored):
+    slug, add = scored
+    add("a", 10.0)
+    boards = BoardCache(database, max_age=60)  # checked by readers alone, "b" would show after a minute
+    first = asyncio.run(boards.get(slug, "public"))
+    boards.start()
+    try:
+        add("b", 5.0)
+
+        async def read_until_b_shows(timeout: float) -> tuple[float, int]:
+            started, checks_by_readers = time.monotonic(), 0
+            while time.monotonic() - started < timeout:
+                cached = await boards.get(slug, "public")
+                checks_by_readers += len(boards._checks)
+                if names(cached) == ["b", "a"]:
+                    return time.monotonic() - started, checks_by_readers
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"the new score did not show within {timeout} s")
+
+        shown_after, checks_by_readers = asyncio.run(read_until_b_shows(timeout=10))
+    finally:
+        boards.stop()
+    assert names(first) == ["a"] and checks_by_readers == 0  # the readers never checked, nor waited for a check
+    assert shown_after < 5  # one poll (0.1 s) and one recompute; generous for a busy 2-core machine
+
+
+def test_the_refresher_leaves_a_forgotten_board_forgotten(database, scored):
     slug, boards, previous = behind_a_change(database, scored, max_age=60)
-    previous.checked_at -= 40  # past half its max age, not past it
-
-    async def read_twice():
-        first = await asyncio.wait_for(boards.get(slug, "public"), timeout=5)  # starts the check, does not wait
-        (check,) = boards._checks.values()
+    boards.start()
+    try:
+        assert wait_until(lambda: boards._refreshing)  # the refresher is inside its query, held by release
+        boards.forget(slug)  # e.g. the private board was hidden again: the next reader must check first
         boards.release.set()
-        await asyncio.wait_for(asyncio.shield(check), timeout=30)
-        return first, await boards.get(slug, "public")
+        assert wait_until(lambda: not boards._refreshing)
+    finally:
+        boards.stop()
+    assert not boards._boards
+    assert names(asyncio.run(boards.get(slug, "public"))) == ["b", "a"]
 
-    first, second = asyncio.run(read_twice())
-    assert first is previous and names(second) == ["b", "a"]
+
+def test_boards_nobody_reads_are_not_polled(database, scored):
+    slug, add = scored
+    add("a", 10.0)
+    boards = BoardCache(database, max_age=60)
+    cached = asyncio.run(boards.get(slug, "public"))
+    assert boards._watched() == [(slug, "public")]
+    cached.read_at -= WATCHED_SECONDS + 1
+    assert boards._watched() == []
+
+
+def test_the_refresher_runs_while_the_app_serves_and_stops_at_shutdown(make_app):
+    arena = make_app(leaderboard_max_age_seconds=1)
+    boards = arena.client.app.state.boards
+    with arena.client:  # runs the lifespan, as uvicorn does
+        refresher = boards._refresher
+        assert refresher is not None and refresher.is_alive()
+        assert arena.client.get(f"/api/competitions/{arena.slug}/leaderboard").status_code == 200
+    assert not refresher.is_alive() and boards._refresher is None
+
+
+def wait_until(condition, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_an_unknown_competition_raises_not_found_and_caches_nothing(database, scored):
