@@ -110,15 +110,17 @@ def recent_builds(*, session: Session, competition: CompetitionRow, limit: int =
 # -- a worker's side -------------------------------------------------------------------------------------------
 
 
-def claim_next_build(*, session: Session, worker_id: str, engine: str,
+def claim_next_build(*, session: Session, worker_id: str, engine: str, weights_sha256: str | None = None,
                      now: datetime | None = None) -> ReferenceBuild | None:
     """Move the oldest queued build to `building` for this worker under a new lease (its `lease_id`), as
-    `claim_next_submission` does."""
+    `claim_next_submission` does; the build is for the worker's engine and weights (a remote worker's upload is
+    checked against them)."""
     now = now or utcnow()
     begin_write(session)
     build = claim(session, BUILDS, worker_id=worker_id, now=now, claimable=[],
                   order_by=[ReferenceBuild.created_at, ReferenceBuild.id],
-                  describe=lambda _: f"claimed by worker {worker_id} ({engine})", engine=engine)
+                  describe=lambda _: f"claimed by worker {worker_id} ({engine})", engine=engine,
+                  weights_sha256=weights_sha256)
     session.commit()
     return build
 
