@@ -8,8 +8,10 @@ build's routes (/builds/BUILD/LEASE/..., server/jobs/remote_builds.py) name the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, File, Form, Header, Request, UploadFile
 from fastapi import Path as FastAPIPath
@@ -42,6 +44,7 @@ from server.jobs.worker_tokens import authenticate_worker
 from server.request_deps import NowDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/worker", tags=["workers"])
+T = TypeVar("T")
 LeaseId = Annotated[str, FastAPIPath(pattern=r"^[0-9a-f]{32}$", description="The lease of a claimed job.")]
 JobId = Annotated[int, FastAPIPath(ge=1, le=2**31 - 1, description="The claimed submission's id.")]
 BuildId = Annotated[int, FastAPIPath(ge=1, le=2**31 - 1, description="The claimed reference build's id.")]
@@ -204,14 +207,16 @@ async def post_references(build_id: BuildId, lease_id: LeaseId, request: Request
     """The built reference file as the raw body, streamed to disk up to `max_reference_upload_bytes` (413 past
     it), checked against the build (422 with the reason: the build fails), then moved where a local build writes
     it; the build is done and the competition's submissions are scored."""
-    where = {"session": session, "token": token, "build_id": build_id, "lease_id": lease_id}
-    upload = await run_in_threadpool(remote_builds.upload_file, **where)
+    def on_this_build(function: Callable[..., T]) -> Callable[..., T]:
+        return partial(function, session=session, token=token, build_id=build_id, lease_id=lease_id)
+
+    upload = await run_in_threadpool(on_this_build(remote_builds.upload_file))
     try:
         if not await receive_capped(request, upload, settings.max_reference_upload_bytes):
-            raise await run_in_threadpool(remote_builds.refuse_oversized, settings=settings, upload=upload, now=now,
-                                          **where)
-        build = await run_in_threadpool(remote_builds.accept_references, upload=upload, sha256=sha256, now=now,
-                                        **where)
+            raise await run_in_threadpool(on_this_build(remote_builds.refuse_oversized), settings=settings,
+                                          upload=upload, now=now)
+        build = await run_in_threadpool(on_this_build(remote_builds.accept_references), upload=upload,
+                                        sha256=sha256, now=now)
     finally:
         upload.unlink(missing_ok=True)  # moved into place, or refused
     return BuildAccepted(build_id=build.id, status=build.status, outcome=build.outcome)
