@@ -233,7 +233,8 @@ class RemoteWorker:
         self.heartbeat_seconds, self.lease_seconds = answer["heartbeat_seconds"], answer["lease_seconds"]
 
     def run(self, *, max_jobs: int | None = None) -> int:
-        """Claim and score jobs until stopped (or `max_jobs`); returns the jobs scored."""
+        """Claim and run jobs until stopped (or `max_jobs`); returns how many were done (a submission scored, a
+        reference build accepted)."""
         self.register()
         done = 0
         with beating(self._heartbeat_loop, name=f"heartbeat-{self.worker_id}"):

@@ -222,6 +222,20 @@ def test_calls_on_a_lost_build_lease_are_409_and_recorded(make_app, unbuilt, sco
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_remote_build_reports_its_progress_to_the_console(make_app, unbuilt, scorer, tmp_path):
+    arena = make_app(competition=unbuilt)
+    worker, job = claimed_build(arena, scorer, tmp_path)
+    classes = {cls: {"done": 3, "total": counts["total"]} for cls, counts in job["progress"]["classes"].items()}
+    response = worker.server.client.post(job["progress_url"], json={"classes": classes, "stage": "with_mask train"})
+    assert response.status_code == 204, response.text
+    [build] = builds(arena)
+    assert build.images_done == 6 and build.progress["stage"] == "with_mask train"
+    unknown = worker.server.client.post(job["progress_url"], json={"classes": {"cats": {"done": 1, "total": 1}},
+                                                                   "stage": "cats train"})
+    assert unknown.status_code == 422 and "cats" in unknown.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_another_token_cannot_touch_a_build(make_app, unbuilt, scorer, tmp_path):
     arena = make_app(competition=unbuilt)
     _, job = claimed_build(arena, scorer, tmp_path)
