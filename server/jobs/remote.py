@@ -200,6 +200,15 @@ def claim_job(*, session: Session, settings: Settings, token: WorkerToken, worke
             input_size=input_path(settings, submission).stat().st_size,
             settings={name: getattr(settings, name) for name in JOB_SETTINGS},
             seed=submission_seed(settings, submission.sha256) if submission.kind == SubmissionKind.model else None)
+    return wait_or_build(session=session, settings=settings, submission=submission, waiting=waiting,
+                         worker_id=worker_id, scorer=scorer, now=now)
+
+
+def wait_or_build(*, session: Session, settings: Settings, submission: Submission,
+                  waiting: str | ReferenceProblem, worker_id: str, scorer: WorkerScorer,
+                  now: datetime) -> ClaimedBuild | None:
+    """Give back a claimed submission this worker cannot score (no attempt used, why in its history); when its
+    references are what is missing and this worker can build them, queue that build and claim a build instead."""
     if isinstance(waiting, str):
         blocked: str | None = waiting
         why = waiting
@@ -209,8 +218,8 @@ def claim_job(*, session: Session, settings: Settings, token: WorkerToken, worke
         why = waiting.why
     reason = f"waiting: {blocked}" if blocked else f"waiting for a reference build: {why}"
     retry_after = timedelta(seconds=max(settings.retry_backoff_seconds, settings.worker_poll_seconds))
-    release(session=session, submission_id=submission.id, lease_id=lease_id, worker_id=worker_id, reason=reason,
-            now=now, delay=retry_after if blocked else None)  # a build holds the competition's submissions back
+    release(session=session, submission_id=submission.id, lease_id=submission.lease_id or "", worker_id=worker_id,
+            reason=reason, now=now, delay=retry_after if blocked else None)  # a build holds its submissions back
     return None if blocked else claim_build(session=session, settings=settings, worker_id=worker_id, scorer=scorer,
                                             now=now)
 
