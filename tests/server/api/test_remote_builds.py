@@ -8,15 +8,19 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from server.competition_dir import Competition, expected_reference_metadata, reference_cache_file
 from server.db import ReferenceBuild
 from server.jobs.remote_results import reference_file
+from server.jobs.worker_tokens import revoke_worker_token
 from tests.server.api.test_remote_workers import decoded, remote_worker, submission, upload, worker_token
+from tests.utils.server_factories import sign_in_admin
 
 
 @pytest.fixture
@@ -222,7 +226,8 @@ def test_calls_on_a_lost_build_lease_are_409_and_recorded(make_app, unbuilt, sco
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_remote_build_reports_its_progress_to_the_console(make_app, unbuilt, scorer, tmp_path):
+def test_a_remote_build_shows_its_progress_on_the_console_and_revoking_gives_it_back(make_app, unbuilt, scorer,
+                                                                                    tmp_path):
     arena = make_app(competition=unbuilt)
     worker, job = claimed_build(arena, scorer, tmp_path)
     classes = {cls: {"done": 3, "total": counts["total"]} for cls, counts in job["progress"]["classes"].items()}
@@ -233,6 +238,15 @@ def test_a_remote_build_reports_its_progress_to_the_console(make_app, unbuilt, s
     unknown = worker.server.client.post(job["progress_url"], json={"classes": {"cats": {"done": 1, "total": 1}},
                                                                    "stage": "cats train"})
     assert unknown.status_code == 422 and "cats" in unknown.json()["error"]["message"]
+    console = TestClient(arena.client.app, follow_redirects=False)
+    sign_in_admin(console)
+    row = re.search(rf"<tr>\s*<td class=\"mono\">{worker.worker_id}.*?</tr>", console.get("/admin/workers").text,
+                    re.S).group(0)
+    assert f"building reference statistics of {arena.slug} ({100 * 6 // build.images_total}%)" in row, row
+    with arena.database.sessionmaker() as session:
+        revoke_worker_token(session=session, name="lab-gpu")
+    [build] = builds(arena)
+    assert build.status == "queued" and build.lease_id is None  # revoking the token gave the build back
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
