@@ -7,6 +7,7 @@ The top of the server's layers: it imports `api` and `web`, which never import e
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -44,6 +45,11 @@ def error_response(status: int, code: str, message: str, detail: Any = None,
                         headers=headers)
 
 
+# A remote worker's reference file (hundreds of MB) is streamed to disk by its route under a cap of its own,
+# `max_reference_upload_bytes` (server/api/routes/workers.py).
+REFERENCE_UPLOAD_PATH = re.compile(r"/api/worker/builds/[0-9]+/[0-9a-f]{32}/references")
+
+
 class BodySizeLimit:
     """Stop reading a request body past the cap (413), whether or not it declared a Content-Length."""
 
@@ -51,7 +57,7 @@ class BodySizeLimit:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or REFERENCE_UPLOAD_PATH.fullmatch(scope["path"]):
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")

@@ -21,11 +21,15 @@ from submissions.competition import (
     ManifestEntry,
     Split,
 )
+from submissions.results import SPLITS
 
 __all__ = [
     "CONFIG_FILE",
     "MANIFEST_FILE",
+    "FEATURE_DIMS",
+    "PREPROCESSING_VERSION",
     "REFERENCE_CACHE_FILE",
+    "REFERENCE_CONTENTS_VERSION",
     "REFERENCE_SUMMARY_FILE",
     "Competition",
     "CompetitionConfig",
@@ -37,11 +41,13 @@ __all__ = [
     "competitions_dir",
     "config_problem",
     "eps_in_force",
+    "expected_reference_metadata",
     "load_competition",
     "memorization_eps",
     "reference_cache_file",
     "write_config",
     "write_manifest",
+    "write_reference_summary",
 ]
 
 
@@ -69,6 +75,39 @@ REFERENCE_CACHE_FILE = "fid-references.npz"
 
 def reference_cache_file(engine: str) -> str:
     return REFERENCE_CACHE_FILE if engine == "torch" else REFERENCE_CACHE_FILE.replace(".npz", f".{engine}.npz")
+
+
+# What a reference file's metadata must say, named here (not in server/scoring) because the web tier checks the
+# reference files remote workers upload (server/jobs/remote_builds.py) without importing the scoring engine.
+FEATURE_DIMS = 2048  # pool3 features of the FID Inception network
+# How images reach the network (server/scoring/features.py); a change makes every cache stale.
+PREPROCESSING_VERSION = "pytorch-fid-0.3.0-rgb-totensor-bilinear299-v1"
+# 2: the raw public/private test features are stored (uncertainty and diagnostics need them).
+REFERENCE_CONTENTS_VERSION = 2
+
+
+def expected_reference_metadata(competition: Competition, weights_sha256: str, engine: str) -> dict:
+    """The metadata of current reference statistics for these images, weights and engine: a cache whose metadata
+    differs is stale (server/scoring/references.py), an upload whose metadata differs is refused."""
+    counts = {
+        cls: {"train": len(competition.train_files(cls)), **{s: len(competition.test_files(cls, s)) for s in SPLITS}}
+        for cls in competition.classes
+    }
+    return {
+        "dataset_hash": competition.manifest.dataset_hash,
+        "weights_sha256": weights_sha256,
+        "engine": engine,
+        "dims": FEATURE_DIMS,
+        "counts": counts,
+        "preprocessing_version": PREPROCESSING_VERSION,
+        "contents_version": REFERENCE_CONTENTS_VERSION,
+    }
+
+
+def write_reference_summary(references_dir: Path, metadata: dict, auto_eps: dict[str, float]) -> None:
+    """The readable summary next to a reference file (the pages read the calibrated eps from it), atomically."""
+    summary = json.dumps({**metadata, "auto_eps": auto_eps}, indent=1)
+    write_atomically(references_dir / REFERENCE_SUMMARY_FILE, lambda temporary: temporary.write_text(summary))
 
 _loaded: dict[str, tuple[float, Competition | CompetitionError]] = {}
 

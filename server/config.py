@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     secret_key: str = Field("", description="Signs session cookies; generated per process when empty (sign-ins then "
                             "end at each restart), except in --demo, which keeps one in {data_dir}/secrets/.")
     max_upload_bytes: int = Field(200 * 1024 * 1024, description="Uploads larger than this get HTTP 413.")
+    max_reference_upload_bytes: int = Field(
+        8 * 1024**3, ge=1, description="Largest reference statistics file a remote worker may upload (HTTP 413 "
+        "past it): ~200 MB per class (three 2048x2048 float64 covariances and their square roots per split)."
+    )
     max_zip_entries: int = Field(DEFAULT_MAX_ENTRIES, description="Most entries a submission zip may hold.")
     max_uncompressed_bytes: int = Field(
         DEFAULT_MAX_UNCOMPRESSED_BYTES, description="Most bytes a submission may inflate to."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, create_model
 
@@ -343,6 +343,7 @@ class WorkerClaim(BaseModel):
 
 
 class JobPublic(BaseModel):
+    job: Literal["submission"] = "submission"
     lease_id: str = Field(description="The lease: every later call about this job names it (fencing).")
     submission_id: int
     submission_kind: str = Field(description="zip (images) or model (an ONNX generator to sample).")
@@ -360,6 +361,41 @@ class JobPublic(BaseModel):
                                              "sample sets and sampling caps.")
     seed: int | None = Field(None, description="A model's first sample set's seed (set k: seed + k), from the "
                              "server's secret salt; None for images.")
+
+
+class BuildPublic(BaseModel):
+    """A reference build for the claiming worker's engine and weights (server/jobs/remote_builds.py)."""
+
+    job: Literal["reference_build"] = "reference_build"
+    lease_id: str = Field(description="The lease: every later call about this build names it (fencing).")
+    build_id: int
+    competition: str
+    config: dict[str, Any] = Field(description="competition.json.")
+    manifest: dict[str, Any] = Field(description="manifest.json: every image the build reads (path, class, split, "
+                                     "sha256), fetched by its index from images_url + INDEX.")
+    images_url: str
+    progress_url: str
+    references_url: str = Field(description="POST the built reference file here (the raw bytes, with its sha256 "
+                                "in X-Content-Sha256).")
+    progress: dict[str, Any] = Field(description="{classes: {CLASS: {done, total}}}: the images to go through.")
+    engine: str
+    weights_sha256: str
+
+
+class ClassDone(BaseModel):
+    done: Annotated[int, Field(ge=0, le=10**9)]
+    total: Annotated[int, Field(ge=0, le=10**9)]
+
+
+class BuildProgress(BaseModel):
+    classes: Annotated[dict[str, ClassDone], Field(max_length=1000)]
+    stage: Annotated[str, Field(max_length=200)]
+
+
+class BuildAccepted(BaseModel):
+    build_id: int
+    status: str
+    outcome: str | None
 
 
 class JobFailure(BaseModel):

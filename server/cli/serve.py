@@ -195,7 +195,8 @@ def worker_command(
     token: str | None = typer.Option(None, "--token", envvar="ARENA_WORKER_TOKEN", help="The worker token of "
                                      "`arena admin workers create NAME` (with --server)."),
     cache_dir: Path = typer.Option(Path("arena-worker-cache"), "--cache-dir", help="With --server: where the "
-                                   "downloaded reference statistics and zips are kept."),
+                                   "downloaded reference statistics, zips and (for reference builds) images are "
+                                   "kept."),
     data_dir: Path | None = DATA_DIR_OPTION,
 ) -> None:
     """Run a standalone scoring worker (one per GPU; many can share one PostgreSQL database), or with --server a

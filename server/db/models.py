@@ -297,6 +297,7 @@ class ReferenceBuild(Base):
     worker_id: Mapped[str | None] = mapped_column(String(128))
     lease_id: Mapped[str | None] = mapped_column(String(32))  # the current claim's lease (server/jobs/leases.py)
     engine: Mapped[str | None] = mapped_column(String(32))  # the feature engine of the worker that built it
+    weights_sha256: Mapped[str | None] = mapped_column(String(64))  # its FID weights (a remote upload must match)
     images_done: Mapped[int] = mapped_column(Integer, default=0)
     images_total: Mapped[int] = mapped_column(Integer, default=0)
     progress: Mapped[dict[str, Any] | None]  # {"classes": {cls: {"done", "total"}}, "stage": "with_mask train"}

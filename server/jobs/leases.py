@@ -154,6 +154,14 @@ def still_holds_lease(session: Session, kind: JobKind, job_id: int, lease_id: st
     return status == kind.running and held == lease_id
 
 
+def lease_holder(job: Job, kind: JobKind, lease_id: str) -> str | None:
+    """The worker a lease was given to, from the job's claim events (each names its lease), newest first; None
+    when no claim of this job gave that lease (a remote worker may only name jobs its own token's workers held)."""
+    mark = f", lease {lease_id[:8]}"
+    claims = [e for e in job.events if e.to_status == kind.running and e.reason.endswith(mark)]
+    return claims[-1].worker_id if claims else None
+
+
 def lease_of(job: Job) -> str:
     """The lease of a job this worker has just claimed (every claim sets one)."""
     if job.lease_id is None:

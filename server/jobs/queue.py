@@ -178,6 +178,7 @@ def release(*, session: Session, submission_id: int, lease_id: str, worker_id: s
     if submission is not None:
         submission.not_before = now + delay if delay else None
         give_back(session, SUBMISSIONS, submission, reason=reason, worker_id=worker_id, now=now)
+        _set_current(session, worker_id, None)  # the worker holds it no more (the console's "current job")
     session.commit()
     return submission is not None
 

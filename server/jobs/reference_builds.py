@@ -1,8 +1,10 @@
 """Reference statistics built by a scoring worker, never by the web process, with progress the console shows.
 
 A build is a row of `reference_builds`, queued by the console (right after a competition is prepared, or the
-organizer's "Build reference statistics" button), by `arena admin references SLUG`, or by a worker that finds its
-engine's cache missing or stale at start-up (new weights, another engine). Workers claim builds before submissions,
+organizer's "Build reference statistics" button), by `arena admin references SLUG`, by a worker that finds its
+engine's cache missing or stale at start-up (new weights, another engine), or by a remote worker's claim that finds
+a submission waiting for references it can build (server/jobs/remote_builds.py; remote workers build and upload
+them). Each claim records the worker's engine and weights on the row. Workers claim builds before submissions,
 under a lease exactly as they claim submissions (server/jobs/leases.py: the lease id fences progress, finish and
 release; a build whose worker stops heartbeating is queued again, one that ended `max_worker_crashes` workers
 fails); its status changes are job events. A competition's submissions wait while it has a queued or running
@@ -110,15 +112,17 @@ def recent_builds(*, session: Session, competition: CompetitionRow, limit: int =
 # -- a worker's side -------------------------------------------------------------------------------------------
 
 
-def claim_next_build(*, session: Session, worker_id: str, engine: str,
+def claim_next_build(*, session: Session, worker_id: str, engine: str, weights_sha256: str | None = None,
                      now: datetime | None = None) -> ReferenceBuild | None:
     """Move the oldest queued build to `building` for this worker under a new lease (its `lease_id`), as
-    `claim_next_submission` does."""
+    `claim_next_submission` does; the build is for the worker's engine and weights (a remote worker's upload is
+    checked against them)."""
     now = now or utcnow()
     begin_write(session)
     build = claim(session, BUILDS, worker_id=worker_id, now=now, claimable=[],
                   order_by=[ReferenceBuild.created_at, ReferenceBuild.id],
-                  describe=lambda _: f"claimed by worker {worker_id} ({engine})", engine=engine)
+                  describe=lambda _: f"claimed by worker {worker_id} ({engine})", engine=engine,
+                  weights_sha256=weights_sha256)
     session.commit()
     return build
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from server.competition_dir import load_competition
@@ -22,12 +23,14 @@ PROGRESS_SECONDS = 2.0  # how often a running build writes its progress (the con
 
 
 class ProgressReporter:
-    """Counts images per class as the network finishes batches and writes them at most every PROGRESS_SECONDS."""
+    """Counts images per class as the network finishes batches and hands them to `write` at most every `every`
+    seconds: a local worker stores them (`stored_progress`), a remote one posts them (server/jobs/remote_worker.py)."""
 
-    def __init__(self, database: Database, build: ReferenceBuild, every: float) -> None:
-        self.database, self.build_id, self.lease_id, self.every = database, build.id, lease_of(build), every
+    def __init__(self, progress: dict[str, Any] | None, write: Callable[[dict[str, Any]], None],
+                 every: float) -> None:
+        self.write, self.every = write, every
         self.progress: dict[str, Any] = {"classes": {cls: {**c, "done": 0}
-                                                     for cls, c in (build.progress or {}).get("classes", {}).items()},
+                                                     for cls, c in (progress or {}).get("classes", {}).items()},
                                          "stage": "starting"}
         self.written_at = time.monotonic()
 
@@ -37,14 +40,23 @@ class ProgressReporter:
         self.progress = {**self.progress, "stage": f"{cls} {part}"}
         if time.monotonic() - self.written_at >= self.every:
             self.written_at = time.monotonic()
-            with self.database.session() as session:
-                record_progress(session=session, build_id=self.build_id, lease_id=self.lease_id,
-                                progress=self.progress)
+            self.write(self.progress)
 
     def completed(self) -> dict[str, Any]:
         """Every class done (also when a current cache was only checked, which passes no image through)."""
         classes = {cls: {**c, "done": c["total"]} for cls, c in self.progress["classes"].items()}
         return {"classes": classes, "stage": "done"}
+
+
+def stored_progress(database: Database, build: ReferenceBuild) -> Callable[[dict[str, Any]], None]:
+    """Write a held build's progress to its row, under its lease."""
+    build_id, lease_id = build.id, lease_of(build)
+
+    def write(progress: dict[str, Any]) -> None:
+        with database.session() as session:
+            record_progress(session=session, build_id=build_id, lease_id=lease_id, progress=progress)
+
+    return write
 
 
 def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureExtractor, worker_id: str,
@@ -55,7 +67,8 @@ def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureEx
     from server.scoring.references import cache_problem, load_or_build_references
 
     started = time.monotonic()
-    reporter = ProgressReporter(database, build, progress_seconds)
+    lease_id = lease_of(build)
+    reporter = ProgressReporter(build.progress, stored_progress(database, build), progress_seconds)
     with database.session() as session:
         row = session.get_one(CompetitionRow, build.competition_id)
         slug = row.slug
@@ -68,7 +81,7 @@ def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureEx
     except Exception as exc:
         log.error("reference build %s of '%s' failed: %s", build.id, slug, traceback.format_exc())
         with database.session() as session:
-            finish_build(session=session, build_id=build.id, lease_id=reporter.lease_id, worker_id=worker_id, ok=False,
+            finish_build(session=session, build_id=build.id, lease_id=lease_id, worker_id=worker_id, ok=False,
                          outcome=f"{type(exc).__name__}: {exc}", progress=reporter.progress)
         return False
     seconds = time.monotonic() - started
@@ -76,7 +89,7 @@ def run_build(build: ReferenceBuild, *, database: Database, extractor: FeatureEx
                f"already current: the {extractor.engine} cache matches these images and weights (checked in "
                f"{seconds:.1f} s)")
     with database.session() as session:
-        finish_build(session=session, build_id=build.id, lease_id=reporter.lease_id, worker_id=worker_id, ok=True,
+        finish_build(session=session, build_id=build.id, lease_id=lease_id, worker_id=worker_id, ok=True,
                      outcome=outcome,
                      progress=reporter.completed())
     log.info("reference build %s of '%s': %s", build.id, competition.slug, outcome)

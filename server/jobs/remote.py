@@ -3,7 +3,9 @@
 The organizer gives a worker a token (worker_tokens.py; stored hashed like a team token). With it a worker
 registers (`register_remote_worker`), claims the next job (`claim_job`), downloads the job's file (a zip, or an ONNX
 model with the seeds to sample it with) and the competition's reference statistics (content-addressed by the
-reference fingerprint, the file's sha256), heartbeats, and posts a result (`accept_result`), a failure or a release.
+reference fingerprint, the file's sha256), heartbeats, and posts a result (`accept_result`), a failure or a
+release. A claim may instead give a reference build: the worker builds the competition's statistics and uploads
+them (remote_builds.py), so an arena whose only GPU is remote needs no local worker at all.
 
 A remote worker holds its job exactly as a local one does (server/jobs/leases.py): the claim gives the job a new
 `lease_id`, and every later call names the job and presents that lease; the queue's own functions (queue.py) record
@@ -36,7 +38,7 @@ from server.config import Settings
 from server.db import Submission, SubmissionKind, SubmissionStatus, WorkerRow, WorkerToken, begin_write, utcnow
 from server.db.events import refusal
 from server.errors import Conflict, NotFound
-from server.jobs.leases import heartbeat, register_worker
+from server.jobs.leases import BUILDS, SUBMISSIONS, heartbeat, lease_holder, register_worker
 from server.jobs.queue import (
     claim_next_submission,
     finish_failed,
@@ -45,6 +47,14 @@ from server.jobs.queue import (
     release,
     requeue_stale,
     still_holds,
+)
+from server.jobs.remote_builds import (
+    ClaimedBuild,
+    ReferenceProblem,
+    WorkerScorer,
+    claim_build,
+    queue_build_for,
+    reference_problem,
 )
 from server.jobs.remote_results import (
     InvalidResult,
@@ -56,6 +66,7 @@ from server.jobs.remote_results import (
     write_result_images,
 )
 from server.jobs.sampling_seeds import submission_seed
+from server.jobs.worker_tokens import token_owns
 from server.storage import model_path, upload_path
 
 # The server's settings a job is scored under, sent with the claim, so a remote worker decodes and samples as a local
@@ -106,11 +117,12 @@ def remote_heartbeat(*, session: Session, token: WorkerToken, worker_id: str, le
     heartbeat(session=session, worker_id=worker_id, now=now)
     if lease_id is None:
         return True
-    held = session.scalar(select(Submission.id).where(Submission.lease_id == lease_id,
-                                                      Submission.worker_id == worker_id,
-                                                      Submission.status == SubmissionStatus.scoring))
+    held = [session.scalar(select(kind.table.id).where(kind.table.lease_id == lease_id,
+                                                       kind.table.worker_id == worker_id,
+                                                       kind.table.status == kind.running))
+            for kind in (SUBMISSIONS, BUILDS)]
     session.commit()
-    return held is not None
+    return held != [None, None]
 
 
 # -- holding a job -------------------------------------------------------------------------------------------------
@@ -121,7 +133,7 @@ def held_job(*, session: Session, token: WorkerToken, submission_id: int, lease_
     """The job a call names, if `lease_id` still holds it for a worker of this token; otherwise 409, the refused
     `action` recorded in the job's events (leases.refusal), or 404 for a job no lease of this token ever held."""
     submission = session.get(Submission, submission_id, populate_existing=True)
-    holder = lease_holder(submission, lease_id) if submission is not None else None
+    holder = lease_holder(submission, SUBMISSIONS, lease_id) if submission is not None else None
     if submission is None or holder is None or not token_owns(session, token, holder):
         session.commit()
         raise NotFound(f"Submission {submission_id} was never claimed under lease '{lease_id}' by this token.")
@@ -138,18 +150,6 @@ def held_job(*, session: Session, token: WorkerToken, submission_id: int, lease_
     session.commit()
     raise Conflict(why[0].upper() + why[1:] + ".", detail={"lease_id": lease_id})
 
-
-def lease_holder(submission: Submission, lease_id: str) -> str | None:
-    """The worker a lease was given to, from the job's claim events (each names its lease), newest first; None
-    when no claim of this job gave that lease."""
-    mark = f", lease {lease_id[:8]}"
-    claims = [e for e in submission.events if e.to_status == SubmissionStatus.scoring and e.reason.endswith(mark)]
-    return claims[-1].worker_id if claims else None
-
-
-def token_owns(session: Session, token: WorkerToken, worker_id: str) -> bool:
-    worker = session.get(WorkerRow, worker_id)
-    return worker is not None and worker.token_id == token.id
 
 
 # -- claiming ------------------------------------------------------------------------------------------------------
@@ -169,18 +169,11 @@ class ClaimedJob:
     seed: int | None
 
 
-@dataclass(frozen=True)
-class WorkerScorer:
-    """What a claiming worker scores with: only jobs whose references were built by the same engine and weights."""
-
-    engine: str
-    weights_sha256: str
-    scorer_version: str
-
-
 def claim_job(*, session: Session, settings: Settings, token: WorkerToken, worker_id: str, scorer: WorkerScorer,
-              now: datetime | None = None) -> ClaimedJob | None:
-    """Claim the next submission for a remote worker under a new lease; None when nothing can be scored now.
+              now: datetime | None = None) -> ClaimedJob | ClaimedBuild | None:
+    """Claim the next job for a remote worker under a new lease: a queued reference build first (as a local worker
+    does), else the next submission. A submission that waits for references this worker can build queues that build
+    and the worker gets it (remote_builds.py). None when nothing can be done now.
 
     The server also requeues the jobs of silent workers here: with remote workers only, nobody else would."""
     now = now or utcnow()
@@ -189,6 +182,9 @@ def claim_job(*, session: Session, settings: Settings, token: WorkerToken, worke
     begin_write(session)
     session.execute(update(WorkerRow).where(WorkerRow.id == worker_id).values(scorer_version=scorer.scorer_version))
     session.commit()
+    build = claim_build(session=session, settings=settings, worker_id=worker_id, scorer=scorer, now=now)
+    if build is not None:
+        return build
     requeue_stale(session=session, timeout_seconds=settings.worker_timeout_seconds,
                   max_worker_crashes=settings.max_worker_crashes, now=now)
     submission = claim_next_submission(session=session, worker_id=worker_id, now=now)
@@ -197,17 +193,35 @@ def claim_job(*, session: Session, settings: Settings, token: WorkerToken, worke
     lease_id = submission.lease_id
     assert lease_id is not None  # every claim gives one
     waiting = why_not_remote(submission, scorer=scorer)
+    if isinstance(waiting, tuple):
+        competition, references = waiting
+        return ClaimedJob(
+            submission=submission, lease_id=lease_id, competition=competition, references=references,
+            input_size=input_path(settings, submission).stat().st_size,
+            settings={name: getattr(settings, name) for name in JOB_SETTINGS},
+            seed=submission_seed(settings, submission.sha256) if submission.kind == SubmissionKind.model else None)
+    return wait_or_build(session=session, settings=settings, submission=submission, waiting=waiting,
+                         worker_id=worker_id, scorer=scorer, now=now)
+
+
+def wait_or_build(*, session: Session, settings: Settings, submission: Submission,
+                  waiting: str | ReferenceProblem, worker_id: str, scorer: WorkerScorer,
+                  now: datetime) -> ClaimedBuild | None:
+    """Give back a claimed submission this worker cannot score (no attempt used, why in its history); when its
+    references are what is missing and this worker can build them, queue that build and claim a build instead."""
     if isinstance(waiting, str):
-        release(session=session, submission_id=submission.id, lease_id=lease_id, worker_id=worker_id,
-                reason=waiting, now=now,
-                delay=timedelta(seconds=max(settings.retry_backoff_seconds, settings.worker_poll_seconds)))
-        return None
-    competition, references = waiting
-    return ClaimedJob(
-        submission=submission, lease_id=lease_id, competition=competition, references=references,
-        input_size=input_path(settings, submission).stat().st_size,
-        settings={name: getattr(settings, name) for name in JOB_SETTINGS},
-        seed=submission_seed(settings, submission.sha256) if submission.kind == SubmissionKind.model else None)
+        blocked: str | None = waiting
+        why = waiting
+    else:
+        blocked = queue_build_for(session=session, competition=submission.team.competition, problem=waiting,
+                                  worker_id=worker_id, now=now)
+        why = waiting.why
+    reason = f"waiting: {blocked}" if blocked else f"waiting for a reference build: {why}"
+    retry_after = timedelta(seconds=max(settings.retry_backoff_seconds, settings.worker_poll_seconds))
+    release(session=session, submission_id=submission.id, lease_id=submission.lease_id or "", worker_id=worker_id,
+            reason=reason, now=now, delay=retry_after if blocked else None)  # a build holds its submissions back
+    return None if blocked else claim_build(session=session, settings=settings, worker_id=worker_id, scorer=scorer,
+                                            now=now)
 
 
 def input_path(settings: Settings, submission: Submission) -> Path:
@@ -216,20 +230,20 @@ def input_path(settings: Settings, submission: Submission) -> Path:
     return store(settings.data_dir, submission.sha256)
 
 
-def why_not_remote(submission: Submission, *, scorer: WorkerScorer) -> str | tuple[Competition, ReferenceFile]:
+def why_not_remote(submission: Submission, *,
+                   scorer: WorkerScorer) -> str | ReferenceProblem | tuple[Competition, ReferenceFile]:
     """The competition and references a remote worker scores this submission with, or why it waits in the queue
-    (no attempt used) for another worker or a reference build."""
+    (no attempt used): its references are missing or do not fit this worker (a ReferenceProblem), or the
+    competition cannot be read."""
     try:
         competition = load_competition(submission.team.competition)
     except CompetitionUnavailable:
-        return "waiting: the competition's configuration cannot be read"
+        return "the competition's configuration cannot be read"
+    problem = reference_problem(competition, scorer)
+    if problem is not None:
+        return problem
     references = reference_file(competition, scorer.engine)
-    if references is None:
-        return (f"waiting: '{competition.slug}' has no reference statistics for the {scorer.engine} engine yet "
-                f"(a local worker builds them: `arena admin references {competition.slug}`)")
-    if references.metadata.get("weights_sha256") != scorer.weights_sha256:
-        return (f"waiting: the {scorer.engine} reference statistics of '{competition.slug}' were built with other "
-                "FID weights than this remote worker's")
+    assert references is not None  # reference_problem found them
     return competition, references
 
 

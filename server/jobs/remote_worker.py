@@ -7,6 +7,12 @@ once, verified, kept in `--cache-dir`), scores it with the same Scorer and the s
 (`entries.score_entry`: a model is sampled with the seeds the claim sent, under the server's settings the claim
 sent), and posts the result with its grids and evidence images (`entries.write_entry_images`).
 
+A claim may be a reference build instead (server/jobs/remote_builds.py says when): the worker fetches every image
+of the competition's manifest (train and test, each by its sha256 into `--cache-dir`/images, verified, linked into
+a copy of the competition's directory), builds with the local build's code (`load_or_build_references`, progress
+posted every `reference_worker.PROGRESS_SECONDS` through the same `ProgressReporter`) and uploads the file, read
+from disk in chunks, with its sha256 for the server's check.
+
 Transfers survive a bad network: every call retries with exponential backoff on connection errors, timeouts and 5xx
 (tenacity), a download restarts into a temporary file and is kept only when its hash matches. A heartbeat thread
 extends the lease; when the server says the job is no longer held, or has not answered for as long as its lease
@@ -25,8 +31,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,12 +46,15 @@ from server.config import Settings
 from server.db import SubmissionKind
 from server.jobs.entries import EntryJob, score_entry, write_entry_images
 from server.jobs.model_entries import ModelFailed
+from server.jobs.reference_worker import PROGRESS_SECONDS, ProgressReporter
 from server.jobs.signals import WorkerInterrupted
 from server.jobs.worker import beating, make_scorer
 from server.storage import evidence_path, grid_path
 
 log = logging.getLogger("arena.remote_worker")
 CHUNK = 1 << 20
+UPLOAD_SECONDS = 600.0  # the server checks a reference file (~400 MB) before it answers
+IMAGE_DOWNLOADS = 8  # a build's images are fetched this many at a time (thousands of small files)
 
 
 class JobLost(Exception):
@@ -130,6 +141,32 @@ class ArenaServer:
         return target
 
 
+    def upload(self, url: str, path: Path, sha256: str) -> httpx.Response:
+        """POST a large file as the raw body, read from disk in chunks (never whole in memory), with its sha256
+        for the server's check; retried like every call."""
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    yield chunk
+
+        @retrying(self.retry_seconds)
+        def attempt() -> httpx.Response:  # each try reads the file again from its start
+            response = self.client.post(url, content=chunks(), timeout=httpx.Timeout(UPLOAD_SECONDS, connect=10),
+                                        headers={"X-Content-Sha256": sha256,
+                                                 "Content-Type": "application/octet-stream"})
+            if response.status_code >= 500:
+                response.raise_for_status()
+            return response
+
+        response = attempt()
+        if response.status_code == 409:
+            raise JobLost(error_message(response))
+        if response.status_code >= 400:
+            raise RuntimeError(f"POST {url}: HTTP {response.status_code}: {error_message(response)}")
+        return response
+
+
 def already_stored(response: httpx.Response) -> bool:
     """A 409 saying this lease's result is stored: the first post got through, only its answer was lost."""
     try:
@@ -196,7 +233,8 @@ class RemoteWorker:
         self.heartbeat_seconds, self.lease_seconds = answer["heartbeat_seconds"], answer["lease_seconds"]
 
     def run(self, *, max_jobs: int | None = None) -> int:
-        """Claim and score jobs until stopped (or `max_jobs`); returns the jobs scored."""
+        """Claim and run jobs until stopped (or `max_jobs`); returns how many were done (a submission scored, a
+        reference build accepted)."""
         self.register()
         done = 0
         with beating(self._heartbeat_loop, name=f"heartbeat-{self.worker_id}"):
@@ -211,7 +249,7 @@ class RemoteWorker:
                 if job is None:
                     self.stop.wait(self.settings.worker_poll_seconds)
                     continue
-                done += self.run_job(job, stages)
+                done += self.run_build(job) if job.get("job") == "reference_build" else self.run_job(job, stages)
         return done
 
     def claim(self) -> dict[str, Any] | None:
@@ -301,6 +339,85 @@ class RemoteWorker:
             return
         if response.status_code == 409:
             self.lost.set()  # the job was taken away: stop sampling it
+
+    # -- one reference build -----------------------------------------------------------------------------------
+
+    def run_build(self, job: dict[str, Any]) -> int:
+        """Build a competition's reference statistics as a local worker does and upload them; 1 when accepted."""
+        self.lost = threading.Event()
+        self.lease, self.last_answer = job["lease_id"], time.monotonic()
+        self.job_path = path = f"/builds/{job['build_id']}/{job['lease_id']}"
+        started = time.perf_counter()
+        try:
+            built = self.build_references(job, self.build_competition(job))
+            if self.lost.is_set():
+                raise JobLost("the lease ran out while building")
+            answer = self.server.upload(job["references_url"], built, file_sha256(built)).json()
+            log.info("reference build %s of '%s' in %.1f s: %s", job["build_id"], job["competition"],
+                     time.perf_counter() - started, answer["outcome"])
+            return 1
+        except JobLost as exc:
+            log.warning("reference build %s: dropped (%s)", job["build_id"], exc)
+        except WorkerInterrupted:
+            self.abandon_current(f"worker {self.worker_id} stopped before finishing")
+            self.stop.set()
+        except Exception as exc:
+            log.exception("reference build %s failed", job["build_id"])
+            self._report_failure(path, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.lease = self.job_path = None
+        return 0
+
+    def build_competition(self, job: dict[str, Any]) -> Competition:
+        """The build's competition as a directory of the cache with every image its manifest lists: each fetched
+        once by its sha256 into images/ (verified), linked where the manifest puts it."""
+        manifest = job["manifest"]
+        root = (self.cache_dir / "builds" / f"{job['competition']}-{manifest['dataset_hash'][:16]}").resolve()
+        root.mkdir(parents=True, exist_ok=True)
+        (root / CONFIG_FILE).write_text(json.dumps(job["config"]))
+        (root / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+        def fetch(index: int, entry: dict[str, str]) -> None:
+            if self.lost.is_set():
+                raise JobLost("the lease ended while the images were downloaded")
+            link = (root / entry["path"]).resolve()
+            if not link.is_relative_to(root):
+                raise ValueError(f"manifest path {entry['path']!r} leaves the competition directory")
+            stored = self.server.download(f"{job['images_url']}{index}",
+                                          self.cache_dir / "images" / entry["sha256"][:2] / entry["sha256"],
+                                          entry["sha256"])
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.unlink(missing_ok=True)  # a link of an earlier build: the same sha256, as the dataset hash says
+            link.hardlink_to(stored)
+
+        with ThreadPoolExecutor(IMAGE_DOWNLOADS) as pool:
+            for done in [pool.submit(fetch, index, entry) for index, entry in enumerate(manifest["files"])]:
+                done.result()
+        return Competition.load(root)
+
+    def build_references(self, job: dict[str, Any], competition: Competition) -> Path:
+        """The reference file, built as a local worker builds it (`load_or_build_references`: one built before and
+        still current is used again), with progress posted for the console."""
+        from server.scoring.references import load_or_build_references
+
+        reporter = ProgressReporter(job["progress"], partial(self.post_build_progress, job["progress_url"]),
+                                    PROGRESS_SECONDS)
+        return load_or_build_references(competition, self.scorer.extractor, progress=True,
+                                        on_progress=reporter).path
+
+    def post_build_progress(self, url: str, progress: dict[str, Any]) -> None:
+        """Best effort, but a build whose lease is gone stops here (JobLost out of the network's batch loop)."""
+        if self.lost.is_set():
+            raise JobLost("the lease ended while building")
+        try:
+            response = self.server.client.post(url, json=progress)
+        except httpx.TransportError:
+            return
+        if response.status_code == 409:
+            self.lost.set()
+            raise JobLost(error_message(response))
+
+    # -- one submission ----------------------------------------------------------------------------------------
 
     def score(self, job: dict[str, Any], stages: dict[str, float]) -> list[tuple[str, tuple[str, bytes, str]]]:
         """Fetch what the job needs, score it as a local worker does (`entries.score_entry`) under the server's

@@ -158,7 +158,9 @@ class Worker:
     def run_reference_build(self) -> bool:
         """Claim and run one queued reference build (server/jobs/reference_builds.py); False when none is queued."""
         with self.database.session() as session:
-            build = claim_next_build(session=session, worker_id=self.worker_id, engine=self.scorer.extractor.engine)
+            extractor = self.scorer.extractor
+            build = claim_next_build(session=session, worker_id=self.worker_id, engine=extractor.engine,
+                                     weights_sha256=extractor.weights_sha256)
         if build is None:
             return False
         held = self.current_build = Held(build.id, lease_of(build))

@@ -14,11 +14,21 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from server.db import Submission, SubmissionStatus, WorkerRow, WorkerToken, begin_write, utcnow
+from server.db import (
+    ReferenceBuild,
+    ReferenceBuildStatus,
+    Submission,
+    SubmissionStatus,
+    WorkerRow,
+    WorkerToken,
+    begin_write,
+    utcnow,
+)
 from server.db.crud import add_unique, hash_token
 from server.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
 from server.jobs.leases import stop_worker
 from server.jobs.queue import release
+from server.jobs.reference_builds import release_build
 
 WORKER_TOKEN_PREFIX = "arenaw_"  # never "arena_": a worker token is not a team token, and the reverse
 WORKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}")
@@ -35,6 +45,12 @@ def create_worker_token(*, session: Session, name: str, now: datetime | None = N
     return row, token
 
 
+def token_owns(session: Session, token: WorkerToken, worker_id: str) -> bool:
+    """Whether the worker registered with this token (a token's workers name only their own jobs)."""
+    worker = session.get(WorkerRow, worker_id)
+    return worker is not None and worker.token_id == token.id
+
+
 def worker_name(name: str) -> str:
     """A token's name starts its workers' ids and log lines: letters, digits, dot, dash, underscore."""
     if not WORKER_NAME.fullmatch(name):
@@ -47,8 +63,8 @@ def list_worker_tokens(*, session: Session) -> list[WorkerToken]:
 
 
 def revoke_worker_token(*, session: Session, name: str, now: datetime | None = None) -> list[int]:
-    """Revoke a token: its workers can do nothing more, and the jobs they hold go back to the queue now (no attempt
-    used). Returns those submissions' ids."""
+    """Revoke a token: its workers can do nothing more, and the jobs they hold (submissions, reference builds) go
+    back to the queue now (no attempt used). Returns the submissions' ids."""
     now = now or utcnow()
     row = session.scalar(select(WorkerToken).where(WorkerToken.name == name))
     if row is None:
@@ -63,6 +79,13 @@ def revoke_worker_token(*, session: Session, name: str, now: datetime | None = N
     released = [job_id for job_id, lease_id, worker_id in held
                 if lease_id and release(session=session, submission_id=job_id, lease_id=lease_id, worker_id=worker_id,
                                         reason=reason, now=now)]
+    builds = session.execute(select(ReferenceBuild.id, ReferenceBuild.lease_id, WorkerRow.id)
+                             .join(WorkerRow, WorkerRow.id == ReferenceBuild.worker_id)
+                             .where(WorkerRow.token_id == row.id,
+                                    ReferenceBuild.status == ReferenceBuildStatus.building)).all()
+    for build_id, lease_id, worker_id in builds:
+        if lease_id:
+            release_build(session=session, build_id=build_id, lease_id=lease_id, worker_id=worker_id, now=now)
     for worker_id in session.scalars(select(WorkerRow.id).where(WorkerRow.token_id == row.id,
                                                                 WorkerRow.stopped_at.is_(None))).all():
         stop_worker(session=session, worker_id=worker_id, now=now)

@@ -17,14 +17,14 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
+# FEATURE_DIMS and PREPROCESSING_VERSION (bump it when anything between the PNG bytes and the features changes: it
+# invalidates every reference cache) live with the reference metadata the web tier checks (server/competition_dir.py).
+from server.competition_dir import FEATURE_DIMS
 from server.scoring.onnx_engine import Engine, OnnxPool3, ensure_export, resolve_engine
 from server.scoring.weights import WeightsInfo, resolve_weights
 
 Device = Literal["auto", "cpu", "cuda"]
 Precision = Literal["exact", "tf32", "fp16"]
-FEATURE_DIMS = 2048
-# Bump when anything between the PNG bytes and the features changes: it invalidates every reference cache.
-PREPROCESSING_VERSION = "pytorch-fid-0.3.0-rgb-totensor-bilinear299-v1"
 
 
 def resolve_device(device: Device) -> str:

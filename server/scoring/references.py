@@ -4,12 +4,13 @@ One `.npz` per competition and feature engine under `competition.references_dir`
 (and the web pages) can read without numpy. For every class: mu, sigma and sqrt(sigma) of the public, private and
 whole test split; the L2-normalized pool3 features of train + test (the memorization set); the automatic MiFID eps; the
 raw features of the public and private test images (float32, which is exact: the network computes in float32), which
-the bootstrap interval and the diagnostics need. The cache is rebuilt only when its metadata (dataset hash, weights
-sha256, feature engine, dims, counts, preprocessing version, `CONTENTS_VERSION`) no longer matches, so references and
-submissions always go through the same engine and older caches are rebuilt; one file per engine lets a GPU worker
-(torch) and a CPU worker (onnxruntime) share a competition without rebuilding each other's cache. Writes go through a
-temporary file and a rename, so a server and a worker building at the same
-time both end with a complete file.
+the bootstrap interval and the diagnostics need. The cache is rebuilt only when its metadata
+(`competition_dir.expected_reference_metadata`: dataset hash, weights sha256, feature engine, dims, counts,
+preprocessing and contents versions) no longer matches, so references and submissions always go through the same
+engine and older caches are rebuilt; one file per engine lets a GPU worker (torch) and a CPU worker (onnxruntime)
+share a competition without rebuilding each other's cache. Writes go through a temporary file and a rename, so a
+server and a worker building at the same time both end with a complete file. A remote worker builds with these same
+functions in its cache directory and uploads the file (server/jobs/remote_builds.py checks it).
 """
 
 from __future__ import annotations
@@ -24,21 +25,20 @@ from pathlib import Path
 import numpy as np
 
 from server.competition_dir import (
-    REFERENCE_SUMMARY_FILE,
     Competition,
     CompetitionError,
     eps_in_force,
     reference_cache_file,
+    write_reference_summary,
 )
-from server.scoring.features import FEATURE_DIMS, PREPROCESSING_VERSION, FeatureExtractor
+from server.competition_dir import expected_reference_metadata as expected_metadata
+from server.scoring.features import FeatureExtractor
 from server.scoring.frechet import ReferenceStats
 from server.scoring.memorization import auto_eps, normalized
 from submissions.atomic import write_atomically
 from submissions.results import SPLITS, Split
 
 log = logging.getLogger(__name__)
-# 2: the raw public/private test features are stored (uncertainty and diagnostics need them).
-CONTENTS_VERSION = 2
 # on_progress(class, part, images just done), part train|public|private: a worker reports a build to the console.
 BuildProgress = Callable[[str, str, int], None]
 
@@ -77,22 +77,6 @@ class References:
         eps = eps_in_force(competition.config.memorization_eps, self.classes[cls].auto_eps)
         assert eps is not None  # built references always hold the calibrated value
         return eps
-
-
-def expected_metadata(competition: Competition, weights_sha256: str, engine: str) -> dict:
-    counts = {
-        cls: {"train": len(competition.train_files(cls)), **{s: len(competition.test_files(cls, s)) for s in SPLITS}}
-        for cls in competition.classes
-    }
-    return {
-        "dataset_hash": competition.manifest.dataset_hash,
-        "weights_sha256": weights_sha256,
-        "engine": engine,
-        "dims": FEATURE_DIMS,
-        "counts": counts,
-        "preprocessing_version": PREPROCESSING_VERSION,
-        "contents_version": CONTENTS_VERSION,
-    }
 
 
 def _changed(stored: dict, metadata: dict) -> list[str]:
@@ -205,9 +189,8 @@ def save_references(path: Path, metadata: dict, classes: dict[str, ClassReferenc
         arrays |= {f"{cls}/memory": refs.memory, f"{cls}/auto_eps": np.array(refs.auto_eps)}
         arrays |= {f"{cls}/test/{s}": refs.test_features[s].astype(np.float32) for s in ("public", "private")}
         arrays |= {f"{cls}/train_count": np.array(refs.train_count)}
-    summary = {**metadata, "auto_eps": {cls: refs.auto_eps for cls, refs in classes.items()}}
     _atomic(path, lambda handle: np.savez(handle, **arrays))  # type: ignore[arg-type]
-    _atomic(path.with_name(REFERENCE_SUMMARY_FILE), lambda handle: handle.write(json.dumps(summary, indent=1).encode()))
+    write_reference_summary(path.parent, metadata, {cls: refs.auto_eps for cls, refs in classes.items()})
 
 
 def _atomic(path: Path, write) -> None:

@@ -79,15 +79,20 @@ def admin_home(page: PageDep) -> Response:
                              "counts": counts, "problem": config_problem(row)})
     silent_after = timedelta(seconds=page.settings.worker_timeout_seconds)
     now = page.now
-    slugs = {row.id: row.slug for row in list_competitions(session=page.db)}
-    building = {worker_id: {"slug": slugs.get(build.competition_id, "?"), "percent": percent_done(build)}
-                for worker_id, build in builds_by_worker(session=page.db).items()}
+    building = builds_shown(page)
     workers = [{"alive": now - w.last_heartbeat < silent_after, "build": building.get(w.id), **{
         k: getattr(w, k) for k in ("id", "host", "pid", "device", "started_at", "last_heartbeat", "stopped_at",
                                    "current_submission_id")}}
         for w in list_workers(session=page.db)]
     depth = list_submissions(session=page.db, status=SubmissionStatus.queued, limit=0)[1]
     return page.render("admin/index.html", {"competitions": competitions, "workers": workers, "queue_depth": depth})
+
+
+def builds_shown(page: Page) -> dict[str, dict[str, object]]:
+    """The reference build each worker (local or remote) runs now, by worker id: its competition and percent done."""
+    slugs = {row.id: row.slug for row in list_competitions(session=page.db)}
+    return {worker_id: {"slug": slugs.get(build.competition_id, "?"), "percent": percent_done(build)}
+            for worker_id, build in builds_by_worker(session=page.db).items()}
 
 
 FormText = Annotated[str, Form()]
@@ -229,8 +234,10 @@ def _workers_page(page: Page, *, status_code: int = 200, **extra: object) -> Res
     records = worker_tokens.worker_records(session=page.db)
     tokens = worker_tokens.list_worker_tokens(session=page.db)
     names = {t.id: t.name for t in tokens}
+    building = builds_shown(page)
     workers = [{"row": w, "alive": page.now - w.last_heartbeat < silent_after, "token": names.get(w.token_id or 0),
-                "record": records.get(w.id, worker_tokens.WorkerRecord(done=0, mean_seconds=None))}
+                "record": records.get(w.id, worker_tokens.WorkerRecord(done=0, mean_seconds=None)),
+                "build": building.get(w.id)}
                for w in list_workers(session=page.db)]
     context = {"workers": workers, "tokens": tokens, "form": {}, "errors": {},
                "server_url": page.settings.resolved_public_url,

@@ -2,7 +2,8 @@
 nothing with the server but its URL. The workers run in their own network namespace (a veth pair; the server
 listens on the host's end), with their own FID weights copy and empty cache directories, no database and no data
 directory of the server's: the only path from worker to server is HTTP. They drain uploads of several teams, and
-the board holds the scores a local Scorer gives the same zips, to 1e-6."""
+the board holds the scores a local Scorer gives the same zips, to 1e-6; for a competition with no references at
+all, they build them first (server/jobs/remote_builds.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -85,13 +87,12 @@ def create_worker_token(env: dict[str, str], name: str) -> str:
     return re.search(r"\(shown once\): (arenaw_\S+)", output).group(1)
 
 
-@pytest.mark.slow
-def test_two_remote_workers_in_their_own_namespace_drain_the_queue(namespace, scoring_competition, scorer,
-                                                                   fid_torch_home, tmp_path):
-    name, host_ip, inner_ip = namespace
-    data_dir = tmp_path / "server"
-    (data_dir / "competitions").mkdir(parents=True)
-    (data_dir / "competitions" / scoring_competition.slug).symlink_to(scoring_competition.root.resolve())
+@contextmanager
+def served_with_remote_workers(namespace: tuple[str, str, str], data_dir: Path, fid_torch_home: Path,
+                               tmp_path: Path) -> Iterator[tuple[str, list[Path]]]:
+    """`arena serve --no-worker` on the host's end and two `arena worker --server URL` in the namespace, each with
+    its own token and empty cache; (the server's URL, the logs). Stopped whatever the test does."""
+    name, host_ip, _ = namespace
     env = server_env(data_dir, fid_torch_home)
     workers_home = tmp_path / "lab-machine"
     shutil.copytree(fid_torch_home, workers_home / "torch")  # the lab machine's own copy of the FID network
@@ -107,8 +108,7 @@ def test_two_remote_workers_in_their_own_namespace_drain_the_queue(namespace, sc
         tokens = [create_worker_token(env, f"lab-gpu-{i}") for i in (1, 2)]
         workers = [start_remote_worker(name, url, token, workers_home / f"worker-{i}", tmp_path / f"worker-{i}.log")
                    for i, token in enumerate(tokens)]
-        uploads = upload_from_teams(url, scoring_competition)
-        scored = wait_scored(url, scoring_competition.slug, len(uploads), logs=[log, *tmp_path.glob("worker-*.log")])
+        yield url, [log, *(tmp_path / f"worker-{i}.log" for i in range(2))]
     finally:
         for worker in workers:
             worker.terminate()
@@ -118,22 +118,66 @@ def test_two_remote_workers_in_their_own_namespace_drain_the_queue(namespace, sc
             except subprocess.TimeoutExpired:
                 worker.kill()
         stop_server(server)
-    for submission_id, seed in uploads.items():
-        local = scorer.score(scoring_competition, decoded(scoring_competition, seed))
-        row = scored[submission_id]
-        assert row["score_public"] == pytest.approx(local.score_public, abs=1e-6, rel=0)
-        assert row["score_private"] == pytest.approx(local.score_private, abs=1e-6, rel=0)
+
+
+def remote_workers(data_dir: Path) -> list:
     from server.db import Database, WorkerRow
 
     database = Database(f"sqlite:///{data_dir / 'arena.db'}")
     with database.sessionmaker() as session:
         remote = [w for w in session.query(WorkerRow) if w.token_id is not None]
     database.dispose()
-    assert len(remote) == 2 and {w.address for w in remote} == {inner_ip}
+    return remote
+
+
+@pytest.mark.slow
+def test_two_remote_workers_in_their_own_namespace_drain_the_queue(namespace, scoring_competition, scorer,
+                                                                   fid_torch_home, tmp_path):
+    data_dir = tmp_path / "server"
+    (data_dir / "competitions").mkdir(parents=True)
+    (data_dir / "competitions" / scoring_competition.slug).symlink_to(scoring_competition.root.resolve())
+    with served_with_remote_workers(namespace, data_dir, fid_torch_home, tmp_path) as (url, logs):
+        uploads = upload_from_teams(url, scoring_competition)
+        scored = wait_scored(url, scoring_competition.slug, len(uploads), logs=logs)
+    assert_scored_as_locally(scored, uploads, scoring_competition, scorer)
+    remote = remote_workers(data_dir)
+    assert len(remote) == 2 and {w.address for w in remote} == {namespace[2]}
     holders = {row["worker_id"] for row in scored.values()}
     assert holders <= {w.id for w in remote}, holders
     for i in range(2):
-        assert (workers_home / f"worker-{i}" / "cache").exists()
+        assert (tmp_path / "lab-machine" / f"worker-{i}" / "cache").exists()
+
+
+@pytest.mark.slow
+def test_remote_workers_build_the_references_of_a_competition_that_has_none(namespace, scoring_competition, scorer,
+                                                                            fid_torch_home, tmp_path):
+    """The organizer's setup the issue is for: web on a small VM (`--no-worker`), every GPU remote, a competition
+    whose references were never built. A remote worker builds them (the images and the reference file cross HTTP),
+    then the uploads are scored by the remote workers to the scores of locally built references."""
+    data_dir = tmp_path / "server"
+    root = data_dir / "competitions" / scoring_competition.slug
+    shutil.copytree(scoring_competition.root, root, ignore=shutil.ignore_patterns("references"))
+    with served_with_remote_workers(namespace, data_dir, fid_torch_home, tmp_path) as (url, logs):
+        uploads = upload_from_teams(url, scoring_competition)
+        scored = wait_scored(url, scoring_competition.slug, len(uploads), logs=logs, timeout=600)
+    assert_scored_as_locally(scored, uploads, scoring_competition, scorer)
+    from server.db import Database, ReferenceBuild
+
+    database = Database(f"sqlite:///{data_dir / 'arena.db'}")
+    with database.sessionmaker() as session:
+        built = [(b.status, b.outcome) for b in session.query(ReferenceBuild)]
+    database.dispose()
+    assert len(built) == 1 and built[0][0] == "done" and built[0][1].startswith("built by remote worker lab-gpu-")
+    assert list((root / "references").glob("fid-references*.npz")) and not list((root / "references").glob(".*"))
+    assert {row["worker_id"] for row in scored.values()} <= {w.id for w in remote_workers(data_dir)}
+
+
+def assert_scored_as_locally(scored: dict[int, dict], uploads: dict[int, int], competition, scorer) -> None:
+    for submission_id, seed in uploads.items():
+        local = scorer.score(competition, decoded(competition, seed))
+        row = scored[submission_id]
+        assert row["score_public"] == pytest.approx(local.score_public, abs=1e-6, rel=0)
+        assert row["score_private"] == pytest.approx(local.score_private, abs=1e-6, rel=0)
 
 
 def upload_from_teams(url: str, competition) -> dict[int, int]:

@@ -29,7 +29,7 @@ from server.jobs.reference_builds import (
     request_first_build,
     requeue_stale_builds,
 )
-from server.jobs.reference_worker import ProgressReporter
+from server.jobs.reference_worker import ProgressReporter, stored_progress
 from server.jobs.worker import Worker
 from server.scoring.references import cache_problem
 from server.uploads.rules import create_submission
@@ -166,13 +166,13 @@ def test_progress_reaches_the_database_at_most_every_few_seconds(builds, databas
     build = request_build(session=session, competition=row, reason="organizer", now=START)
     register_worker(session=session, worker_id="w", device="cpu", now=START)
     claimed = claim_next_build(session=session, worker_id="w", engine="torch", now=START)
-    eager = ProgressReporter(database, claimed, every=0.0)
+    eager = ProgressReporter(claimed.progress, stored_progress(database, claimed), every=0.0)
     eager("with_mask", "train", 4)
     session.commit()  # end this session's read snapshot (SQLite WAL) to see the reporter's own write
     session.refresh(build)
     assert build.images_done == 4 and build.progress["stage"] == "with_mask train"
     assert build.progress["classes"]["with_mask"] == {"done": 4, "total": 8}
-    throttled = ProgressReporter(database, claimed, every=3600.0)
+    throttled = ProgressReporter(claimed.progress, stored_progress(database, claimed), every=3600.0)
     throttled("with_mask", "train", 4)
     throttled("with_mask", "public", 2)
     session.commit()

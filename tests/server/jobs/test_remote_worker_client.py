@@ -1,6 +1,7 @@
 """The remote worker's client side alone (server/jobs/remote_worker.py), against small real HTTP servers: retries with
-backoff on 5xx and on a refused connection, downloads kept only when their hash matches, and a lease given up when
-the server stays silent for as long as it said the lease lasts."""
+backoff on 5xx and on a refused connection, downloads kept only when their hash matches, a reference upload sent
+whole again on each retry, and a lease given up when the server stays silent for as long as it said the lease
+lasts."""
 
 from __future__ import annotations
 
@@ -98,3 +99,55 @@ def test_the_cache_dir_holds_the_reference_file_once_per_fingerprint(tmp_path):
         for _ in range(3):
             server.download(f"{url}/references", tmp_path / "references" / f"{digest}.npz", digest)
     assert len(asked) == 1 and Path(tmp_path / "references" / f"{digest}.npz").stat().st_size == len(PAYLOAD)
+
+
+@contextmanager
+def receiving_server(failures: int) -> Iterator[tuple[str, list[bytes], list[str]]]:
+    """Reads each POST's body (chunked or not), answers 503 `failures` times, then 200; yields (url, the bodies,
+    the X-Content-Sha256 headers)."""
+    bodies: list[bytes] = []
+    hashes: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            chunked = self.headers.get("Transfer-Encoding") == "chunked"
+            bodies.append(read_chunked(self.rfile) if chunked else self.rfile.read(int(self.headers["Content-Length"])))
+            hashes.append(self.headers.get("X-Content-Sha256", ""))
+            answer = b'{"outcome": "checked"}'
+            self.send_response(503 if len(bodies) <= failures else 200)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", bodies, hashes
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def read_chunked(stream) -> bytes:
+    data = b""
+    while size := int(stream.readline().split(b";")[0], 16):
+        data += stream.read(size)
+        stream.readline()
+    stream.readline()
+    return data
+
+
+def test_a_reference_upload_is_retried_on_5xx_with_the_whole_file_each_time(tmp_path):
+    """The file is read from disk in chunks for each try (a retried stream must start again from its first byte)."""
+    path = tmp_path / "fid-references.npz"
+    path.write_bytes(PAYLOAD * 150)  # ~3 MB: several chunks
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with receiving_server(failures=2) as (url, bodies, hashes):
+        response = ArenaServer(url, "arenaw_x", retry_seconds=30).upload(f"{url}/builds/1/{'ab' * 16}/references",
+                                                                         path, digest)
+    assert response.json() == {"outcome": "checked"}
+    assert len(bodies) == 3 and all(body == path.read_bytes() for body in bodies)
+    assert hashes == [digest] * 3
