@@ -10,11 +10,11 @@ and one remote worker (`server.jobs.remote_worker.RemoteWorker`, HTTP only, an e
 The load of shared cores drifts over minutes, so two drains one after the other say little about each other. The
 drains alternate instead: each round uploads `--entries` entries for the local worker and as many for the remote one
 (same size, other pixels: the cost of scoring depends on the size) and drains them in turn, the local one first in
-even rounds and the remote one first in odd rounds, so a steady drift favours neither. Each round gives the ratio of
-its two drains; the median over the rounds is the comparison. The overhead per entry (a drain's wall time less the
-Scorer's own time in it: claim, decoding, images written, and for the remote worker the transfers) does not move
-with the load of the scoring itself. One warm-up job of each worker comes first, not counted in the rounds: the
-remote worker's first job fetches the reference file (~400 MB, whatever the image count) and loads it.
+rounds 1, 3, ... and the remote one first in rounds 2, 4, ..., so a steady drift favours neither. Each round gives
+the ratio of its two drains; the median over the rounds is the comparison. The overhead per entry (a drain's wall
+time less the Scorer's own time in it: claim, decoding, images written, and for the remote worker the transfers)
+does not move with the load of the scoring itself. One warm-up job of each worker comes first, not counted in the
+rounds: the remote worker's first job fetches the reference file (~400 MB, whatever the image count) and loads it.
 
 Prints a table and writes bench/results/remote_transfer.json.
 """
