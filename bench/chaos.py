@@ -107,7 +107,7 @@ class Chaos:
             "ARENA_MODEL_SAMPLING_SECONDS": "600", "ARENA_MODEL_SAMPLING_THREADS": "1",
             "ARENA_MODEL_MEMORY_BYTES": str(2**30), "ARENA_MODEL_DRY_RUN_SECONDS": "300",
             # eager torch: no ONNX export of the network at each cold start (minutes on busy shared cores)
-            "ARENA_FID_ENGINE": "torch", **({"ARENA_HOST": self.lab.host_ip} if self.lab else {}),
+            "ARENA_FID_ENGINE": "torch",
         }
 
     def remote_env(self) -> dict[str, str]:
@@ -119,7 +119,8 @@ class Chaos:
     def start_server(self) -> None:
         # minutes, not seconds, to start when the cores are shared
         log = self.data_dir / f"server-{self.restarts}.log"
-        self.server, _ = serve.start_server(self.env(), log, "--no-worker", port=self.port, timeout=300)
+        host = self.lab.host_ip if self.lab else "127.0.0.1"  # remote workers reach it over their veth pair
+        self.server, _ = serve.start_server(self.env(), log, "--no-worker", port=self.port, host=host, timeout=300)
 
     def restart_server(self) -> None:
         assert self.server is not None

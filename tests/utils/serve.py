@@ -54,12 +54,12 @@ def wait_healthy(url: str, process: subprocess.Popen, log: Path, timeout: float 
     raise RuntimeError(f"arena serve did not answer within {timeout:.0f} s:\n{log.read_text()[-4000:]}")
 
 
-def start_server(env: Mapping[str, str], log: Path, *args: str, port: int | None = None,
+def start_server(env: Mapping[str, str], log: Path, *args: str, port: int | None = None, host: str = "127.0.0.1",
                  timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
-    """`arena serve ARGS` on 127.0.0.1 (a free port unless given), its output in `log`; (process, url) once healthy."""
+    """`arena serve ARGS` on `host` (a free port unless given), its output in `log`; (process, url) once healthy."""
     port = port or free_port()
-    process = start_arena(env, log, "serve", "--host", "127.0.0.1", "--port", str(port), *args)
-    url = f"http://127.0.0.1:{port}"
+    process = start_arena(env, log, "serve", "--host", host, "--port", str(port), *args)
+    url = f"http://{host}:{port}"
     try:
         wait_healthy(url, process, log, timeout)
     except BaseException:

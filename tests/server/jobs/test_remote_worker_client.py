@@ -151,3 +151,25 @@ def test_a_reference_upload_is_retried_on_5xx_with_the_whole_file_each_time(tmp_
     assert response.json() == {"outcome": "checked"}
     assert len(bodies) == 3 and all(body == path.read_bytes() for body in bodies)
     assert hashes == [digest] * 3
+
+
+def test_a_cached_file_is_hashed_once_and_fetched_again_once_changed(tmp_path, monkeypatch):
+    """The reference file (~400 MB) is checked before every job: hashing it each time cost about a second per job,
+    so a file this process has checked is known by its size and modification time; one changed since is not."""
+    import server.jobs.remote_worker as remote_worker
+
+    hashed: list[Path] = []
+    real_sha256 = remote_worker.file_sha256
+    monkeypatch.setattr(remote_worker, "file_sha256", lambda path: hashed.append(path) or real_sha256(path))
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    target = tmp_path / "references" / f"{digest}.npz"
+    with flaky_server(failures=0) as (url, asked):
+        server = ArenaServer(url, "arenaw_x", retry_seconds=5)
+        for _ in range(3):
+            server.download(f"{url}/references", target, digest)
+        assert len(asked) == 1 and hashed == []  # downloaded and checked once, trusted after
+        ArenaServer(url, "arenaw_x", retry_seconds=5).download(f"{url}/references", target, digest)
+        assert len(asked) == 1 and hashed == [target]  # another process checks the cached file once
+        target.write_bytes(b"changed on disk")
+        server.download(f"{url}/references", target, digest)
+    assert len(asked) == 2 and target.read_bytes() == PAYLOAD
