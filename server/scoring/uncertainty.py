@@ -25,7 +25,10 @@ degrees of freedom allow 0.91-1.75). On fresh sets of 1,000 from the Gaussian wi
 the same real reference, two independent draws of 40 gave 0.94 and 1.22 (the se 0.83 and 0.85, the sd 0.88 and 0.70:
 the sd's own noise), both pooled 1.06 (95% range 0.89-1.23), coverage 81% and 91% (`python -m bench.calibration
 --regimes gaussian-generator --classes without_mask --sizes 1000 --gaussian-sets 40 --estimators half-sampling`,
-2026-12-06, 2 cores shared with five other helpers; docs/BENCHMARKS.md).
+2026-12-06). Settled on real samples (2026-12-07): 40 new fresh sets of 1,000 of the same generator (seeds
+1100-1139) gave se/sd 1.08 public and 1.09 private (95% range 0.84-1.33), coverage 86-87%, same-generator ties 96-97%
+(`python -m bench.calibration --regimes generator --classes without_mask --sizes 1000 --partitions 2`;
+docs/BENCHMARKS.md).
 
 A replicate is an exact weighted FID: with multiplicities c_i (0/1 for a half-sample, counts for the bootstrap kept
 for comparison in bench/calibration.py), m = sum c_i and w_i = c_i / m, the drawn set's mean is m_w = X^T w and
