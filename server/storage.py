@@ -30,6 +30,15 @@ CHUNK = 1024 * 1024
 GRID_SIDE = 8
 
 
+def file_sha256(path: Path) -> str:
+    """A file's sha256, read in chunks (reference files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def uploads_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "uploads"
 

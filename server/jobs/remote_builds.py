@@ -26,7 +26,6 @@ engine: the web tier runs it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -64,9 +63,8 @@ from server.jobs.reference_builds import (
 )
 from server.jobs.remote_results import reference_file
 from server.jobs.worker_tokens import token_owns
+from server.storage import file_sha256
 from submissions.results import SPLITS
-
-CHUNK = 1 << 20
 
 
 class InvalidReferences(ArenaError):
@@ -365,10 +363,3 @@ def check_array(name: str, array: np.ndarray, shape: tuple[int, ...], value: int
     if name.endswith("/sigma") and not np.allclose(array, array.T):
         raise InvalidReferences(f"{name}: a covariance must be symmetric")
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

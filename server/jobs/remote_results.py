@@ -6,7 +6,6 @@ bounded size. A result that fails raises `InvalidResult` (422) naming what does 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -22,7 +21,7 @@ from pydantic import ValidationError
 
 from server.competition_dir import Competition, reference_cache_file
 from server.errors import ArenaError
-from server.storage import evidence_path, grid_path
+from server.storage import evidence_path, file_sha256, grid_path
 from submissions.atomic import write_atomically
 from submissions.results import SubmissionResult
 
@@ -63,13 +62,10 @@ def reference_file(competition: Competition, engine: str) -> ReferenceFile | Non
     key = (str(path), stat.st_mtime_ns, stat.st_size)
     with _fingerprints_lock:
         if key not in _fingerprints:
-            digest = hashlib.sha256()
-            with path.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
+            fingerprint = file_sha256(path)
             with np.load(path, allow_pickle=False) as archive:
                 metadata = json.loads(str(archive["metadata"]))
-            _fingerprints[key] = (digest.hexdigest(), metadata)
+            _fingerprints[key] = (fingerprint, metadata)
         fingerprint, metadata = _fingerprints[key]
     return ReferenceFile(path=path, fingerprint=fingerprint, size=stat.st_size, metadata=metadata)
 

@@ -49,7 +49,7 @@ from server.jobs.model_entries import ModelFailed
 from server.jobs.reference_worker import PROGRESS_SECONDS, ProgressReporter
 from server.jobs.signals import WorkerInterrupted
 from server.jobs.worker import beating, make_scorer
-from server.storage import evidence_path, grid_path
+from server.storage import evidence_path, file_sha256, grid_path
 
 log = logging.getLogger("arena.remote_worker")
 CHUNK = 1 << 20
@@ -213,13 +213,6 @@ def file_stamp(path: Path) -> tuple[int, int]:
     stat = path.stat()
     return stat.st_size, stat.st_mtime_ns
 
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass
