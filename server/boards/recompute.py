@@ -10,7 +10,12 @@ did, for the new board, which comes back pickled (250 entries: a few ms) for the
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from sqlalchemy.engine import make_url
 
@@ -32,21 +37,50 @@ class BoardProcess:
     code loaded already (forkserver), so starting it costs milliseconds, not an interpreter's imports."""
 
     def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([__name__])
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_open, initargs=(database_url,))
+        return ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_open,
+                                   initargs=(self.database_url, os.getpid()))
 
     def board_if_moved(self, slug: str, board: Board, known_version: int | None) -> tuple[int, Leaderboard] | None:
-        """None while the board's version is `known_version`, else (its version, the board)."""
-        return self._pool.submit(_board_if_moved, slug, board, known_version).result()
+        """None while the board's version is `known_version`, else (its version, the board). A process that died
+        (killed, out of memory) is replaced for the next call."""
+        try:
+            return self._pool.submit(_board_if_moved, slug, board, known_version).result()
+        except BrokenProcessPool:
+            self._pool = self._new_pool()
+            raise
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _open(database_url: str) -> None:
+def _open(database_url: str, server_pid: int) -> None:
     global _database
     _database = Database(database_url)
+    # The server stops this process when it shuts down (`close`); a Ctrl-C or a SIGTERM to the whole process group
+    # must not kill it first. A server that died without shutting down (SIGKILL) must not leave it behind.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(server_pid,), daemon=True).start()
+
+
+def _exit_with(server_pid: int) -> None:
+    while _alive(server_pid):
+        time.sleep(1)
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _board_if_moved(slug: str, board: Board, known_version: int | None) -> tuple[int, Leaderboard] | None:
