@@ -9,7 +9,9 @@ Everyone keeps refreshing the leaderboard, so it is answered from memory.
   prerenders it and swaps it in. A new score is so visible within one poll interval and one recompute, however many
   readers there are: detecting a change does not wait for a reader, and the event loop makes no threadpool hop
   for it (a check started by readers waited for them: about max age / 2 + two checks, 2-3 s on a busy 2-core
-  machine; docs/BENCHMARKS.md, issue 26).
+  machine; docs/BENCHMARKS.md, issue 26). The poll and the recompute run in a process of their own
+  (server/boards/recompute.py): next to readers that keep the GIL busy, a thread took 1.2-3.9 s for a 0.07 s
+  recompute. An in-memory database, which no other process sees, is recomputed in the thread.
 - A reader who finds no board, or one past its max age (the first read, a board unread for a while, max age 0, or
   no refresher), checks it in front and waits: one check per board at a time, however many readers arrive, and
   readers arriving while a board is being checked (by them or the refresher) get the previous board at once.
@@ -31,6 +33,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.boards.ranking import Board, Leaderboard, leaderboard
+from server.boards.recompute import BoardProcess, shareable
 from server.db import Database
 from server.db.crud import get_competition
 
@@ -51,6 +54,7 @@ class CachedBoard:
     board: Leaderboard
     checked_at: float  # time.monotonic() of the database check that confirmed it current
     read_at: float  # time.monotonic() of its last reader: the refresher polls boards read within WATCHED_SECONDS
+    version: int | None = None  # its board_version, when the refresher's process computed it
 
 
 class BoardCache:
@@ -70,6 +74,7 @@ class BoardCache:
         self._swap = threading.Lock()  # the refresher, readers' checks and forget (a route's thread) all write
         self._stopping = threading.Event()
         self._refresher: threading.Thread | None = None
+        self._process: BoardProcess | None = None
 
     async def get(self, slug: str, board: Board) -> CachedBoard:
         """The board as organizers see it (callers apply visibility); raises NotFound for an unknown slug."""
@@ -90,6 +95,8 @@ class BoardCache:
         reader checks anyway."""
         if self.max_age > 0 and self._refresher is None:
             self._stopping.clear()
+            if shareable(self.database.url):
+                self._process = BoardProcess(self.database.url)
             self._refresher = threading.Thread(target=self._refresh_until_stopped, name="board-refresher",
                                                daemon=True)  # daemon: a stuck query must not keep the process up
             self._refresher.start()
@@ -100,6 +107,9 @@ class BoardCache:
             self._stopping.set()
             self._refresher.join(timeout=10)
             self._refresher = None
+        if self._process is not None:
+            self._process.close()
+            self._process = None
 
     def forget(self, slug: str) -> None:
         """Drop a competition's boards (its visibility changed): the next read checks the database first."""
@@ -134,17 +144,34 @@ class BoardCache:
             return
         self._refreshing.add(key)
         try:
-            self._keep(key, previous, *self._checked_board(*key, previous))
+            if self._process is None:  # an in-memory database: only this process sees it
+                self._keep(key, previous, *self._checked_board(*key, previous))
+                return
+            moved = self._moved_board(*key, previous.version)
+            checked_at = time.monotonic()
+            if moved is None:
+                previous.checked_at = checked_at
+                return
+            version, board = moved
+            if self.prerender is not None:
+                self.prerender(board)
+            self._keep(key, previous, board, checked_at, version)
         finally:
             self._refreshing.discard(key)
 
-    def _keep(self, key: BoardKey, previous: CachedBoard | None, board: Leaderboard,
-              checked_at: float) -> CachedBoard:
+    def _moved_board(self, slug: str, board: Board, known_version: int | None) -> tuple[int, Leaderboard] | None:
+        """From the recompute process (server/boards/recompute.py): None while the board is at `known_version`."""
+        assert self._process is not None
+        return self._process.board_if_moved(slug, board, known_version)
+
+    def _keep(self, key: BoardKey, previous: CachedBoard | None, board: Leaderboard, checked_at: float,
+              version: int | None = None) -> CachedBoard:
         """The checked board, kept in place of `previous` unless that was forgotten or replaced meanwhile."""
         if previous is not None and previous.board is board:  # unchanged: keep the rendered bytes
             previous.checked_at = checked_at
             return previous
-        fresh = CachedBoard(board, checked_at, read_at=checked_at if previous is None else previous.read_at)
+        fresh = CachedBoard(board, checked_at, read_at=checked_at if previous is None else previous.read_at,
+                            version=version)
         with self._swap:
             if self._boards.get(key) is previous:
                 self._boards[key] = fresh
