@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +21,7 @@ from sqlalchemy.engine import make_url
 from server.boards.ranking import Board, Leaderboard, leaderboard
 from server.db import Database
 from server.db.crud import get_competition
+from server.jobs.signals import ignore_shutdown_signals
 
 _database: Database | None = None  # the recompute process's own connection pool
 
@@ -62,10 +62,9 @@ class BoardProcess:
 def _open(database_url: str, server_pid: int) -> None:
     global _database
     _database = Database(database_url)
-    # The server stops this process when it shuts down (`close`); a Ctrl-C or a SIGTERM to the whole process group
-    # must not kill it first. A server that died without shutting down (SIGKILL) must not leave it behind.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # The server stops this process when it shuts down (`close`); a server that died without shutting down
+    # (SIGKILL) must not leave it behind.
+    ignore_shutdown_signals()
     threading.Thread(target=_exit_with, args=(server_pid,), daemon=True).start()
 
 

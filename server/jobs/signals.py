@@ -16,6 +16,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("arena.worker")
 
 
+def ignore_shutdown_signals() -> None:
+    """For a helper process its parent stops (the board recompute process): a Ctrl-C or SIGTERM sent to the whole
+    process group must not kill it before the parent shuts it down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class WorkerInterrupted(BaseException):
     """Raised in the worker's thread to abandon the current job (second SIGTERM or grace period over)."""
 
