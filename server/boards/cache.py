@@ -54,7 +54,7 @@ class CachedBoard:
     board: Leaderboard
     checked_at: float  # time.monotonic() of the database check that confirmed it current
     read_at: float  # time.monotonic() of its last reader: the refresher polls boards read within WATCHED_SECONDS
-    version: int | None = None  # its board_version, when the refresher's process computed it
+    version: int  # its competition's board_version when it was computed (the refresher's polls compare it)
 
 
 class BoardCache:
@@ -119,8 +119,7 @@ class BoardCache:
 
     async def _check(self, key: BoardKey, previous: CachedBoard | None) -> CachedBoard:
         try:
-            board, checked_at = await run_in_threadpool(self._checked_board, *key, previous)
-            return self._keep(key, previous, board, checked_at)
+            return self._keep(key, previous, *await run_in_threadpool(self._checked_board, *key, previous))
         finally:
             del self._checks[key]
 
@@ -159,16 +158,16 @@ class BoardCache:
         finally:
             self._refreshing.discard(key)
 
-    def _moved_board(self, slug: str, board: Board, known_version: int | None) -> tuple[int, Leaderboard] | None:
+    def _moved_board(self, slug: str, board: Board, known_version: int) -> tuple[int, Leaderboard] | None:
         """From the recompute process (server/boards/recompute.py): None while the board is at `known_version`."""
         assert self._process is not None
         return self._process.board_if_moved(slug, board, known_version)
 
     def _keep(self, key: BoardKey, previous: CachedBoard | None, board: Leaderboard, checked_at: float,
-              version: int | None = None) -> CachedBoard:
+              version: int) -> CachedBoard:
         """The checked board, kept in place of `previous` unless that was forgotten or replaced meanwhile."""
         if previous is not None and previous.board is board:  # unchanged: keep the rendered bytes
-            previous.checked_at = checked_at
+            previous.checked_at, previous.version = checked_at, version
             return previous
         fresh = CachedBoard(board, checked_at, read_at=checked_at if previous is None else previous.read_at,
                             version=version)
@@ -177,20 +176,27 @@ class BoardCache:
                 self._boards[key] = fresh
         return fresh
 
-    def _checked_board(self, slug: str, board: Board, previous: CachedBoard | None) -> tuple[Leaderboard, float]:
-        """The current board and when the database confirmed it; a new one prerendered, before anyone reads it.
-        One threadpool hop for both when a reader checks: under a full event loop each hop waited 0.1-0.2 s for the
-        GIL on the busy 2-core machine, longer than the prerender itself (docs/BENCHMARKS.md, issue 26)."""
-        current = self._current_board(slug, board)
+    def _checked_board(self, slug: str, board: Board,
+                       previous: CachedBoard | None) -> tuple[Leaderboard, float, int]:
+        """The current board, when the database confirmed it and its version; a new one prerendered, before anyone
+        reads it. One threadpool hop for both when a reader checks: under a full event loop each hop waited
+        0.1-0.2 s for the GIL on the busy 2-core machine, longer than the prerender itself (docs/BENCHMARKS.md,
+        issue 26)."""
+        current, version = self._current_board(slug, board)
         checked_at = time.monotonic()
         if self.prerender is not None and (previous is None or previous.board is not current):
             self.prerender(current)
-        return current, checked_at
+        return current, checked_at, version
 
-    def _current_board(self, slug: str, board: Board) -> Leaderboard:
+    def _current_board(self, slug: str, board: Board) -> tuple[Leaderboard, int]:
+        """The board and its `board_version`, read before the board (so the board is at least that new): with it
+        the refresher's next poll finds the board unchanged instead of recomputing it once more. A board unread for
+        `WATCHED_SECONDS` is checked by its next reader, and a score landing during that extra recompute showed
+        only after a second one (the slowest score of each server_load run, 0.9-1.1 s; issue 26)."""
         with self.database.sessionmaker() as session:
             competition = get_competition(session=session, slug=slug)
-            return leaderboard(session=session, competition=competition, board=board, is_admin=True)
+            version = competition.board_version
+            return leaderboard(session=session, competition=competition, board=board, is_admin=True), version
 
 
 def accepts_gzip(accept_encoding: str) -> bool:

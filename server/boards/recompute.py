@@ -46,7 +46,7 @@ class BoardProcess:
         return ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_open,
                                    initargs=(self.database_url, os.getpid()))
 
-    def board_if_moved(self, slug: str, board: Board, known_version: int | None) -> tuple[int, Leaderboard] | None:
+    def board_if_moved(self, slug: str, board: Board, known_version: int) -> tuple[int, Leaderboard] | None:
         """None while the board's version is `known_version`, else (its version, the board). A process that died
         (killed, out of memory) is replaced for the next call."""
         try:
@@ -82,7 +82,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _board_if_moved(slug: str, board: Board, known_version: int | None) -> tuple[int, Leaderboard] | None:
+def _board_if_moved(slug: str, board: Board, known_version: int) -> tuple[int, Leaderboard] | None:
     assert _database is not None, "the recompute process starts with _open"
     with _database.sessionmaker() as session:
         competition = get_competition(session=session, slug=slug)

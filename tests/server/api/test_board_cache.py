@@ -172,6 +172,35 @@ def test_the_refresher_recomputes_in_a_process_of_its_own(database, scored):
     assert boards._boards[(slug, "public")].version is not None  # with the version it read, for the next poll
 
 
+def test_the_refresher_does_not_recompute_a_board_a_reader_just_checked(database, scored):
+    """A reader's check records the version it read: a score landing just after must not wait behind a needless
+    recompute of the same board (it then showed only after a second one: the slowest score of each server_load
+    run, issue 26)."""
+    slug, add = scored
+    add("a", 10.0)
+
+    answers: list[bool] = []  # per refresher poll: did the recompute process send a board back
+
+    class RecordingBoardCache(BoardCache):
+        def _moved_board(self, slug, board, known_version):
+            moved = super()._moved_board(slug, board, known_version)
+            answers.append(moved is not None)
+            return moved
+
+    boards = RecordingBoardCache(database, max_age=60)
+    first = asyncio.run(boards.get(slug, "public"))  # the reader checks it in front
+    boards.start()
+    try:
+        assert wait_until(lambda: len(answers) >= 3)
+        polls_before, kept = list(answers), boards._boards[(slug, "public")].board
+        add("b", 5.0)
+        assert wait_until(lambda: names(asyncio.run(boards.get(slug, "public"))) == ["b", "a"])
+    finally:
+        boards.stop()
+    assert not any(polls_before) and kept is first.board  # nothing sent back, nothing replaced
+    assert any(answers)  # until the board moved
+
+
 def test_the_refresher_leaves_a_forgotten_board_forgotten(database, scored):
     slug, boards, previous = behind_a_change(database, scored, max_age=60)
     boards.start()
