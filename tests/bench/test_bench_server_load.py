@@ -22,7 +22,7 @@ def test_runs_without_the_upload_phase(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "bench.server_load", "--submissions", "40", "--teams", "4", "--readers", "2",
          "--requests-per-reader", "5", "--uploads", "0", "--drain", "0", "--team-entries", "60",
-         "--images-per-class", "2", "--data-dir", str(tmp_path / "data"), "--out", str(out)],
+         "--images-per-class", "2", "--new-scores", "4", "--data-dir", str(tmp_path / "data"), "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(out.read_text())
@@ -31,3 +31,7 @@ def test_runs_without_the_upload_phase(tmp_path):
     for phase in ("anonymous", "signed_in", "status"):
         assert summary["html"][phase]["errors"] == 0, phase
     assert summary["html"]["team_page"]["last_page_status"] == 200
+    # The scoring phase reads until its scores landed (more than the 4 teams: the bench goes round them again),
+    # and the board page showed each one.
+    visible = summary["html"]["scoring"]["visible_after"]
+    assert len(visible["seen_after_s"]) >= 3 and visible["missed"] == 0
