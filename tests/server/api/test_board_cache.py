@@ -14,7 +14,7 @@ from sqlalchemy import event
 from server.api.board_cache import BoardCache, accepts_gzip, simple_query
 from server.boards.cache import WATCHED_SECONDS
 from server.db import Team
-from server.db.crud import create_team, register_competition
+from server.db.crud import create_team, get_competition, register_competition
 from server.errors import NotFound
 from tests.utils.server_factories import ADMIN_TOKEN, START, add_scored, bearer, make_test_competition
 
@@ -169,7 +169,8 @@ def test_the_refresher_recomputes_in_a_process_of_its_own(database, scored):
     finally:
         boards.stop()
     assert CountingBoardCache.in_this_process == 1  # the new board came from the recompute process
-    assert boards._boards[(slug, "public")].version is not None  # with the version it read, for the next poll
+    with database.sessionmaker() as session:  # with the version it read, for the next poll
+        assert boards._boards[(slug, "public")].version == get_competition(session=session, slug=slug).board_version
 
 
 def test_the_refresher_does_not_recompute_a_board_a_reader_just_checked(database, scored):
