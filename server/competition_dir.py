@@ -38,6 +38,7 @@ __all__ = [
     "Manifest",
     "ManifestEntry",
     "Split",
+    "changed_metadata",
     "competitions_dir",
     "config_problem",
     "eps_in_force",
@@ -104,10 +105,16 @@ def expected_reference_metadata(competition: Competition, weights_sha256: str, e
     }
 
 
+def changed_metadata(stored: dict, expected: dict) -> list[str]:
+    """The keys on which a reference file's metadata differs from `expected_reference_metadata`: why it is stale."""
+    return sorted(key for key in stored.keys() | expected.keys() if stored.get(key) != expected.get(key))
+
+
 def write_reference_summary(references_dir: Path, metadata: dict, auto_eps: dict[str, float]) -> None:
     """The readable summary next to a reference file (the pages read the calibrated eps from it), atomically."""
     summary = json.dumps({**metadata, "auto_eps": auto_eps}, indent=1)
     write_atomically(references_dir / REFERENCE_SUMMARY_FILE, lambda temporary: temporary.write_text(summary))
+
 
 _loaded: dict[str, tuple[float, Competition | CompetitionError]] = {}
 

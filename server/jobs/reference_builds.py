@@ -137,6 +137,13 @@ def _store_progress(build: ReferenceBuild, progress: dict[str, Any]) -> None:
     build.images_done = sum(c["done"] for c in progress["classes"].values())
 
 
+def completed_progress(progress: dict[str, Any] | None) -> dict[str, Any]:
+    """A build's progress with every class done (also a build that found current statistics and so passed no image
+    through the network)."""
+    classes = {cls: {**c, "done": c["total"]} for cls, c in (progress or {}).get("classes", {}).items()}
+    return {"classes": classes, "stage": "done"}
+
+
 def record_progress(*, session: Session, build_id: int, lease_id: str, progress: dict[str, Any],
                     now: datetime | None = None) -> bool:
     """Store the images done per class; False if the lease is gone (the build was queued or claimed again)."""

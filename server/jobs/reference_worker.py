@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from server.competition_dir import load_competition
 from server.db import CompetitionRow, Database, ReferenceBuild
 from server.jobs.leases import lease_of
-from server.jobs.reference_builds import finish_build, record_progress
+from server.jobs.reference_builds import completed_progress, finish_build, record_progress
 
 if TYPE_CHECKING:
     from server.scoring.features import FeatureExtractor
@@ -44,8 +44,7 @@ class ProgressReporter:
 
     def completed(self) -> dict[str, Any]:
         """Every class done (also when a current cache was only checked, which passes no image through)."""
-        classes = {cls: {**c, "done": c["total"]} for cls, c in self.progress["classes"].items()}
-        return {"classes": classes, "stage": "done"}
+        return completed_progress(self.progress)
 
 
 def stored_progress(database: Database, build: ReferenceBuild) -> Callable[[dict[str, Any]], None]:

@@ -42,6 +42,7 @@ from server import inputs
 from server.competition_dir import (
     Competition,
     CompetitionError,
+    changed_metadata,
     expected_reference_metadata,
     load_competition,
     reference_cache_file,
@@ -54,6 +55,7 @@ from server.errors import ArenaError, Conflict, NotFound, UploadTooLarge
 from server.jobs.leases import BUILDS, held_or_refused, holds, lease_holder, lease_of
 from server.jobs.reference_builds import (
     claim_next_build,
+    completed_progress,
     finish_build,
     latest_build,
     record_progress,
@@ -99,7 +101,7 @@ def reference_problem(competition: Competition, scorer: WorkerScorer) -> Referen
         return ReferenceProblem(f"'{competition.slug}' has no reference statistics for the {scorer.engine} engine "
                                 "yet", buildable=True)
     expected = expected_reference_metadata(competition, scorer.weights_sha256, scorer.engine)
-    changed = changed_keys(references.metadata, expected)
+    changed = changed_metadata(references.metadata, expected)
     if changed == ["weights_sha256"]:
         return ReferenceProblem(f"the {scorer.engine} reference statistics of '{competition.slug}' were built with "
                                 "other FID weights than this remote worker's (the organizer's console builds them "
@@ -108,10 +110,6 @@ def reference_problem(competition: Competition, scorer: WorkerScorer) -> Referen
         return ReferenceProblem(f"the {scorer.engine} reference statistics of '{competition.slug}' are stale "
                                 f"({', '.join(changed)} changed)", buildable=True)
     return None
-
-
-def changed_keys(stored: dict, expected: dict) -> list[str]:
-    return sorted(key for key in stored.keys() | expected.keys() if stored.get(key) != expected.get(key))
 
 
 # -- claiming a build ----------------------------------------------------------------------------------------------
@@ -156,14 +154,9 @@ def work_of(session: Session, build: ReferenceBuild, *, worker_id: str, scorer: 
     if problem is None:
         finish_build(session=session, build_id=build.id, lease_id=lease_id, worker_id=worker_id, ok=True,
                      outcome=f"already current: the {scorer.engine} statistics match these images and weights",
-                     progress=completed(build.progress), now=now)
+                     progress=completed_progress(build.progress), now=now)
         return None
     return ClaimedBuild(build=build, lease_id=lease_id, competition=competition)
-
-
-def completed(progress: dict[str, Any] | None) -> dict[str, Any]:
-    classes = {cls: {**c, "done": c["total"]} for cls, c in (progress or {}).get("classes", {}).items()}
-    return {"classes": classes, "stage": "done"}
 
 
 def queue_build_for(*, session: Session, competition: CompetitionRow, problem: ReferenceProblem, worker_id: str,
@@ -298,7 +291,7 @@ def accept_references(*, session: Session, token: WorkerToken, build_id: int, le
     write_reference_summary(competition.references_dir, expected, auto_eps)
     finish_build(session=session, build_id=build_id, lease_id=lease_id, worker_id=worker_id, ok=True,
                  outcome=f"built by remote worker {worker_id} ({engine}); {size / 1e6:.0f} MB uploaded and checked",
-                 progress=completed(build.progress), now=now)
+                 progress=completed_progress(build.progress), now=now)
     return session.get_one(ReferenceBuild, build_id, populate_existing=True)
 
 
@@ -312,7 +305,7 @@ def check_reference_upload(path: Path, sha256: str, expected: dict) -> dict[str,
     try:
         with np.load(path, allow_pickle=False) as archive:
             metadata = json.loads(str(archive["metadata"]))
-            changed = changed_keys(metadata, expected) if isinstance(metadata, dict) else ["the whole metadata"]
+            changed = changed_metadata(metadata, expected) if isinstance(metadata, dict) else ["the whole metadata"]
             if changed:
                 raise InvalidReferences(f"metadata: {', '.join(changed)} differ from what this build expects",
                                         detail={key: {"sent": metadata.get(key) if isinstance(metadata, dict)

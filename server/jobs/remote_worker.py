@@ -106,12 +106,7 @@ class ArenaServer:
         return attempt()
 
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        response = self.call("POST", path, **kwargs)
-        if response.status_code == 409 and not already_stored(response):
-            raise JobLost(error_message(response))
-        if response.status_code >= 400:
-            raise RuntimeError(f"POST {path}: HTTP {response.status_code}: {error_message(response)}")
-        return response
+        return answered(path, self.call("POST", path, **kwargs))
 
     def download(self, url: str, target: Path, sha256: str) -> Path:
         """Fetch `url` into `target` unless a file with that hash is there; a download whose hash differs is
@@ -157,7 +152,6 @@ class ArenaServer:
         self.verified[target] = (sha256, stamp)
         return True
 
-
     def upload(self, url: str, path: Path, sha256: str) -> httpx.Response:
         """POST a large file as the raw body, read from disk in chunks (never whole in memory), with its sha256
         for the server's check; retried like every call."""
@@ -176,12 +170,17 @@ class ArenaServer:
                 response.raise_for_status()
             return response
 
-        response = attempt()
-        if response.status_code == 409:
-            raise JobLost(error_message(response))
-        if response.status_code >= 400:
-            raise RuntimeError(f"POST {url}: HTTP {response.status_code}: {error_message(response)}")
-        return response
+        return answered(url, attempt())
+
+
+def answered(path: str, response: httpx.Response) -> httpx.Response:
+    """The answer to a POST about a held job: JobLost when the server took the job away (409), RuntimeError naming
+    any other refusal."""
+    if response.status_code == 409 and not already_stored(response):
+        raise JobLost(error_message(response))
+    if response.status_code >= 400:
+        raise RuntimeError(f"POST {path}: HTTP {response.status_code}: {error_message(response)}")
+    return response
 
 
 def already_stored(response: httpx.Response) -> bool:
@@ -212,7 +211,6 @@ def error_message(response: httpx.Response) -> str:
 def file_stamp(path: Path) -> tuple[int, int]:
     stat = path.stat()
     return stat.st_size, stat.st_mtime_ns
-
 
 
 @dataclass
@@ -293,39 +291,50 @@ class RemoteWorker:
 
     # -- one job -----------------------------------------------------------------------------------------------
 
+    @contextmanager
+    def holding(self, job: dict[str, Any], path: str, name: str) -> Iterator[None]:
+        """Hold a claimed job (a submission or a reference build, at `path` under its lease) while the block runs.
+        The block ends it: a lease the server took away drops it, a stopping worker gives it back, and any other
+        error is posted as the job's failure."""
+        self.lost = threading.Event()
+        self.lease, self.last_answer, self.job_path = job["lease_id"], time.monotonic(), path
+        try:
+            yield
+        except JobLost as exc:
+            log.warning("%s: dropped (%s)", name, exc)
+        except WorkerInterrupted:
+            self.abandon_current(f"worker {self.worker_id} stopped before finishing")
+            self.stop.set()
+        except Exception as exc:
+            log.exception("%s failed", name)
+            self._report_failure(path, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.lease = self.job_path = None
+
     def run_job(self, job: dict[str, Any], stages: dict[str, float] | None = None) -> int:
         """Score one claimed job and post its result, or its failure; 1 when a result was kept."""
-        self.lost = threading.Event()
-        self.lease, self.last_answer = job["lease_id"], time.monotonic()
-        self.job_path = path = f"/jobs/{job['submission_id']}/{job['lease_id']}"
+        path, name = f"/jobs/{job['submission_id']}/{job['lease_id']}", f"submission {job['submission_id']}"
         stages = stages if stages is not None else {}
-        try:
-            result = self.score(job, stages)
+        with self.holding(job, path, name):
+            try:
+                result = self.score(job, stages)
+            except ReferencesDoNotFit as exc:
+                log.error("%s: %s", name, exc)
+                self.abandon_current(str(exc))
+                return 0
+            except ModelFailed as exc:  # the team's model, not this worker: the submission fails at once
+                log.warning("%s: %s", name, exc)
+                self._report_failure(path, str(exc), model_failed=True)
+                return 0
             if self.lost.is_set():
                 raise JobLost("the lease ran out while scoring")
             with timed(stages, "post"):
                 self.server.post(f"{path}/result", files=result,
                                  data={"reference_fingerprint": job["reference_fingerprint"]})
             self.timings.append(stages)
-            log.info("submission %s scored and posted (%s)", job["submission_id"],
+            log.info("%s scored and posted (%s)", name,
                      ", ".join(f"{stage} {seconds:.2f} s" for stage, seconds in stages.items()))
             return 1
-        except JobLost as exc:
-            log.warning("submission %s: dropped (%s)", job["submission_id"], exc)
-        except WorkerInterrupted:
-            self.abandon_current(f"worker {self.worker_id} stopped before finishing")
-            self.stop.set()
-        except ReferencesDoNotFit as exc:
-            log.error("submission %s: %s", job["submission_id"], exc)
-            self.abandon_current(str(exc))
-        except ModelFailed as exc:  # the team's model, not this worker: the submission fails at once
-            log.warning("submission %s: %s", job["submission_id"], exc)
-            self._report_failure(path, str(exc), model_failed=True)
-        except Exception as exc:
-            log.exception("submission %s failed", job["submission_id"])
-            self._report_failure(path, f"{type(exc).__name__}: {exc}")
-        finally:
-            self.lease = self.job_path = None
         return 0
 
     def _report_failure(self, path: str, error: str, *, model_failed: bool = False) -> None:
@@ -359,11 +368,8 @@ class RemoteWorker:
 
     def run_build(self, job: dict[str, Any]) -> int:
         """Build a competition's reference statistics as a local worker does and upload them; 1 when accepted."""
-        self.lost = threading.Event()
-        self.lease, self.last_answer = job["lease_id"], time.monotonic()
-        self.job_path = path = f"/builds/{job['build_id']}/{job['lease_id']}"
         started = time.perf_counter()
-        try:
+        with self.holding(job, f"/builds/{job['build_id']}/{job['lease_id']}", f"reference build {job['build_id']}"):
             built = self.build_references(job, self.build_competition(job))
             if self.lost.is_set():
                 raise JobLost("the lease ran out while building")
@@ -371,16 +377,6 @@ class RemoteWorker:
             log.info("reference build %s of '%s' in %.1f s: %s", job["build_id"], job["competition"],
                      time.perf_counter() - started, answer["outcome"])
             return 1
-        except JobLost as exc:
-            log.warning("reference build %s: dropped (%s)", job["build_id"], exc)
-        except WorkerInterrupted:
-            self.abandon_current(f"worker {self.worker_id} stopped before finishing")
-            self.stop.set()
-        except Exception as exc:
-            log.exception("reference build %s failed", job["build_id"])
-            self._report_failure(path, f"{type(exc).__name__}: {exc}")
-        finally:
-            self.lease = self.job_path = None
         return 0
 
     def build_competition(self, job: dict[str, Any]) -> Competition:

@@ -27,6 +27,7 @@ import numpy as np
 from server.competition_dir import (
     Competition,
     CompetitionError,
+    changed_metadata,
     eps_in_force,
     reference_cache_file,
     write_reference_summary,
@@ -79,10 +80,6 @@ class References:
         return eps
 
 
-def _changed(stored: dict, metadata: dict) -> list[str]:
-    return sorted(key for key in metadata.keys() | stored.keys() if stored.get(key) != metadata.get(key))
-
-
 def cache_problem(competition: Competition, extractor: FeatureExtractor) -> str | None:
     """None when this engine's cache is current for these weights and images, else why it needs a build. Reads only
     the cache's metadata (not its ~400 MB of matrices), so a worker can check every competition at start-up."""
@@ -95,7 +92,7 @@ def cache_problem(competition: Competition, extractor: FeatureExtractor) -> str 
             stored = json.loads(str(archive["metadata"]))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         return f"the reference cache is unreadable ({exc})"
-    changed = _changed(stored, metadata)
+    changed = changed_metadata(stored, metadata)
     return f"the reference cache is stale ({', '.join(changed)} changed)" if changed else None
 
 
@@ -108,7 +105,7 @@ def load_references(path: Path, metadata: dict) -> References | None:
             stored = json.loads(str(archive["metadata"]))
             if stored != metadata:
                 log.warning("reference cache %s is stale (%s changed); rebuilding", path,
-                            ", ".join(_changed(stored, metadata)))
+                            ", ".join(changed_metadata(stored, metadata)))
                 return None
             classes = {cls: _class_from_archive(archive, cls) for cls in metadata["counts"]}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
